@@ -1,0 +1,122 @@
+# copycat-lua build. `make help` lists the targets.
+#
+# Layout of what is built (all under $(BUILD)/):
+#   copycat-lua          the program (host/main.c + everything else)
+#   libcopycat.a         every C module except main.c, compiled -fPIC
+#   copycat/core.so      the C module `copycat.core` for plain lua5.4/busted
+#   test/<path>          one binary per spec/**/*_test.c (C unit tests)
+#   sim                  the deterministic cluster simulator (sim/*.c)
+
+BUILD    ?= build
+CC       ?= cc
+PKGS     := lua5.4 libuv msgpack
+SAN      ?=
+OPT      ?= -O2 -g
+
+WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
+            -Wmissing-prototypes -Wpointer-arith -Wformat=2 -Wvla \
+            -Wundef -Wcast-qual -Wwrite-strings -Wno-unused-parameter
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+UV_LIBS    = $(shell pkg-config --libs libuv msgpack 2>/dev/null) -lpthread -lm
+LUA_LIBS   = $(shell pkg-config --libs lua5.4 2>/dev/null)
+CFLAGS_ALL = -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -fPIC $(SAN) \
+             -Ihost -Ibindings -I$(BUILD)/gen $(PKG_CFLAGS) $(CFLAGS)
+LDFLAGS_ALL = $(SAN) $(LDFLAGS)
+
+LIB_SRCS  := $(filter-out host/main.c,$(wildcard host/*.c host/*/*.c bindings/*.c))
+LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
+LUA_SRCS  := $(sort $(wildcard lua/copycat/*.lua lua/copycat/*/*.lua))
+CTEST_SRCS := $(shell find spec -name '*_test.c' 2>/dev/null | sort)
+CTEST_BINS := $(CTEST_SRCS:spec/%.c=$(BUILD)/test/%)
+SIM_SRCS  := $(wildcard sim/*.c)
+SIM_OBJS  := $(SIM_SRCS:%.c=$(BUILD)/obj/%.o)
+BIN       := $(BUILD)/copycat-lua
+CORE_SO   := $(BUILD)/copycat/core.so
+
+.PHONY: all deps test asan lint format bench sim run clean help check-deps
+all: check-deps $(BIN) $(CORE_SO) $(CTEST_BINS) $(if $(SIM_SRCS),$(BUILD)/sim)
+
+help:
+	@echo "make deps    install missing Debian packages (apt-get; root)"
+	@echo "make         build $(BIN), $(CORE_SO), C tests, simulator"
+	@echo "make run     build and run the main job"
+	@echo "make test    deps + build + every suite; ends with 'tests: N passed, N failed'"
+	@echo "make asan    the same suites under AddressSanitizer + UBSan"
+	@echo "make lint    luacheck + C warnings (+ clang-format check)"
+	@echo "make sim     run the simulator: make sim SEEDS=10000 STEPS=20000"
+	@echo "make bench   benchmarks (codec, storage, core)"
+
+deps:
+	@tools/deps.sh
+
+# A friendlier failure than a wall of missing-header errors.
+check-deps:
+	@pkg-config --exists $(PKGS) || { echo "missing libraries: run 'make deps' (as root) first" >&2; exit 1; }
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -MMD -MP -c $< -o $@
+
+# Lua modules are compiled into the binary (see tools/embed.lua).
+$(BUILD)/gen/lua_modules.c: $(LUA_SRCS) tools/embed.lua
+	@mkdir -p $(dir $@)
+	lua5.4 tools/embed.lua $@ $(LUA_SRCS)
+
+$(BUILD)/obj/gen/lua_modules.o: $(BUILD)/gen/lua_modules.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Wno-overlength-strings -c $< -o $@
+
+$(BUILD)/libcopycat.a: $(LIB_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BIN): $(BUILD)/obj/host/main.o $(BUILD)/obj/gen/lua_modules.o $(BUILD)/libcopycat.a
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LUA_LIBS) $(UV_LIBS) -Wl,-E
+
+# The loadable module takes Lua's symbols from the interpreter that loads it.
+$(CORE_SO): $(BUILD)/libcopycat.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -shared -o $@ -Wl,--whole-archive $< -Wl,--no-whole-archive $(UV_LIBS)
+
+$(BUILD)/test/%: spec/%.c $(BUILD)/libcopycat.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Ispec/c -o $@ $< $(BUILD)/libcopycat.a $(LUA_LIBS) $(UV_LIBS)
+
+$(BUILD)/sim: $(SIM_OBJS) $(BUILD)/libcopycat.a
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(UV_LIBS)
+
+test: deps
+	@$(MAKE) --no-print-directory all
+	@tools/run-tests.sh $(BUILD)
+
+asan: deps
+	@$(MAKE) --no-print-directory BUILD=build-asan OPT="-O1 -g -fno-omit-frame-pointer" \
+	  SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined" all
+	@ASAN=1 tools/run-tests.sh build-asan
+
+lint: check-deps
+	luacheck -q lua spec examples scripts tools bench
+	@$(MAKE) --no-print-directory BUILD=build-lint all
+	@if command -v clang-format >/dev/null; then \
+	  clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h') && echo "clang-format: clean"; fi
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+SEEDS ?= 10000
+STEPS ?= 10000
+sim: all
+	$(BUILD)/sim --seeds $(SEEDS) --steps $(STEPS)
+
+bench: deps
+	@$(MAKE) --no-print-directory all
+	@tools/bench.sh $(BUILD)
+
+run: deps
+	@$(MAKE) --no-print-directory all
+	$(BIN) examples/runtime/tour.lua
+
+clean:
+	rm -rf build build-asan build-lint
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
