@@ -28,13 +28,17 @@ LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
 LUA_SRCS  := $(sort $(wildcard lua/copycat/*.lua lua/copycat/*/*.lua))
 CTEST_SRCS := $(shell find spec -name '*_test.c' 2>/dev/null | sort)
 CTEST_BINS := $(CTEST_SRCS:spec/%.c=$(BUILD)/test/%)
+CTOOL_SRCS := $(shell find spec -name '*_tool.c' 2>/dev/null | sort)
+CTOOL_BINS := $(CTOOL_SRCS:spec/%.c=$(BUILD)/tool/%)
+BENCH_SRCS := $(wildcard bench/*.c)
+BENCH_BINS := $(BENCH_SRCS:bench/%.c=$(BUILD)/bench/%)
 SIM_SRCS  := $(wildcard sim/*.c)
 SIM_OBJS  := $(SIM_SRCS:%.c=$(BUILD)/obj/%.o)
 BIN       := $(BUILD)/copycat-lua
 CORE_SO   := $(BUILD)/copycat/core.so
 
 .PHONY: all deps test asan lint format bench sim run clean help check-deps
-all: check-deps $(BIN) $(CORE_SO) $(CTEST_BINS) $(if $(SIM_SRCS),$(BUILD)/sim)
+all: check-deps $(BIN) $(CORE_SO) $(CTEST_BINS) $(CTOOL_BINS) $(BENCH_BINS) $(if $(SIM_SRCS),$(BUILD)/sim)
 
 help:
 	@echo "make deps    install missing Debian packages (apt-get; root)"
@@ -81,6 +85,15 @@ $(CORE_SO): $(BUILD)/libcopycat.a
 $(BUILD)/test/%: spec/%.c $(BUILD)/libcopycat.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -Ispec/c -o $@ $< $(BUILD)/libcopycat.a $(LUA_LIBS) $(UV_LIBS)
+
+# Helper programs that specs start as child processes (not run as tests).
+$(BUILD)/tool/%: spec/%.c $(BUILD)/libcopycat.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Ispec/c -o $@ $< $(BUILD)/libcopycat.a $(LUA_LIBS) $(UV_LIBS)
+
+$(BUILD)/bench/%: bench/%.c $(BUILD)/libcopycat.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -o $@ $< $(BUILD)/libcopycat.a $(LUA_LIBS) $(UV_LIBS)
 
 $(BUILD)/sim: $(SIM_OBJS) $(BUILD)/libcopycat.a
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(UV_LIBS)
