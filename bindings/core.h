@@ -1,0 +1,27 @@
+/*
+ * core.h — the C module `copycat.core`.
+ *
+ * Built into the copycat-lua binary and also as build/copycat/core.so so that
+ * plain lua5.4 and busted can load it. Every handle it creates lives on the
+ * libuv default loop; the binary runs that loop, a plain Lua program calls
+ * core.run().
+ */
+#ifndef COPYCAT_CORE_H
+#define COPYCAT_CORE_H
+
+#include <lua.h>
+
+/* Pushes the module table. */
+int luaopen_copycat_core(lua_State *L);
+
+/* Exit status requested through core.exit(), or -1 if none was requested. */
+int core_exit_status(lua_State *L);
+
+/* Reports an error raised by a callback that ran outside any task (the
+ * message is on top of the stack) and asks the program to exit with 1. */
+void core_callback_error(lua_State *L);
+
+/* Adds timer() and signal() to the table on top of the stack (watch.c). */
+int watch_open(lua_State *L);
+
+#endif
