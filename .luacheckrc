@@ -6,3 +6,8 @@ exclude_files = { "build", "build-asan", "build-lint" }
 
 files["spec"] = { std = "+busted" }
 files["spec/support"] = { std = "+busted" }
+
+-- Scripts run by copycat-lua see the library as the global `copycat`.
+files["examples"] = { read_globals = { "copycat" } }
+files["scripts"] = { read_globals = { "copycat" } }
+files["bench"] = { read_globals = { "copycat" } }

@@ -35,11 +35,12 @@ struct watch {
     uv_timer_t timer;
     uv_signal_t signal;
   } u;
-  lua_State *L; /* the main thread: callbacks always run there */
-  int fn_ref;   /* the callback, LUA_NOREF once released */
-  int self_ref; /* anchors the userdata while active */
-  int signum;   /* for signal watchers, 0 for timers */
-  uint64_t due; /* one-shot timers: uv_hrtime() deadline in ns */
+  lua_State *L;   /* the main thread: callbacks always run there */
+  int fn_ref;     /* the callback, LUA_NOREF once released */
+  int self_ref;   /* anchors the userdata while active */
+  int signum;     /* for signal watchers, 0 for timers */
+  uint64_t due;   /* timers: next deadline, uv_hrtime() ns */
+  uint64_t every; /* repeating timers: period in ns, 0 for one-shot */
 };
 
 static const struct {
@@ -73,6 +74,13 @@ static void on_timer(uv_timer_t *h) {
   if (w->due > now) {
     uv_timer_start(h, on_timer, (w->due - now + 999999) / 1000000, 0);
     return;
+  }
+  if (w->every) {
+    /* Re-arm from the deadline, not from now: no drift. After a long
+     * stall, skip the missed periods rather than firing in a burst. */
+    w->due += w->every;
+    if (w->due <= now) w->due = now + w->every;
+    uv_timer_start(h, on_timer, (w->due - now + 999999) / 1000000, 0);
   }
   lua_rawgeti(w->L, LUA_REGISTRYINDEX, w->fn_ref);
   /* A one-shot timer is inactive now: let the collector have it. The
@@ -123,12 +131,12 @@ static int l_timer(lua_State *L) {
   /* The loop's clock is cached at the start of each turn; a timer started
    * after long work in this turn would otherwise fire early. */
   uv_update_time(loop);
-  /* libuv counts whole milliseconds; round up so sleep(0.5) still waits. */
+  /* libuv counts whole milliseconds; round up so sleep(0.5) still waits.
+   * Repeats are re-armed by on_timer against exact deadlines. */
   uint64_t first = (uint64_t)ms + ((lua_Number)(uint64_t)ms < ms);
-  uint64_t every = (uint64_t)rep + ((lua_Number)(uint64_t)rep < rep);
-  if (rep > 0 && every == 0) every = 1;
-  if (every == 0) w->due = uv_hrtime() + (uint64_t)(ms * 1e6);
-  uv_timer_start(&w->u.timer, on_timer, first, every);
+  w->due = uv_hrtime() + (uint64_t)(ms * 1e6);
+  w->every = (uint64_t)(rep * 1e6);
+  uv_timer_start(&w->u.timer, on_timer, first, 0);
   return 1;
 }
 
