@@ -5,7 +5,8 @@
  * lists them:
  *
  *     TEST(prevote_does_not_bump_term) { ... CHECK(x == 1); ... }
- *     int main(void) { RUN(prevote_does_not_bump_term); return harness_done(); }
+ *     int main(void) { RUN(prevote_does_not_bump_term); return harness_done();
+ * }
  *
  * CHECK failures stop the current test (longjmp) and are reported with the
  * file, line and expression. The last line printed is always
@@ -29,22 +30,22 @@ static struct harness harness_state;
 
 #define TEST(name) static void name(void)
 
-#define CHECK(expr)                                                           \
-  do {                                                                        \
-    if (!(expr)) {                                                            \
-      printf("    %s:%d: check failed: %s\n", __FILE__, __LINE__, #expr);     \
-      longjmp(harness_state.jump, 1);                                         \
-    }                                                                         \
+#define CHECK(expr)                                                       \
+  do {                                                                    \
+    if (!(expr)) {                                                        \
+      printf("    %s:%d: check failed: %s\n", __FILE__, __LINE__, #expr); \
+      longjmp(harness_state.jump, 1);                                     \
+    }                                                                     \
   } while (0)
 
-#define CHECK_INT(a, op, b)                                                   \
-  do {                                                                        \
-    long long harness_a_ = (long long)(a), harness_b_ = (long long)(b);       \
-    if (!(harness_a_ op harness_b_)) {                                        \
-      printf("    %s:%d: check failed: %s %s %s (%lld vs %lld)\n", __FILE__,  \
-             __LINE__, #a, #op, #b, harness_a_, harness_b_);                  \
-      longjmp(harness_state.jump, 1);                                         \
-    }                                                                         \
+#define CHECK_INT(a, op, b)                                                  \
+  do {                                                                       \
+    long long harness_a_ = (long long)(a), harness_b_ = (long long)(b);      \
+    if (!(harness_a_ op harness_b_)) {                                       \
+      printf("    %s:%d: check failed: %s %s %s (%lld vs %lld)\n", __FILE__, \
+             __LINE__, #a, #op, #b, harness_a_, harness_b_);                 \
+      longjmp(harness_state.jump, 1);                                        \
+    }                                                                        \
   } while (0)
 
 #define RUN(name) harness_run(#name, name)
