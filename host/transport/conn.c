@@ -1,0 +1,335 @@
+/*
+ * conn.c — a TCP connection carrying frames, and outgoing connects.
+ *
+ * Reads go straight into the frame reader's buffer. Writes accumulate in
+ * `pend` while a write is in flight (`fly`); when it completes the two
+ * buffers swap, so whatever was queued meanwhile leaves in one write.
+ */
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "net.h"
+#include "net_int.h"
+
+#define READ_CHUNK (64 * 1024)
+
+void net_conn_set_data(net_conn *c, void *data) {
+  c->data = data;
+}
+void *net_conn_data(net_conn *c) {
+  return c->data;
+}
+const char *net_conn_peer(net_conn *c) {
+  return c->peer;
+}
+size_t net_conn_queued(net_conn *c) {
+  return c->pend.len + c->fly.len;
+}
+
+net_conn *net__conn_new(uv_loop_t *loop, const struct net_conn_opts *opts) {
+  net_conn *c = calloc(1, sizeof *c);
+  if (!c) return NULL;
+  uint32_t max_frame =
+      opts && opts->max_frame ? opts->max_frame : NET_DEFAULT_MAX_FRAME;
+  net_reader_init(&c->reader, max_frame);
+  c->max_queue =
+      opts && opts->max_queue ? opts->max_queue : NET_DEFAULT_MAX_QUEUE;
+  uv_tcp_init(loop, &c->tcp);
+  c->tcp.data = c;
+  return c;
+}
+
+void net__conn_fill_peer(net_conn *c) {
+  struct sockaddr_storage ss;
+  int len = sizeof ss;
+  c->peer[0] = '\0';
+  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0)
+    net__format_addr((struct sockaddr *)&ss, c->peer, sizeof c->peer);
+  uv_tcp_nodelay(&c->tcp, 1);
+}
+
+/* Frees the conn once its last handle (tcp, and drain if used) closed. */
+static void on_closed(uv_handle_t *h) {
+  net_conn *c = h->data;
+  if (--c->open_handles > 0) return;
+  if (c->cbs.on_close) c->cbs.on_close(c, c->status, c->reason);
+  net_reader_free(&c->reader);
+  free(c->pend.buf);
+  free(c->fly.buf);
+  free(c);
+}
+
+static void close_with(net_conn *c, int status, const char *reason) {
+  if (c->closing) return;
+  c->closing = 1;
+  c->status = status;
+  snprintf(c->reason, sizeof c->reason, "%s", reason ? reason : "closed");
+  uv_read_stop((uv_stream_t *)&c->tcp);
+  c->open_handles = 1;
+  if (c->drain_active) {
+    c->open_handles++;
+    uv_close((uv_handle_t *)&c->drain, on_closed);
+  }
+  uv_close((uv_handle_t *)&c->tcp, on_closed);
+}
+
+void net_conn_close(net_conn *c, const char *reason) {
+  close_with(c, 0, reason);
+}
+
+void net_conn_close_after_flush(net_conn *c, const char *reason) {
+  if (c->closing) return;
+  if (!c->writing && c->pend.len == 0) {
+    close_with(c, 0, reason);
+    return;
+  }
+  c->close_after_flush = 1;
+  snprintf(c->reason, sizeof c->reason, "%s", reason ? reason : "closed");
+  uv_read_stop((uv_stream_t *)&c->tcp);
+}
+
+static void fail(net_conn *c, int status, const char *what) {
+  char msg[sizeof c->reason];
+  snprintf(msg, sizeof msg, "%s: %s", what, net_strerror(status));
+  close_with(c, status, msg);
+}
+
+/* ---- writing ---- */
+
+static void flush(net_conn *c);
+
+static void on_write(uv_write_t *req, int status) {
+  net_conn *c = req->data;
+  c->writing = 0;
+  c->fly.len = 0;
+  if (c->closing) return;
+  if (status < 0) {
+    fail(c, status, "write failed");
+    return;
+  }
+  if (c->pend.len > 0) {
+    flush(c);
+  } else if (c->close_after_flush) {
+    close_with(c, 0, c->reason);
+  }
+}
+
+static void flush(net_conn *c) {
+  assert(!c->writing && c->fly.len == 0);
+  struct net_buf t = c->fly;
+  c->fly = c->pend;
+  c->pend = t;
+  c->pend.len = 0;
+  uv_buf_t b = uv_buf_init(c->fly.buf, (unsigned)c->fly.len);
+  c->wreq.data = c;
+  int rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write);
+  if (rc < 0) {
+    c->fly.len = 0;
+    fail(c, rc, "write failed");
+    return;
+  }
+  c->writing = 1;
+}
+
+static int reserve(struct net_buf *b, size_t more) {
+  if (b->cap - b->len >= more) return 0;
+  size_t cap = b->cap ? b->cap : 4096;
+  while (cap - b->len < more)
+    cap *= 2;
+  char *p = realloc(b->buf, cap);
+  if (!p) return UV_ENOMEM;
+  b->buf = p;
+  b->cap = cap;
+  return 0;
+}
+
+int net_conn_send(net_conn *c, const void *data, size_t len) {
+  if (c->closing || c->close_after_flush) return NET_ECLOSED;
+  if (len > c->reader.max_frame) return NET_ETOOBIG;
+  if (net_conn_queued(c) + 4 + len > c->max_queue) {
+    close_with(c, NET_EQUEUE, net_strerror(NET_EQUEUE));
+    return NET_EQUEUE;
+  }
+  int rc = reserve(&c->pend, 4 + len);
+  if (rc < 0) return rc;
+  net_put_prefix(c->pend.buf + c->pend.len, (uint32_t)len);
+  memcpy(c->pend.buf + c->pend.len + 4, data, len);
+  c->pend.len += 4 + len;
+  if (!c->writing) flush(c);
+  return 0;
+}
+
+/* ---- reading ---- */
+
+/* Hands every buffered complete frame to on_frame, unless paused or
+ * closing (either may happen inside on_frame). */
+static void deliver(net_conn *c) {
+  const char *frame;
+  size_t len;
+  while (!c->closing && !c->paused) {
+    int rc = net_reader_next(&c->reader, &frame, &len);
+    if (rc == 0) return;
+    if (rc < 0) {
+      char msg[96];
+      snprintf(msg, sizeof msg, "frame larger than the limit of %u bytes",
+               (unsigned)c->reader.max_frame);
+      close_with(c, rc, msg);
+      return;
+    }
+    c->cbs.on_frame(c, frame, len);
+  }
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  net_conn *c = h->data;
+  size_t avail = 0;
+  char *p = net_reader_space(&c->reader, READ_CHUNK, &avail);
+  *buf = uv_buf_init(p, p ? (unsigned)avail : 0);
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  net_conn *c = s->data;
+  if (nread > 0) {
+    net_reader_commit(&c->reader, (size_t)nread);
+    deliver(c);
+  } else if (nread == UV_EOF) {
+    close_with(c, UV_EOF, "peer closed the connection");
+  } else if (nread == UV_ENOBUFS) {
+    close_with(c, UV_ENOMEM, "out of memory reading from peer");
+  } else if (nread < 0) {
+    fail(c, (int)nread, "read failed");
+  }
+}
+
+static void on_drain(uv_idle_t *h) {
+  net_conn *c = h->data;
+  uv_idle_stop(h);
+  deliver(c);
+}
+
+void net_conn_start(net_conn *c, const struct net_conn_cbs *cbs) {
+  assert(cbs && cbs->on_frame && cbs->on_close);
+  c->cbs = *cbs;
+  if (c->closing) return;
+  int rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+  if (rc < 0) fail(c, rc, "cannot read");
+}
+
+void net_conn_pause(net_conn *c) {
+  if (c->paused || c->closing) return;
+  c->paused = 1;
+  uv_read_stop((uv_stream_t *)&c->tcp);
+}
+
+void net_conn_resume(net_conn *c) {
+  if (!c->paused || c->closing) return;
+  c->paused = 0;
+  if (!c->close_after_flush)
+    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+  /* Frames already buffered would wait for the next read: hand them over
+   * on the next loop turn (not now: the caller may be inside on_frame). */
+  if (net_reader_ready(&c->reader)) {
+    if (!c->drain_active) {
+      uv_idle_init(c->tcp.loop, &c->drain);
+      c->drain.data = c;
+      c->drain_active = 1;
+    }
+    uv_idle_start(&c->drain, on_drain);
+  }
+}
+
+/* ---- connecting ---- */
+
+struct connect_req {
+  uv_connect_t req;
+  uv_getaddrinfo_t gai;
+  net_conn *c;
+  net_connect_cb cb;
+  void *data;
+  char address[128];
+  int port;
+  int status;
+  char reason[400];
+};
+
+static void on_failed_conn_closed(uv_handle_t *h) {
+  net_conn *c = h->data;
+  struct connect_req *r = c->data;
+  r->cb(r->data, NULL, r->status, r->reason);
+  net_reader_free(&c->reader);
+  free(c);
+  free(r);
+}
+
+static void connect_failed(struct connect_req *r, int status) {
+  r->status = status;
+  snprintf(r->reason, sizeof r->reason, "cannot connect to %s: %s", r->address,
+           net_strerror(status));
+  r->c->data = r;
+  uv_close((uv_handle_t *)&r->c->tcp, on_failed_conn_closed);
+}
+
+static void on_connect(uv_connect_t *req, int status) {
+  struct connect_req *r = req->data;
+  if (status < 0) {
+    connect_failed(r, status);
+    return;
+  }
+  net_conn *c = r->c;
+  net__conn_fill_peer(c);
+  r->cb(r->data, c, 0, NULL);
+  free(r);
+}
+
+static void start_connect(struct connect_req *r, const struct sockaddr *sa) {
+  r->req.data = r;
+  int rc = uv_tcp_connect(&r->req, &r->c->tcp, sa, on_connect);
+  if (rc < 0) connect_failed(r, rc);
+}
+
+static void on_resolved(uv_getaddrinfo_t *g, int status, struct addrinfo *ai) {
+  struct connect_req *r = g->data;
+  if (status < 0 || !ai) {
+    connect_failed(r, status < 0 ? status : UV_EAI_NONAME);
+  } else {
+    start_connect(r, ai->ai_addr);
+  }
+  uv_freeaddrinfo(ai);
+}
+
+int net_connect(uv_loop_t *loop, const char *address,
+                const struct net_conn_opts *opts, net_connect_cb cb,
+                void *data) {
+  char host[256];
+  int port;
+  if (net_split_address(address, host, sizeof host, &port) < 0)
+    return NET_EADDR;
+  struct connect_req *r = calloc(1, sizeof *r);
+  if (!r) return UV_ENOMEM;
+  r->c = net__conn_new(loop, opts);
+  if (!r->c) {
+    free(r);
+    return UV_ENOMEM;
+  }
+  r->cb = cb;
+  r->data = data;
+  r->port = port;
+  snprintf(r->address, sizeof r->address, "%s", address);
+  struct sockaddr_storage ss;
+  if (net__parse_ip(host, port, &ss) == 0) {
+    start_connect(r, (struct sockaddr *)&ss);
+    return 0;
+  }
+  char portstr[8];
+  snprintf(portstr, sizeof portstr, "%d", port);
+  struct addrinfo hints;
+  memset(&hints, 0, sizeof hints);
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  r->gai.data = r;
+  int rc = uv_getaddrinfo(loop, &r->gai, on_resolved, host, portstr, &hints);
+  if (rc < 0) connect_failed(r, rc);
+  return 0;
+}

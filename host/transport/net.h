@@ -1,0 +1,142 @@
+/*
+ * net.h — TCP transport: length-prefixed frames over libuv streams.
+ *
+ * A frame is a 4-byte big-endian length followed by that many bytes (one
+ * msgpack value, by the protocol's convention; this layer does not look
+ * inside). Frames longer than the connection's max_frame close the
+ * connection before anything is allocated for them.
+ *
+ * Writes are coalesced: frames queued while a write is in flight go out
+ * together in the next write, so a burst of small messages costs one
+ * system call, not one each. Every connection has TCP_NODELAY set.
+ *
+ * Ownership: the transport allocates each net_conn and frees it after its
+ * on_close callback has returned; the user must forget the pointer there.
+ * Every callback runs on the loop thread.
+ */
+#ifndef COPYCAT_NET_H
+#define COPYCAT_NET_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#define NET_DEFAULT_MAX_FRAME (64u << 20) /* 64 MiB */
+#define NET_DEFAULT_MAX_QUEUE (256u << 20)
+
+/* Error codes beyond libuv's (which are negative errno values). */
+#define NET_ETOOBIG (-20001) /* frame larger than max_frame */
+#define NET_EQUEUE (-20002)  /* outgoing queue over max_queue */
+#define NET_ECLOSED (-20003) /* connection already closing */
+#define NET_EADDR (-20004)   /* address not of the form host:port */
+
+const char *net_strerror(int code);
+
+/* ---- frame reader (frame.c): pure, no I/O, unit-tested on its own ---- */
+
+struct net_reader {
+  char *buf;
+  size_t len; /* bytes held */
+  size_t off; /* start of the first unconsumed frame */
+  size_t cap;
+  uint32_t max_frame;
+};
+
+void net_reader_init(struct net_reader *r, uint32_t max_frame);
+void net_reader_free(struct net_reader *r);
+/* Appends n bytes. Returns 0 or UV_ENOMEM. */
+int net_reader_feed(struct net_reader *r, const char *data, size_t n);
+/* Sets *frame and *len to the next complete frame and returns 1; returns 0 when
+ * more bytes are needed; NET_ETOOBIG when the next frame's declared length
+ * exceeds max_frame. The frame stays valid until the next feed or next. */
+int net_reader_next(struct net_reader *r, const char **frame, size_t *len);
+
+/* Makes room for at least min more bytes and returns where to put them
+ * (*avail: how many fit), so a socket can read straight into the reader.
+ * Returns NULL on out-of-memory. Follow with net_reader_commit. */
+char *net_reader_space(struct net_reader *r, size_t min, size_t *avail);
+void net_reader_commit(struct net_reader *r, size_t n);
+/* True if a complete frame (or an over-limit prefix) is buffered. */
+int net_reader_ready(const struct net_reader *r);
+
+/* Writes the 4-byte big-endian prefix for a frame of len bytes. */
+void net_put_prefix(char out[4], uint32_t len);
+
+/* ---- addresses ---- */
+
+/* Parses "host:port" or "[v6]:port" into host (NUL-terminated, at most
+ * hostlen-1 bytes) and port. Returns 0 or NET_EADDR. */
+int net_split_address(const char *addr, char *host, size_t hostlen, int *port);
+
+/* ---- connections (conn.c) ---- */
+
+typedef struct net_conn net_conn;
+
+struct net_conn_cbs {
+  /* A complete frame arrived; data is valid only during the call. */
+  void (*on_frame)(net_conn *c, const char *data, size_t len);
+  /* The connection is closed: status 0 for a close we asked for, UV_EOF
+   * when the peer closed, otherwise the error; reason is a human sentence.
+   * The conn is freed when this returns. */
+  void (*on_close)(net_conn *c, int status, const char *reason);
+};
+
+struct net_conn_opts {
+  uint32_t max_frame; /* 0: NET_DEFAULT_MAX_FRAME */
+  size_t max_queue;   /* 0: NET_DEFAULT_MAX_QUEUE */
+};
+
+void net_conn_set_data(net_conn *c, void *data);
+void *net_conn_data(net_conn *c);
+/* The peer's address as "ip:port" (empty if unknown). */
+const char *net_conn_peer(net_conn *c);
+/* Queues one frame. Returns 0, NET_ECLOSED, NET_ETOOBIG or NET_EQUEUE (the
+ * peer is not reading: the connection is then closed). */
+int net_conn_send(net_conn *c, const void *data, size_t len);
+/* Bytes queued and not yet written. */
+size_t net_conn_queued(net_conn *c);
+/* Stops / restarts reading (back-pressure towards the peer). */
+void net_conn_pause(net_conn *c);
+void net_conn_resume(net_conn *c);
+/* Starts closing; on_close follows with status 0 and this reason. Safe to
+ * call more than once; queued frames are dropped. */
+void net_conn_close(net_conn *c, const char *reason);
+/* Closes after the queued frames have been written (for a last error
+ * reply before hanging up). */
+void net_conn_close_after_flush(net_conn *c, const char *reason);
+
+/* ---- outgoing connections ---- */
+
+/* Called once: with a conn on success (start it with net_conn_start), or
+ * with NULL and an error code and reason. */
+typedef void (*net_connect_cb)(void *data, net_conn *c, int status,
+                               const char *reason);
+
+/* Connects to "host:port" (an IP literal, or a name resolved with
+ * getaddrinfo). Returns 0 or an error (then cb is never called). */
+int net_connect(uv_loop_t *loop, const char *address,
+                const struct net_conn_opts *opts, net_connect_cb cb,
+                void *data);
+
+/* Begins delivering frames to cbs. Until then nothing is read. */
+void net_conn_start(net_conn *c, const struct net_conn_cbs *cbs);
+
+/* ---- listeners ---- */
+
+typedef struct net_listener net_listener;
+
+/* A new connection: start it with net_conn_start (or close it). */
+typedef void (*net_accept_cb)(net_listener *l, net_conn *c);
+
+/* Listens on "host:port" (port 0 picks a free one). Returns 0 or an error
+ * code with a sentence in err (e.g. the address is in use). */
+int net_listen(uv_loop_t *loop, const char *address,
+               const struct net_conn_opts *opts, net_accept_cb cb, void *data,
+               net_listener **out, char *err, size_t errlen);
+void *net_listener_data(net_listener *l);
+/* The bound address as "ip:port". */
+const char *net_listener_address(net_listener *l);
+/* Stops listening and frees the listener (asynchronously). */
+void net_listener_close(net_listener *l);
+
+#endif
