@@ -28,6 +28,10 @@
 
 #define SCRATCH_NAME "copycat.codec.scratch"
 
+/* Size of the error buffers of the Lua functions (longer messages, e.g. very
+** long key paths, are truncated). */
+#define CODEC_ERRLEN 1024
+
 /* Encoder output kept between calls of the Lua-level encode is trimmed back
 ** when it grew beyond this, so one huge value does not pin memory. */
 #define SCRATCH_KEEP ((size_t)1 << 20)
@@ -642,8 +646,8 @@ static int dec_array(Dec *d, size_t n, size_t at) {
   /* Every element takes at least one byte. */
   if (n > d->len - d->pos)
     return dec_fail(d, CODEC_ETRUNC,
-                    "array of %zu elements declared at offset %zu, but only "
-                    "%zu bytes remain",
+                    "truncated input: array of %zu elements declared at offset "
+                    "%zu, but only %zu bytes remain",
                     n, at, d->len - d->pos);
   if ((rc = dec_enter(d, at))) return rc;
   lua_createtable(L, n > INT_MAX ? INT_MAX : (int)n, 0);
@@ -669,7 +673,7 @@ static int dec_key(Dec *d) {
   size_t at = d->pos;
   unsigned b;
   int rc;
-  assert(at < d->len); /* dec_map checked two bytes per pair remain */
+  if ((rc = need(d, 1, "map key", at))) return rc;
   b = d->p[at];
   if (b == 0xc0 || (b >= 0x80 && b <= 0x9f) || (b >= 0xdc && b <= 0xdf))
     return dec_fail(d, CODEC_EKEY,
@@ -698,8 +702,8 @@ static int dec_map(Dec *d, size_t n, size_t at) {
   /* Every pair takes at least two bytes. */
   if (n > (d->len - d->pos) / 2)
     return dec_fail(d, CODEC_ETRUNC,
-                    "map of %zu pairs declared at offset %zu, but only %zu "
-                    "bytes remain",
+                    "truncated input: map of %zu pairs declared at offset %zu, "
+                    "but only %zu bytes remain",
                     n, at, d->len - d->pos);
   if ((rc = dec_enter(d, at))) return rc;
   lua_createtable(L, 0, n > INT_MAX ? INT_MAX : (int)n);
@@ -886,7 +890,7 @@ int codec_unpack(lua_State *L, const char *buf, size_t len, size_t *used,
 /* encode(value) -> string. Upvalues: scratch, array marker, map marker. */
 static int l_encode(lua_State *L) {
   Scratch *sc = (Scratch *)lua_touserdata(L, lua_upvalueindex(1));
-  char err[256];
+  char err[CODEC_ERRLEN];
   int rc;
   luaL_checkany(L, 1);
   lua_settop(L, 1);
@@ -904,7 +908,7 @@ static int l_encode(lua_State *L) {
 
 /* decode(string) -> value. The whole string must be exactly one value. */
 static int l_decode(lua_State *L) {
-  char err[256];
+  char err[CODEC_ERRLEN];
   size_t len, used;
   const char *s;
   int rc;
@@ -914,11 +918,13 @@ static int l_decode(lua_State *L) {
   s = lua_tolstring(L, 1, &len);
   rc = codec_unpack(L, s, len, &used, err, sizeof err);
   if (rc) return luaL_error(L, "copycat.codec.decode: %s", err);
-  if (used != len)
-    return luaL_error(L,
-                      "copycat.codec.decode: trailing bytes: the value ends "
-                      "at offset %zu but the input has %zu bytes",
-                      used, len);
+  if (used != len) {
+    snprintf(err, sizeof err,
+             "trailing bytes: the value ends at offset %zu but the input "
+             "has %zu bytes",
+             used, len);
+    return luaL_error(L, "copycat.codec.decode: %s", err);
+  }
   return 1;
 }
 
