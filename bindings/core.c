@@ -8,6 +8,7 @@
  *                     stopped and the caller's process exits once the
  *                     current callback returns
  *   core.timer, core.signal      see watch.c
+ *   core.codec        msgpack encode/decode, see codec.h
  *   core.version      the copycat-lua version string
  */
 #include <stdio.h>
@@ -16,6 +17,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 
+#include "codec.h"
 #include "core.h"
 #include "version.h"
 
@@ -66,5 +68,7 @@ int luaopen_copycat_core(lua_State *L) {
   lua_pushliteral(L, COPYCAT_VERSION);
   lua_setfield(L, -2, "version");
   watch_open(L);
+  codec_open(L);
+  lua_setfield(L, -2, "codec");
   return 1;
 }
