@@ -9,6 +9,7 @@
  *                     current callback returns
  *   core.timer, core.signal      see watch.c
  *   core.codec        msgpack encode/decode, see codec.h
+ *   core.net          framed msgpack over TCP, see net.c
  *   core.version      the copycat-lua version string
  */
 #include <stdio.h>
@@ -70,5 +71,7 @@ int luaopen_copycat_core(lua_State *L) {
   watch_open(L);
   codec_open(L);
   lua_setfield(L, -2, "codec");
+  net_open(L);
+  lua_setfield(L, -2, "net");
   return 1;
 }

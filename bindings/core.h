@@ -24,4 +24,7 @@ void core_callback_error(lua_State *L);
 /* Adds timer() and signal() to the table on top of the stack (watch.c). */
 int watch_open(lua_State *L);
 
+/* Pushes the table of net functions (net.c). */
+int net_open(lua_State *L);
+
 #endif

@@ -21,6 +21,7 @@ local copycat = {
 -- Larger parts load on first use, so a small script pays only for itself.
 local lazy = {
   codec = "copycat.codec",
+  net = "copycat.net",
 }
 
 return setmetatable(copycat, {
