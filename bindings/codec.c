@@ -439,11 +439,15 @@ static int enc_table(Enc *e, int idx) {
   if (e->depth >= CODEC_MAX_DEPTH)
     return enc_fail(e, CODEC_EDEPTH, e->depth, "nesting deeper than %d tables",
                     CODEC_MAX_DEPTH);
-  for (d = 0; d < e->depth; d++)
-    if (e->open[d] == self)
-      return enc_fail(e, CODEC_ECYCLE, e->depth,
-                      "cycle: table contains itself (also open at depth %d)",
-                      d);
+  for (d = 0; d < e->depth; d++) {
+    if (e->open[d] == self) {
+      enc_fail(e, CODEC_ECYCLE, e->depth, "cycle: a table contains itself");
+      err_append(e->err, e->errlen, " (the same table as");
+      enc_path(e, d);
+      err_append(e->err, e->errlen, ")");
+      return CODEC_ECYCLE;
+    }
+  }
   if (!lua_checkstack(L, 4))
     return enc_fail(e, CODEC_ENOMEM, e->depth, "Lua stack overflow");
   if (lua_getmetatable(L, idx)) {
