@@ -248,6 +248,22 @@ describe("copycat.codec", function()
       assert.same({ a = 1 }, roundtrip(t))
     end)
 
+    it("round-trips large arrays and maps", function()
+      local arr, map = {}, {}
+      for i = 1, 100000 do
+        arr[i] = i * 3
+        map["k" .. i] = i
+      end
+      local s = codec.encode(arr)
+      assert.equal("dd000186a0", hex(s:sub(1, 5)))
+      assert.same(arr, codec.decode(s))
+      s = codec.encode(map)
+      assert.equal("df000186a0", hex(s:sub(1, 5)))
+      assert.same(map, codec.decode(s))
+      -- keys come out sorted bytewise: "k1" < "k10" < "k100" ...
+      assert.equal("a26b31" .. "01" .. "a36b3130" .. "0a", hex(s:sub(6, 14)))
+    end)
+
     it("accepts MAX_DEPTH levels of nesting", function()
       local t = "leaf"
       for _ = 1, codec.MAX_DEPTH do t = { t } end
@@ -451,6 +467,24 @@ describe("copycat.codec", function()
             string.format("seed %d case %d: unexpected error %s", seed, case, tostring(res)))
         end
       end
+    end)
+
+    it("survives random byte strings with a value or a clear error", function()
+      local seed = 99
+      local r = gen.new(seed, codec).r
+      local decoded = 0
+      for case = 1, 20000 do
+        local bytes = {}
+        for i = 1, r:int(0, 24) do bytes[i] = r:int(0, 255) end
+        local ok, res = pcall(codec.decode, string.char(table.unpack(bytes)))
+        if ok then
+          decoded = decoded + 1
+        else
+          assert(tostring(res):match("^copycat%.codec%.decode: "),
+            string.format("seed %d case %d: unexpected error %s", seed, case, tostring(res)))
+        end
+      end
+      assert.is_true(decoded > 0) -- the generator does reach valid inputs too
     end)
   end)
 
