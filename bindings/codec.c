@@ -36,6 +36,10 @@
 ** when it grew beyond this, so one huge value does not pin memory. */
 #define SCRATCH_KEEP ((size_t)1 << 20)
 
+/* The map-key array is freed after an encode that grew it beyond this many
+** entries (it is otherwise reused). */
+#define SCRATCH_KEYS_KEEP 4096
+
 /* Maps with at most this many keys are sorted by insertion sort. */
 #define SMALL_SORT 16
 
@@ -193,8 +197,9 @@ static int enc_fail(Enc *e, int code, int plen, const char *fmt, ...) {
   return code;
 }
 
-static int enc_nomem(Enc *e) {
-  return enc_fail(e, CODEC_ENOMEM, e->depth, "out of memory growing output");
+/* Out of C memory while writing the value whose path has plen steps. */
+static int enc_nomem(Enc *e, int plen) {
+  return enc_fail(e, CODEC_ENOMEM, plen, "out of memory");
 }
 
 /* 1 if s[0..n) is well-formed UTF-8 (no overlongs, surrogates, or code
@@ -242,10 +247,10 @@ static int enc_string(Enc *e, const char *s, size_t len) {
                     "string of %zu bytes is longer than msgpack allows", len);
   if (utf8_valid((const unsigned char *)s, len)) {
     if (msgpack_pack_str(&e->pk, len) || msgpack_pack_str_body(&e->pk, s, len))
-      return enc_nomem(e);
+      return enc_nomem(e, e->depth);
   } else {
     if (msgpack_pack_bin(&e->pk, len) || msgpack_pack_bin_body(&e->pk, s, len))
-      return enc_nomem(e);
+      return enc_nomem(e, e->depth);
   }
   return 0;
 }
@@ -304,12 +309,13 @@ static int keys_reserve(Enc *e, size_t more) {
   Scratch *sc = e->sc;
   size_t want = e->nkeys + more, cap;
   KeyRef *nk;
+  assert(e->depth >= 1); /* called for the open table */
   if (want <= sc->keycap) return 0;
   cap = sc->keycap ? sc->keycap : 64;
   while (cap < want)
     cap *= 2;
   nk = (KeyRef *)realloc(sc->keys, cap * sizeof *nk);
-  if (nk == NULL) return enc_nomem(e);
+  if (nk == NULL) return enc_nomem(e, e->depth - 1);
   sc->keys = nk;
   sc->keycap = cap;
   return 0;
@@ -337,20 +343,41 @@ static int enc_key(Enc *e, const KeyRef *k) {
     rc = msgpack_pack_int64(&e->pk, (int64_t)k->v.i);
   else
     rc = msgpack_pack_double(&e->pk, (double)k->v.n);
-  return rc ? enc_nomem(e) : 0;
+  return rc ? enc_nomem(e, e->depth) : 0;
 }
 
 static int enc_value(Enc *e, int idx);
 
+/* First pass over the table at idx, storing nothing: count its keys and
+** find the largest, as long as every key is a positive integer. Returns 1
+** if all are (then *count and *max describe the table), 0 at the first key
+** that is not. Arrays, the common large case, thus need no key array. */
+static int scan_indices(lua_State *L, int idx, size_t *count,
+                        lua_Integer *max) {
+  size_t n = 0;
+  lua_Integer m = 0;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    lua_Integer k;
+    if (!lua_isinteger(L, -2) || (k = lua_tointeger(L, -2)) < 1) {
+      lua_pop(L, 2);
+      return 0;
+    }
+    if (k > m) m = k;
+    n++;
+    lua_pop(L, 1);
+  }
+  *count = n;
+  *max = m;
+  return 1;
+}
+
 /* Collect the keys of the table at idx into sc->keys[base..base+*count).
-** Also report how many are positive integers and the largest of those. */
-static int enc_collect(Enc *e, int idx, size_t base, size_t *count,
-                       size_t *npos, lua_Integer *max) {
+** The table is open (counted in e->depth); errors name its path. */
+static int enc_collect(Enc *e, int idx, size_t base, size_t *count) {
   lua_State *L = e->L;
   size_t n = 0;
   assert(e->nkeys == base);
-  *npos = 0;
-  *max = 0;
   lua_pushnil(L);
   while (lua_next(L, idx)) {
     KeyRef *k;
@@ -365,28 +392,26 @@ static int enc_collect(Enc *e, int idx, size_t base, size_t *count,
       case LUA_TNUMBER:
         k->cls = KEY_NUM;
         k->isint = lua_isinteger(L, -2);
-        if (k->isint) {
+        if (k->isint)
           k->v.i = lua_tointeger(L, -2);
-          if (k->v.i >= 1) {
-            (*npos)++;
-            if (k->v.i > *max) *max = k->v.i;
-          }
-        } else {
+        else
           k->v.n = lua_tonumber(L, -2);
-        }
         break;
       case LUA_TSTRING:
         k->cls = KEY_STR;
         k->s = lua_tolstring(L, -2, &k->len); /* a string: no conversion */
         break;
       default:
-        return enc_fail(e, CODEC_EKEY, e->depth,
+        return enc_fail(e, CODEC_EKEY, e->depth - 1,
                         "cannot encode a table key of type %s",
                         luaL_typename(L, -2));
     }
     n++;
     lua_pop(L, 1);
   }
+  if (n > UINT32_MAX)
+    return enc_fail(e, CODEC_ETOOBIG, e->depth - 1,
+                    "table of %zu entries is larger than msgpack allows", n);
   *count = n;
   return 0;
 }
@@ -395,7 +420,7 @@ static int enc_array(Enc *e, int idx, lua_Integer n) {
   lua_State *L = e->L;
   lua_Integer i;
   KeyRef *step = &e->path[e->depth - 1];
-  if (msgpack_pack_array(&e->pk, (size_t)n)) return enc_nomem(e);
+  if (msgpack_pack_array(&e->pk, (size_t)n)) return enc_nomem(e, e->depth - 1);
   step->cls = KEY_NUM;
   step->isint = 1;
   for (i = 1; i <= n; i++) {
@@ -409,83 +434,93 @@ static int enc_array(Enc *e, int idx, lua_Integer n) {
   return 0;
 }
 
-static int enc_map(Enc *e, int idx, size_t base, size_t count) {
+/* Collect, sort and write the keys of the table at idx, each followed by
+** its value. Called with the table already counted in e->depth. */
+static int enc_map(Enc *e, int idx) {
   lua_State *L = e->L;
-  size_t i;
-  if (msgpack_pack_map(&e->pk, count)) return enc_nomem(e);
+  size_t base = e->nkeys, count, i;
+  int rc = enc_collect(e, idx, base, &count);
+  if (rc) return rc;
+  e->nkeys = base + count;
+  if (msgpack_pack_map(&e->pk, count)) return enc_nomem(e, e->depth - 1);
   keys_sort(e->sc->keys + base, count);
   for (i = 0; i < count; i++) {
     /* Copy: a nested map may realloc sc->keys. */
     KeyRef k = e->sc->keys[base + i];
-    int rc = enc_key(e, &k);
-    if (rc) return rc;
     e->path[e->depth - 1] = k;
+    if ((rc = enc_key(e, &k))) return rc;
     key_push(L, &k);
     lua_rawget(L, idx);
     rc = enc_value(e, lua_gettop(L));
     lua_pop(L, 1);
     if (rc) return rc;
   }
+  e->nkeys = base;
   return 0;
+}
+
+/* A table marked as array failed scan_indices: name its first bad key. */
+static int enc_bad_index(Enc *e, int idx) {
+  size_t base = e->nkeys, count, i;
+  int rc = enc_collect(e, idx, base, &count);
+  if (rc) return rc;
+  for (i = 0; i < count; i++) {
+    const KeyRef *k = &e->sc->keys[base + i];
+    if (!(k->cls == KEY_NUM && k->isint && k->v.i >= 1)) break;
+  }
+  assert(i < count);
+  e->path[e->depth - 1] = e->sc->keys[base + i];
+  return enc_fail(e, CODEC_EKEY, e->depth,
+                  "table marked as array has a key that is not a positive "
+                  "integer");
 }
 
 static int enc_table(Enc *e, int idx) {
   lua_State *L = e->L;
   const void *self = lua_topointer(L, idx);
   const void *mt = NULL;
-  size_t base = e->nkeys, count, npos, i;
-  lua_Integer max;
-  int d, rc;
+  size_t count = 0;
+  lua_Integer max = 0;
+  int d, rc, indices;
   if (e->depth >= CODEC_MAX_DEPTH)
     return enc_fail(e, CODEC_EDEPTH, e->depth, "nesting deeper than %d tables",
                     CODEC_MAX_DEPTH);
-  for (d = 0; d < e->depth; d++)
-    if (e->open[d] == self)
-      return enc_fail(e, CODEC_ECYCLE, e->depth,
-                      "cycle: table contains itself (also open at depth %d)",
-                      d);
+  for (d = 0; d < e->depth; d++) {
+    if (e->open[d] == self) {
+      enc_fail(e, CODEC_ECYCLE, e->depth, "cycle: a table contains itself");
+      err_append(e->err, e->errlen, " (the same table as");
+      enc_path(e, d);
+      err_append(e->err, e->errlen, ")");
+      return CODEC_ECYCLE;
+    }
+  }
   if (!lua_checkstack(L, 4))
     return enc_fail(e, CODEC_ENOMEM, e->depth, "Lua stack overflow");
   if (lua_getmetatable(L, idx)) {
     mt = lua_topointer(L, -1);
     lua_pop(L, 1);
   }
-  rc = enc_collect(e, idx, base, &count, &npos, &max);
-  if (rc) return rc;
-  if (count > UINT32_MAX)
-    return enc_fail(e, CODEC_ETOOBIG, e->depth,
-                    "table of %zu entries is larger than msgpack allows",
-                    count);
-  e->nkeys = base + count;
   e->open[e->depth++] = self;
-  if (mt != NULL && mt == e->array_mt) {
-    if (npos != count) {
-      for (i = 0; i < count; i++) {
-        const KeyRef *k = &e->sc->keys[base + i];
-        if (!(k->cls == KEY_NUM && k->isint && k->v.i >= 1)) break;
-      }
-      assert(i < count);
-      e->path[e->depth - 1] = e->sc->keys[base + i];
-      return enc_fail(e, CODEC_EKEY, e->depth,
-                      "table marked as array has a key that is not a "
-                      "positive integer");
-    }
-    if ((size_t)max > 2 * count + ARRAY_SLACK)
-      return enc_fail(e, CODEC_EKEY, e->depth - 1,
-                      "table marked as array is too sparse (%zu elements, "
-                      "largest index %lld)",
-                      count, (long long)max);
-    rc = enc_array(e, idx, max);
-  } else if (mt != NULL && mt == e->map_mt) {
-    rc = enc_map(e, idx, base, count);
-  } else if (count > 0 && npos == count && (size_t)max == count) {
-    rc = enc_array(e, idx, max);
+  if (mt != NULL && mt == e->map_mt) {
+    rc = enc_map(e, idx);
   } else {
-    rc = enc_map(e, idx, base, count);
+    indices = scan_indices(L, idx, &count, &max);
+    if (mt != NULL && mt == e->array_mt) {
+      if (!indices) return enc_bad_index(e, idx);
+      if ((size_t)max > 2 * count + ARRAY_SLACK || (uint64_t)max > UINT32_MAX)
+        return enc_fail(e, CODEC_EKEY, e->depth - 1,
+                        "table marked as array is too sparse (%zu elements, "
+                        "largest index %lld)",
+                        count, (long long)max);
+      rc = enc_array(e, idx, max);
+    } else if (indices && count > 0 && (size_t)max == count) {
+      rc = enc_array(e, idx, max);
+    } else {
+      rc = enc_map(e, idx);
+    }
   }
   if (rc) return rc;
   e->depth--;
-  e->nkeys = base;
   return 0;
 }
 
@@ -517,7 +552,7 @@ static int enc_value(Enc *e, int idx) {
       return enc_fail(e, CODEC_ETYPE, e->depth, "cannot encode a %s",
                       luaL_typename(L, idx));
   }
-  return rc ? enc_nomem(e) : 0;
+  return rc ? enc_nomem(e, e->depth) : 0;
 }
 
 /* The encoder proper; sc, array_mt and map_mt come from the caller. */
@@ -539,6 +574,11 @@ static int pack_with(lua_State *L, int idx, msgpack_sbuffer *out, Scratch *sc,
   msgpack_packer_init(&e.pk, out, msgpack_sbuffer_write);
   rc = enc_value(&e, lua_absindex(L, idx));
   lua_settop(L, top);
+  if (sc->keycap > SCRATCH_KEYS_KEEP) {
+    free(sc->keys);
+    sc->keys = NULL;
+    sc->keycap = 0;
+  }
   if (rc) out->size = size0;
   assert(rc != 0 || e.depth == 0);
   return rc;
