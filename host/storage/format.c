@@ -15,25 +15,37 @@
 #include "storage/error.h"
 
 /* What the operator can do about a damaged file. */
-#define REMEDY_CORRUPT                                                   \
+#define REMEDY_CORRUPT                                                    \
   "This server's log cannot be trusted: restore the data directory from " \
   "a backup, or move it away and let the server rejoin the cluster to "   \
   "receive the log again from the other members."
 
 const char *store_strerror(int code) {
   switch (code) {
-    case STORE_OK: return "ok";
-    case STORE_EIO: return "I/O error";
-    case STORE_ENOSPC: return "no space left on device";
-    case STORE_ECORRUPT: return "corrupt data";
-    case STORE_EVERSION: return "unknown format version";
-    case STORE_EMISSING: return "missing file";
-    case STORE_ELOCKED: return "data directory in use";
-    case STORE_EFAILED: return "store stopped after a write error";
-    case STORE_EINVAL: return "invalid argument";
-    case STORE_ENOMEM: return "out of memory";
-    case STORE_ECLOSED: return "store closed";
-    case STORE_ERANGE: return "entries not in the log";
+    case STORE_OK:
+      return "ok";
+    case STORE_EIO:
+      return "I/O error";
+    case STORE_ENOSPC:
+      return "no space left on device";
+    case STORE_ECORRUPT:
+      return "corrupt data";
+    case STORE_EVERSION:
+      return "unknown format version";
+    case STORE_EMISSING:
+      return "missing file";
+    case STORE_ELOCKED:
+      return "data directory in use";
+    case STORE_EFAILED:
+      return "store stopped after a write error";
+    case STORE_EINVAL:
+      return "invalid argument";
+    case STORE_ENOMEM:
+      return "out of memory";
+    case STORE_ECLOSED:
+      return "store closed";
+    case STORE_ERANGE:
+      return "entries not in the log";
   }
   return "unknown error";
 }
@@ -100,7 +112,8 @@ int seg_parse_name(const char *name, uint64_t *first) {
  * when all of it is zero. */
 static size_t data_end(const uint8_t *buf, size_t from, size_t size) {
   size_t z = size;
-  while (z > from && buf[z - 1] == 0) z--;
+  while (z > from && buf[z - 1] == 0)
+    z--;
   return z;
 }
 
@@ -111,8 +124,7 @@ static int all_zero(const uint8_t *p, size_t n) {
 }
 
 static int corrupt(char *err, const char *path, size_t off, const char *what) {
-  store_errf(err, "%s: %s at offset %zu. %s", path, what, off,
-             REMEDY_CORRUPT);
+  store_errf(err, "%s: %s at offset %zu. %s", path, what, off, REMEDY_CORRUPT);
   return STORE_ECORRUPT;
 }
 
@@ -126,7 +138,8 @@ static int check_header(const uint8_t *buf, size_t size, const char *path,
     return corrupt(err, path, 0, "segment header checksum mismatch");
   uint32_t version = get_u32(buf + 8);
   if (version != FORMAT_VERSION) {
-    store_errf(err, "%s: segment format version %u at offset 8, this program "
+    store_errf(err,
+               "%s: segment format version %u at offset 8, this program "
                "reads version %d. Run the copycat-lua release that wrote "
                "this data directory, or move the directory away.",
                path, version, FORMAT_VERSION);

@@ -37,22 +37,26 @@ static inline void put_u16(uint8_t *p, uint16_t v) {
   p[1] = (uint8_t)(v >> 8);
 }
 static inline void put_u32(uint8_t *p, uint32_t v) {
-  for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
+  for (int i = 0; i < 4; i++)
+    p[i] = (uint8_t)(v >> (8 * i));
 }
 static inline void put_u64(uint8_t *p, uint64_t v) {
-  for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
+  for (int i = 0; i < 8; i++)
+    p[i] = (uint8_t)(v >> (8 * i));
 }
 static inline uint16_t get_u16(const uint8_t *p) {
   return (uint16_t)(p[0] | (p[1] << 8));
 }
 static inline uint32_t get_u32(const uint8_t *p) {
   uint32_t v = 0;
-  for (int i = 3; i >= 0; i--) v = (v << 8) | p[i];
+  for (int i = 3; i >= 0; i--)
+    v = (v << 8) | p[i];
   return v;
 }
 static inline uint64_t get_u64(const uint8_t *p) {
   uint64_t v = 0;
-  for (int i = 7; i >= 0; i--) v = (v << 8) | p[i];
+  for (int i = 7; i >= 0; i--)
+    v = (v << 8) | p[i];
   return v;
 }
 
@@ -77,8 +81,8 @@ int seg_parse_name(const char *name, uint64_t *first);
 /* Called by seg_scan for each valid record, in order; a non-zero return
  * stops the scan and is returned by seg_scan. */
 typedef int (*seg_record_fn)(void *ud, uint64_t index, uint64_t term,
-                             uint8_t type, const uint8_t *payload,
-                             uint32_t len, uint64_t offset);
+                             uint8_t type, const uint8_t *payload, uint32_t len,
+                             uint64_t offset);
 
 struct seg_scan {
   uint64_t first;     /* first index, from the header */

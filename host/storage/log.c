@@ -19,7 +19,8 @@ static void entry_free(struct store_entry *e) {
 }
 
 void log_free(struct log *l) {
-  for (size_t i = 0; i < l->n; i++) entry_free(&l->e[l->start + i]);
+  for (size_t i = 0; i < l->n; i++)
+    entry_free(&l->e[l->start + i]);
   free(l->e);
   memset(l, 0, sizeof *l);
 }
@@ -33,7 +34,8 @@ static int reserve(struct log *l, size_t more) {
     return 0;
   }
   size_t cap = l->cap ? l->cap : 64;
-  while (cap < l->n + more) cap *= 2;
+  while (cap < l->n + more)
+    cap *= 2;
   if (cap < 2 * (l->n + more)) cap *= 2;
   struct store_entry *p = malloc(cap * sizeof *p);
   if (!p) return -1;
@@ -52,7 +54,8 @@ int log_append(struct log *l, const struct store_entry *src, size_t n) {
     assert(src[i].index == l->base + l->n + i);
     uint8_t *copy = malloc(src[i].len ? src[i].len : 1);
     if (!copy) {
-      for (size_t k = 0; k < i; k++) entry_free(&dst[k]);
+      for (size_t k = 0; k < i; k++)
+        entry_free(&dst[k]);
       return STORE_ENOMEM;
     }
     if (src[i].len) memcpy(copy, src[i].data, src[i].len);

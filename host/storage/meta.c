@@ -63,7 +63,8 @@ int meta_encode(const struct store_meta *m, uint8_t **buf, size_t *len) {
 }
 
 static int bad(char *err, const char *path, size_t off, const char *what) {
-  store_errf(err, "%s: %s at offset %zu. The current term and vote of this server "
+  store_errf(err,
+             "%s: %s at offset %zu. The current term and vote of this server "
              "are lost: move the data directory away and let the server "
              "rejoin the cluster (never edit the file by hand; voting twice "
              "in a term breaks safety).",
@@ -83,7 +84,8 @@ int meta_decode(const uint8_t *buf, size_t len, const char *path,
     return bad(err, path, len - 4, "checksum mismatch");
   uint32_t version = get_u32(buf + 8);
   if (version != FORMAT_VERSION) {
-    store_errf(err, "%s: metadata format version %u at offset 8, this program "
+    store_errf(err,
+               "%s: metadata format version %u at offset 8, this program "
                "reads version %d. Run the copycat-lua release that wrote "
                "this data directory.",
                path, version, FORMAT_VERSION);
@@ -116,14 +118,16 @@ int meta_load(struct store_io *io, const char *dir, struct store_meta *m,
   snprintf(path, sizeof path, "%s/" META_FILE, dir);
   uint8_t *buf;
   size_t len;
-  int rc = io_read_file(io, path, META_HEADER_SIZE + META_MAX_VOTE +
-                                      META_MAX_CONFIG + 4,
+  int rc = io_read_file(io, path,
+                        META_HEADER_SIZE + META_MAX_VOTE + META_MAX_CONFIG + 4,
                         &buf, &len);
   *found = 0;
   if (rc == -ENOENT) return meta_init(m);
   if (rc) {
-    store_errf(err, "%s: cannot read: %s. Check the file's "
-               "permissions and the disk.", path, strerror(-rc));
+    store_errf(err,
+               "%s: cannot read: %s. Check the file's "
+               "permissions and the disk.",
+               path, strerror(-rc));
     return rc == -EFBIG ? STORE_ECORRUPT : store_errno_code(-rc);
   }
   rc = meta_decode(buf, len, path, m, err);
@@ -141,7 +145,9 @@ int meta_save(struct store_io *io, const char *dir, const struct store_meta *m,
   rc = io_replace_file(io, dir, META_FILE, buf, len);
   free(buf);
   if (rc) {
-    store_errf(err, "%s/" META_FILE ": cannot replace: %s. The term and vote "
+    store_errf(err,
+               "%s/" META_FILE
+               ": cannot replace: %s. The term and vote "
                "were not saved; free disk space or fix the disk.",
                dir, strerror(-rc));
     return store_errno_code(-rc);

@@ -14,7 +14,7 @@
 #include "storage/error.h"
 #include "storage/format.h"
 
-#define REMEDY_WRITE                                                         \
+#define REMEDY_WRITE                                                       \
   "Nothing after the last acknowledged entry was acknowledged; the store " \
   "takes no more writes. Free disk space or fix the disk, then restart "   \
   "the server."
@@ -48,8 +48,8 @@ void segs_path(const struct segs *g, char *out, size_t size, uint64_t first) {
 
 static int fail(char *err, const char *path, const char *op, uint64_t off,
                 int e) {
-  store_errf(err, "%s: %s at offset %" PRIu64 " failed: %s. %s",
-             path, op, off, strerror(e), REMEDY_WRITE);
+  store_errf(err, "%s: %s at offset %" PRIu64 " failed: %s. %s", path, op, off,
+             strerror(e), REMEDY_WRITE);
   return store_errno_code(e);
 }
 
@@ -157,15 +157,13 @@ int segs_write(struct segs *g, const uint8_t *buf, size_t len,
     uint64_t avail = g->off < g->seg_size ? g->seg_size - g->off : 0;
     while (j < nrec) {
       size_t end = j + 1 < nrec ? recs[j + 1] : len;
-      if (end - start > avail && !(j == i && g->off == SEG_HEADER_SIZE))
-        break;
+      if (end - start > avail && !(j == i && g->off == SEG_HEADER_SIZE)) break;
       j++;
     }
     if (j > i) {
       size_t end = j < nrec ? recs[j] : len;
       char path[PATH_MAX];
-      rc = io_pwrite_all(g->io, g->fd, buf + start, end - start,
-                         (off_t)g->off);
+      rc = io_pwrite_all(g->io, g->fd, buf + start, end - start, (off_t)g->off);
       if (rc) {
         segs_path(g, path, sizeof path, g->firsts[g->n - 1]);
         return fail(err, path, "write", g->off, -rc);

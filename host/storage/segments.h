@@ -31,12 +31,12 @@ struct segs {
   size_t seg_size;
   uint64_t *firsts; /* first index of each segment, ascending */
   size_t n, cap;
-  int fd;          /* the last segment, or -1 when not opened */
-  int full;        /* 1: the last segment is finished; next write opens a
-                      new one */
-  uint64_t off;    /* end of the records in the last segment */
-  uint64_t next;   /* index of the next record to write */
-  uint64_t *offs;  /* offs[i]: file offset of record offs_first + i */
+  int fd;         /* the last segment, or -1 when not opened */
+  int full;       /* 1: the last segment is finished; next write opens a
+                     new one */
+  uint64_t off;   /* end of the records in the last segment */
+  uint64_t next;  /* index of the next record to write */
+  uint64_t *offs; /* offs[i]: file offset of record offs_first + i */
   size_t noffs, ocap;
   uint64_t offs_first;
 };

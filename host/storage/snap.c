@@ -54,7 +54,8 @@ int snap_parse_name(const char *name, uint64_t *index) {
 }
 
 static int bad(char *err, const char *path, size_t off, const char *what) {
-  store_errf(err, "%s: %s at offset %zu. This snapshot cannot be used: move the "
+  store_errf(err,
+             "%s: %s at offset %zu. This snapshot cannot be used: move the "
              "data directory away and let the server rejoin the cluster to "
              "receive a snapshot from the leader.",
              path, what, off);
@@ -67,8 +68,10 @@ int snap_load(struct store_io *io, const char *path, struct store_snapshot *out,
   size_t len;
   int rc = io_read_file(io, path, SIZE_MAX / 2, &buf, &len);
   if (rc) {
-    store_errf(err, "%s: cannot read: %s. Check the file's "
-               "permissions and the disk.", path, strerror(-rc));
+    store_errf(err,
+               "%s: cannot read: %s. Check the file's "
+               "permissions and the disk.",
+               path, strerror(-rc));
     return store_errno_code(-rc);
   }
   memset(out, 0, sizeof *out);
@@ -80,15 +83,16 @@ int snap_load(struct store_io *io, const char *path, struct store_snapshot *out,
   } else if (get_u32(buf + 60) != crc32c(0, buf, 60)) {
     rc = bad(err, path, 60, "header checksum mismatch");
   } else if (get_u32(buf + 8) != FORMAT_VERSION) {
-    store_errf(err, "%s: snapshot format version %u at offset 8, this program "
+    store_errf(err,
+               "%s: snapshot format version %u at offset 8, this program "
                "reads version %d. Run the copycat-lua release that wrote "
                "this data directory.",
                path, get_u32(buf + 8), FORMAT_VERSION);
     rc = STORE_EVERSION;
   } else {
     uint64_t clen = get_u64(buf + 32), dlen = get_u64(buf + 40);
-    if (get_u32(buf + 12) != SNAP_HEADER_SIZE || clen > len ||
-        dlen > len || SNAP_HEADER_SIZE + clen + dlen != len) {
+    if (get_u32(buf + 12) != SNAP_HEADER_SIZE || clen > len || dlen > len ||
+        SNAP_HEADER_SIZE + clen + dlen != len) {
       rc = bad(err, path, 32, "lengths in the header differ from the file");
     } else if (get_u32(buf + 48) !=
                crc32c(0, buf + SNAP_HEADER_SIZE, len - SNAP_HEADER_SIZE)) {
@@ -115,7 +119,8 @@ int snap_load(struct store_io *io, const char *path, struct store_snapshot *out,
 }
 
 static int io_fail(char *err, const char *path, const char *op, int e) {
-  store_errf(err, "%s: %s failed: %s. The snapshot was not stored; free disk "
+  store_errf(err,
+             "%s: %s failed: %s. The snapshot was not stored; free disk "
              "space or fix the disk, then take or request it again.",
              path, op, strerror(e));
   return store_errno_code(e);
@@ -167,8 +172,10 @@ int snap_begin(struct store_io *io, const char *dir, uint64_t last_index,
 int snap_write(struct snap_writer *w, uint64_t offset, const void *buf,
                size_t len, char *err) {
   if (offset > w->size) {
-    store_errf(err, "snapshot %" PRIu64 ": chunk at offset %" PRIu64
-               " but only %" PRIu64 " bytes received; chunks must not "
+    store_errf(err,
+               "snapshot %" PRIu64 ": chunk at offset %" PRIu64
+               " but only %" PRIu64
+               " bytes received; chunks must not "
                "leave a hole",
                w->last_index, offset, w->size);
     return STORE_EINVAL;
@@ -176,7 +183,8 @@ int snap_write(struct snap_writer *w, uint64_t offset, const void *buf,
   if (w->memory) {
     if (offset + len > w->mem_cap) {
       size_t cap = w->mem_cap ? w->mem_cap : 4096;
-      while (cap < offset + len) cap *= 2;
+      while (cap < offset + len)
+        cap *= 2;
       uint8_t *p = realloc(w->mem, cap);
       if (!p) return STORE_ENOMEM;
       w->mem = p;

@@ -36,7 +36,8 @@ static int job_empty(const struct job *j) {
 static int grow(void **p, size_t *cap, size_t need, size_t elem) {
   if (need <= *cap) return 0;
   size_t c = *cap ? *cap : 16;
-  while (c < need) c *= 2;
+  while (c < need)
+    c *= 2;
   void *q = realloc(*p, c * elem);
   if (!q) return STORE_ENOMEM;
   *p = q;
@@ -173,8 +174,7 @@ uint64_t store_last_term(const struct store *s) {
 
 int store_entries(const struct store *s, uint64_t a, uint64_t b,
                   const struct store_entry **out) {
-  if (a > b || a < log_first(&s->log) || b > log_last(&s->log) ||
-      s->log.n == 0)
+  if (a > b || a < log_first(&s->log) || b > log_last(&s->log) || s->log.n == 0)
     return STORE_ERANGE;
   *out = log_get(&s->log, a);
   return 0;
@@ -197,9 +197,9 @@ int store_append(struct store *s, const struct store_entry *entries, size_t n,
   struct job *j = s->pending;
   assert(j->base + j->nrec == next);
   /* Reserve everything first so that a failure leaves no trace. */
-  if ((!s->memory && (grow((void **)&j->buf, &j->cap, j->len + bytes, 1) ||
-                      grow((void **)&j->recs, &j->rcap, j->nrec + n,
-                           sizeof *j->recs))) ||
+  if ((!s->memory &&
+       (grow((void **)&j->buf, &j->cap, j->len + bytes, 1) ||
+        grow((void **)&j->recs, &j->rcap, j->nrec + n, sizeof *j->recs))) ||
       (cb && grow((void **)&j->w, &j->wcap, j->nw + 1, sizeof *j->w)))
     return STORE_ENOMEM;
   if ((rc = log_append(&s->log, entries, n)) != 0) return rc;
@@ -260,8 +260,7 @@ static void compact(struct store *s, uint64_t up_to) {
 
 int store_compact_prefix(struct store *s, uint64_t up_to) {
   if (s->closing) return STORE_ECLOSED;
-  if (!s->has_snap || up_to > s->snap.last_index ||
-      up_to > log_last(&s->log))
+  if (!s->has_snap || up_to > s->snap.last_index || up_to > log_last(&s->log))
     return STORE_EINVAL;
   compact(s, up_to);
   return 0;
@@ -310,7 +309,9 @@ int store_snap_begin(struct store *s, uint64_t last_index, uint64_t last_term,
                      struct snap_writer **w, char *err) {
   if (s->closing) return STORE_ECLOSED;
   if (s->writer || (s->has_snap && last_index <= s->snap.last_index)) {
-    store_errf(err, "snapshot %" PRIu64 " refused: another snapshot is being "
+    store_errf(err,
+               "snapshot %" PRIu64
+               " refused: another snapshot is being "
                "written or a newer one is installed",
                last_index);
     return STORE_EINVAL;

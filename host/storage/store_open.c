@@ -37,8 +37,7 @@ static void note(struct store *s, const char *fmt, ...) {
 
 static int sys_error(char *err, const char *path, const char *op, int e,
                      const char *remedy) {
-  store_errf(err, "%s: %s failed: %s. %s", path, op,
-             strerror(e), remedy);
+  store_errf(err, "%s: %s failed: %s. %s", path, op, strerror(e), remedy);
   return store_errno_code(e);
 }
 
@@ -47,7 +46,8 @@ static int make_dir(struct store *s, char *err) {
   char path[PATH_MAX];
   snprintf(path, sizeof path, "%s", s->dir);
   size_t len = strlen(path);
-  while (len > 1 && path[len - 1] == '/') path[--len] = 0;
+  while (len > 1 && path[len - 1] == '/')
+    path[--len] = 0;
   for (char *p = path + 1;; p++) {
     if (*p != '/' && *p != 0) continue;
     char saved = *p;
@@ -56,12 +56,14 @@ static int make_dir(struct store *s, char *err) {
       char parent[PATH_MAX];
       snprintf(parent, sizeof parent, "%s", path);
       char *slash = strrchr(parent, '/');
-      if (slash == parent) slash[1] = 0;
-      else if (slash) *slash = 0;
-      else snprintf(parent, sizeof parent, ".");
+      if (slash == parent)
+        slash[1] = 0;
+      else if (slash)
+        *slash = 0;
+      else
+        snprintf(parent, sizeof parent, ".");
       int rc = io_sync_dir(s->io, parent);
-      if (rc)
-        return sys_error(err, parent, "fsync", -rc, "Check the disk.");
+      if (rc) return sys_error(err, parent, "fsync", -rc, "Check the disk.");
     } else if (errno != EEXIST) {
       return sys_error(err, path, "mkdir", errno,
                        "Create the data directory or choose another one.");
@@ -88,7 +90,8 @@ static int lock_dir(struct store *s, char *err) {
     pid[strcspn(pid, "\n")] = 0;
     s->io->close(s->io, fd);
     if (e == EWOULDBLOCK) {
-      store_errf(err, "%s: the data directory is in use by another process "
+      store_errf(err,
+                 "%s: the data directory is in use by another process "
                  "(pid %s). Stop that server first, or give this one its "
                  "own data directory.",
                  s->dir, pid[0] ? pid : "unknown");
@@ -186,7 +189,9 @@ static int load_meta(struct store *s, const struct listing *l, char *err) {
   if (rc) return rc;
   if (found) return 0;
   if (l->nsegs || l->nsnaps) {
-    store_errf(err, "%s/" META_FILE ": missing, but the directory holds log or "
+    store_errf(err,
+               "%s/" META_FILE
+               ": missing, but the directory holds log or "
                "snapshot files. The server's term and vote are lost: move "
                "the data directory away and let the server rejoin the "
                "cluster.",
@@ -198,8 +203,7 @@ static int load_meta(struct store *s, const struct listing *l, char *err) {
   return meta_save(s->io, s->dir, &s->meta, err);
 }
 
-static int load_snapshot(struct store *s, const struct listing *l,
-                         char *err) {
+static int load_snapshot(struct store *s, const struct listing *l, char *err) {
   if (l->nsnaps == 0) return 0;
   char path[PATH_MAX + 64], name[64];
   uint64_t newest = l->snaps[l->nsnaps - 1];
@@ -209,7 +213,8 @@ static int load_snapshot(struct store *s, const struct listing *l,
   if (rc) return rc;
   s->has_snap = 1;
   if (s->snap.last_index != newest) {
-    store_errf(err, "%s: header says last index %" PRIu64
+    store_errf(err,
+               "%s: header says last index %" PRIu64
                " at offset 16, the name says %" PRIu64
                ". Move the data directory away and let the server rejoin "
                "the cluster.",
@@ -259,8 +264,11 @@ static int load_segments(struct store *s, const struct listing *l,
     if (i == 0) {
       log_init(&s->log, first);
     } else if (first != log_last(&s->log) + 1) {
-      store_errf(err, "%s: the log ends at index %" PRIu64 " in the previous "
-                 "segment but this one starts at %" PRIu64 ": %s. Restore "
+      store_errf(err,
+                 "%s: the log ends at index %" PRIu64
+                 " in the previous "
+                 "segment but this one starts at %" PRIu64
+                 ": %s. Restore "
                  "the missing file, or move the data directory away and let "
                  "the server rejoin the cluster.",
                  path, log_last(&s->log), first,
@@ -271,8 +279,7 @@ static int load_segments(struct store *s, const struct listing *l,
     uint8_t *buf;
     size_t size;
     int rc = io_read_file(s->io, path, SIZE_MAX / 2, &buf, &size);
-    if (rc)
-      return sys_error(err, path, "read", -rc, "Check the disk.");
+    if (rc) return sys_error(err, path, "read", -rc, "Check the disk.");
     struct scan_ctx c = {s, path, first, err};
     if ((rc = segs_add_segment(&s->segs, first)) == 0)
       rc = seg_scan(buf, size, path, i + 1 == l->nsegs, prev_term, last,
@@ -280,7 +287,8 @@ static int load_segments(struct store *s, const struct listing *l,
     free(buf);
     if (rc) return rc;
     if (last->first != first) {
-      store_errf(err, "%s: header says first index %" PRIu64
+      store_errf(err,
+                 "%s: header says first index %" PRIu64
                  " at offset 16 but the name says %" PRIu64
                  ". Move the data directory away and let the server rejoin "
                  "the cluster.",
@@ -333,18 +341,22 @@ static int fit_to_snapshot(struct store *s, char *err) {
   char path[PATH_MAX];
   segs_path(g, path, sizeof path, g->firsts[0]);
   if (F > S + 1) {
-    store_errf(err, "%s: the log starts at index %" PRIu64 " but %s: entries "
-               "%" PRIu64 "..%" PRIu64 " are missing. Restore the missing "
-               "files, or move the data directory away and let the server "
-               "rejoin the cluster.",
-               path, F,
-               S ? "the newest snapshot ends before it" : "there is no snapshot",
-               S + 1, F - 1);
+    store_errf(
+        err,
+        "%s: the log starts at index %" PRIu64
+        " but %s: entries "
+        "%" PRIu64 "..%" PRIu64
+        " are missing. Restore the missing "
+        "files, or move the data directory away and let the server "
+        "rejoin the cluster.",
+        path, F,
+        S ? "the newest snapshot ends before it" : "there is no snapshot",
+        S + 1, F - 1);
     return STORE_EMISSING;
   }
   if (S == 0) return 0;
-  int keep = F == S + 1 ||
-             (L >= S && log_get(&s->log, S)->term == s->snap.last_term);
+  int keep =
+      F == S + 1 || (L >= S && log_get(&s->log, S)->term == s->snap.last_term);
   int rc;
   if (keep) {
     log_compact(&s->log, S);
@@ -352,8 +364,10 @@ static int fit_to_snapshot(struct store *s, char *err) {
   } else {
     /* A snapshot from the leader replaced this log; the old segments were
      * being deleted when the server stopped. */
-    note(s, "discarded log %" PRIu64 "..%" PRIu64
-         " superseded by snapshot %" PRIu64, F, L, S);
+    note(s,
+         "discarded log %" PRIu64 "..%" PRIu64
+         " superseded by snapshot %" PRIu64,
+         F, L, S);
     log_free(&s->log);
     log_init(&s->log, S + 1);
     rc = segs_reset(g, S + 1, err);
@@ -402,7 +416,8 @@ int store_open(uv_loop_t *loop, const char *dir, const struct store_opts *opts,
   s->memory = opts->memory;
   s->seg_size = seg_size;
   snprintf(s->dir, sizeof s->dir, "%s", s->memory ? "" : dir);
-  for (int i = 0; i < 2; i++) s->jobs[i].s = s;
+  for (int i = 0; i < 2; i++)
+    s->jobs[i].s = s;
   s->pending = &s->jobs[0];
   log_init(&s->log, 1);
   segs_init(&s->segs, s->io, s->dir, seg_size, 1);
