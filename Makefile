@@ -95,8 +95,16 @@ $(BUILD)/bench/%: bench/%.c $(BUILD)/libcopycat.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -o $@ $< $(BUILD)/libcopycat.a $(LUA_LIBS) $(UV_LIBS)
 
-$(BUILD)/sim: $(SIM_OBJS) $(BUILD)/libcopycat.a
-	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(UV_LIBS)
+# The simulator links its own copy of the Raft core built with
+# -DRAFT_BUGS=1, so that deliberate bugs can be switched on in it while the
+# product (libcopycat.a) never contains them.
+SIM_RAFT_OBJS := $(patsubst host/raft/%.c,$(BUILD)/obj/sim-raft/%.o,$(wildcard host/raft/*.c))
+$(BUILD)/obj/sim-raft/%.o: host/raft/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -DRAFT_BUGS=1 -MMD -MP -c $< -o $@
+
+$(BUILD)/sim: $(SIM_OBJS) $(SIM_RAFT_OBJS)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^
 
 test: deps
 	@$(MAKE) --no-print-directory all

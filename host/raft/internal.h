@@ -19,9 +19,9 @@
 
 struct raft_log {
   struct raft_entry *ring;
-  size_t cap;  /* power of two */
-  size_t head; /* slot of the first entry */
-  size_t n;    /* entries held */
+  size_t cap;               /* power of two */
+  size_t head;              /* slot of the first entry */
+  size_t n;                 /* entries held */
   uint64_t base, base_term; /* index/term just before the first entry */
 };
 
@@ -36,8 +36,7 @@ static inline struct raft_entry *raft_log_get(const struct raft_log *l,
   return &l->ring[(l->head + (index - l->base - 1)) & (l->cap - 1)];
 }
 /* Term of `index`; 0 if unknown (before base or after the last entry). */
-static inline uint64_t raft_log_term(const struct raft_log *l,
-                                     uint64_t index) {
+static inline uint64_t raft_log_term(const struct raft_log *l, uint64_t index) {
   if (index == l->base) return l->base_term;
   if (index < l->base || index > raft_log_last(l)) return 0;
   return raft_log_get(l, index)->term;
@@ -61,11 +60,11 @@ enum { PR_PROBE = 0, PR_REPLICATE = 1, PR_SNAPSHOT = 2 };
 struct raft_progress {
   uint64_t match, next;
   int state;
-  bool probe_sent;   /* PROBE: an append is outstanding */
-  bool active;       /* heard from since the last check-quorum round */
-  unsigned since_send;   /* ticks since we last sent anything */
-  unsigned stall;        /* ticks since match last advanced */
-  uint64_t ack_seq;      /* highest heartbeat seq acknowledged */
+  bool probe_sent;     /* PROBE: an append is outstanding */
+  bool active;         /* heard from since the last check-quorum round */
+  unsigned since_send; /* ticks since the last probe or chunk went out */
+  unsigned stall;      /* ticks since match last advanced */
+  uint64_t ack_seq;    /* highest heartbeat seq acknowledged */
   /* REPLICATE window: last index and payload bytes of each in flight. */
   uint64_t infl_index[RAFT_INFLIGHT_MAX];
   size_t infl_bytes[RAFT_INFLIGHT_MAX];
@@ -96,20 +95,20 @@ struct raft {
   /* volatile */
   int role;
   char leader[RAFT_NAME_MAX];
-  uint64_t commit;    /* highest index known committed */
-  uint64_t applied;   /* highest index handed out for applying */
-  uint64_t persisted; /* highest index known durable locally */
+  uint64_t commit;     /* highest index known committed */
+  uint64_t applied;    /* highest index handed out for applying */
+  uint64_t persisted;  /* highest index known durable locally */
   uint64_t match_hint; /* follower: highest index known to match leader */
   uint64_t acked;      /* follower: highest index acknowledged */
   uint64_t unstable;   /* first index not yet handed out for persisting */
   uint64_t now;        /* ticks since creation */
   uint64_t rng;
 
-  unsigned election_elapsed;    /* ticks since leader contact / campaign */
-  unsigned randomized_timeout;  /* current election timeout */
-  unsigned heartbeat_elapsed;   /* leader */
-  unsigned quorum_elapsed;      /* leader: ticks into check-quorum round */
-  bool have_leader_contact;     /* election_elapsed counts from contact */
+  unsigned election_elapsed;   /* ticks since leader contact / campaign */
+  unsigned randomized_timeout; /* current election timeout */
+  unsigned heartbeat_elapsed;  /* leader */
+  unsigned quorum_elapsed;     /* leader: ticks into check-quorum round */
+  bool have_leader_contact;    /* election_elapsed counts from contact */
 
   /* configuration: latest in the log, and the one before it */
   struct raft_conf conf;
@@ -127,13 +126,13 @@ struct raft {
   /* leader */
   bool own_term_committed;
   size_t uncommitted_bytes;
-  uint64_t hb_seq; /* seq of the last heartbeat round sent */
+  uint64_t hb_seq;         /* seq of the last heartbeat round sent */
   uint64_t hb_sent_at[64]; /* tick at which seq % 64 was sent */
   bool read_round_needed;
   struct raft_pending_read *reads;
   size_t n_reads, cap_reads;
   uint64_t lease_until; /* tick until which the lease holds */
-  bool lease_off; /* a transfer was started: no lease for this term */
+  bool lease_off;       /* a transfer was started: no lease for this term */
   char transferee[RAFT_NAME_MAX];
   unsigned transfer_elapsed;
   bool removed_self_pending; /* leader removed itself; leave once committed */
@@ -201,7 +200,6 @@ void raft_update_lease(struct raft *r);
 /* snapshot.c */
 void raft_send_snapshot(struct raft *r, int i);
 void raft_handle_snapshot(struct raft *r, const struct raft_msg *m);
-void raft_handle_snapshot_resp(struct raft *r, int i,
-                               const struct raft_msg *m);
+void raft_handle_snapshot_resp(struct raft *r, int i, const struct raft_msg *m);
 
 #endif

@@ -89,35 +89,55 @@ int raft_msg_copy(struct raft_msg *dst, const struct raft_msg *src) {
 
 const char *raft_msg_name(int type) {
   switch (type) {
-    case RAFT_MSG_VOTE: return "Vote";
-    case RAFT_MSG_VOTE_RESP: return "VoteResp";
-    case RAFT_MSG_APPEND: return "Append";
-    case RAFT_MSG_APPEND_RESP: return "AppendResp";
-    case RAFT_MSG_HEARTBEAT: return "Heartbeat";
-    case RAFT_MSG_HEARTBEAT_RESP: return "HeartbeatResp";
-    case RAFT_MSG_SNAPSHOT: return "Snapshot";
-    case RAFT_MSG_SNAPSHOT_RESP: return "SnapshotResp";
-    case RAFT_MSG_TIMEOUT_NOW: return "TimeoutNow";
-    default: return "?";
+    case RAFT_MSG_VOTE:
+      return "Vote";
+    case RAFT_MSG_VOTE_RESP:
+      return "VoteResp";
+    case RAFT_MSG_APPEND:
+      return "Append";
+    case RAFT_MSG_APPEND_RESP:
+      return "AppendResp";
+    case RAFT_MSG_HEARTBEAT:
+      return "Heartbeat";
+    case RAFT_MSG_HEARTBEAT_RESP:
+      return "HeartbeatResp";
+    case RAFT_MSG_SNAPSHOT:
+      return "Snapshot";
+    case RAFT_MSG_SNAPSHOT_RESP:
+      return "SnapshotResp";
+    case RAFT_MSG_TIMEOUT_NOW:
+      return "TimeoutNow";
+    default:
+      return "?";
   }
 }
 
 const char *raft_strerror(int code) {
   switch (code) {
-    case RAFT_OK: return "ok";
-    case RAFT_ENOTLEADER: return "not the leader";
+    case RAFT_OK:
+      return "ok";
+    case RAFT_ENOTLEADER:
+      return "not the leader";
     case RAFT_EBACKLOG:
       return "too much uncommitted data (is a quorum reachable?)";
-    case RAFT_ETRANSFER: return "leadership transfer in progress";
-    case RAFT_ECHANGE: return "a membership change is already in progress";
-    case RAFT_ENOTCAUGHTUP: return "member has not caught up with the log";
-    case RAFT_EINVAL: return "invalid argument";
-    case RAFT_ENOMEM: return "out of memory";
-    case RAFT_ENOTFOUND: return "no such member";
+    case RAFT_ETRANSFER:
+      return "leadership transfer in progress";
+    case RAFT_ECHANGE:
+      return "a membership change is already in progress";
+    case RAFT_ENOTCAUGHTUP:
+      return "member has not caught up with the log";
+    case RAFT_EINVAL:
+      return "invalid argument";
+    case RAFT_ENOMEM:
+      return "out of memory";
+    case RAFT_ENOTFOUND:
+      return "no such member";
     case RAFT_ENOTREADY:
       return "leader has not yet committed an entry of its term";
-    case RAFT_ESTALE: return "request overtaken by a leadership change";
-    default: return "unknown error";
+    case RAFT_ESTALE:
+      return "request overtaken by a leadership change";
+    default:
+      return "unknown error";
   }
 }
 
@@ -148,10 +168,15 @@ const char *raft_bug_name(int bit) {
 
 const char *raft_role_name(int role) {
   switch (role) {
-    case RAFT_FOLLOWER: return "follower";
-    case RAFT_PRECANDIDATE: return "precandidate";
-    case RAFT_CANDIDATE: return "candidate";
-    case RAFT_LEADER: return "leader";
-    default: return "?";
+    case RAFT_FOLLOWER:
+      return "follower";
+    case RAFT_PRECANDIDATE:
+      return "precandidate";
+    case RAFT_CANDIDATE:
+      return "candidate";
+    case RAFT_LEADER:
+      return "leader";
+    default:
+      return "?";
   }
 }

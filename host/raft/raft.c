@@ -54,7 +54,8 @@ struct raft *raft_new(const struct raft_options *o) {
   r->opt.name = r->name;
   raft_log_init(&r->log);
   r->rng = o->seed * 0x9E3779B97F4A7C15ULL + 0x2545F4914F6CDD1DULL;
-  for (const char *p = r->name; *p; p++) r->rng = r->rng * 31 + (uint8_t)*p;
+  for (const char *p = r->name; *p; p++)
+    r->rng = r->rng * 31 + (uint8_t)*p;
   if (r->rng == 0) r->rng = 1;
   r->role = RAFT_FOLLOWER;
   r->self = -1;
@@ -67,8 +68,10 @@ struct raft *raft_new(const struct raft_options *o) {
 void raft_free(struct raft *r) {
   if (!r) return;
   raft_log_free(&r->log);
-  for (size_t i = 0; i < r->n_msgs; i++) raft_msg_clear(&r->msgs[i]);
-  for (size_t i = 0; i < r->n_crecv; i++) raft_buf_unref(r->crecv[i].data);
+  for (size_t i = 0; i < r->n_msgs; i++)
+    raft_msg_clear(&r->msgs[i]);
+  for (size_t i = 0; i < r->n_crecv; i++)
+    raft_buf_unref(r->crecv[i].data);
   free(r->msgs);
   free(r->reads);
   free(r->read_out);
@@ -136,13 +139,13 @@ void raft_set_hs_dirty(struct raft *r) {
 }
 
 bool raft_is_voter(const struct raft *r, int i) {
-  return i >= 0 && (unsigned)i < r->conf.n &&
-         r->conf.m[i].type == RAFT_ACTIVE;
+  return i >= 0 && (unsigned)i < r->conf.n && r->conf.m[i].type == RAFT_ACTIVE;
 }
 
 int raft_quorum(const struct raft *r) {
   int voters = 0;
-  for (unsigned i = 0; i < r->conf.n; i++) voters += raft_is_voter(r, (int)i);
+  for (unsigned i = 0; i < r->conf.n; i++)
+    voters += raft_is_voter(r, (int)i);
   return voters / 2 + 1;
 }
 
@@ -200,7 +203,8 @@ static void become_leader(struct raft *r) {
   r->lease_off = false;
   r->transferee[0] = 0;
   r->transfer_campaign = false;
-  for (unsigned i = 0; i < r->conf.n; i++) raft_pr_reset(r, (int)i);
+  for (unsigned i = 0; i < r->conf.n; i++)
+    raft_pr_reset(r, (int)i);
   /* A no-op of the new term lets the leader commit (and learn the commit
    * index) without waiting for a client. */
   raft_append_local(r, RAFT_NOOP, NULL);
@@ -223,8 +227,7 @@ static void send_votes(struct raft *r, bool prevote, bool transfer) {
 static int count_granted(const struct raft *r, bool granted) {
   int n = 0;
   for (unsigned i = 0; i < r->conf.n; i++)
-    if (raft_is_voter(r, (int)i) && r->responded[i] &&
-        r->granted[i] == granted)
+    if (raft_is_voter(r, (int)i) && r->responded[i] && r->granted[i] == granted)
       n++;
   return n;
 }
@@ -331,8 +334,8 @@ static void handle_vote(struct raft *r, const struct raft_msg *m) {
   const struct raft_msg *q = m;
   bool prevote = q->u.vote.prevote;
   bool grant = false;
-  if (q->term >= r->term && !(in_lease(r) && !q->u.vote.transfer &&
-                              q->term > r->term)) {
+  if (q->term >= r->term &&
+      !(in_lease(r) && !q->u.vote.transfer && q->term > r->term)) {
     if (!prevote && q->term > r->term) raft_become_follower(r, q->term, "");
     uint64_t lt = raft_log_last_term(&r->log);
     bool log_ok = q->u.vote.last_term > lt ||
@@ -385,10 +388,9 @@ int raft_step(struct raft *r, const struct raft_msg *m) {
   if (!m || strcmp(m->to, r->name) != 0 || strcmp(m->from, r->name) == 0)
     return RAFT_EINVAL;
   int from = raft_conf_find(&r->conf, m->from);
-  bool leader_msg = m->type == RAFT_MSG_APPEND ||
-                    m->type == RAFT_MSG_HEARTBEAT ||
-                    m->type == RAFT_MSG_SNAPSHOT ||
-                    m->type == RAFT_MSG_TIMEOUT_NOW;
+  bool leader_msg =
+      m->type == RAFT_MSG_APPEND || m->type == RAFT_MSG_HEARTBEAT ||
+      m->type == RAFT_MSG_SNAPSHOT || m->type == RAFT_MSG_TIMEOUT_NOW;
   if (m->type == RAFT_MSG_VOTE) {
     handle_vote(r, m);
     return 0;
@@ -416,10 +418,18 @@ int raft_step(struct raft *r, const struct raft_msg *m) {
     r->election_elapsed = 0;
   }
   switch (m->type) {
-    case RAFT_MSG_VOTE_RESP: handle_vote_resp(r, from, m); break;
-    case RAFT_MSG_APPEND: raft_handle_append(r, m); break;
-    case RAFT_MSG_HEARTBEAT: raft_handle_heartbeat(r, m); break;
-    case RAFT_MSG_SNAPSHOT: raft_handle_snapshot(r, m); break;
+    case RAFT_MSG_VOTE_RESP:
+      handle_vote_resp(r, from, m);
+      break;
+    case RAFT_MSG_APPEND:
+      raft_handle_append(r, m);
+      break;
+    case RAFT_MSG_HEARTBEAT:
+      raft_handle_heartbeat(r, m);
+      break;
+    case RAFT_MSG_SNAPSHOT:
+      raft_handle_snapshot(r, m);
+      break;
     case RAFT_MSG_TIMEOUT_NOW:
       if (self_voter(r)) campaign(r, false, true);
       break;
@@ -435,7 +445,8 @@ int raft_step(struct raft *r, const struct raft_msg *m) {
       if (r->role == RAFT_LEADER && from >= 0 && from != r->self)
         raft_handle_snapshot_resp(r, from, m);
       break;
-    default: return RAFT_EINVAL;
+    default:
+      return RAFT_EINVAL;
   }
   return 0;
 }
@@ -443,15 +454,13 @@ int raft_step(struct raft *r, const struct raft_msg *m) {
 /* ---- ready -------------------------------------------------------------- */
 
 bool raft_has_ready(const struct raft *r) {
-  return r->hs_dirty || r->unstable <= raft_log_last(&r->log) ||
-         r->n_msgs || r->commit > r->applied || r->n_read_out ||
-         r->read_round_needed || r->n_creq || r->n_crecv ||
-         r->install_pending;
+  return r->hs_dirty || r->unstable <= raft_log_last(&r->log) || r->n_msgs ||
+         r->commit > r->applied || r->n_read_out || r->read_round_needed ||
+         r->n_creq || r->n_crecv || r->install_pending;
 }
 
-static struct raft_entry *copy_entries(const struct raft_log *l,
-                                       uint64_t from, uint64_t to,
-                                       size_t *n) {
+static struct raft_entry *copy_entries(const struct raft_log *l, uint64_t from,
+                                       uint64_t to, size_t *n) {
   *n = from <= to ? (size_t)(to - from + 1) : 0;
   if (*n == 0) return NULL;
   struct raft_entry *es = malloc(*n * sizeof *es);
@@ -520,7 +529,8 @@ void raft_ready_get(struct raft *r, struct raft_ready *rd) {
 }
 
 static void free_entries(struct raft_entry *es, size_t n) {
-  for (size_t i = 0; i < n; i++) raft_buf_unref(es[i].buf);
+  for (size_t i = 0; i < n; i++)
+    raft_buf_unref(es[i].buf);
   free(es);
 }
 
@@ -529,35 +539,60 @@ void raft_ready_done(struct raft *r, struct raft_ready *rd) {
   r->in_ready = false;
   free_entries(rd->persist, rd->n_persist);
   free_entries(rd->committed, rd->n_committed);
-  for (size_t i = 0; i < rd->n_msgs; i++) raft_msg_clear(&rd->msgs[i]);
+  for (size_t i = 0; i < rd->n_msgs; i++)
+    raft_msg_clear(&rd->msgs[i]);
   free(rd->msgs);
   free(rd->reads);
   free(rd->chunk_reqs);
-  for (size_t i = 0; i < rd->n_chunks; i++) raft_buf_unref(rd->chunks[i].data);
+  for (size_t i = 0; i < rd->n_chunks; i++)
+    raft_buf_unref(rd->chunks[i].data);
   free(rd->chunks);
   memset(rd, 0, sizeof *rd);
 }
 
 /* ---- queries ------------------------------------------------------------ */
 
-int raft_role(const struct raft *r) { return r->role; }
-uint64_t raft_term(const struct raft *r) { return r->term; }
-const char *raft_leader(const struct raft *r) { return r->leader; }
-const char *raft_name(const struct raft *r) { return r->name; }
-uint64_t raft_commit_index(const struct raft *r) { return r->commit; }
+int raft_role(const struct raft *r) {
+  return r->role;
+}
+uint64_t raft_term(const struct raft *r) {
+  return r->term;
+}
+const char *raft_leader(const struct raft *r) {
+  return r->leader;
+}
+const char *raft_name(const struct raft *r) {
+  return r->name;
+}
+uint64_t raft_commit_index(const struct raft *r) {
+  return r->commit;
+}
 uint64_t raft_last_index(const struct raft *r) {
   return raft_log_last(&r->log);
 }
-uint64_t raft_first_index(const struct raft *r) { return r->log.base + 1; }
-uint64_t raft_applied_index(const struct raft *r) { return r->applied; }
-uint64_t raft_persisted_index(const struct raft *r) { return r->persisted; }
-uint64_t raft_snapshot_index(const struct raft *r) { return r->snap_index; }
+uint64_t raft_first_index(const struct raft *r) {
+  return r->log.base + 1;
+}
+uint64_t raft_applied_index(const struct raft *r) {
+  return r->applied;
+}
+uint64_t raft_persisted_index(const struct raft *r) {
+  return r->persisted;
+}
+uint64_t raft_snapshot_index(const struct raft *r) {
+  return r->snap_index;
+}
 uint64_t raft_term_at(const struct raft *r, uint64_t index) {
   return raft_log_term(&r->log, index);
 }
 const struct raft_entry *raft_entry_at(const struct raft *r, uint64_t index) {
   if (index <= r->log.base || index > raft_log_last(&r->log)) return NULL;
   return raft_log_get(&r->log, index);
+}
+void raft_snapshot_get(const struct raft *r, struct raft_snapshot_meta *out) {
+  out->index = r->snap_index;
+  out->term = r->snap_term;
+  out->conf = r->snap_conf;
 }
 const struct raft_conf *raft_configuration(const struct raft *r) {
   return &r->conf;

@@ -8,9 +8,10 @@
  *
  *   1. If ready.hs_changed, make (term, vote) durable BEFORE sending any of
  *      the ready's messages.
- *   2. If ready.snap_install is set, persist and load that snapshot (its
- *      chunks arrived in earlier readies) before anything else below.
- *   3. Write ready.snap_chunks (received snapshot bytes) in order.
+ *   2. Write ready.chunks (received snapshot bytes) in order.
+ *   3. If ready.snap_install is set, make that snapshot durable (its last
+ *      chunk is in this ready), load it into the state machine, and drop
+ *      the durable log up to its index (all of it if snap_drop_log).
  *   4. Truncate the durable log from ready.persist_first, then append
  *      ready.persist[] (asynchronously is fine); when durable call
  *      raft_persisted(r, last_index, last_term).
@@ -30,9 +31,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define RAFT_NAME_MAX 64     /* member name, including the NUL */
-#define RAFT_ADDR_MAX 128    /* member address, including the NUL */
-#define RAFT_MAX_MEMBERS 16  /* members in one configuration */
+#define RAFT_NAME_MAX 64    /* member name, including the NUL */
+#define RAFT_ADDR_MAX 128   /* member address, including the NUL */
+#define RAFT_MAX_MEMBERS 16 /* members in one configuration */
 
 /* Error codes (negative return values). */
 enum {
@@ -109,15 +110,15 @@ int raft_conf_decode(struct raft_conf *c, const void *data, size_t len);
 /* ---- messages ---------------------------------------------------------- */
 
 enum raft_msg_type {
-  RAFT_MSG_VOTE = 1,          /* RequestVote (or pre-vote poll) */
-  RAFT_MSG_VOTE_RESP = 2,     /* its answer */
-  RAFT_MSG_APPEND = 3,        /* AppendEntries */
-  RAFT_MSG_APPEND_RESP = 4,   /* its answer */
-  RAFT_MSG_HEARTBEAT = 5,     /* leadership beacon, carries commit + seq */
+  RAFT_MSG_VOTE = 1,        /* RequestVote (or pre-vote poll) */
+  RAFT_MSG_VOTE_RESP = 2,   /* its answer */
+  RAFT_MSG_APPEND = 3,      /* AppendEntries */
+  RAFT_MSG_APPEND_RESP = 4, /* its answer */
+  RAFT_MSG_HEARTBEAT = 5,   /* leadership beacon, carries commit + seq */
   RAFT_MSG_HEARTBEAT_RESP = 6,
-  RAFT_MSG_SNAPSHOT = 7,      /* InstallSnapshot: one chunk */
+  RAFT_MSG_SNAPSHOT = 7, /* InstallSnapshot: one chunk */
   RAFT_MSG_SNAPSHOT_RESP = 8,
-  RAFT_MSG_TIMEOUT_NOW = 9    /* leadership transfer: campaign at once */
+  RAFT_MSG_TIMEOUT_NOW = 9 /* leadership transfer: campaign at once */
 };
 
 /* One message. Only the fields listed for its type are meaningful; the
@@ -143,24 +144,24 @@ struct raft_msg {
     } append;
     struct { /* RAFT_MSG_APPEND_RESP */
       bool success;
-      uint64_t index;  /* success: follower holds the leader's log up to
-                          here durably; failure: the prev_index rejected */
+      uint64_t index;          /* success: follower holds the leader's log up to
+                                  here durably; failure: the prev_index rejected */
       uint64_t conflict_term;  /* failure: term at prev_index, 0 if none */
       uint64_t conflict_index; /* failure: first index of conflict_term,
                                   or follower's last index + 1 */
     } append_resp;
-    struct { /* RAFT_MSG_HEARTBEAT / RAFT_MSG_HEARTBEAT_RESP */
+    struct {           /* RAFT_MSG_HEARTBEAT / RAFT_MSG_HEARTBEAT_RESP */
       uint64_t commit; /* heartbeat only */
       uint64_t seq;    /* echoed by the response (reads, leases) */
     } heartbeat;
-    struct { /* RAFT_MSG_SNAPSHOT */
-      uint64_t index, term; /* last index/term the snapshot covers */
+    struct {                 /* RAFT_MSG_SNAPSHOT */
+      uint64_t index, term;  /* last index/term the snapshot covers */
       struct raft_buf *conf; /* encoded configuration at index */
       uint64_t offset;       /* byte offset of this chunk */
       struct raft_buf *data; /* chunk bytes */
       bool last;             /* final chunk */
     } snapshot;
-    struct { /* RAFT_MSG_SNAPSHOT_RESP */
+    struct {           /* RAFT_MSG_SNAPSHOT_RESP */
       uint64_t index;  /* snapshot index being acknowledged */
       uint64_t offset; /* next byte offset wanted */
       bool done;       /* installed */
@@ -183,15 +184,15 @@ struct raft_options {
   unsigned heartbeat_interval; /* ticks, < election_timeout */
   uint64_t seed;               /* random source for timeouts */
   bool pre_vote;
-  bool check_quorum; /* needed for lease reads and vote stickiness */
-  unsigned lease_drift;           /* ticks: lease = election_timeout - this */
-  size_t max_append_bytes;        /* payload bytes per AppendEntries */
-  unsigned max_inflight_msgs;     /* AppendEntries in flight per follower */
-  size_t max_inflight_bytes;      /* payload bytes in flight per follower */
-  size_t max_uncommitted_bytes;   /* leader's uncommitted payload cap */
-  uint64_t catchup_margin;        /* promote only within this many entries */
-  uint64_t snapshot_trailing;     /* entries kept behind a snapshot */
-  size_t snapshot_chunk;          /* bytes per snapshot chunk */
+  bool check_quorum;            /* needed for lease reads and vote stickiness */
+  unsigned lease_drift;         /* ticks: lease = election_timeout - this */
+  size_t max_append_bytes;      /* payload bytes per AppendEntries */
+  unsigned max_inflight_msgs;   /* AppendEntries in flight per follower */
+  size_t max_inflight_bytes;    /* payload bytes in flight per follower */
+  size_t max_uncommitted_bytes; /* leader's uncommitted payload cap */
+  uint64_t catchup_margin;      /* promote only within this many entries */
+  uint64_t snapshot_trailing;   /* entries kept behind a snapshot */
+  size_t snapshot_chunk;        /* bytes per snapshot chunk */
   unsigned bugs; /* RAFT_BUG_* bits; ignored unless built with RAFT_BUGS */
 };
 void raft_options_default(struct raft_options *o, const char *name);
@@ -199,13 +200,14 @@ void raft_options_default(struct raft_options *o, const char *name);
 /* Deliberate protocol bugs, compiled in only with -DRAFT_BUGS=1 (the
  * simulator build) so that it can prove it catches them. */
 enum {
-  RAFT_BUG_COMMIT_OLD_TERM = 1 << 0,  /* commit earlier-term entries by count */
-  RAFT_BUG_FORGET_VOTE = 1 << 1,      /* vote not in the durable hard state */
-  RAFT_BUG_VOTE_SHORT_LOG = 1 << 2,   /* grant votes to out-of-date logs */
-  RAFT_BUG_LEASE_NO_QUORUM = 1 << 3,  /* lease valid without quorum contact */
-  RAFT_BUG_CONFIG_ON_COMMIT = 1 << 4, /* configuration used only once committed */
-  RAFT_BUG_EARLY_CHANGE = 1 << 5, /* change before own-term entry committed */
-  RAFT_BUG_ACK_UNDURABLE = 1 << 6 /* acknowledge entries before durable */
+  RAFT_BUG_COMMIT_OLD_TERM = 1 << 0, /* commit earlier-term entries by count */
+  RAFT_BUG_FORGET_VOTE = 1 << 1,     /* vote not in the durable hard state */
+  RAFT_BUG_VOTE_SHORT_LOG = 1 << 2,  /* grant votes to out-of-date logs */
+  RAFT_BUG_LEASE_NO_QUORUM = 1 << 3, /* lease valid without quorum contact */
+  RAFT_BUG_CONFIG_ON_COMMIT = 1
+                              << 4, /* configuration used only once committed */
+  RAFT_BUG_EARLY_CHANGE = 1 << 5,   /* change before own-term entry committed */
+  RAFT_BUG_ACK_UNDURABLE = 1 << 6   /* acknowledge entries before durable */
 };
 int raft_bug_by_name(const char *name); /* bit, or 0 if unknown */
 const char *raft_bug_name(int bit);
@@ -333,7 +335,7 @@ const char *raft_leader(const struct raft *r); /* "" if unknown */
 const char *raft_name(const struct raft *r);
 uint64_t raft_commit_index(const struct raft *r);
 uint64_t raft_last_index(const struct raft *r);
-uint64_t raft_first_index(const struct raft *r); /* first entry in memory */
+uint64_t raft_first_index(const struct raft *r);   /* first entry in memory */
 uint64_t raft_applied_index(const struct raft *r); /* handed out */
 uint64_t raft_persisted_index(const struct raft *r);
 uint64_t raft_snapshot_index(const struct raft *r);
@@ -341,6 +343,9 @@ uint64_t raft_snapshot_index(const struct raft *r);
 uint64_t raft_term_at(const struct raft *r, uint64_t index);
 /* Entry `index` if in memory (borrowed), else NULL. */
 const struct raft_entry *raft_entry_at(const struct raft *r, uint64_t index);
+/* The snapshot the core currently knows of (index 0 if none): what a host
+ * records as the snapshot's metadata after raft_snapshot_taken(). */
+void raft_snapshot_get(const struct raft *r, struct raft_snapshot_meta *out);
 const struct raft_conf *raft_configuration(const struct raft *r);
 uint64_t raft_configuration_index(const struct raft *r);
 bool raft_lease_valid(const struct raft *r);

@@ -32,8 +32,7 @@ static uint64_t quorum_value(const struct raft *r, const uint64_t *vals,
   uint64_t m[RAFT_MAX_MEMBERS];
   int n = 0;
   for (unsigned i = 0; i < r->conf.n; i++)
-    if (raft_is_voter(r, (int)i))
-      m[n++] = (int)i == r->self ? self : vals[i];
+    if (raft_is_voter(r, (int)i)) m[n++] = (int)i == r->self ? self : vals[i];
   int q = raft_quorum(r);
   if (n < q) return 0;
   for (int a = 1; a < n; a++)
@@ -49,7 +48,8 @@ void raft_reads_on_ack(struct raft *r) {
   if (r->role != RAFT_LEADER || !r->own_term_committed || r->n_reads == 0)
     return;
   uint64_t acks[RAFT_MAX_MEMBERS];
-  for (unsigned i = 0; i < r->conf.n; i++) acks[i] = r->pr[i].ack_seq;
+  for (unsigned i = 0; i < r->conf.n; i++)
+    acks[i] = r->pr[i].ack_seq;
   uint64_t confirmed = quorum_value(r, acks, r->hb_seq);
   size_t k = 0;
   while (k < r->n_reads && r->reads[k].seq != 0 &&

@@ -124,21 +124,20 @@ void raft_send_append(struct raft *r, int i) {
 }
 
 void raft_bcast_append(struct raft *r) {
-  for (unsigned i = 0; i < r->conf.n; i++) raft_send_append(r, (int)i);
+  for (unsigned i = 0; i < r->conf.n; i++)
+    raft_send_append(r, (int)i);
 }
 
 void raft_bcast_heartbeat(struct raft *r, uint64_t seq) {
   r->hb_sent_at[seq % 64] = r->now;
   for (unsigned i = 0; i < r->conf.n; i++) {
     if ((int)i == r->self || r->conf.m[i].type == RAFT_RESERVE) continue;
-    struct raft_msg *m =
-        raft_new_msg(r, RAFT_MSG_HEARTBEAT, r->conf.m[i].name);
+    struct raft_msg *m = raft_new_msg(r, RAFT_MSG_HEARTBEAT, r->conf.m[i].name);
     if (!m) return;
     /* Never more than it is known to hold: its log may differ beyond. */
     m->u.heartbeat.commit =
         r->pr[i].match < r->commit ? r->pr[i].match : r->commit;
     m->u.heartbeat.seq = seq;
-    r->pr[i].since_send = 0;
   }
 }
 
@@ -151,8 +150,8 @@ void raft_commit_to(struct raft *r, uint64_t index) {
     const struct raft_entry *e = raft_log_get(&r->log, k);
     if (r->role == RAFT_LEADER && e->term == r->term) {
       size_t b = entry_bytes(e);
-      r->uncommitted_bytes -= b < r->uncommitted_bytes ? b
-                                                       : r->uncommitted_bytes;
+      r->uncommitted_bytes -=
+          b < r->uncommitted_bytes ? b : r->uncommitted_bytes;
     }
     if (BUG(r, CONFIG_ON_COMMIT) && e->type == RAFT_CONFIG && e->buf) {
       struct raft_conf c;
@@ -164,8 +163,8 @@ void raft_commit_to(struct raft *r, uint64_t index) {
     }
   }
   r->commit = index;
-  if (r->role == RAFT_LEADER &&
-      raft_log_term(&r->log, index) == r->term && !r->own_term_committed) {
+  if (r->role == RAFT_LEADER && raft_log_term(&r->log, index) == r->term &&
+      !r->own_term_committed) {
     r->own_term_committed = true;
     raft_reads_on_ack(r); /* reads waiting for this */
   }
@@ -218,7 +217,8 @@ static uint64_t backtrack(const struct raft *r, const struct raft_msg *m) {
   if (ct > 0) {
     uint64_t j = m->u.append_resp.index;
     if (j > raft_log_last(&r->log)) j = raft_log_last(&r->log);
-    while (j > r->log.base && raft_log_term(&r->log, j) > ct) j--;
+    while (j > r->log.base && raft_log_term(&r->log, j) > ct)
+      j--;
     if (j > r->log.base && raft_log_term(&r->log, j) == ct) next = j + 1;
   }
   if (next > m->u.append_resp.index) next = m->u.append_resp.index;

@@ -31,9 +31,8 @@ int raft_snapshot_taken(struct raft *r, uint64_t index) {
   r->snap_index = index;
   /* Keep a trailing part of the log so that slightly lagging followers
    * still get entries; never drop what is not yet handed out to persist. */
-  uint64_t upto = index > r->opt.snapshot_trailing
-                      ? index - r->opt.snapshot_trailing
-                      : 0;
+  uint64_t upto =
+      index > r->opt.snapshot_trailing ? index - r->opt.snapshot_trailing : 0;
   if (upto >= r->unstable) upto = r->unstable - 1;
   if (upto > r->log.base) raft_log_compact(&r->log, upto);
   return 0;

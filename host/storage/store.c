@@ -1,0 +1,403 @@
+/*
+ * store.c — the running store: appends with group commit on a worker
+ * thread, suffix truncation, prefix compaction, metadata, snapshots, close.
+ *
+ * The loop thread owns `struct store` except `segs`, which the worker uses
+ * while a job is in flight. At most one job is in flight; the other job
+ * ("pending") gathers appends, truncations and compactions meanwhile and is
+ * dispatched as soon as the in-flight one completes — one fdatasync covers
+ * everything gathered.
+ */
+#include "storage/store.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "storage/format.h"
+#include "storage/store_int.h"
+
+static void job_clear(struct job *j, uint64_t base) {
+  j->base = base;
+  j->truncate_from = j->reset_next = j->compact_upto = 0;
+  j->len = j->nrec = j->nw = 0;
+  j->status = 0;
+  j->err[0] = 0;
+}
+
+static int job_empty(const struct job *j) {
+  return j->nrec == 0 && !j->truncate_from && !j->reset_next &&
+         !j->compact_upto && j->nw == 0;
+}
+
+static int grow(void **p, size_t *cap, size_t need, size_t elem) {
+  if (need <= *cap) return 0;
+  size_t c = *cap ? *cap : 16;
+  while (c < need)
+    c *= 2;
+  void *q = realloc(*p, c * elem);
+  if (!q) return STORE_ENOMEM;
+  *p = q;
+  *cap = c;
+  return 0;
+}
+
+static int add_waiter(struct job *j, store_cb cb, void *data) {
+  if (!cb) return 0;
+  if (grow((void **)&j->w, &j->wcap, j->nw + 1, sizeof *j->w))
+    return STORE_ENOMEM;
+  j->w[j->nw].cb = cb;
+  j->w[j->nw].data = data;
+  j->nw++;
+  return 0;
+}
+
+/* Worker thread: perform the job on the segment files. */
+static void job_work(uv_work_t *req) {
+  struct job *j = req->data;
+  struct store *s = j->s;
+  struct segs *g = &s->segs;
+  int rc = 0;
+  if (s->memory) return;
+  if (j->reset_next)
+    rc = segs_reset(g, j->reset_next, j->err);
+  else if (j->truncate_from)
+    rc = segs_truncate(g, j->truncate_from, j->err);
+  if (rc == 0 && j->nrec) {
+    assert(g->next == j->base);
+    rc = segs_write(g, j->buf, j->len, j->recs, j->nrec, j->err);
+  }
+  if (rc == 0 && j->compact_upto) rc = segs_compact(g, j->compact_upto, j->err);
+  j->status = rc;
+}
+
+static void job_done(uv_work_t *req, int uvstatus);
+
+static void maybe_dispatch(struct store *s) {
+  if (s->inflight || s->in_cb || s->failed) return;
+  struct job *j = s->pending;
+  if (job_empty(j)) return;
+  struct job *next = j == &s->jobs[0] ? &s->jobs[1] : &s->jobs[0];
+  job_clear(next, j->base + j->nrec);
+  s->inflight = j;
+  s->pending = next;
+  s->trunc_min = 0;
+  j->req.data = j;
+  int rc = uv_queue_work(s->loop, &j->req, job_work, job_done);
+  if (rc != 0) {
+    /* Only when the loop is being torn down; report it like a failed
+     * write so nobody waits forever. */
+    j->status = STORE_EIO;
+    snprintf(j->err, sizeof j->err, "cannot queue the write: %s",
+             uv_strerror(rc));
+    job_done(&j->req, 0);
+  }
+}
+
+static void finish_close(struct store *s) {
+  store_close_cb cb = s->close_cb;
+  void *data = s->close_data;
+  store_free(s);
+  if (cb) cb(data);
+}
+
+static void job_done(uv_work_t *req, int uvstatus) {
+  struct job *j = req->data;
+  struct store *s = j->s;
+  assert(s->inflight == j);
+  s->inflight = NULL;
+  if (uvstatus != 0 && j->status == 0) {
+    j->status = STORE_EIO;
+    snprintf(j->err, sizeof j->err, "write cancelled: %s",
+             uv_strerror(uvstatus));
+  }
+  int status = j->status;
+  if (status == 0) {
+    uint64_t d = j->base + j->nrec - 1; /* last index on disk now */
+    if (s->trunc_min && d > s->trunc_min - 1) d = s->trunc_min - 1;
+    if (d < log_first(&s->log) - 1) d = log_first(&s->log) - 1;
+    if (d > log_last(&s->log)) d = log_last(&s->log);
+    if (d > s->durable) s->durable = d;
+  } else if (!s->failed) {
+    s->failed = status;
+    snprintf(s->errmsg, sizeof s->errmsg, "%s", j->err);
+  }
+  s->trunc_min = 0;
+  s->in_cb++;
+  for (size_t i = 0; i < j->nw; i++)
+    j->w[i].cb(s, s->durable, status, j->w[i].data);
+  if (s->failed) {
+    /* Nothing more will be written: fail what waits, once. */
+    struct job *p = s->pending;
+    for (size_t i = 0; i < p->nw; i++)
+      p->w[i].cb(s, s->durable, STORE_EFAILED, p->w[i].data);
+    job_clear(p, p->base);
+  }
+  s->in_cb--;
+  job_clear(j, 0);
+  maybe_dispatch(s);
+  if (s->closing && !s->inflight && !s->in_cb) finish_close(s);
+}
+
+static int check_writable(const struct store *s) {
+  if (s->closing) return STORE_ECLOSED;
+  if (s->failed) return STORE_EFAILED;
+  return 0;
+}
+
+uint64_t store_first_index(const struct store *s) {
+  return log_first(&s->log);
+}
+
+uint64_t store_last_index(const struct store *s) {
+  return log_last(&s->log);
+}
+
+uint64_t store_durable_index(const struct store *s) {
+  return s->durable;
+}
+
+uint64_t store_term_at(const struct store *s, uint64_t index) {
+  const struct store_entry *e = log_get(&s->log, index);
+  if (e) return e->term;
+  if (s->has_snap && index == s->snap.last_index) return s->snap.last_term;
+  return 0;
+}
+
+uint64_t store_last_term(const struct store *s) {
+  if (s->log.n) return log_get(&s->log, log_last(&s->log))->term;
+  return s->has_snap ? s->snap.last_term : 0;
+}
+
+int store_entries(const struct store *s, uint64_t a, uint64_t b,
+                  const struct store_entry **out) {
+  if (a > b || a < log_first(&s->log) || b > log_last(&s->log) || s->log.n == 0)
+    return STORE_ERANGE;
+  *out = log_get(&s->log, a);
+  return 0;
+}
+
+int store_append(struct store *s, const struct store_entry *entries, size_t n,
+                 store_cb cb, void *data) {
+  int rc = check_writable(s);
+  if (rc) return rc;
+  uint64_t next = log_last(&s->log) + 1, term = store_last_term(s);
+  size_t bytes = 0;
+  for (size_t i = 0; i < n; i++) {
+    const struct store_entry *e = &entries[i];
+    if (e->index != next + i || e->term < term || e->index == 0 ||
+        e->len > REC_MAX_PAYLOAD || (e->len && !e->data))
+      return STORE_EINVAL;
+    term = e->term;
+    bytes += rec_size(e->len);
+  }
+  struct job *j = s->pending;
+  assert(j->base + j->nrec == next);
+  /* Reserve everything first so that a failure leaves no trace. */
+  if ((!s->memory &&
+       (grow((void **)&j->buf, &j->cap, j->len + bytes, 1) ||
+        grow((void **)&j->recs, &j->rcap, j->nrec + n, sizeof *j->recs))) ||
+      (cb && grow((void **)&j->w, &j->wcap, j->nw + 1, sizeof *j->w)))
+    return STORE_ENOMEM;
+  if ((rc = log_append(&s->log, entries, n)) != 0) return rc;
+  for (size_t i = 0; i < n && !s->memory; i++) {
+    const struct store_entry *e = &entries[i];
+    j->recs[j->nrec + i] = j->len;
+    rec_encode(j->buf + j->len, e->index, e->term, e->type, e->data, e->len);
+    j->len += rec_size(e->len);
+  }
+  j->nrec += n;
+  add_waiter(j, cb, data);
+  maybe_dispatch(s);
+  return 0;
+}
+
+int store_truncate_suffix(struct store *s, uint64_t from, store_cb cb,
+                          void *data) {
+  int rc = check_writable(s);
+  if (rc) return rc;
+  if (from < log_first(&s->log) || from == 0 ||
+      (s->has_snap && from <= s->snap.last_index))
+    return STORE_EINVAL;
+  struct job *j = s->pending;
+  if (cb && grow((void **)&j->w, &j->wcap, j->nw + 1, sizeof *j->w))
+    return STORE_ENOMEM;
+  if (from <= log_last(&s->log)) {
+    log_truncate(&s->log, from);
+    if (from >= j->base) {
+      size_t k = (size_t)(from - j->base);
+      assert(k < j->nrec);
+      j->nrec = k;
+      if (!s->memory) j->len = j->recs[k];
+    } else {
+      /* The entries to remove are on disk (or being written). */
+      assert(!j->reset_next);
+      j->nrec = j->len = 0;
+      j->truncate_from = from;
+      j->base = from;
+      if (s->inflight && (!s->trunc_min || from < s->trunc_min))
+        s->trunc_min = from;
+    }
+    if (s->durable > from - 1) s->durable = from - 1;
+  }
+  add_waiter(j, cb, data);
+  maybe_dispatch(s);
+  return 0;
+}
+
+/* Drop entries <= up_to from memory and schedule the segment deletions. */
+static void compact(struct store *s, uint64_t up_to) {
+  if (up_to < log_first(&s->log)) return;
+  log_compact(&s->log, up_to);
+  if (s->durable < up_to) s->durable = up_to;
+  if (!s->failed && up_to > s->pending->compact_upto)
+    s->pending->compact_upto = up_to;
+  maybe_dispatch(s);
+}
+
+int store_compact_prefix(struct store *s, uint64_t up_to) {
+  if (s->closing) return STORE_ECLOSED;
+  if (!s->has_snap || up_to > s->snap.last_index || up_to > log_last(&s->log))
+    return STORE_EINVAL;
+  compact(s, up_to);
+  return 0;
+}
+
+/* The snapshot replaces the whole log: the next entry is `next`. */
+static void reset_log(struct store *s, uint64_t next) {
+  struct job *j = s->pending;
+  log_truncate(&s->log, log_first(&s->log));
+  s->log.base = next;
+  s->log.start = 0;
+  if (s->failed) return;
+  j->nrec = j->len = 0;
+  j->truncate_from = j->compact_upto = 0;
+  j->reset_next = next;
+  j->base = next;
+  if (s->inflight) s->trunc_min = 1;
+  s->durable = next - 1;
+  maybe_dispatch(s);
+}
+
+int store_save_meta(struct store *s, uint64_t term, const char *vote,
+                    uint64_t config_index, const void *config,
+                    size_t config_len, char *err) {
+  struct store_meta m;
+  if (s->closing) return STORE_ECLOSED;
+  if (vote && strlen(vote) > META_MAX_VOTE) return STORE_EINVAL;
+  if (config_len > META_MAX_CONFIG) return STORE_EINVAL;
+  int rc = meta_copy(&m, term, vote, config_index, config, config_len);
+  if (rc) return rc;
+  if (!s->memory && (rc = meta_save(s->io, s->dir, &m, err)) != 0) {
+    meta_free(&m);
+    return rc;
+  }
+  meta_free(&s->meta);
+  s->meta = m;
+  return 0;
+}
+
+const struct store_meta *store_meta(const struct store *s) {
+  return &s->meta;
+}
+
+int store_snap_begin(struct store *s, uint64_t last_index, uint64_t last_term,
+                     const void *config, size_t config_len,
+                     struct snap_writer **w, char *err) {
+  if (s->closing) return STORE_ECLOSED;
+  if (s->writer || (s->has_snap && last_index <= s->snap.last_index)) {
+    store_errf(err,
+               "snapshot %" PRIu64
+               " refused: another snapshot is being "
+               "written or a newer one is installed",
+               last_index);
+    return STORE_EINVAL;
+  }
+  int rc = snap_begin(s->io, s->memory ? NULL : s->dir, last_index, last_term,
+                      config, config_len, w, err);
+  if (rc == 0) s->writer = *w;
+  return rc;
+}
+
+int store_snap_write(struct store *s, struct snap_writer *w, uint64_t offset,
+                     const void *buf, size_t len, char *err) {
+  if (w == NULL || w != s->writer) return STORE_EINVAL;
+  return snap_write(w, offset, buf, len, err);
+}
+
+void store_snap_abort(struct store *s, struct snap_writer *w) {
+  if (w == NULL || w != s->writer) return;
+  s->writer = NULL;
+  snap_abort(w);
+}
+
+int store_snap_finish(struct store *s, struct snap_writer *w, char *err) {
+  if (w == NULL || w != s->writer) return STORE_EINVAL;
+  s->writer = NULL;
+  struct store_snapshot ns;
+  int rc = snap_finish(w, &ns, err);
+  if (rc) return rc;
+  if (s->has_snap) {
+    /* The new snapshot is durable: the old one is redundant. A failure to
+     * delete it only leaves a file that start-up removes. */
+    if (!s->memory) {
+      char path[PATH_MAX + 64], name[64];
+      snap_name(name, sizeof name, s->snap.last_index);
+      snprintf(path, sizeof path, "%s/%s", s->dir, name);
+      if (s->io->unlink(s->io, path) == 0) io_sync_dir(s->io, s->dir);
+    }
+    snap_free(&s->snap);
+  }
+  s->snap = ns;
+  s->has_snap = 1;
+  const struct store_entry *e = log_get(&s->log, ns.last_index);
+  if (e && e->term == ns.last_term)
+    compact(s, ns.last_index);
+  else
+    reset_log(s, ns.last_index + 1);
+  return 0;
+}
+
+const struct store_snapshot *store_snapshot(const struct store *s) {
+  return s->has_snap ? &s->snap : NULL;
+}
+
+const char *store_errmsg(const struct store *s) {
+  return s->errmsg;
+}
+
+const char *store_notice(const struct store *s) {
+  return s->notice;
+}
+
+void store_free(struct store *s) {
+  if (s->writer) snap_abort(s->writer);
+  segs_close(&s->segs);
+  log_free(&s->log);
+  meta_free(&s->meta);
+  snap_free(&s->snap);
+  for (int i = 0; i < 2; i++) {
+    free(s->jobs[i].buf);
+    free(s->jobs[i].recs);
+    free(s->jobs[i].w);
+  }
+  store_unlock(s);
+  free(s);
+}
+
+void store_close(struct store *s, store_close_cb cb, void *data) {
+  assert(!s->closing);
+  s->closing = 1;
+  s->close_cb = cb;
+  s->close_data = data;
+  if (s->writer) {
+    snap_abort(s->writer);
+    s->writer = NULL;
+  }
+  if (s->in_cb) return; /* job_done finishes the close */
+  maybe_dispatch(s);
+  if (!s->inflight) finish_close(s);
+}

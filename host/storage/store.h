@@ -1,0 +1,164 @@
+/*
+ * store.h — the durable store of one server: log entries, metadata (term,
+ * vote, configuration) and snapshots, in one data directory.
+ *
+ * Threading: every function here is called on the event-loop thread that
+ * was given to store_open(), and every callback runs there. Log writes are
+ * done by a worker thread (libuv's thread pool): appends made while a write
+ * is in flight are merged into the next write, which is made durable with
+ * one fdatasync (group commit).
+ *
+ * Durability contract: an append callback reporting durable index N means
+ * every entry with index <= N, as the log holds it now, is on disk and
+ * survives a crash (or, for N below the first log entry, is covered by the
+ * snapshot). Nothing is ever reported durable before it is.
+ *
+ * Errors: negative STORE_E* codes (storage/error.h). After a write fails
+ * (ENOSPC, EIO, ...) the store refuses further log writes with
+ * STORE_EFAILED and store_errmsg() says what happened; reads keep working.
+ * The only recovery is to close the store and open it again.
+ */
+#ifndef COPYCAT_STORAGE_STORE_H
+#define COPYCAT_STORAGE_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "storage/error.h"
+#include "storage/io.h"
+#include "storage/meta.h"
+#include "storage/snap.h"
+
+/* One log entry. In arrays given to store_append the payload is borrowed
+ * (copied before the call returns); entries returned by the store point at
+ * the store's copies, valid until the next call that changes the log. */
+struct store_entry {
+  uint64_t index;
+  uint64_t term;
+  uint8_t type;
+  uint32_t len;
+  const uint8_t *data;
+};
+
+#define STORE_DEFAULT_SEGMENT_SIZE (8u * 1024 * 1024)
+
+struct store_opts {
+  /* Bytes a segment file is preallocated to; a batch that does not fit
+   * starts a new segment. 0 means STORE_DEFAULT_SEGMENT_SIZE; at least 4096
+   * (an entry larger than a segment gets a segment of its own). */
+  size_t segment_size;
+  /* 1: keep everything in memory, write nothing (tests; users who accept
+   * losing everything on a crash). Must be asked for explicitly. */
+  int memory;
+  /* File operations; NULL means the system calls. Tests pass a table that
+   * injects faults. Must outlive the store. */
+  struct store_io *io;
+};
+
+struct store;
+
+/* Called on the loop thread once the write that carried an append (or a
+ * truncation) finished: durable_index as described above, status 0 or a
+ * STORE_E* code (then store_errmsg() has the message). */
+typedef void (*store_cb)(struct store *s, uint64_t durable_index, int status,
+                         void *data);
+typedef void (*store_close_cb)(void *data);
+
+/*
+ * Open (creating if missing) the data directory `dir` and load it: the
+ * metadata, the newest snapshot, and every log entry after it. A torn tail
+ * left by a crash during a write is cut (store_notice() describes it). Any
+ * other damage, an unknown format version or a missing segment fails with a
+ * message in err naming the file, offset and remedy. The directory is
+ * locked; a second store_open on it fails with STORE_ELOCKED.
+ * With opts->memory, dir is ignored (may be NULL).
+ */
+int store_open(uv_loop_t *loop, const char *dir, const struct store_opts *opts,
+               struct store **out, char *err);
+
+/*
+ * Append n entries. They must follow the log: entries[0].index ==
+ * store_last_index() + 1, consecutive indices, terms not below the last
+ * entry's term; else STORE_EINVAL and nothing is appended. The entries are
+ * in the log (readable) when this returns; cb (may be NULL) reports when
+ * they are durable. STORE_EFAILED after a write error, STORE_ECLOSED while
+ * closing.
+ */
+int store_append(struct store *s, const struct store_entry *entries, size_t n,
+                 store_cb cb, void *data);
+
+/*
+ * Remove entries with index >= from (a follower's conflicting tail). The
+ * log changes at once; cb reports when the removal is durable (later
+ * appends are written after it). `from` must be > the snapshot's index and
+ * > store_first_index()-1; removing nothing (from > last) is allowed.
+ */
+int store_truncate_suffix(struct store *s, uint64_t from, store_cb cb,
+                          void *data);
+
+/*
+ * Forget entries with index <= up_to, which a durable snapshot must cover
+ * (up_to <= the snapshot's last index, else STORE_EINVAL). Whole segment
+ * files are deleted in the background, oldest first; entries leave memory
+ * at once.
+ */
+int store_compact_prefix(struct store *s, uint64_t up_to);
+
+/* Replace term, vote ("" or NULL: none) and configuration atomically and
+ * durably, synchronously on the calling thread (fsync + rename + fsync of
+ * the directory: about two disk flushes). */
+int store_save_meta(struct store *s, uint64_t term, const char *vote,
+                    uint64_t config_index, const void *config,
+                    size_t config_len, char *err);
+const struct store_meta *store_meta(const struct store *s);
+
+/* The log: first and last index present (first > last when empty; then
+ * first == last + 1 is the index the next append must have). */
+uint64_t store_first_index(const struct store *s);
+uint64_t store_last_index(const struct store *s);
+/* Term of the last entry, or of the snapshot when the log is empty. */
+uint64_t store_last_term(const struct store *s);
+/* Highest index known durable (see the contract above). */
+uint64_t store_durable_index(const struct store *s);
+/* Term of entry `index` (also the snapshot's last index); 0 if unknown. */
+uint64_t store_term_at(const struct store *s, uint64_t index);
+/* Entries [a, b]: *out points at b-a+1 consecutive entries, valid until the
+ * next call that changes the log. STORE_ERANGE unless
+ * first <= a <= b <= last. */
+int store_entries(const struct store *s, uint64_t a, uint64_t b,
+                  const struct store_entry **out);
+
+/*
+ * Snapshots. A writer receives the data in chunks at offsets (a local
+ * snapshot writes it in one or more chunks too); finish makes it durable
+ * and installs it:
+ *   - if the log holds last_index with last_term, entries up to last_index
+ *     are compacted away;
+ *   - otherwise the whole log is discarded and the next append must have
+ *     index last_index + 1 (a follower receiving the leader's snapshot).
+ * Only one writer at a time (STORE_EINVAL otherwise); last_index must be
+ * above the current snapshot's. Snapshot file I/O runs on the calling
+ * thread. store_snapshot() is NULL when there is none; its data stays valid
+ * until the next snapshot is installed.
+ */
+int store_snap_begin(struct store *s, uint64_t last_index, uint64_t last_term,
+                     const void *config, size_t config_len,
+                     struct snap_writer **w, char *err);
+int store_snap_write(struct store *s, struct snap_writer *w, uint64_t offset,
+                     const void *buf, size_t len, char *err);
+int store_snap_finish(struct store *s, struct snap_writer *w, char *err);
+void store_snap_abort(struct store *s, struct snap_writer *w);
+const struct store_snapshot *store_snapshot(const struct store *s);
+
+/* Message of the last failure (write error) or "". */
+const char *store_errmsg(const struct store *s);
+/* What start-up repaired (a torn tail cut, leftover files removed) or "". */
+const char *store_notice(const struct store *s);
+
+/* Close: accepted writes are finished (their callbacks run), then files
+ * are closed, the directory unlocked and the store freed; then cb(data)
+ * (cb may be NULL). No other call on s after this. */
+void store_close(struct store *s, store_close_cb cb, void *data);
+
+#endif

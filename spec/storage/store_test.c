@@ -1,0 +1,520 @@
+/*
+ * store_test.c — the store's operations, on real files: open, append with
+ * group commit, read back, suffix truncation, prefix compaction, snapshots
+ * (local and received in chunks), metadata, locking, memory mode.
+ */
+#include <dirent.h>
+
+#include "harness.h"
+#include "storage/format.h"
+#include "util.h"
+
+static uv_loop_t loop;
+
+static struct store *open_dir(const char *dir, size_t seg_size,
+                              struct store_io *io) {
+  struct store_opts o = {seg_size, 0, io};
+  struct store *s = NULL;
+  char err[STORE_ERR_MAX];
+  int rc = store_open(&loop, dir, &o, &s, err);
+  if (rc) printf("    store_open: %s\n", err);
+  CHECK_INT(rc, ==, 0);
+  return s;
+}
+
+/* Count directory entries starting with prefix. */
+static int count_files(const char *dir, const char *prefix) {
+  DIR *d = opendir(dir);
+  int n = 0;
+  struct dirent *de;
+  while ((de = readdir(d)) != NULL)
+    if (strncmp(de->d_name, prefix, strlen(prefix)) == 0) n++;
+  closedir(d);
+  return n;
+}
+
+static void check_range(struct store *s, uint64_t a, uint64_t b,
+                        uint64_t term) {
+  const struct store_entry *e;
+  CHECK_INT(store_entries(s, a, b, &e), ==, 0);
+  for (uint64_t i = a; i <= b; i++)
+    CHECK(entry_ok(&e[i - a], i, term));
+}
+
+TEST(open_creates_missing_directory) {
+  char *base = tmp_dir();
+  char dir[512];
+  snprintf(dir, sizeof dir, "%s/a/b/data", base);
+  struct store *s = open_dir(dir, 0, NULL);
+  CHECK_INT(store_first_index(s), ==, 1);
+  CHECK_INT(store_last_index(s), ==, 0);
+  CHECK_INT(store_last_term(s), ==, 0);
+  CHECK_INT(store_meta(s)->term, ==, 0);
+  CHECK(store_snapshot(s) == NULL);
+  close_store(&loop, s);
+  CHECK_INT(count_files(dir, "metadata"), ==, 1);
+  rm_rf(base);
+  free(base);
+}
+
+TEST(append_is_durable_and_reloads) {
+  char *dir = tmp_dir();
+  struct store *s = open_dir(dir, 0, NULL);
+  struct waitc w[5] = {{0}};
+  for (int b = 0; b < 5; b++)
+    CHECK_INT(append_range(s, 1 + 20 * (uint64_t)b, 20, 1, &w[b]), ==, 0);
+  /* Readable at once, durable only after the callbacks. */
+  CHECK_INT(store_last_index(s), ==, 100);
+  check_range(s, 1, 100, 1);
+  run_until(&loop, &w[4].calls, 1);
+  for (int b = 0; b < 5; b++) {
+    CHECK_INT(w[b].calls, ==, 1);
+    CHECK_INT(w[b].status, ==, 0);
+    CHECK_INT(w[b].durable, >=, 20 * (uint64_t)(b + 1));
+  }
+  CHECK_INT(store_durable_index(s), ==, 100);
+  close_store(&loop, s);
+  s = open_dir(dir, 0, NULL);
+  CHECK_INT(store_last_index(s), ==, 100);
+  CHECK_INT(store_durable_index(s), ==, 100);
+  CHECK_INT(store_last_term(s), ==, 1);
+  check_range(s, 1, 100, 1);
+  close_store(&loop, s);
+  rm_rf(dir);
+  free(dir);
+}
+
+TEST(append_rejects_what_does_not_follow_the_log) {
+  char *dir = tmp_dir();
+  struct store *s = open_dir(dir, 0, NULL);
+  CHECK_INT(append_range(s, 2, 1, 1, NULL), ==, STORE_EINVAL); /* gap */
+  CHECK_INT(append_range(s, 0, 1, 1, NULL), ==, STORE_EINVAL);
+  CHECK_INT(append_range(s, 1, 3, 5, NULL), ==, 0);
+  CHECK_INT(append_range(s, 4, 1, 4, NULL), ==, STORE_EINVAL); /* term down */
+  CHECK_INT(append_range(s, 3, 1, 5, NULL), ==, STORE_EINVAL); /* overlap */
+  struct store_entry e = {4, 5, 0, 10, NULL};                  /* no data */
+  CHECK_INT(store_append(s, &e, 1, NULL, NULL), ==, STORE_EINVAL);
+  CHECK_INT(store_last_index(s), ==, 3);
+  const struct store_entry *out;
+  CHECK_INT(store_entries(s, 0, 2, &out), ==, STORE_ERANGE);
+  CHECK_INT(store_entries(s, 2, 4, &out), ==, STORE_ERANGE);
+  CHECK_INT(store_entries(s, 3, 2, &out), ==, STORE_ERANGE);
+  CHECK_INT(store_entries(s, 2, 3, &out), ==, 0);
+  CHECK_INT(out[1].index, ==, 3);
+  CHECK_INT(store_term_at(s, 3), ==, 5);
+  CHECK_INT(store_term_at(s, 4), ==, 0);
+  close_store(&loop, s);
+  rm_rf(dir);
+  free(dir);
+}
+
+TEST(appends_during_a_write_share_one_fdatasync) {
+  char *dir = tmp_dir();
+  struct fault_io f;
+  fault_init(&f);
+  struct store *s = open_dir(dir, 0, &f.io);
+  int before = f.counts[FOP_FDATASYNC];
+  struct waitc w[64] = {{0}};
+  for (int i = 0; i < 64; i++)
+    CHECK_INT(append_range(s, 1 + (uint64_t)i, 1, 1, &w[i]), ==, 0);
+  run_until(&loop, &w[63].calls, 1);
+  /* The first append starts a write at once; the other 63 wait for it and
+   * go out together. */
+  CHECK_INT(f.counts[FOP_FDATASYNC] - before, <=, 2);
+  for (int i = 0; i < 64; i++) {
+    CHECK_INT(w[i].calls, ==, 1);
+    CHECK_INT(w[i].durable, >=, (uint64_t)i + 1);
+  }
+  close_store(&loop, s);
+  rm_rf(dir);
+  free(dir);
+}
+
+TEST(segments_roll_over_and_reload) {
+  char *dir = tmp_dir();
+  struct store *s = open_dir(dir, 4096, NULL);
+  struct waitc w = {0};
+  for (int b = 0; b < 30; b++) {
+    CHECK_INT(append_range(s, 1 + 10 * (uint64_t)b, 10, 1, &w), ==, 0);
+    run_until(&loop, &w.calls, b + 1);
+  }
+  CHECK_INT(w.durable, ==, 300);
+  CHECK_INT(count_files(dir, "segment-"), >, 10);
+  /* A payload larger than a whole segment gets a segment of its own. */
+  uint8_t *big = malloc(20000);
+  memset(big, 0x5A, 20000);
+  struct store_entry e = {301, 1, 7, 20000, big};
+  CHECK_INT(store_append(s, &e, 1, wait_cb, &w), ==, 0);
+  free(big);
+  run_until(&loop, &w.calls, 31);
+  CHECK_INT(w.durable, ==, 301);
+  CHECK_INT(append_range(s, 302, 5, 2, &w), ==, 0);
+  run_until(&loop, &w.calls, 32);
+  close_store(&loop, s);
+  s = open_dir(dir, 4096, NULL);
+  CHECK_INT(store_last_index(s), ==, 306);
+  check_range(s, 1, 300, 1);
+  check_range(s, 302, 306, 2);
+  const struct store_entry *out;
+  CHECK_INT(store_entries(s, 301, 301, &out), ==, 0);
+  CHECK_INT(out->len, ==, 20000);
+  CHECK_INT(out->type, ==, 7);
+  CHECK_INT(out->data[19999], ==, 0x5A);
+  close_store(&loop, s);
+  rm_rf(dir);
+  free(dir);
+}
+
+TEST(truncate_suffix_then_new_term) {
+  char *dir = tmp_dir();
+  struct store *s = open_dir(dir, 4096, NULL);
+  struct waitc w = {0};
+  CHECK_INT(append_range(s, 1, 100, 1, &w), ==, 0);
+  run_until(&loop, &w.calls, 1);
+  int segs_before = count_files(dir, "segment-");
+  /* Cut across several segments. */
+  CHECK_INT(store_truncate_suffix(s, 40, wait_cb, &w), ==, 0);
+  CHECK_INT(store_last_index(s), ==, 39);
+  CHECK_INT(store_durable_index(s), ==, 39);
+  run_until(&loop, &w.calls, 2);
+  CHECK_INT(w.status, ==, 0);
+  CHECK_INT(w.durable, ==, 39);
+  CHECK_INT(count_files(dir, "segment-"), <, segs_before);
+  CHECK_INT(append_range(s, 40, 30, 2, &w), ==, 0);
+  run_until(&loop, &w.calls, 3);
+  CHECK_INT(w.durable, ==, 69);
+  /* Removing nothing is allowed; removing before the start is not. */
+  CHECK_INT(store_truncate_suffix(s, 70, NULL, NULL), ==, 0);
+  CHECK_INT(store_truncate_suffix(s, 0, NULL, NULL), ==, STORE_EINVAL);
+  close_store(&loop, s);
+  s = open_dir(dir, 4096, NULL);
+  CHECK_INT(store_last_index(s), ==, 69);
+  check_range(s, 1, 39, 1);
+  check_range(s, 40, 69, 2);
+  /* Cut inside the open segment, then reload. */
+  CHECK_INT(store_truncate_suffix(s, 65, wait_cb, &w), ==, 0);
+  CHECK_INT(append_range(s, 65, 2, 3, &w), ==, 0);
+  run_until(&loop, &w.calls, 5);
+  CHECK_INT(w.durable, ==, 66);
+  close_store(&loop, s);
+  s = open_dir(dir, 4096, NULL);
+  CHECK_INT(store_last_index(s), ==, 66);
+  check_range(s, 40, 64, 2);
+  check_range(s, 65, 66, 3);
+  close_store(&loop, s);
+  rm_rf(dir);
+  free(dir);
+}
+
+TEST(truncate_while_a_write_is_in_flight) {
+  char *dir = tmp_dir();
+  struct store *s = open_dir(dir, 4096, NULL);
+  struct waitc w1 = {0}, w2 = {0}, w3 = {0};
+  CHECK_INT(append_range(s, 1, 50, 1, &w1), ==, 0);  /* in flight now */
+  CHECK_INT(append_range(s, 51, 10, 1, &w2), ==, 0); /* pending */
+  CHECK_INT(store_truncate_suffix(s, 20, NULL, NULL), ==, 0);
+  CHECK_INT(append_range(s, 20, 5, 2, &w3), ==, 0);
+  run_until(&loop, &w3.calls, 1);
+  /* The first write finished after the cut: it may not claim 20..50. */
+  CHECK_INT(w1.durable, <=, 19);
+  CHECK_INT(w2.calls, ==, 1);
+  CHECK_INT(w3.durable, ==, 24);
+  close_store(&loop, s);
+  s = open_dir(dir, 4096, NULL);
+  CHECK_INT(store_last_index(s), ==, 24);
+  check_range(s, 1, 19, 1);
+  check_range(s, 20, 24, 2);
+  close_store(&loop, s);
+  rm_rf(dir);
+  free(dir);
+}
+
+static void write_snapshot(struct store *s, uint64_t index, uint64_t term,
+                           size_t len, int chunks) {
+  uint8_t *data = malloc(len + 1);
+  payload_fill(data, len, index, term);
+  struct snap_writer *w;
+  char err[STORE_ERR_MAX];
+  CHECK_INT(store_snap_begin(s, index, term, "cfg", 3, &w, err), ==, 0);
+  size_t step = len / (size_t)chunks + 1;
+  for (size_t off = 0; off < len; off += step) {
+    size_t n = len - off < step ? len - off : step;
+    CHECK_INT(store_snap_write(s, w, off, data + off, n, err), ==, 0);
+  }
+  CHECK_INT(store_snap_finish(s, w, err), ==, 0);
+  free(data);
+}
+
+static void check_snapshot(struct store *s, uint64_t index, uint64_t term,
+                           size_t len) {
+  const struct store_snapshot *sn = store_snapshot(s);
+  CHECK(sn != NULL);
+  CHECK_INT(sn->last_index, ==, index);
+  CHECK_INT(sn->last_term, ==, term);
+  CHECK_INT(sn->config_len, ==, 3);
+  CHECK(memcmp(sn->config, "cfg", 3) == 0);
+  CHECK_INT(sn->data_len, ==, len);
+  uint8_t *data = malloc(len + 1);
+  payload_fill(data, len, index, term);
+  CHECK(memcmp(data, sn->data, len) == 0);
+  free(data);
+}
+
+TEST(snapshot_compacts_the_log) {
+  char *dir = tmp_dir();
+  struct store *s = open_dir(dir, 4096, NULL);
+  struct waitc w = {0};
+  CHECK_INT(append_range(s, 1, 200, 1, &w), ==, 0);
+  run_until(&loop, &w.calls, 1);
+  CHECK_INT(store_compact_prefix(s, 50), ==, STORE_EINVAL); /* no snapshot */
+  int segs_before = count_files(dir, "segment-");
+  write_snapshot(s, 150, 1, 10000, 7);
+  CHECK_INT(store_first_index(s), ==, 151);
+  CHECK_INT(store_term_at(s, 150), ==, 1);
+  CHECK_INT(store_compact_prefix(s, 151), ==, STORE_EINVAL); /* > snapshot */
+  CHECK_INT(append_range(s, 201, 1, 1, &w), ==, 0);
+  run_until(&loop, &w.calls, 2);
+  CHECK_INT(count_files(dir, "segment-"), <, segs_before);
+  CHECK_INT(count_files(dir, "snapshot-"), ==, 1);
+  /* A newer snapshot replaces the old file. */
+  write_snapshot(s, 180, 1, 5000, 1);
+  CHECK_INT(count_files(dir, "snapshot-"), ==, 1);
+  close_store(&loop, s);
+  s = open_dir(dir, 4096, NULL);
+  check_snapshot(s, 180, 1, 5000);
+  CHECK_INT(store_first_index(s), ==, 181);
+  CHECK_INT(store_last_index(s), ==, 201);
+  check_range(s, 181, 201, 1);
+  close_store(&loop, s);
+  rm_rf(dir);
+  free(dir);
+}
+
+TEST(snapshot_from_leader_replaces_the_log) {
+  char *dir = tmp_dir();
+  struct store *s = open_dir(dir, 4096, NULL);
+  struct waitc w = {0};
+  CHECK_INT(append_range(s, 1, 50, 1, &w), ==, 0);
+  run_until(&loop, &w.calls, 1);
+  /* The leader's snapshot ends beyond our log. */
+  write_snapshot(s, 80, 3, 3000, 4);
+  CHECK_INT(store_first_index(s), ==, 81);
+  CHECK_INT(store_last_index(s), ==, 80);
+  CHECK_INT(store_last_term(s), ==, 3);
+  CHECK_INT(store_durable_index(s), ==, 80);
+  CHECK_INT(append_range(s, 81, 10, 3, &w), ==, 0);
+  run_until(&loop, &w.calls, 2);
+  CHECK_INT(w.durable, ==, 90);
+  close_store(&loop, s);
+  s = open_dir(dir, 4096, NULL);
+  check_snapshot(s, 80, 3, 3000);
+  CHECK_INT(store_first_index(s), ==, 81);
+  check_range(s, 81, 90, 3);
+  /* A snapshot whose last entry conflicts with ours (same index, other
+   * term) also replaces the log. */
+  write_snapshot(s, 85, 4, 100, 1);
+  CHECK_INT(store_last_index(s), ==, 85);
+  CHECK_INT(store_first_index(s), ==, 86);
+  close_store(&loop, s);
+  s = open_dir(dir, 4096, NULL);
+  CHECK_INT(store_last_index(s), ==, 85);
+  CHECK_INT(store_last_term(s), ==, 4);
+  CHECK_INT(count_files(dir, "segment-"), ==, 0);
+  close_store(&loop, s);
+  rm_rf(dir);
+  free(dir);
+}
+
+TEST(snapshot_chunks_holes_and_abort) {
+  char *dir = tmp_dir();
+  struct store *s = open_dir(dir, 0, NULL);
+  struct snap_writer *w, *w2;
+  char err[STORE_ERR_MAX];
+  CHECK_INT(store_snap_begin(s, 10, 1, NULL, 0, &w, err), ==, 0);
+  CHECK_INT(store_snap_begin(s, 11, 1, NULL, 0, &w2, err), ==, STORE_EINVAL);
+  CHECK_INT(store_snap_write(s, w, 0, "hello ", 6, err), ==, 0);
+  CHECK_INT(store_snap_write(s, w, 10, "x", 1, err), ==, STORE_EINVAL);
+  CHECK(strstr(err, "hole") != NULL);
+  CHECK_INT(store_snap_write(s, w, 3, "lo world", 8, err), ==, 0); /* resend */
+  CHECK_INT(count_files(dir, "snapshot-"), ==, 1); /* the .tmp */
+  store_snap_abort(s, w);
+  CHECK_INT(count_files(dir, "snapshot-"), ==, 0);
+  CHECK(store_snapshot(s) == NULL);
+  CHECK_INT(store_snap_begin(s, 10, 1, "c", 1, &w, err), ==, 0);
+  CHECK_INT(store_snap_write(s, w, 0, "hello ", 6, err), ==, 0);
+  CHECK_INT(store_snap_write(s, w, 3, "lo world", 8, err), ==, 0);
+  CHECK_INT(store_snap_finish(s, w, err), ==, 0);
+  CHECK_INT(store_snapshot(s)->data_len, ==, 11);
+  CHECK(memcmp(store_snapshot(s)->data, "hello world", 11) == 0);
+  /* Not newer than the installed one. */
+  CHECK_INT(store_snap_begin(s, 10, 1, NULL, 0, &w, err), ==, STORE_EINVAL);
+  close_store(&loop, s);
+  s = open_dir(dir, 0, NULL);
+  CHECK(memcmp(store_snapshot(s)->data, "hello world", 11) == 0);
+  CHECK_INT(store_snapshot(s)->config_len, ==, 1);
+  CHECK_INT(store_last_index(s), ==, 10);
+  close_store(&loop, s);
+  rm_rf(dir);
+  free(dir);
+}
+
+TEST(metadata_saved_and_reloaded) {
+  char *dir = tmp_dir();
+  struct store *s = open_dir(dir, 0, NULL);
+  char err[STORE_ERR_MAX];
+  CHECK_INT(store_save_meta(s, 5, "n2", 7, "conf", 4, err), ==, 0);
+  CHECK_INT(store_meta(s)->term, ==, 5);
+  close_store(&loop, s);
+  s = open_dir(dir, 0, NULL);
+  const struct store_meta *m = store_meta(s);
+  CHECK_INT(m->term, ==, 5);
+  CHECK(strcmp(m->vote, "n2") == 0);
+  CHECK_INT(m->config_index, ==, 7);
+  CHECK_INT(m->config_len, ==, 4);
+  CHECK(memcmp(m->config, "conf", 4) == 0);
+  CHECK_INT(store_save_meta(s, 6, NULL, 7, NULL, 0, err), ==, 0);
+  close_store(&loop, s);
+  s = open_dir(dir, 0, NULL);
+  CHECK_INT(store_meta(s)->term, ==, 6);
+  CHECK(strcmp(store_meta(s)->vote, "") == 0);
+  CHECK_INT(store_meta(s)->config_len, ==, 0);
+  CHECK_INT(count_files(dir, "metadata"), ==, 1); /* no .tmp left */
+  close_store(&loop, s);
+  rm_rf(dir);
+  free(dir);
+}
+
+TEST(a_locked_directory_is_refused) {
+  char *dir = tmp_dir();
+  struct store *s = open_dir(dir, 0, NULL), *s2 = NULL;
+  char err[STORE_ERR_MAX];
+  CHECK_INT(store_open(&loop, dir, NULL, &s2, err), ==, STORE_ELOCKED);
+  CHECK(strstr(err, "in use") != NULL);
+  CHECK(strstr(err, dir) != NULL);
+  close_store(&loop, s);
+  s = open_dir(dir, 0, NULL);
+  close_store(&loop, s);
+  rm_rf(dir);
+  free(dir);
+}
+
+TEST(memory_mode_writes_no_files) {
+  struct store_opts o = {0, 1, NULL};
+  struct store *s;
+  char err[STORE_ERR_MAX];
+  CHECK_INT(store_open(&loop, NULL, &o, &s, err), ==, 0);
+  struct waitc w = {0};
+  CHECK_INT(append_range(s, 1, 30, 1, &w), ==, 0);
+  run_until(&loop, &w.calls, 1);
+  CHECK_INT(w.durable, ==, 30);
+  CHECK_INT(store_truncate_suffix(s, 20, wait_cb, &w), ==, 0);
+  CHECK_INT(append_range(s, 20, 5, 2, &w), ==, 0);
+  run_until(&loop, &w.calls, 3);
+  CHECK_INT(w.durable, ==, 24);
+  check_range(s, 20, 24, 2);
+  write_snapshot(s, 22, 2, 100, 2);
+  check_snapshot(s, 22, 2, 100);
+  CHECK_INT(store_first_index(s), ==, 23);
+  CHECK_INT(store_save_meta(s, 3, "n1", 0, NULL, 0, err), ==, 0);
+  CHECK_INT(store_meta(s)->term, ==, 3);
+  close_store(&loop, s);
+  /* Without the explicit option, a directory is required. */
+  CHECK_INT(store_open(&loop, NULL, NULL, &s, err), ==, STORE_EINVAL);
+}
+
+TEST(leftover_temporary_files_are_removed) {
+  char *dir = tmp_dir();
+  struct store *s = open_dir(dir, 0, NULL);
+  struct waitc w = {0};
+  CHECK_INT(append_range(s, 1, 5, 1, &w), ==, 0);
+  run_until(&loop, &w.calls, 1);
+  close_store(&loop, s);
+  const char *junk[] = {"segment-00000000000000000006.tmp",
+                        "snapshot-00000000000000000004.tmp", "metadata.tmp"};
+  for (int i = 0; i < 3; i++) {
+    char p[600];
+    snprintf(p, sizeof p, "%s/%s", dir, junk[i]);
+    FILE *f = fopen(p, "w");
+    fputs("garbage", f);
+    fclose(f);
+  }
+  s = open_dir(dir, 0, NULL);
+  CHECK(strstr(store_notice(s), "metadata.tmp") != NULL);
+  CHECK_INT(count_files(dir, "segment-"), ==, 1);
+  CHECK_INT(count_files(dir, "snapshot-"), ==, 0);
+  CHECK_INT(count_files(dir, "metadata"), ==, 1);
+  check_range(s, 1, 5, 1);
+  close_store(&loop, s);
+  rm_rf(dir);
+  free(dir);
+}
+
+TEST(close_finishes_accepted_writes) {
+  char *dir = tmp_dir();
+  struct store *s = open_dir(dir, 0, NULL);
+  struct waitc w1 = {0}, w2 = {0};
+  CHECK_INT(append_range(s, 1, 5, 1, &w1), ==, 0);
+  CHECK_INT(append_range(s, 6, 5, 1, &w2), ==, 0);
+  close_store(&loop, s);
+  CHECK_INT(w1.calls, ==, 1);
+  CHECK_INT(w2.calls, ==, 1);
+  CHECK_INT(w2.status, ==, 0);
+  CHECK_INT(w2.durable, ==, 10);
+  s = open_dir(dir, 0, NULL);
+  check_range(s, 1, 10, 1);
+  close_store(&loop, s);
+  rm_rf(dir);
+  free(dir);
+}
+
+/* A snapshot install whose old segments could not be deleted (the server
+ * died first): at the next start the stale log must not come back. */
+TEST(stale_segments_after_snapshot_install_are_discarded) {
+  char *dir = tmp_dir();
+  struct fault_io f;
+  fault_init(&f);
+  struct store *s = open_dir(dir, 4096, &f.io);
+  struct waitc w = {0};
+  CHECK_INT(append_range(s, 1, 60, 1, &w), ==, 0);
+  run_until(&loop, &w.calls, 1);
+  fault_set(&f, FOP_UNLINK, 0, -1, EIO);
+  write_snapshot(s, 40, 5, 100, 1); /* conflicts: term 5 vs our term 1 */
+  CHECK_INT(append_range(s, 41, 1, 5, &w), ==, 0);
+  run_until(&loop, &w.calls, 2);
+  /* The deletion failed; the append queued behind it is refused. */
+  CHECK_INT(w.status, ==, STORE_EFAILED);
+  CHECK(strstr(store_errmsg(s), "unlink") != NULL);
+  CHECK_INT(append_range(s, 42, 1, 5, NULL), ==, STORE_EFAILED);
+  close_store(&loop, s);
+  CHECK_INT(count_files(dir, "segment-"), >, 0);
+  s = open_dir(dir, 4096, NULL);
+  CHECK_INT(store_last_index(s), ==, 40);
+  CHECK_INT(store_last_term(s), ==, 5);
+  CHECK(strstr(store_notice(s), "superseded") != NULL);
+  CHECK_INT(count_files(dir, "segment-"), ==, 0);
+  close_store(&loop, s);
+  rm_rf(dir);
+  free(dir);
+}
+
+int main(void) {
+  uv_loop_init(&loop);
+  RUN(open_creates_missing_directory);
+  RUN(append_is_durable_and_reloads);
+  RUN(append_rejects_what_does_not_follow_the_log);
+  RUN(appends_during_a_write_share_one_fdatasync);
+  RUN(segments_roll_over_and_reload);
+  RUN(truncate_suffix_then_new_term);
+  RUN(truncate_while_a_write_is_in_flight);
+  RUN(snapshot_compacts_the_log);
+  RUN(snapshot_from_leader_replaces_the_log);
+  RUN(snapshot_chunks_holes_and_abort);
+  RUN(metadata_saved_and_reloaded);
+  RUN(a_locked_directory_is_refused);
+  RUN(memory_mode_writes_no_files);
+  RUN(leftover_temporary_files_are_removed);
+  RUN(close_finishes_accepted_writes);
+  RUN(stale_segments_after_snapshot_install_are_discarded);
+  uv_loop_close(&loop);
+  return harness_done();
+}

@@ -1,0 +1,245 @@
+/*
+ * util.h — helpers shared by the storage tests: temporary directories, a
+ * loop driver, deterministic payloads, and a fault-injecting file-operation
+ * table.
+ */
+#ifndef SPEC_STORAGE_UTIL_H
+#define SPEC_STORAGE_UTIL_H
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "storage/store.h"
+
+static int rm_one(const char *path, const struct stat *st, int flag,
+                  struct FTW *ftw) {
+  (void)st;
+  (void)flag;
+  (void)ftw;
+  return remove(path);
+}
+
+static inline void rm_rf(const char *path) {
+  nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* A fresh directory under /tmp; the caller rm_rf()s and frees it. */
+static inline char *tmp_dir(void) {
+  char *d = strdup("/tmp/copycat-storage-XXXXXX");
+  if (!d || !mkdtemp(d)) abort();
+  return d;
+}
+
+/* The payload of entry (index, term): len bytes derived from both, so that
+ * a wrong, stale or shifted entry is recognised. */
+static inline void payload_fill(uint8_t *p, size_t len, uint64_t index,
+                                uint64_t term) {
+  uint64_t x = index * 0x9E3779B97F4A7C15ull ^ (term << 32) ^ len;
+  for (size_t i = 0; i < len; i++) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    p[i] = (uint8_t)x;
+  }
+}
+
+/* Length of entry `index`'s payload in the tests (varies, includes 0). */
+static inline uint32_t payload_len(uint64_t index) {
+  return (uint32_t)((index * 37) % 300);
+}
+
+static inline int entry_ok(const struct store_entry *e, uint64_t index,
+                           uint64_t term) {
+  uint8_t buf[1024];
+  uint32_t len = payload_len(index);
+  if (e->index != index || e->term != term || e->len != len ||
+      e->type != (uint8_t)(index % 3))
+    return 0;
+  payload_fill(buf, len, index, term);
+  return len == 0 || memcmp(buf, e->data, len) == 0;
+}
+
+struct waitc {
+  int calls;
+  uint64_t durable;
+  int status;
+};
+
+static inline void wait_cb(struct store *s, uint64_t durable, int status,
+                           void *data) {
+  (void)s;
+  struct waitc *w = data;
+  w->calls++;
+  w->durable = durable;
+  w->status = status;
+}
+
+/* Append entries [first, first+n) with `term`, payloads as above. */
+static inline int append_range(struct store *s, uint64_t first, size_t n,
+                               uint64_t term, struct waitc *w) {
+  struct store_entry *es = calloc(n ? n : 1, sizeof *es);
+  uint8_t *bufs = malloc(n * 300 + 1);
+  for (size_t i = 0; i < n; i++) {
+    uint64_t idx = first + i;
+    es[i].index = idx;
+    es[i].term = term;
+    es[i].type = (uint8_t)(idx % 3);
+    es[i].len = payload_len(idx);
+    payload_fill(bufs + i * 300, es[i].len, idx, term);
+    es[i].data = bufs + i * 300;
+  }
+  int rc = store_append(s, es, n, w ? wait_cb : NULL, w);
+  /* The store copied what it needs: scribble over our buffers. */
+  memset(bufs, 0xEE, n * 300 + 1);
+  free(bufs);
+  free(es);
+  return rc;
+}
+
+static inline void run_until(uv_loop_t *loop, const int *flag, int target) {
+  while (*flag < target)
+    uv_run(loop, UV_RUN_ONCE);
+}
+
+static inline void close_cb(void *data) {
+  (*(int *)data)++;
+}
+
+static inline void close_store(uv_loop_t *loop, struct store *s) {
+  int closed = 0;
+  store_close(s, close_cb, &closed);
+  run_until(loop, &closed, 1);
+}
+
+/* ---- fault injection ---------------------------------------------- */
+
+enum {
+  FOP_OPEN,
+  FOP_CLOSE,
+  FOP_PREAD,
+  FOP_PWRITE,
+  FOP_FSYNC,
+  FOP_FDATASYNC,
+  FOP_FTRUNCATE,
+  FOP_FALLOCATE,
+  FOP_RENAME,
+  FOP_UNLINK,
+  FOP_MKDIR,
+  FOP_N
+};
+
+struct fault_io {
+  struct store_io io; /* first: the store sees this */
+  struct store_io sys;
+  int fail_op;      /* FOP_* to fail, or -1 */
+  int fail_after;   /* successful calls of fail_op before failures start */
+  int fail_count;   /* how many calls fail then (-1: all later ones) */
+  int err;          /* errno to fail with */
+  int short_writes; /* 1: pwrite writes at most half (at least 1 byte) */
+  int counts[FOP_N];
+  int failures;
+};
+
+static inline int fault_hit(struct fault_io *f, int op) {
+  f->counts[op]++;
+  if (op != f->fail_op) return 0;
+  if (f->fail_after > 0) {
+    f->fail_after--;
+    return 0;
+  }
+  if (f->fail_count == 0) return 0;
+  if (f->fail_count > 0) f->fail_count--;
+  f->failures++;
+  errno = f->err;
+  return 1;
+}
+
+#define FAULT(op) ((struct fault_io *)(void *)io)
+static int f_open(struct store_io *io, const char *p, int fl, mode_t m) {
+  if (fault_hit(FAULT(io), FOP_OPEN)) return -1;
+  return FAULT(io)->sys.open(io, p, fl, m);
+}
+static int f_close(struct store_io *io, int fd) {
+  if (fault_hit(FAULT(io), FOP_CLOSE)) {
+    FAULT(io)->sys.close(io, fd);
+    return -1;
+  }
+  return FAULT(io)->sys.close(io, fd);
+}
+static ssize_t f_pread(struct store_io *io, int fd, void *b, size_t n,
+                       off_t at) {
+  if (fault_hit(FAULT(io), FOP_PREAD)) return -1;
+  return FAULT(io)->sys.pread(io, fd, b, n, at);
+}
+static ssize_t f_pwrite(struct store_io *io, int fd, const void *b, size_t n,
+                        off_t at) {
+  if (fault_hit(FAULT(io), FOP_PWRITE)) return -1;
+  if (FAULT(io)->short_writes && n > 1) n /= 2;
+  return FAULT(io)->sys.pwrite(io, fd, b, n, at);
+}
+static int f_fsync(struct store_io *io, int fd) {
+  if (fault_hit(FAULT(io), FOP_FSYNC)) return -1;
+  return FAULT(io)->sys.fsync(io, fd);
+}
+static int f_fdatasync(struct store_io *io, int fd) {
+  if (fault_hit(FAULT(io), FOP_FDATASYNC)) return -1;
+  return FAULT(io)->sys.fdatasync(io, fd);
+}
+static int f_ftruncate(struct store_io *io, int fd, off_t len) {
+  if (fault_hit(FAULT(io), FOP_FTRUNCATE)) return -1;
+  return FAULT(io)->sys.ftruncate(io, fd, len);
+}
+static int f_fallocate(struct store_io *io, int fd, off_t at, off_t len) {
+  if (fault_hit(FAULT(io), FOP_FALLOCATE)) return -1;
+  return FAULT(io)->sys.fallocate(io, fd, at, len);
+}
+static int f_rename(struct store_io *io, const char *a, const char *b) {
+  if (fault_hit(FAULT(io), FOP_RENAME)) return -1;
+  return FAULT(io)->sys.rename(io, a, b);
+}
+static int f_unlink(struct store_io *io, const char *p) {
+  if (fault_hit(FAULT(io), FOP_UNLINK)) return -1;
+  return FAULT(io)->sys.unlink(io, p);
+}
+static int f_mkdir(struct store_io *io, const char *p, mode_t m) {
+  if (fault_hit(FAULT(io), FOP_MKDIR)) return -1;
+  return FAULT(io)->sys.mkdir(io, p, m);
+}
+#undef FAULT
+
+static inline void fault_init(struct fault_io *f) {
+  memset(f, 0, sizeof *f);
+  store_io_default(&f->sys);
+  f->io.open = f_open;
+  f->io.close = f_close;
+  f->io.pread = f_pread;
+  f->io.pwrite = f_pwrite;
+  f->io.fsync = f_fsync;
+  f->io.fdatasync = f_fdatasync;
+  f->io.ftruncate = f_ftruncate;
+  f->io.fallocate = f_fallocate;
+  f->io.rename = f_rename;
+  f->io.unlink = f_unlink;
+  f->io.mkdir = f_mkdir;
+  f->fail_op = -1;
+}
+
+/* Fail `op` with `err` after `after` successful calls, `count` times. */
+static inline void fault_set(struct fault_io *f, int op, int after, int count,
+                             int err) {
+  f->fail_op = op;
+  f->fail_after = after;
+  f->fail_count = count;
+  f->err = err;
+  f->failures = 0;
+}
+
+#endif
