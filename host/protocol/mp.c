@@ -157,3 +157,103 @@ int mp_read_nil(struct mp_reader *r) {
   r->p++;
   return 1;
 }
+
+/* Bytes of payload after a header byte b, or -1 for containers (whose
+ * element count goes to *count) and unknown bytes (*count = -1). */
+static int skip_one(struct mp_reader *r, uint64_t *count) {
+  unsigned char b = r->p[0];
+  uint64_t v;
+  *count = 0;
+  if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3) {
+    r->p++;
+    return 0;
+  }
+  if ((b & 0xf0) == 0x80 || (b & 0xf0) == 0x90) {
+    *count = (uint64_t)(b & 0x0f) * ((b & 0xf0) == 0x80 ? 2 : 1);
+    r->p++;
+    return 0;
+  }
+  if ((b & 0xe0) == 0xa0) {
+    v = b & 0x1f;
+    r->p++;
+  } else {
+    switch (b) {
+      case 0xcc:
+      case 0xd0:
+        v = 1;
+        r->p++;
+        break;
+      case 0xcd:
+      case 0xd1:
+        v = 2;
+        r->p++;
+        break;
+      case 0xca:
+      case 0xce:
+      case 0xd2:
+        v = 4;
+        r->p++;
+        break;
+      case 0xcb:
+      case 0xcf:
+      case 0xd3:
+        v = 8;
+        r->p++;
+        break;
+      case 0xd9:
+      case 0xc4:
+        if (sized(r, 1, &v) < 0) return MP_ETRUNC;
+        break;
+      case 0xda:
+      case 0xc5:
+        if (sized(r, 2, &v) < 0) return MP_ETRUNC;
+        break;
+      case 0xdb:
+      case 0xc6:
+        if (sized(r, 4, &v) < 0) return MP_ETRUNC;
+        break;
+      case 0xdc:
+        if (sized(r, 2, count) < 0) return MP_ETRUNC;
+        return 0;
+      case 0xdd:
+        if (sized(r, 4, count) < 0) return MP_ETRUNC;
+        return 0;
+      case 0xde:
+        if (sized(r, 2, count) < 0) return MP_ETRUNC;
+        *count *= 2;
+        return 0;
+      case 0xdf:
+        if (sized(r, 4, count) < 0) return MP_ETRUNC;
+        *count *= 2;
+        return 0;
+      default:
+        return MP_EFORMAT; /* ext types and 0xc1 */
+    }
+  }
+  if (v > mp_left(r)) return MP_ETRUNC;
+  r->p += v;
+  return 0;
+}
+
+int mp_skip(struct mp_reader *r) {
+  uint64_t todo[64];
+  int depth = 0;
+  todo[0] = 1;
+  while (depth >= 0) {
+    if (todo[depth] == 0) {
+      depth--;
+      continue;
+    }
+    todo[depth]--;
+    if (need(r, 1) < 0) return MP_ETRUNC;
+    uint64_t count;
+    int rc = skip_one(r, &count);
+    if (rc < 0) return rc;
+    if (count > 0) {
+      if (count > mp_left(r)) return MP_ETRUNC;
+      if (++depth >= 64) return MP_EFORMAT;
+      todo[depth] = count;
+    }
+  }
+  return 0;
+}

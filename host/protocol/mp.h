@@ -36,6 +36,9 @@ int mp_read_bool(struct mp_reader *r, bool *v);
 int mp_read_bytes(struct mp_reader *r, const void **data, uint32_t *len);
 /* A str of at most max-1 bytes without NUL, copied NUL-terminated. */
 int mp_read_name(struct mp_reader *r, char *out, size_t max);
+/* Skips one value of any type (nesting at most 64 deep). */
+int mp_skip(struct mp_reader *r);
+
 /* nil: returns 1 and consumes it; otherwise 0 and leaves the cursor. */
 int mp_read_nil(struct mp_reader *r);
 

@@ -1,0 +1,378 @@
+/*
+ * clients.c — requests from clients: commands, queries, membership.
+ *
+ * Requests and replies are msgpack arrays (docs/protocol.md):
+ *   ["submit", id, op, args]               -> ["result", id, [ok, value]]
+ *   ["query", id, op, args, consistency]   -> ["result", id, [ok, value]]
+ *   ["change", id, name, address, type]    -> ["ok", id]
+ *   ["remove", id, name] / ["transfer", id, name] -> ["ok", id]
+ * Any of them may get ["redirect", id, leader_address_or_nil] (this server
+ * does not lead) or ["error", id, message].
+ *
+ * A command's reply is sent when its entry is applied here, so the client
+ * learns the state machine's own result. If the entry at that index turns
+ * out to be another one (leadership changed before it committed), the
+ * client is told it was not applied and may retry.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "server/server_int.h"
+
+static void pack_str(msgpack_packer *pk, const char *s) {
+  msgpack_pack_str(pk, strlen(s));
+  msgpack_pack_str_body(pk, s, strlen(s));
+}
+
+void clients__send(net_conn *c, msgpack_sbuffer *sb) {
+  if (c) net_conn_send(c, sb->data, sb->size);
+}
+
+static void reply_error(net_conn *c, uint64_t id, const char *msg) {
+  msgpack_sbuffer sb;
+  msgpack_sbuffer_init(&sb);
+  msgpack_packer pk;
+  msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+  msgpack_pack_array(&pk, 3);
+  pack_str(&pk, "error");
+  msgpack_pack_uint64(&pk, id);
+  pack_str(&pk, msg);
+  clients__send(c, &sb);
+  msgpack_sbuffer_destroy(&sb);
+}
+
+static void reply_ok(net_conn *c, uint64_t id) {
+  msgpack_sbuffer sb;
+  msgpack_sbuffer_init(&sb);
+  msgpack_packer pk;
+  msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+  msgpack_pack_array(&pk, 2);
+  pack_str(&pk, "ok");
+  msgpack_pack_uint64(&pk, id);
+  clients__send(c, &sb);
+  msgpack_sbuffer_destroy(&sb);
+}
+
+static void redirect(struct server *s, net_conn *c, uint64_t id) {
+  msgpack_sbuffer sb;
+  msgpack_sbuffer_init(&sb);
+  msgpack_packer pk;
+  msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+  msgpack_pack_array(&pk, 3);
+  pack_str(&pk, "redirect");
+  msgpack_pack_uint64(&pk, id);
+  const char *leader = server_leader_address(s);
+  if (leader[0] && raft_role(s->raft) != RAFT_LEADER)
+    pack_str(&pk, leader);
+  else
+    msgpack_pack_nil(&pk);
+  clients__send(c, &sb);
+  msgpack_sbuffer_destroy(&sb);
+}
+
+/* ["result", id, <reply>] where reply is already msgpack. */
+static void reply_result(net_conn *c, uint64_t id, const char *reply,
+                         size_t len) {
+  msgpack_sbuffer sb;
+  msgpack_sbuffer_init(&sb);
+  msgpack_packer pk;
+  msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+  msgpack_pack_array(&pk, 3);
+  pack_str(&pk, "result");
+  msgpack_pack_uint64(&pk, id);
+  msgpack_sbuffer_write(&sb, reply, len);
+  clients__send(c, &sb);
+  msgpack_sbuffer_destroy(&sb);
+}
+
+static const char *error_text(int rc) {
+  switch (rc) {
+    case RAFT_EBACKLOG:
+      return "busy: too much uncommitted data (is a quorum of servers up?)";
+    case RAFT_ECHANGE:
+      return "another membership change is in progress: retry shortly";
+    case RAFT_ENOTCAUGHTUP:
+      return "the member has not caught up with the log yet: retry shortly";
+    case RAFT_ENOTREADY:
+      return "the new leader has not committed an entry yet: retry shortly";
+    case RAFT_ETRANSFER:
+      return "a leadership transfer is in progress: retry shortly";
+    case RAFT_ENOTFOUND:
+      return "no such member";
+    default:
+      return raft_strerror(rc);
+  }
+}
+
+static uint64_t wall_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* ---- commands ---- */
+
+static void submit(struct server *s, net_conn *c, uint64_t id,
+                   const unsigned char *op, size_t oplen) {
+  /* op points at the raw [op, args] tail of the request: the entry is
+   * [time, op, args], written without decoding args. */
+  uint64_t now = wall_ms();
+  if (now < s->last_time) now = s->last_time; /* time never goes back */
+  s->last_time = now;
+  msgpack_sbuffer sb;
+  msgpack_sbuffer_init(&sb);
+  msgpack_packer pk;
+  msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+  msgpack_pack_array(&pk, 3);
+  msgpack_pack_uint64(&pk, now);
+  msgpack_sbuffer_write(&sb, (const char *)op, oplen);
+  struct raft_buf *buf = raft_buf_from(sb.data, sb.size);
+  msgpack_sbuffer_destroy(&sb);
+  if (!buf) {
+    reply_error(c, id, "out of memory");
+    return;
+  }
+  int64_t index = raft_propose(s->raft, RAFT_COMMAND, buf);
+  raft_buf_unref(buf);
+  if (index == RAFT_ENOTLEADER) {
+    redirect(s, c, id);
+    return;
+  }
+  if (index < 0) {
+    reply_error(c, id, error_text((int)index));
+    return;
+  }
+  struct pending *p = calloc(1, sizeof *p);
+  if (!p) return; /* the client times out and retries */
+  p->index = (uint64_t)index;
+  p->term = raft_term(s->raft);
+  p->conn = c;
+  p->id = id;
+  if (s->pending_tail)
+    s->pending_tail->next = p;
+  else
+    s->pending = p;
+  s->pending_tail = p;
+  server__process(s);
+}
+
+void clients__applied(struct server *s, uint64_t index, uint64_t term,
+                      const char *reply, size_t len) {
+  while (s->pending && s->pending->index <= index) {
+    struct pending *p = s->pending;
+    s->pending = p->next;
+    if (!s->pending) s->pending_tail = NULL;
+    if (p->index == index && p->term == term && reply)
+      reply_result(p->conn, p->id, reply, len);
+    else
+      reply_error(p->conn, p->id,
+                  "not applied: leadership changed before the command "
+                  "committed; it is safe to retry");
+    free(p);
+  }
+}
+
+/* ---- queries ---- */
+
+static void run_query(struct server *s, net_conn *c, uint64_t id,
+                      const void *req, size_t len) {
+  msgpack_sbuffer *out = &s->scratch;
+  size_t mark = out->size;
+  s->o.sm->query(s->o.sm->data, req, len, out);
+  reply_result(c, id, out->data + mark, out->size - mark);
+  out->size = mark;
+}
+
+static void query(struct server *s, net_conn *c, uint64_t id,
+                  const unsigned char *req, size_t len, const char *level) {
+  /* req is the raw [op, args] pair: make it an array for the machine. */
+  msgpack_sbuffer sb;
+  msgpack_sbuffer_init(&sb);
+  msgpack_sbuffer_write(&sb, "\x92", 1);
+  msgpack_sbuffer_write(&sb, (const char *)req, len);
+  if (strcmp(level, "sequential") == 0) {
+    run_query(s, c, id, sb.data, sb.size);
+    msgpack_sbuffer_destroy(&sb);
+    return;
+  }
+  int lease = strcmp(level, "lease") == 0;
+  if (!lease && strcmp(level, "linearizable") != 0) {
+    reply_error(c, id,
+                "unknown consistency: use linearizable, lease or "
+                "sequential");
+    msgpack_sbuffer_destroy(&sb);
+    return;
+  }
+  uint64_t ctx = ++s->next_read_ctx;
+  int rc = raft_read(s->raft, ctx, lease);
+  if (rc == RAFT_ENOTLEADER) {
+    redirect(s, c, id);
+  } else if (rc < 0) {
+    reply_error(c, id, error_text(rc));
+  } else {
+    struct pending_read *r = calloc(1, sizeof *r);
+    if (r) {
+      r->ctx = ctx;
+      r->conn = c;
+      r->id = id;
+      r->req = raft_buf_from(sb.data, sb.size);
+      r->next = s->reads;
+      s->reads = r;
+    }
+    server__process(s);
+  }
+  msgpack_sbuffer_destroy(&sb);
+}
+
+void clients__reads_ready(struct server *s, const struct raft_read_result *rr,
+                          size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    for (struct pending_read *r = s->reads; r; r = r->next) {
+      if (r->ctx != rr[i].ctx) continue;
+      if (rr[i].status < 0) {
+        redirect(s, r->conn, r->id);
+        r->conn = NULL;
+        r->index = 1; /* served (with a redirect): drop below */
+        r->ctx = 0;
+      } else {
+        r->index = rr[i].index ? rr[i].index : 1;
+      }
+    }
+  }
+}
+
+void clients__serve_reads(struct server *s) {
+  struct pending_read **pp = &s->reads;
+  while (*pp) {
+    struct pending_read *r = *pp;
+    if (r->index && r->index <= s->applied) {
+      if (r->ctx && r->conn && r->req)
+        run_query(s, r->conn, r->id, r->req->data, r->req->len);
+      *pp = r->next;
+      raft_buf_unref(r->req);
+      free(r);
+    } else {
+      pp = &r->next;
+    }
+  }
+}
+
+/* ---- membership ---- */
+
+static int member_type(const char *t) {
+  if (strcmp(t, "active") == 0) return RAFT_ACTIVE;
+  if (strcmp(t, "passive") == 0) return RAFT_PASSIVE;
+  if (strcmp(t, "reserve") == 0) return RAFT_RESERVE;
+  return 0;
+}
+
+static void admin(struct server *s, net_conn *c, uint64_t id, const char *verb,
+                  struct mp_reader *r) {
+  char name[RAFT_NAME_MAX], address[RAFT_ADDR_MAX], type[16];
+  int rc;
+  if (mp_read_name(r, name, sizeof name) < 0) {
+    reply_error(c, id, "malformed request: expected a member name");
+    return;
+  }
+  if (strcmp(verb, "change") == 0) {
+    if (mp_read_name(r, address, sizeof address) < 0 ||
+        mp_read_name(r, type, sizeof type) < 0 || !member_type(type)) {
+      reply_error(c, id,
+                  "malformed change: expected name, address and "
+                  "type (active, passive or reserve)");
+      return;
+    }
+    rc = raft_change(s->raft, name, address, member_type(type));
+  } else if (strcmp(verb, "remove") == 0) {
+    rc = raft_remove(s->raft, name);
+  } else {
+    rc = raft_transfer(s->raft, name);
+  }
+  if (rc == RAFT_ENOTLEADER) {
+    redirect(s, c, id);
+  } else if (rc < 0) {
+    reply_error(c, id, error_text(rc));
+  } else {
+    reply_ok(c, id);
+  }
+  server__process(s);
+}
+
+void clients__request(struct inconn *ic, const char *data, size_t len) {
+  struct server *s = ic->s;
+  struct mp_reader r;
+  uint32_t n;
+  char verb[16];
+  uint64_t id;
+  mp_reader_init(&r, data, len);
+  if (mp_read_array(&r, &n) < 0 || n < 2 ||
+      mp_read_name(&r, verb, sizeof verb) < 0 || mp_read_uint(&r, &id) < 0) {
+    net_conn_close(ic->conn, "malformed request: expected [verb, id, ...]");
+    return;
+  }
+  if (s->failed) {
+    reply_error(ic->conn, id,
+                "this server stopped accepting writes after "
+                "a storage failure (see its log)");
+    return;
+  }
+  if ((strcmp(verb, "submit") == 0 && n == 4) ||
+      (strcmp(verb, "query") == 0 && n == 5)) {
+    const unsigned char *start = r.p;
+    if (mp_skip(&r) < 0 || mp_skip(&r) < 0) {
+      reply_error(ic->conn, id, "malformed request: bad op or args");
+      return;
+    }
+    size_t oplen = (size_t)(r.p - start);
+    if (verb[0] == 's') {
+      if (mp_left(&r) != 0) {
+        reply_error(ic->conn, id, "malformed request: trailing data");
+        return;
+      }
+      submit(s, ic->conn, id, start, oplen);
+    } else {
+      char level[16];
+      if (mp_read_name(&r, level, sizeof level) < 0 || mp_left(&r) != 0) {
+        reply_error(ic->conn, id,
+                    "malformed query: expected a consistency "
+                    "level");
+        return;
+      }
+      query(s, ic->conn, id, start, oplen, level);
+    }
+  } else if ((strcmp(verb, "change") == 0 && n == 5) ||
+             ((strcmp(verb, "remove") == 0 || strcmp(verb, "transfer") == 0) &&
+              n == 3)) {
+    admin(s, ic->conn, id, verb, &r);
+  } else {
+    reply_error(ic->conn, id,
+                "unknown request (expected submit, query, "
+                "change, remove or transfer)");
+  }
+}
+
+void clients__conn_gone(struct server *s, net_conn *c) {
+  for (struct pending *p = s->pending; p; p = p->next)
+    if (p->conn == c) p->conn = NULL;
+  for (struct pending_read *r = s->reads; r; r = r->next)
+    if (r->conn == c) r->conn = NULL;
+}
+
+void clients__fail_all(struct server *s, const char *why) {
+  while (s->pending) {
+    struct pending *p = s->pending;
+    s->pending = p->next;
+    reply_error(p->conn, p->id, why);
+    free(p);
+  }
+  s->pending_tail = NULL;
+  while (s->reads) {
+    struct pending_read *r = s->reads;
+    s->reads = r->next;
+    reply_error(r->conn, r->id, why);
+    raft_buf_unref(r->req);
+    free(r);
+  }
+}

@@ -1,0 +1,275 @@
+/*
+ * peers.c — connections between servers, and the hello on every incoming
+ * connection.
+ *
+ * Each server sends to a member over its own outgoing connection and
+ * receives on the connections members open to it, so no connection is
+ * shared by two writers. A message for a member that is not connected is
+ * dropped (Raft retransmits) and a redial is scheduled with exponential
+ * backoff, so an unreachable member costs a connect attempt now and then.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "server/server_int.h"
+
+#define BACKOFF_MIN_MS 20
+#define BACKOFF_MAX_MS 2000
+
+static void pack_reply(msgpack_sbuffer *sb, const char *status,
+                       const char *msg) {
+  msgpack_packer pk;
+  msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+  msgpack_pack_array(&pk, 2);
+  msgpack_pack_str(&pk, strlen(status));
+  msgpack_pack_str_body(&pk, status, strlen(status));
+  msgpack_pack_str(&pk, strlen(msg));
+  msgpack_pack_str_body(&pk, msg, strlen(msg));
+}
+
+/* ---- outgoing ---- */
+
+static struct peer *find_peer(struct server *s, const char *name) {
+  for (int i = 0; i < SERVER_MAX_PEERS; i++)
+    if (s->peers[i].in_use && strcmp(s->peers[i].name, name) == 0)
+      return &s->peers[i];
+  return NULL;
+}
+
+static void out_frame(net_conn *c, const char *data, size_t len) {
+  struct peer *p = net_conn_data(c);
+  if (!p) return;
+  /* The only frame a peer sends back on our connection is its answer to
+   * our hello: ["ok", its_name] or ["error", why]. */
+  struct mp_reader r;
+  uint32_t n;
+  char status[16], why[256] = "malformed answer to our hello";
+  mp_reader_init(&r, data, len);
+  if (mp_read_array(&r, &n) == 0 && n == 2 &&
+      mp_read_name(&r, status, sizeof status) == 0) {
+    if (strcmp(status, "ok") == 0) {
+      p->backoff_ms = BACKOFF_MIN_MS;
+      return;
+    }
+    mp_read_name(&r, why, sizeof why);
+  }
+  net_conn_close(c, why);
+}
+
+static void out_close(net_conn *c, int status, const char *reason) {
+  struct peer *p = net_conn_data(c);
+  if (!p) return;
+  if (p->ready && status != 0)
+    fprintf(stderr,
+            "copycat-lua server=%s event=peer_down peer=%s address=%s "
+            "reason=\"%s\"\n",
+            p->conn_owner->name, p->name, p->address, reason);
+  p->conn = NULL;
+  p->ready = 0;
+}
+
+static void on_connected(void *data, net_conn *c, int status,
+                         const char *reason) {
+  struct peer *p = data;
+  p->connecting = 0;
+  if (!p->in_use) { /* removed while connecting */
+    if (c) {
+      net_conn_set_data(c, NULL);
+      net_conn_close(c, "member removed");
+    }
+    return;
+  }
+  if (!c) {
+    (void)status;
+    (void)reason;
+    return; /* retry_at already set: the next send redials */
+  }
+  struct server *s = p->conn_owner;
+  static const struct net_conn_cbs cbs = {out_frame, out_close};
+  net_conn_set_data(c, p);
+  net_conn_start(c, &cbs);
+  struct proto_hello h;
+  memset(&h, 0, sizeof h);
+  h.version = PROTO_VERSION;
+  h.role = PROTO_SERVER;
+  snprintf(h.cluster, sizeof h.cluster, "%s", s->cluster);
+  snprintf(h.name, sizeof h.name, "%s", s->name);
+  msgpack_sbuffer *sb = &s->scratch;
+  size_t mark = sb->size;
+  proto_encode_hello(sb, &h);
+  net_conn_send(c, sb->data + mark, sb->size - mark);
+  sb->size = mark;
+  p->conn = c;
+  p->ready = 1;
+}
+
+static void dial(struct server *s, struct peer *p) {
+  uint64_t now = uv_now(s->loop);
+  if (p->conn || p->connecting || now < p->retry_at || s->stopping) return;
+  p->connecting = 1;
+  p->conn_owner = s;
+  p->retry_at = now + p->backoff_ms;
+  p->backoff_ms =
+      p->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : p->backoff_ms * 2;
+  if (net_connect(s->loop, p->address, NULL, on_connected, p) < 0)
+    p->connecting = 0;
+}
+
+void peers__send(struct server *s, const struct raft_msg *m) {
+  struct peer *p = find_peer(s, m->to);
+  if (!p) return;
+  if (!p->ready) {
+    dial(s, p);
+    return;
+  }
+  msgpack_sbuffer *sb = &s->scratch;
+  size_t mark = sb->size;
+  if (proto_encode_msg(sb, m) == 0)
+    net_conn_send(p->conn, sb->data + mark, sb->size - mark);
+  sb->size = mark;
+}
+
+static void drop_peer(struct peer *p) {
+  if (p->conn) {
+    net_conn_set_data(p->conn, NULL);
+    net_conn_close(p->conn, "member left the configuration");
+  }
+  p->conn = NULL;
+  p->ready = 0;
+  p->in_use = 0;
+}
+
+void peers__sync(struct server *s) {
+  const struct raft_conf *c = raft_configuration(s->raft);
+  for (int i = 0; i < SERVER_MAX_PEERS; i++) {
+    struct peer *p = &s->peers[i];
+    if (!p->in_use) continue;
+    int k = raft_conf_find(c, p->name);
+    if (k < 0 || strcmp(c->m[k].address, p->address) != 0) drop_peer(p);
+  }
+  for (unsigned k = 0; k < c->n; k++) {
+    if (strcmp(c->m[k].name, s->name) == 0 || find_peer(s, c->m[k].name))
+      continue;
+    for (int i = 0; i < SERVER_MAX_PEERS; i++) {
+      struct peer *p = &s->peers[i];
+      if (p->in_use || p->connecting) continue;
+      memset(p, 0, sizeof *p);
+      p->in_use = 1;
+      snprintf(p->name, sizeof p->name, "%s", c->m[k].name);
+      snprintf(p->address, sizeof p->address, "%s", c->m[k].address);
+      p->backoff_ms = BACKOFF_MIN_MS;
+      break;
+    }
+  }
+}
+
+void peers__close_all(struct server *s) {
+  for (int i = 0; i < SERVER_MAX_PEERS; i++)
+    if (s->peers[i].in_use) drop_peer(&s->peers[i]);
+  struct inconn *ic = s->inconns;
+  while (ic) {
+    struct inconn *next = ic->next;
+    net_conn_close(ic->conn, "server is stopping");
+    ic = next;
+  }
+}
+
+/* ---- incoming ---- */
+
+static void refuse(struct inconn *ic, const char *why) {
+  msgpack_sbuffer sb;
+  msgpack_sbuffer_init(&sb);
+  pack_reply(&sb, "error", why);
+  net_conn_send(ic->conn, sb.data, sb.size);
+  msgpack_sbuffer_destroy(&sb);
+  fprintf(stderr,
+          "copycat-lua server=%s event=connection_refused peer=%s "
+          "reason=\"%s\"\n",
+          ic->s->name, net_conn_peer(ic->conn), why);
+  net_conn_close_after_flush(ic->conn, why);
+}
+
+static void hello(struct inconn *ic, const char *data, size_t len) {
+  struct server *s = ic->s;
+  struct proto_hello h;
+  char err[256];
+  if (proto_decode_hello(data, len, &h, err, sizeof err) < 0) {
+    refuse(ic, err);
+    return;
+  }
+  if (strcmp(h.cluster, s->cluster) != 0) {
+    char why[256];
+    snprintf(why, sizeof why,
+             "wrong cluster: this server belongs to cluster '%s', the peer "
+             "to '%s'",
+             s->cluster, h.cluster);
+    refuse(ic, why);
+    return;
+  }
+  ic->role = h.role;
+  snprintf(ic->name, sizeof ic->name, "%s", h.name);
+  msgpack_sbuffer sb;
+  msgpack_sbuffer_init(&sb);
+  pack_reply(&sb, "ok", s->name); /* lets bootstrap learn names */
+  net_conn_send(ic->conn, sb.data, sb.size);
+  msgpack_sbuffer_destroy(&sb);
+}
+
+static void in_frame(net_conn *c, const char *data, size_t len) {
+  struct inconn *ic = net_conn_data(c);
+  struct server *s = ic->s;
+  if (!ic->role) {
+    hello(ic, data, len);
+    return;
+  }
+  if (ic->role == PROTO_CLIENT) {
+    clients__request(ic, data, len);
+    return;
+  }
+  struct raft_msg m;
+  char err[256];
+  if (proto_decode_msg(data, len, &m, err, sizeof err) < 0) {
+    char why[400];
+    snprintf(why, sizeof why, "malformed message from %s: %s", ic->name, err);
+    fprintf(stderr,
+            "copycat-lua server=%s event=connection_closed peer=%s "
+            "reason=\"%s\"\n",
+            s->name, net_conn_peer(c), why);
+    net_conn_close(c, why);
+    return;
+  }
+  if (strcmp(m.to, s->name) == 0 && !s->stopping && !s->in_ready) {
+    raft_step(s->raft, &m);
+    server__process(s);
+  }
+  raft_msg_clear(&m);
+}
+
+static void in_close(net_conn *c, int status, const char *reason) {
+  struct inconn *ic = net_conn_data(c);
+  struct server *s = ic->s;
+  (void)status;
+  (void)reason;
+  if (ic->role == PROTO_CLIENT) clients__conn_gone(s, c);
+  if (ic->prev)
+    ic->prev->next = ic->next;
+  else
+    s->inconns = ic->next;
+  if (ic->next) ic->next->prev = ic->prev;
+  free(ic);
+}
+
+int peers__accept(struct server *s, net_conn *c) {
+  struct inconn *ic = calloc(1, sizeof *ic);
+  if (!ic) return -1;
+  ic->s = s;
+  ic->conn = c;
+  ic->next = s->inconns;
+  if (s->inconns) s->inconns->prev = ic;
+  s->inconns = ic;
+  net_conn_set_data(c, ic);
+  static const struct net_conn_cbs cbs = {in_frame, in_close};
+  net_conn_start(c, &cbs);
+  return 0;
+}

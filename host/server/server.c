@@ -1,0 +1,511 @@
+/*
+ * server.c — server lifecycle and the carrying-out of the core's outputs.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "server/server_int.h"
+
+void server__log(struct server *s, const char *event, const char *fmt, ...) {
+  char msg[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  fprintf(stderr, "copycat-lua server=%s event=%s %s\n", s->name, event, msg);
+  if (s->o.sm && s->o.sm->notify) s->o.sm->notify(s->o.sm->data, event, msg);
+}
+
+/* ---- the store ---- */
+
+static void on_durable(struct store *st, uint64_t durable, int status,
+                       void *data) {
+  struct server *s = data;
+  if (s->stopping) return;
+  if (status < 0) {
+    /* Nothing more is acknowledged: the core never hears of these entries
+     * as durable, so no client is told they are committed by our vote. */
+    s->failed = 1;
+    server__log(s, "storage_failed",
+                "msg=\"%s\" action=\"fix the disk, then restart the server\"",
+                store_errmsg(st));
+    return;
+  }
+  uint64_t term = store_term_at(st, durable);
+  if (durable > 0 && term > 0) raft_persisted(s->raft, durable, term);
+  server__process(s);
+}
+
+static int persist(struct server *s, const struct raft_ready *rd) {
+  if (rd->n_persist == 0 && rd->persist_first > store_last_index(s->store))
+    return 0;
+  if (rd->persist_first <= store_last_index(s->store)) {
+    int rc = store_truncate_suffix(s->store, rd->persist_first, NULL, NULL);
+    if (rc < 0) return rc;
+  }
+  if (rd->n_persist == 0) return 0;
+  struct store_entry stack[64];
+  struct store_entry *e =
+      rd->n_persist <= 64 ? stack : malloc(rd->n_persist * sizeof *e);
+  if (!e) return STORE_ENOMEM;
+  for (size_t i = 0; i < rd->n_persist; i++) {
+    const struct raft_entry *re = &rd->persist[i];
+    e[i].index = rd->persist_first + i;
+    e[i].term = re->term;
+    e[i].type = re->type;
+    e[i].len = re->buf ? (uint32_t)re->buf->len : 0;
+    e[i].data = re->buf ? re->buf->data : NULL;
+  }
+  int rc = store_append(s->store, e, rd->n_persist, on_durable, s);
+  if (e != stack) free(e);
+  return rc;
+}
+
+/* ---- snapshots ---- */
+
+static int write_snapshot(struct server *s, uint64_t index, uint64_t term,
+                          const struct raft_conf *conf, const void *data,
+                          size_t len) {
+  char err[512];
+  struct snap_writer *w;
+  struct raft_buf *cb = raft_conf_encode(conf);
+  if (!cb) return -1;
+  int rc = store_snap_begin(s->store, index, term, cb->data, cb->len, &w, err);
+  raft_buf_unref(cb);
+  if (rc == 0) rc = store_snap_write(s->store, w, 0, data, len, err);
+  if (rc == 0) {
+    rc = store_snap_finish(s->store, w, err);
+  } else {
+    store_snap_abort(s->store, w);
+  }
+  if (rc < 0) server__log(s, "snapshot_failed", "msg=\"%s\"", err);
+  return rc;
+}
+
+/* Takes a snapshot of the state machine at s->applied (after a ready). */
+static void take_snapshot(struct server *s) {
+  uint64_t index = s->applied;
+  uint64_t term = raft_term_at(s->raft, index);
+  if (index <= s->last_snapshot || term == 0) return;
+  msgpack_sbuffer sb;
+  msgpack_sbuffer_init(&sb);
+  if (s->o.sm->snapshot(s->o.sm->data, &sb) == 0 &&
+      write_snapshot(s, index, term, raft_configuration(s->raft), sb.data,
+                     sb.size) == 0) {
+    s->last_snapshot = index;
+    raft_snapshot_taken(s->raft, index);
+    server__log(s, "snapshot", "index=%llu bytes=%zu",
+                (unsigned long long)index, sb.size);
+  }
+  msgpack_sbuffer_destroy(&sb);
+}
+
+static void install_snapshot(struct server *s, const struct raft_ready *rd,
+                             msgpack_sbuffer *in) {
+  if (write_snapshot(s, rd->snap.index, rd->snap.term, &rd->snap.conf, in->data,
+                     in->size) < 0) {
+    s->failed = 1;
+    return;
+  }
+  if (s->o.sm->restore(s->o.sm->data, in->data, in->size) < 0) {
+    server__log(s, "restore_failed", "index=%llu",
+                (unsigned long long)rd->snap.index);
+    s->failed = 1;
+    return;
+  }
+  s->applied = s->last_snapshot = rd->snap.index;
+  server__log(s, "snapshot_installed", "index=%llu bytes=%zu",
+              (unsigned long long)rd->snap.index, in->size);
+}
+
+/* ---- applying ---- */
+
+/* The time stamped on a command entry ([time, op, args]), or 0. */
+static uint64_t entry_time(const struct raft_entry *e) {
+  struct mp_reader r;
+  uint32_t n;
+  uint64_t t;
+  if (!e->buf) return 0;
+  mp_reader_init(&r, e->buf->data, e->buf->len);
+  if (mp_read_array(&r, &n) < 0 || mp_read_uint(&r, &t) < 0) return 0;
+  return t;
+}
+
+static void apply(struct server *s, uint64_t index,
+                  const struct raft_entry *e) {
+  if (e->type >= RAFT_COMMAND) {
+    /* A leader never stamps a time older than one already in the log. */
+    uint64_t t = entry_time(e);
+    if (t > s->last_time) s->last_time = t;
+    msgpack_sbuffer *out = &s->scratch;
+    out->size = 0;
+    s->o.sm->apply(s->o.sm->data, index, e->term, e->buf ? e->buf->data : NULL,
+                   e->buf ? e->buf->len : 0, out);
+    clients__applied(s, index, e->term, out->data, out->size);
+  } else {
+    clients__applied(s, index, e->term, NULL, 0);
+  }
+  s->applied = index;
+}
+
+/* ---- the ready loop ---- */
+
+struct chunk_answer {
+  char to[RAFT_NAME_MAX];
+  uint64_t index, offset;
+  size_t max_len;
+};
+
+static void answer_chunks(struct server *s, struct chunk_answer *a, size_t n) {
+  const struct store_snapshot *snap = store_snapshot(s->store);
+  for (size_t i = 0; i < n; i++) {
+    if (!snap || snap->last_index != a[i].index ||
+        a[i].offset > snap->data_len) {
+      raft_snapshot_chunk(s->raft, a[i].to, a[i].index, a[i].offset, NULL,
+                          false);
+      continue;
+    }
+    size_t len = snap->data_len - a[i].offset;
+    if (len > a[i].max_len) len = a[i].max_len;
+    struct raft_buf *b = raft_buf_from(snap->data + a[i].offset, len);
+    if (!b) continue;
+    raft_snapshot_chunk(s->raft, a[i].to, a[i].index, a[i].offset, b,
+                        a[i].offset + len == snap->data_len);
+    raft_buf_unref(b);
+  }
+}
+
+static void handle(struct server *s, struct raft_ready *rd,
+                   msgpack_sbuffer *snap_in, struct chunk_answer **answers,
+                   size_t *n_answers) {
+  if (rd->hs_changed) {
+    char err[512];
+    if (store_save_meta(s->store, rd->hs.term, rd->hs.vote, 0, NULL, 0, err) <
+        0) {
+      server__log(s, "storage_failed", "msg=\"%s\"", err);
+      s->failed = 1;
+      return; /* no message that depends on it may leave */
+    }
+  }
+  for (size_t i = 0; i < rd->n_chunks; i++) {
+    const struct raft_chunk_recv *c = &rd->chunks[i];
+    if (c->offset == 0) snap_in->size = 0;
+    if (c->offset == snap_in->size && c->data)
+      msgpack_sbuffer_write(snap_in, (const char *)c->data->data, c->data->len);
+  }
+  if (rd->snap_install) install_snapshot(s, rd, snap_in);
+  if (s->failed) return;
+  int rc = persist(s, rd);
+  if (rc < 0) {
+    server__log(s, "storage_failed", "msg=\"%s\"", store_errmsg(s->store));
+    s->failed = 1;
+    return;
+  }
+  for (size_t i = 0; i < rd->n_msgs; i++)
+    peers__send(s, &rd->msgs[i]);
+  for (size_t i = 0; i < rd->n_committed; i++)
+    apply(s, rd->commit_first + i, &rd->committed[i]);
+  if (rd->n_reads) clients__reads_ready(s, rd->reads, rd->n_reads);
+  if (rd->n_chunk_reqs) {
+    *answers = calloc(rd->n_chunk_reqs, sizeof **answers);
+    if (*answers) {
+      *n_answers = rd->n_chunk_reqs;
+      for (size_t i = 0; i < rd->n_chunk_reqs; i++) {
+        memcpy((*answers)[i].to, rd->chunk_reqs[i].to, RAFT_NAME_MAX);
+        (*answers)[i].index = rd->chunk_reqs[i].index;
+        (*answers)[i].offset = rd->chunk_reqs[i].offset;
+        (*answers)[i].max_len = rd->chunk_reqs[i].max_len;
+      }
+    }
+  }
+}
+
+static void note_changes(struct server *s) {
+  int role = raft_role(s->raft);
+  const char *leader = raft_leader(s->raft);
+  if (strcmp(leader, s->leader) != 0) {
+    snprintf(s->leader, sizeof s->leader, "%s", leader);
+    server__log(s, "leader", "leader=%s term=%llu", leader[0] ? leader : "none",
+                (unsigned long long)raft_term(s->raft));
+  }
+  if (role != s->role) {
+    s->role = role;
+    server__log(s, "role", "role=%s term=%llu", raft_role_name(role),
+                (unsigned long long)raft_term(s->raft));
+  }
+}
+
+void server__process(struct server *s) {
+  if (s->in_ready || s->stopping) return;
+  s->in_ready = 1;
+  msgpack_sbuffer *snap_in = &s->snap_in;
+  while (!s->failed && raft_has_ready(s->raft)) {
+    struct raft_ready rd;
+    struct chunk_answer *answers = NULL;
+    size_t n_answers = 0;
+    raft_ready_get(s->raft, &rd);
+    handle(s, &rd, snap_in, &answers, &n_answers);
+    raft_ready_done(s->raft, &rd);
+    if (answers) {
+      answer_chunks(s, answers, n_answers);
+      free(answers);
+    }
+    if (s->applied >= s->last_snapshot + s->o.snapshot_entries)
+      take_snapshot(s);
+    peers__sync(s);
+    clients__serve_reads(s);
+  }
+  note_changes(s);
+  s->in_ready = 0;
+}
+
+static void on_tick(uv_timer_t *t) {
+  struct server *s = t->data;
+  raft_tick(s->raft);
+  server__process(s);
+}
+
+/* ---- start and stop ---- */
+
+static void on_accept(net_listener *l, net_conn *c) {
+  struct server *s = net_listener_data(l);
+  if (s->stopping || peers__accept(s, c) < 0) net_conn_close(c, "refused");
+}
+
+static int load(struct server *s, char *err, size_t errlen) {
+  const struct store_meta *meta = store_meta(s->store);
+  struct raft_hard_state hs;
+  memset(&hs, 0, sizeof hs);
+  hs.term = meta->term;
+  snprintf(hs.vote, sizeof hs.vote, "%s", meta->vote);
+
+  struct raft_snapshot_meta snap, *sp = NULL;
+  const struct store_snapshot *ss = store_snapshot(s->store);
+  if (ss) {
+    memset(&snap, 0, sizeof snap);
+    snap.index = ss->last_index;
+    snap.term = ss->last_term;
+    if (raft_conf_decode(&snap.conf, ss->config, ss->config_len) < 0) {
+      snprintf(err, errlen, "the newest snapshot's configuration is damaged");
+      return -1;
+    }
+    if (s->o.sm->restore(s->o.sm->data, ss->data, ss->data_len) < 0) {
+      snprintf(err, errlen, "the state machine could not restore snapshot %llu",
+               (unsigned long long)ss->last_index);
+      return -1;
+    }
+    s->applied = s->last_snapshot = ss->last_index;
+    sp = &snap;
+  }
+  uint64_t first = store_first_index(s->store);
+  uint64_t last = store_last_index(s->store);
+  size_t n = last >= first ? (size_t)(last - first + 1) : 0;
+  struct raft_entry *entries = n ? calloc(n, sizeof *entries) : NULL;
+  if (n && !entries) return -1;
+  const struct store_entry *se = NULL;
+  if (n) store_entries(s->store, first, last, &se);
+  for (size_t i = 0; i < n; i++) {
+    entries[i].term = se[i].term;
+    entries[i].type = se[i].type;
+    entries[i].buf = se[i].len ? raft_buf_from(se[i].data, se[i].len) : NULL;
+  }
+  int rc = raft_load(s->raft, &hs, sp, first, entries, n);
+  for (size_t i = 0; i < n; i++)
+    raft_buf_unref(entries[i].buf);
+  free(entries);
+  if (rc < 0) {
+    snprintf(err, errlen, "the Raft core refused the stored state: %s",
+             raft_strerror(rc));
+    return -1;
+  }
+  return 0;
+}
+
+int server_start(uv_loop_t *loop, const struct server_opts *o,
+                 struct server **out, char *err, size_t errlen) {
+  *out = NULL;
+  if (!o->sm || !o->name || !o->name[0] || !o->address) {
+    snprintf(err, errlen,
+             "a server needs a name, an address and a state "
+             "machine");
+    return -1;
+  }
+  if (strlen(o->name) >= RAFT_NAME_MAX || strlen(o->address) >= RAFT_ADDR_MAX) {
+    snprintf(err, errlen,
+             "name or address too long (name < %d, address < %d "
+             "bytes)",
+             RAFT_NAME_MAX, RAFT_ADDR_MAX);
+    return -1;
+  }
+  struct server *s = calloc(1, sizeof *s);
+  if (!s) return -1;
+  s->loop = loop;
+  s->o = *o;
+  snprintf(s->name, sizeof s->name, "%s", o->name);
+  snprintf(s->address, sizeof s->address, "%s", o->address);
+  snprintf(s->cluster, sizeof s->cluster, "%s",
+           o->cluster ? o->cluster : "copycat");
+  s->o.name = s->name;
+  s->o.address = s->address;
+  s->o.cluster = s->cluster;
+  s->o.data_dir = NULL; /* not kept: only used here */
+  s->o.client_address = NULL;
+  if (!s->o.tick_ms) s->o.tick_ms = 10;
+  if (!s->o.election_ms) s->o.election_ms = 500;
+  if (!s->o.heartbeat_ms) s->o.heartbeat_ms = 50;
+  if (!s->o.snapshot_entries) s->o.snapshot_entries = 10000;
+  msgpack_sbuffer_init(&s->scratch);
+  msgpack_sbuffer_init(&s->snap_in);
+
+  struct raft_options ro;
+  raft_options_default(&ro, s->name);
+  ro.election_timeout = s->o.election_ms / s->o.tick_ms;
+  ro.heartbeat_interval = s->o.heartbeat_ms / s->o.tick_ms;
+  if (ro.heartbeat_interval == 0) ro.heartbeat_interval = 1;
+  ro.seed = o->seed ? o->seed : (uint64_t)uv_hrtime() ^ (uint64_t)(uintptr_t)s;
+  s->raft = raft_new(&ro);
+  if (!s->raft) {
+    snprintf(err, errlen,
+             "bad timing options: the election timeout must be "
+             "several heartbeats");
+    free(s);
+    return -1;
+  }
+
+  char serr[1024] = "";
+  struct store_opts so;
+  memset(&so, 0, sizeof so);
+  so.memory = o->memory;
+  int rc = store_open(loop, o->data_dir, &so, &s->store, serr);
+  if (rc < 0) {
+    snprintf(err, errlen, "%s", serr);
+    raft_free(s->raft);
+    free(s);
+    return -1;
+  }
+  if (store_notice(s->store)[0])
+    server__log(s, "storage_repaired", "msg=\"%s\"", store_notice(s->store));
+  if (load(s, err, errlen) < 0) goto fail;
+
+  rc = net_listen(loop, s->address, NULL, on_accept, s, &s->listener, err,
+                  errlen);
+  if (rc < 0) goto fail;
+  if (o->client_address && o->client_address[0]) {
+    rc = net_listen(loop, o->client_address, NULL, on_accept, s,
+                    &s->client_listener, err, errlen);
+    if (rc < 0) {
+      net_listener_close(s->listener);
+      goto fail;
+    }
+  }
+  uv_timer_init(loop, &s->tick);
+  s->tick.data = s;
+  uv_timer_start(&s->tick, on_tick, s->o.tick_ms, s->o.tick_ms);
+  peers__sync(s);
+  *out = s;
+  return 0;
+fail:
+  store_close(s->store, NULL, NULL);
+  raft_free(s->raft);
+  msgpack_sbuffer_destroy(&s->scratch);
+  msgpack_sbuffer_destroy(&s->snap_in);
+  free(s);
+  return -1;
+}
+
+int server_bootstrap(struct server *s, const struct raft_conf *conf, char *err,
+                     size_t errlen) {
+  if (raft_conf_find(conf, s->name) < 0) {
+    snprintf(err, errlen,
+             "this server (%s) is not among the members to "
+             "bootstrap",
+             s->name);
+    return -1;
+  }
+  int rc = raft_bootstrap(s->raft, conf);
+  if (rc < 0) {
+    snprintf(err, errlen, "cannot bootstrap: %s",
+             rc == RAFT_EINVAL ? "this server already has a log (it was "
+                                 "bootstrapped or joined before)"
+                               : raft_strerror(rc));
+    return rc;
+  }
+  server__process(s);
+  return 0;
+}
+
+static void closed_one(struct server *s) {
+  if (--s->closing_handles > 0) return;
+  raft_free(s->raft);
+  msgpack_sbuffer_destroy(&s->scratch);
+  msgpack_sbuffer_destroy(&s->snap_in);
+  void (*cb)(void *) = s->stop_cb;
+  void *data = s->stop_data;
+  free(s);
+  if (cb) cb(data);
+}
+
+static void on_tick_closed(uv_handle_t *h) {
+  closed_one(h->data);
+}
+
+static void on_store_closed(void *data) {
+  closed_one(data);
+}
+
+void server_stop(struct server *s, void (*cb)(void *data), void *data) {
+  if (s->stopping) return;
+  s->stopping = 1;
+  s->stop_cb = cb;
+  s->stop_data = data;
+  s->closing_handles = 2;
+  uv_timer_stop(&s->tick);
+  uv_close((uv_handle_t *)&s->tick, on_tick_closed);
+  net_listener_close(s->listener);
+  if (s->client_listener) net_listener_close(s->client_listener);
+  clients__fail_all(s, "server is stopping");
+  peers__close_all(s);
+  store_close(s->store, on_store_closed, s);
+}
+
+void server_status(const struct server *s, struct server_status *st) {
+  st->role = raft_role(s->raft);
+  st->term = raft_term(s->raft);
+  st->commit = raft_commit_index(s->raft);
+  st->applied = s->applied;
+  st->last_index = raft_last_index(s->raft);
+  st->first_index = raft_first_index(s->raft);
+  st->snapshot_index = raft_snapshot_index(s->raft);
+  st->leader = raft_leader(s->raft);
+  st->conf = raft_configuration(s->raft);
+}
+
+const char *server_leader_address(const struct server *s) {
+  const char *leader = raft_leader(s->raft);
+  if (!leader[0]) return "";
+  const struct raft_conf *c = raft_configuration(s->raft);
+  int i = raft_conf_find(c, leader);
+  return i < 0 ? "" : c->m[i].address;
+}
+
+int server_change(struct server *s, const char *name, const char *address,
+                  int type) {
+  int rc = raft_change(s->raft, name, address, type);
+  server__process(s);
+  return rc;
+}
+
+int server_remove(struct server *s, const char *name) {
+  int rc = raft_remove(s->raft, name);
+  server__process(s);
+  return rc;
+}
+
+int server_transfer(struct server *s, const char *name) {
+  int rc = raft_transfer(s->raft, name);
+  server__process(s);
+  return rc;
+}

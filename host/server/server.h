@@ -1,0 +1,92 @@
+/*
+ * server.h — one copycat-lua server: the Raft core, the durable store, the
+ * transport and a state machine, wired together on one libuv loop.
+ *
+ * The server carries out the core's outputs (docs/raft.md): it makes the
+ * hard state durable before sending the messages that depend on it, hands
+ * new entries to the store (whose worker thread writes them while the loop
+ * goes on) and reports them durable to the core only when the store says
+ * so, sends messages to peers, applies committed entries to the state
+ * machine in log order and answers the clients that proposed them.
+ *
+ * The state machine is reached through struct server_sm (the Lua binding
+ * implements it): every call happens on the loop thread, in log order.
+ */
+#ifndef COPYCAT_SERVER_H
+#define COPYCAT_SERVER_H
+
+#include <msgpack.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "raft/raft.h"
+
+struct server;
+
+struct server_sm {
+  void *data;
+  /* Apply committed command `payload` (msgpack [time, op, args]) at
+   * index/term; append the reply (msgpack [ok, result_or_message]) to out. */
+  void (*apply)(void *data, uint64_t index, uint64_t term, const void *payload,
+                size_t len, msgpack_sbuffer *out);
+  /* Run a query (msgpack [op, args]); append [ok, result] to out. */
+  void (*query)(void *data, const void *req, size_t len, msgpack_sbuffer *out);
+  /* Append the state machine's snapshot bytes to out; 0 or -1. */
+  int (*snapshot)(void *data, msgpack_sbuffer *out);
+  /* Replace the state with a snapshot; 0 or -1. */
+  int (*restore)(void *data, const void *snap, size_t len);
+  /* Something an operator wants to know happened ("leader", "config",
+   * "role"), with a human sentence. May be NULL. */
+  void (*notify)(void *data, const char *event, const char *detail);
+};
+
+struct server_opts {
+  const char *name;           /* explicit member name, unique in the cluster */
+  const char *address;        /* peers (and clients, unless client_address) */
+  const char *client_address; /* NULL: clients use address */
+  const char *data_dir;       /* NULL with memory = 1 */
+  const char *cluster;        /* cluster id; peers of another id are refused */
+  int memory;                 /* keep the log in memory only (explicit) */
+  unsigned tick_ms;           /* core tick; default 10 */
+  unsigned election_ms;       /* default 500 */
+  unsigned heartbeat_ms;      /* default 50 */
+  uint64_t snapshot_entries;  /* take a snapshot every N applied; 0: 10000 */
+  uint64_t seed;              /* election randomness */
+  const struct server_sm *sm;
+};
+
+/* Creates the server: opens (and locks) the data directory, loads what is
+ * durable, restores the newest snapshot into the state machine and starts
+ * listening. Returns 0 or a negative code with a sentence in err. */
+int server_start(uv_loop_t *loop, const struct server_opts *o,
+                 struct server **out, char *err, size_t errlen);
+
+/* Writes the initial configuration of a new cluster (every initial member
+ * calls it with the same list). Error if this server already has a log. */
+int server_bootstrap(struct server *s, const struct raft_conf *conf, char *err,
+                     size_t errlen);
+
+/* Stops serving, closes connections, finishes pending writes, unlocks the
+ * data directory; cb(data) when everything is closed. */
+void server_stop(struct server *s, void (*cb)(void *data), void *data);
+
+/* Status, for server:status(). */
+struct server_status {
+  int role;
+  uint64_t term, commit, applied, last_index, first_index, snapshot_index;
+  const char *leader; /* name, "" if unknown */
+  const struct raft_conf *conf;
+};
+void server_status(const struct server *s, struct server_status *st);
+/* The leader's address, "" if unknown. Every server also accepts clients
+ * on its peer address, so this is where a redirected client goes. */
+const char *server_leader_address(const struct server *s);
+
+/* Membership and leadership, from an operator or a joining server's
+ * request. 0 or a RAFT_E* code. */
+int server_change(struct server *s, const char *name, const char *address,
+                  int type);
+int server_remove(struct server *s, const char *name);
+int server_transfer(struct server *s, const char *name);
+
+#endif

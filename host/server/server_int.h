@@ -1,0 +1,102 @@
+/* server_int.h — what the server's files share; not for other modules. */
+#ifndef COPYCAT_SERVER_INT_H
+#define COPYCAT_SERVER_INT_H
+
+#include "protocol/mp.h"
+#include "protocol/protocol.h"
+#include "server/server.h"
+#include "storage/store.h"
+#include "transport/net.h"
+
+#define SERVER_MAX_PEERS RAFT_MAX_MEMBERS
+
+/* Our connection to one other member, used to send it messages. */
+struct peer {
+  char name[RAFT_NAME_MAX];
+  char address[RAFT_ADDR_MAX];
+  net_conn *conn;      /* NULL while disconnected */
+  int connecting;      /* a connect is under way */
+  int ready;           /* hello accepted by the peer */
+  unsigned backoff_ms; /* next reconnect delay */
+  uint64_t retry_at;   /* loop time (ms) before which we do not redial */
+  int in_use;
+  struct server *conn_owner;
+};
+
+/* A client request waiting for its entry to be applied. */
+struct pending {
+  uint64_t index, term;
+  net_conn *conn; /* NULL once the client went away */
+  uint64_t id;
+  struct pending *next;
+};
+
+/* A linearizable/lease query waiting for its read index. */
+struct pending_read {
+  uint64_t ctx;
+  uint64_t index; /* 0 until the core confirmed */
+  net_conn *conn;
+  uint64_t id;
+  struct raft_buf *req; /* msgpack [op, args] */
+  struct pending_read *next;
+};
+
+/* Per incoming connection state. */
+struct inconn {
+  struct server *s;
+  net_conn *conn;
+  int role; /* 0 until the hello arrived */
+  char name[RAFT_NAME_MAX];
+  struct inconn *next, *prev;
+};
+
+struct server {
+  uv_loop_t *loop;
+  struct server_opts o;
+  char name[RAFT_NAME_MAX];
+  char address[RAFT_ADDR_MAX];
+  char cluster[PROTO_CLUSTER_MAX];
+  struct raft *raft;
+  struct store *store;
+  net_listener *listener, *client_listener;
+  uv_timer_t tick;
+  struct peer peers[SERVER_MAX_PEERS];
+  struct inconn *inconns;
+  struct pending *pending, *pending_tail;
+  struct pending_read *reads;
+  uint64_t next_read_ctx;
+  uint64_t last_time; /* leader's command timestamps never go back */
+  uint64_t applied, last_snapshot;
+  char leader[RAFT_NAME_MAX];
+  int role;
+  int in_ready; /* re-entrancy guard for process_ready */
+  int stopping, failed;
+  void (*stop_cb)(void *);
+  void *stop_data;
+  int closing_handles;
+  msgpack_sbuffer scratch;
+  msgpack_sbuffer snap_in; /* snapshot chunks received so far */
+};
+
+/* server.c */
+void server__process(struct server *s);
+void server__log(struct server *s, const char *event, const char *fmt, ...);
+
+/* peers.c */
+void peers__sync(struct server *s);
+void peers__send(struct server *s, const struct raft_msg *m);
+void peers__close_all(struct server *s);
+int peers__accept(struct server *s, net_conn *c);
+
+/* clients.c */
+void clients__request(struct inconn *ic, const char *data, size_t len);
+void clients__applied(struct server *s, uint64_t index, uint64_t term,
+                      const char *reply, size_t len);
+void clients__reads_ready(struct server *s, const struct raft_read_result *r,
+                          size_t n);
+void clients__serve_reads(struct server *s);
+void clients__conn_gone(struct server *s, net_conn *c);
+void clients__fail_all(struct server *s, const char *why);
+void clients__send(net_conn *c, msgpack_sbuffer *sb);
+
+#endif
