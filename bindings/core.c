@@ -73,5 +73,7 @@ int luaopen_copycat_core(lua_State *L) {
   lua_setfield(L, -2, "codec");
   net_open(L);
   lua_setfield(L, -2, "net");
+  server_open(L);
+  lua_setfield(L, -2, "server");
   return 1;
 }

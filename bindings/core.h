@@ -27,4 +27,7 @@ int watch_open(lua_State *L);
 /* Pushes the table of net functions (net.c). */
 int net_open(lua_State *L);
 
+/* Pushes the table of server functions (server.c). */
+int server_open(lua_State *L);
+
 #endif

@@ -1,0 +1,412 @@
+/*
+ * server.c (bindings) — the Lua face of host/server.
+ *
+ *   core.server.start(opts, handlers) -> server | nil, err
+ *     opts: name, address, client_address, data_dir, cluster, memory,
+ *           tick_ms, election_ms, heartbeat_ms, snapshot_entries, seed
+ *     handlers (Lua functions, called on the loop, must not wait):
+ *       apply(index, term, time, op, args) -> ok, value_or_message
+ *       query(op, args) -> ok, value_or_message
+ *       snapshot() -> string           restore(string) -> true | nil, err
+ *       notify(event, detail)
+ *   server:bootstrap({{name=, address=, type=}, ...}) -> true | nil, err
+ *   server:status() -> table
+ *   server:change(name, address, type) / remove(name) / transfer(name)
+ *       -> true | nil, err
+ *   server:stop(fn)   fn() once everything is closed
+ *
+ * A handler that raises is a bug in the runtime layer above (it catches
+ * state machine errors itself): the error becomes the command's failure
+ * and is logged, and the server goes on.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "codec.h"
+#include "core.h"
+#include "server/server.h"
+
+#define SERVER_MT "copycat.server"
+
+struct lserver {
+  struct server *s; /* NULL once stopped */
+  lua_State *L;
+  int handlers_ref; /* the handlers table */
+  int self_ref;     /* anchors the userdata while running */
+  int stop_ref;
+  struct server_sm sm;
+};
+
+static int push_handler(struct lserver *ls, const char *name) {
+  lua_State *L = ls->L;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, ls->handlers_ref);
+  lua_getfield(L, -1, name);
+  lua_remove(L, -2);
+  return lua_isfunction(L, -1);
+}
+
+/* Packs [ok, value] from the two results on top of the stack (popped). */
+static void pack_reply(lua_State *L, msgpack_sbuffer *out) {
+  char err[256];
+  msgpack_sbuffer_write(out, "\x92", 1);
+  msgpack_sbuffer_write(out, lua_toboolean(L, -2) ? "\xc3" : "\xc2", 1);
+  if (codec_pack(L, -1, out, err, sizeof err) < 0) {
+    out->size -= 2;
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
+    msgpack_pack_array(&pk, 2);
+    msgpack_pack_false(&pk);
+    char msg[300];
+    snprintf(msg, sizeof msg, "the result cannot be sent: %s", err);
+    msgpack_pack_str(&pk, strlen(msg));
+    msgpack_pack_str_body(&pk, msg, strlen(msg));
+  }
+  lua_pop(L, 2);
+}
+
+static void pack_failure(lua_State *L, msgpack_sbuffer *out, const char *what) {
+  const char *msg = lua_tostring(L, -1);
+  char buf[512];
+  snprintf(buf, sizeof buf, "%s: %s", what, msg ? msg : "(no message)");
+  lua_pop(L, 1);
+  lua_pushboolean(L, 0);
+  lua_pushstring(L, buf);
+  pack_reply(L, out);
+}
+
+/* Decodes msgpack bytes and pushes the array's elements from `first`
+ * (1-based); returns how many were pushed, or -1 (message pushed). */
+static int push_array(lua_State *L, const void *data, size_t len, int first,
+                      int count) {
+  char err[256];
+  size_t used;
+  if (!data || codec_unpack(L, data, len, &used, err, sizeof err) < 0 ||
+      !lua_istable(L, -1)) {
+    if (data) lua_pop(L, lua_istable(L, -1) ? 1 : 0);
+    lua_pushstring(L, "malformed entry");
+    return -1;
+  }
+  for (int i = 0; i < count; i++)
+    lua_geti(L, -1 - i, first + i);
+  lua_remove(L, -1 - count);
+  return count;
+}
+
+static void sm_apply(void *data, uint64_t index, uint64_t term,
+                     const void *payload, size_t len, msgpack_sbuffer *out) {
+  struct lserver *ls = data;
+  lua_State *L = ls->L;
+  push_handler(ls, "apply");
+  lua_pushinteger(L, (lua_Integer)index);
+  lua_pushinteger(L, (lua_Integer)term);
+  if (push_array(L, payload, len, 1, 3) < 0) { /* time, op, args */
+    lua_remove(L, -4);
+    lua_pop(L, 3);
+    lua_pushboolean(L, 0);
+    lua_pushliteral(L, "malformed command entry");
+    pack_reply(L, out);
+    return;
+  }
+  if (lua_pcall(L, 5, 2, 0) != LUA_OK) {
+    fprintf(stderr, "copycat-lua: error applying entry %llu: %s\n",
+            (unsigned long long)index, lua_tostring(L, -1));
+    pack_failure(L, out, "internal error");
+    return;
+  }
+  pack_reply(L, out);
+}
+
+static void sm_query(void *data, const void *req, size_t len,
+                     msgpack_sbuffer *out) {
+  struct lserver *ls = data;
+  lua_State *L = ls->L;
+  push_handler(ls, "query");
+  if (push_array(L, req, len, 1, 2) < 0) {
+    lua_remove(L, -2);
+    lua_pushboolean(L, 0);
+    lua_insert(L, -2);
+    pack_reply(L, out);
+    return;
+  }
+  if (lua_pcall(L, 2, 2, 0) != LUA_OK) {
+    pack_failure(L, out, "internal error");
+    return;
+  }
+  pack_reply(L, out);
+}
+
+static int sm_snapshot(void *data, msgpack_sbuffer *out) {
+  struct lserver *ls = data;
+  lua_State *L = ls->L;
+  push_handler(ls, "snapshot");
+  if (lua_pcall(L, 0, 1, 0) != LUA_OK || !lua_isstring(L, -1)) {
+    fprintf(stderr, "copycat-lua: snapshot failed: %s\n",
+            lua_isstring(L, -1) ? lua_tostring(L, -1) : "not a string");
+    lua_pop(L, 1);
+    return -1;
+  }
+  size_t n;
+  const char *s = lua_tolstring(L, -1, &n);
+  msgpack_sbuffer_write(out, s, n);
+  lua_pop(L, 1);
+  return 0;
+}
+
+static int sm_restore(void *data, const void *snap, size_t len) {
+  struct lserver *ls = data;
+  lua_State *L = ls->L;
+  push_handler(ls, "restore");
+  lua_pushlstring(L, snap, len);
+  if (lua_pcall(L, 1, 2, 0) != LUA_OK || !lua_toboolean(L, -2)) {
+    fprintf(stderr, "copycat-lua: restore failed: %s\n",
+            lua_isstring(L, -1) ? lua_tostring(L, -1) : "(no message)");
+    lua_pop(L, 2);
+    return -1;
+  }
+  lua_pop(L, 2);
+  return 0;
+}
+
+static void sm_notify(void *data, const char *event, const char *detail) {
+  struct lserver *ls = data;
+  lua_State *L = ls->L;
+  if (!push_handler(ls, "notify")) {
+    lua_pop(L, 1);
+    return;
+  }
+  lua_pushstring(L, event);
+  lua_pushstring(L, detail);
+  if (lua_pcall(L, 2, 0, 0) != LUA_OK) lua_pop(L, 1);
+}
+
+static const char *opt_string(lua_State *L, const char *key) {
+  lua_getfield(L, 1, key);
+  const char *v = lua_isnil(L, -1) ? NULL : luaL_checkstring(L, -1);
+  lua_pop(L, 1); /* the string stays alive in the options table */
+  return v;
+}
+
+static lua_Integer opt_int(lua_State *L, const char *key, lua_Integer def) {
+  lua_getfield(L, 1, key);
+  lua_Integer v = lua_isnil(L, -1) ? def : luaL_checkinteger(L, -1);
+  lua_pop(L, 1);
+  return v;
+}
+
+static int l_start(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  struct server_opts o;
+  memset(&o, 0, sizeof o);
+  o.name = opt_string(L, "name");
+  o.address = opt_string(L, "address");
+  o.client_address = opt_string(L, "client_address");
+  o.data_dir = opt_string(L, "data_dir");
+  o.cluster = opt_string(L, "cluster");
+  lua_getfield(L, 1, "memory");
+  o.memory = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  o.tick_ms = (unsigned)opt_int(L, "tick_ms", 0);
+  o.election_ms = (unsigned)opt_int(L, "election_ms", 0);
+  o.heartbeat_ms = (unsigned)opt_int(L, "heartbeat_ms", 0);
+  o.snapshot_entries = (uint64_t)opt_int(L, "snapshot_entries", 0);
+  o.seed = (uint64_t)opt_int(L, "seed", 0);
+
+  struct lserver *ls = lua_newuserdatauv(L, sizeof *ls, 0);
+  memset(ls, 0, sizeof *ls);
+  ls->handlers_ref = ls->self_ref = ls->stop_ref = LUA_NOREF;
+  luaL_setmetatable(L, SERVER_MT);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+  ls->L = lua_tothread(L, -1);
+  lua_pop(L, 1);
+  lua_pushvalue(L, 2);
+  ls->handlers_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  ls->sm = (struct server_sm){ls,          sm_apply,   sm_query,
+                              sm_snapshot, sm_restore, sm_notify};
+  o.sm = &ls->sm;
+  char err[1024];
+  if (server_start(uv_default_loop(), &o, &ls->s, err, sizeof err) < 0) {
+    luaL_unref(L, LUA_REGISTRYINDEX, ls->handlers_ref);
+    ls->handlers_ref = LUA_NOREF;
+    luaL_pushfail(L);
+    lua_pushstring(L, err);
+    return 2;
+  }
+  lua_pushvalue(L, -1);
+  ls->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  return 1;
+}
+
+static struct lserver *check_running(lua_State *L) {
+  struct lserver *ls = luaL_checkudata(L, 1, SERVER_MT);
+  if (!ls->s) luaL_error(L, "the server is stopped");
+  return ls;
+}
+
+static int result(lua_State *L, int rc) {
+  if (rc == 0) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  luaL_pushfail(L);
+  lua_pushstring(L, raft_strerror(rc));
+  return 2;
+}
+
+static int member_type(lua_State *L, const char *t) {
+  if (!t || strcmp(t, "active") == 0) return RAFT_ACTIVE;
+  if (strcmp(t, "passive") == 0) return RAFT_PASSIVE;
+  if (strcmp(t, "reserve") == 0) return RAFT_RESERVE;
+  return luaL_error(L, "member type must be active, passive or reserve");
+}
+
+static int l_bootstrap(lua_State *L) {
+  struct lserver *ls = check_running(L);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  struct raft_conf conf;
+  memset(&conf, 0, sizeof conf);
+  lua_Integer n = luaL_len(L, 2);
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_geti(L, 2, i);
+    luaL_checktype(L, -1, LUA_TTABLE);
+    lua_getfield(L, -1, "name");
+    lua_getfield(L, -2, "address");
+    lua_getfield(L, -3, "type");
+    const char *name = luaL_checkstring(L, -3);
+    const char *addr = luaL_checkstring(L, -2);
+    int type = member_type(L, luaL_optstring(L, -1, "active"));
+    if (raft_conf_add(&conf, name, addr, type) < 0) {
+      luaL_pushfail(L);
+      lua_pushfstring(L,
+                      "bad member list: '%s' is a duplicate name, too "
+                      "long, or there are too many members",
+                      name);
+      return 2;
+    }
+    lua_pop(L, 4);
+  }
+  char err[512];
+  if (server_bootstrap(ls->s, &conf, err, sizeof err) < 0) {
+    luaL_pushfail(L);
+    lua_pushstring(L, err);
+    return 2;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static const char *type_name(int t) {
+  return t == RAFT_ACTIVE    ? "active"
+         : t == RAFT_PASSIVE ? "passive"
+                             : "reserve";
+}
+
+static int l_status(lua_State *L) {
+  struct lserver *ls = check_running(L);
+  struct server_status st;
+  server_status(ls->s, &st);
+  lua_createtable(L, 0, 10);
+  lua_pushstring(L, raft_role_name(st.role));
+  lua_setfield(L, -2, "role");
+  lua_pushinteger(L, (lua_Integer)st.term);
+  lua_setfield(L, -2, "term");
+  lua_pushinteger(L, (lua_Integer)st.commit);
+  lua_setfield(L, -2, "commit_index");
+  lua_pushinteger(L, (lua_Integer)st.applied);
+  lua_setfield(L, -2, "applied_index");
+  lua_pushinteger(L, (lua_Integer)st.last_index);
+  lua_setfield(L, -2, "last_index");
+  lua_pushinteger(L, (lua_Integer)st.snapshot_index);
+  lua_setfield(L, -2, "snapshot_index");
+  if (st.leader[0]) {
+    lua_pushstring(L, st.leader);
+    lua_setfield(L, -2, "leader");
+    lua_pushstring(L, server_leader_address(ls->s));
+    lua_setfield(L, -2, "leader_address");
+  }
+  lua_createtable(L, (int)st.conf->n, 0);
+  for (unsigned i = 0; i < st.conf->n; i++) {
+    lua_createtable(L, 0, 3);
+    lua_pushstring(L, st.conf->m[i].name);
+    lua_setfield(L, -2, "name");
+    lua_pushstring(L, st.conf->m[i].address);
+    lua_setfield(L, -2, "address");
+    lua_pushstring(L, type_name(st.conf->m[i].type));
+    lua_setfield(L, -2, "type");
+    lua_rawseti(L, -2, i + 1);
+  }
+  lua_setfield(L, -2, "members");
+  return 1;
+}
+
+static int l_change(lua_State *L) {
+  struct lserver *ls = check_running(L);
+  const char *name = luaL_checkstring(L, 2);
+  const char *addr = luaL_checkstring(L, 3);
+  int type = member_type(L, luaL_optstring(L, 4, "active"));
+  return result(L, server_change(ls->s, name, addr, type));
+}
+
+static int l_remove(lua_State *L) {
+  struct lserver *ls = check_running(L);
+  return result(L, server_remove(ls->s, luaL_checkstring(L, 2)));
+}
+
+static int l_transfer(lua_State *L) {
+  struct lserver *ls = check_running(L);
+  return result(L, server_transfer(ls->s, luaL_checkstring(L, 2)));
+}
+
+static void on_stopped(void *data) {
+  struct lserver *ls = data;
+  lua_State *L = ls->L;
+  luaL_unref(L, LUA_REGISTRYINDEX, ls->handlers_ref);
+  ls->handlers_ref = LUA_NOREF;
+  int stop_ref = ls->stop_ref;
+  ls->stop_ref = LUA_NOREF;
+  int self_ref = ls->self_ref;
+  ls->self_ref = LUA_NOREF;
+  if (stop_ref != LUA_NOREF) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, stop_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, stop_ref);
+    if (lua_pcall(L, 0, 0, 0) != LUA_OK) core_callback_error(L);
+  }
+  luaL_unref(L, LUA_REGISTRYINDEX, self_ref);
+}
+
+static int l_stop(lua_State *L) {
+  struct lserver *ls = luaL_checkudata(L, 1, SERVER_MT);
+  if (!ls->s) return 0;
+  if (!lua_isnoneornil(L, 2)) {
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    lua_pushvalue(L, 2);
+    ls->stop_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  struct server *s = ls->s;
+  ls->s = NULL;
+  server_stop(s, on_stopped, ls);
+  return 0;
+}
+
+int server_open(lua_State *L) {
+  static const luaL_Reg methods[] = {{"bootstrap", l_bootstrap},
+                                     {"status", l_status},
+                                     {"change", l_change},
+                                     {"remove", l_remove},
+                                     {"transfer", l_transfer},
+                                     {"stop", l_stop},
+                                     {NULL, NULL}};
+  if (luaL_newmetatable(L, SERVER_MT)) {
+    luaL_newlib(L, methods);
+    lua_setfield(L, -2, "__index");
+  }
+  lua_pop(L, 1);
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, l_start);
+  lua_setfield(L, -2, "start");
+  return 1;
+}
