@@ -322,6 +322,8 @@ static int l_status(lua_State *L) {
   lua_setfield(L, -2, "last_index");
   lua_pushinteger(L, (lua_Integer)st.snapshot_index);
   lua_setfield(L, -2, "snapshot_index");
+  lua_pushinteger(L, (lua_Integer)st.config_index);
+  lua_setfield(L, -2, "config_index");
   if (st.leader[0]) {
     lua_pushstring(L, st.leader);
     lua_setfield(L, -2, "leader");

@@ -481,6 +481,7 @@ void server_status(const struct server *s, struct server_status *st) {
   st->snapshot_index = raft_snapshot_index(s->raft);
   st->leader = raft_leader(s->raft);
   st->conf = raft_configuration(s->raft);
+  st->config_index = raft_configuration_index(s->raft);
 }
 
 const char *server_leader_address(const struct server *s) {

@@ -74,6 +74,7 @@ void server_stop(struct server *s, void (*cb)(void *data), void *data);
 struct server_status {
   int role;
   uint64_t term, commit, applied, last_index, first_index, snapshot_index;
+  uint64_t config_index; /* index of the configuration in effect */
   const char *leader; /* name, "" if unknown */
   const struct raft_conf *conf;
 };

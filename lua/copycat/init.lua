@@ -22,6 +22,8 @@ local copycat = {
 local lazy = {
   codec = "copycat.codec",
   net = "copycat.net",
+  client = "copycat.client",
+  server = "copycat.server",
 }
 
 return setmetatable(copycat, {

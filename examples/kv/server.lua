@@ -1,0 +1,74 @@
+-- The key-value store server.
+--
+--   copycat-lua examples/kv/server.lua --name NAME --address HOST:PORT
+--       [--client-address HOST:PORT] --data DIR
+--       (--bootstrap ADDR,... | --join ADDR,...) [--type active|passive|reserve]
+--       [--cluster ID] [--election-timeout MS] [--heartbeat-interval MS]
+--       [--snapshot-threshold ENTRIES]
+--
+-- --bootstrap lists the initial members (this server included) by address;
+-- --join lists any current members. On a restart either may be given: the
+-- configuration stored in --data wins.
+local usage = [[
+usage: copycat-lua examples/kv/server.lua --name NAME --address HOST:PORT --data DIR
+         (--bootstrap ADDR,... | --join ADDR,...) [--type active|passive|reserve]
+         [--client-address HOST:PORT] [--cluster ID] [--election-timeout MS]
+         [--heartbeat-interval MS] [--snapshot-threshold ENTRIES]]]
+
+local function die(msg)
+  io.stderr:write("kv server: ", msg, "\n", usage, "\n")
+  os.exit(2)
+end
+
+local opts, flags = {}, {
+  ["--name"] = "name", ["--address"] = "address", ["--client-address"] = "client_address",
+  ["--data"] = "data", ["--bootstrap"] = "bootstrap", ["--join"] = "join", ["--type"] = "type",
+  ["--cluster"] = "cluster", ["--election-timeout"] = "election_timeout",
+  ["--heartbeat-interval"] = "heartbeat_interval", ["--snapshot-threshold"] = "snapshot_threshold",
+}
+local i = 1
+while i <= #arg do
+  local a = arg[i]
+  if a == "-h" or a == "--help" then print(usage) os.exit(0) end
+  local key = flags[a]
+  if not key then die("unknown option " .. a) end
+  if arg[i + 1] == nil then die(a .. " needs a value") end
+  opts[key] = arg[i + 1]
+  i = i + 2
+end
+for _, k in ipairs({ "name", "address", "data" }) do
+  if not opts[k] then die("--" .. k .. " is required") end
+end
+if (opts.bootstrap == nil) == (opts.join == nil) then die("give either --bootstrap or --join") end
+local function number(k)
+  if opts[k] == nil then return nil end
+  return tonumber(opts[k]) or die("--" .. k:gsub("_", "-") .. " must be a number")
+end
+local function list(s)
+  local out = {}
+  for item in s:gmatch("[^,%s]+") do out[#out + 1] = item end
+  if #out == 0 then die("the member list is empty") end
+  return out
+end
+
+local here = arg[0]:match("^(.*)/[^/]*$") or "."
+local server = copycat.server{
+  name = opts.name, address = opts.address, client_address = opts.client_address,
+  data_dir = opts.data, cluster = opts.cluster, type = opts.type,
+  state_machine = here .. "/state_machine.lua",
+  election_timeout = number("election_timeout"), heartbeat_interval = number("heartbeat_interval"),
+  snapshot_threshold = number("snapshot_threshold"),
+}
+server:on("leader", function(detail) print(("[%s] %s"):format(opts.name, detail)) end)
+
+local ok, err
+if opts.bootstrap then
+  ok, err = server:bootstrap(list(opts.bootstrap))
+else
+  ok, err = server:join(list(opts.join))
+end
+if not ok then
+  io.stderr:write("kv server: ", err, "\n")
+  os.exit(1)
+end
+print(("[%s] serving on %s (data in %s); Ctrl-C stops"):format(opts.name, opts.address, opts.data))

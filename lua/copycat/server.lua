@@ -1,0 +1,266 @@
+--- copycat.server: a server of a copycat-lua cluster.
+---
+--- local server = copycat.server{
+---   name = "n1", address = "127.0.0.1:5001", data_dir = "data/n1",
+---   state_machine = "examples/kv/state_machine.lua",
+--- }
+--- server:bootstrap{ "127.0.0.1:5001", "127.0.0.1:5002", "127.0.0.1:5003" }
+--- -- or: server:join{ "127.0.0.1:5001" }
+---
+--- Bootstrap, join and leave are written here, in Lua, on the small calls
+--- of copycat.core.server, so that an operator can read and change them.
+local core = require("copycat.core")
+local runtime = require("copycat.runtime")
+local client = require("copycat.client")
+local codec = require("copycat.codec")
+
+---@class copycat.Server
+---@field private raw userdata
+---@field private opts table
+---@field private machine table
+---@field private handlers table<string, function[]>
+local Server = {}
+Server.__index = Server
+Server.__name = "copycat.Server"
+
+local TYPES = { active = true, passive = true, reserve = true }
+
+local function check_opts(o)
+  if type(o) ~= "table" then error("copycat.server expects a table of options", 3) end
+  if type(o.name) ~= "string" or o.name == "" then
+    error("copycat.server: 'name' is required (the member's unique name, e.g. \"n1\")", 3)
+  end
+  if type(o.address) ~= "string" or not o.address:match("^.+:%d+$") then
+    error("copycat.server: 'address' is required, as \"host:port\"", 3)
+  end
+  if o.state_machine == nil then
+    error("copycat.server: no state machine configured: give state_machine = \"path/to/machine.lua\"", 3)
+  end
+  if not o.data_dir and not o.memory then
+    error("copycat.server: give data_dir = \"path\" (or memory = true to keep nothing on disk)", 3)
+  end
+  if o.type ~= nil and not TYPES[o.type] then
+    error("copycat.server: type must be \"active\", \"passive\" or \"reserve\"", 3)
+  end
+end
+
+local function load_machine(sm, name)
+  if type(sm) == "table" and sm.command then return sm end
+  local loader = require("copycat.state_machine")
+  local m, err = loader.load(sm, { name = name })
+  if not m then error("copycat.server: cannot load the state machine: " .. tostring(err), 4) end
+  return m
+end
+
+local function emit(self, event, ...)
+  for _, fn in ipairs(self.handlers[event] or {}) do
+    runtime.spawn(fn, ...)
+  end
+end
+
+--- Starts a server: opens its data directory, restores its state and
+--- listens. It takes part in a cluster after bootstrap or join (or at once,
+--- if its data directory already holds a configuration).
+---@param opts table
+---@return copycat.Server
+local function new(opts)
+  check_opts(opts)
+  local self = setmetatable({ opts = opts, handlers = {} }, Server)
+  local machine = load_machine(opts.state_machine, opts.name)
+  self.machine = machine
+  local raw, err = core.server.start({
+    name = opts.name, address = opts.address, client_address = opts.client_address,
+    data_dir = opts.data_dir, memory = opts.memory, cluster = opts.cluster,
+    election_ms = opts.election_timeout, heartbeat_ms = opts.heartbeat_interval,
+    snapshot_entries = opts.snapshot_threshold,
+  }, {
+    apply = function(index, term, time, op, args)
+      return machine:command(op, args, { index = index, term = term, time = time })
+    end,
+    query = function(op, args)
+      return machine:query(op, args, {})
+    end,
+    snapshot = function() return machine:snapshot() end,
+    restore = function(bytes) return machine:restore(bytes) end,
+    notify = function(event, detail)
+      -- Called inside the server's step: hand over to tasks later.
+      core.timer(0, 0, function() emit(self, event, detail) end)
+    end,
+  })
+  if not raw then error("copycat.server: " .. err, 2) end
+  self.raw = raw
+  runtime.on_shutdown(function() self:stop() end)
+  return self
+end
+
+--- Registers fn(detail) for an event: "leader", "role", "snapshot", ...
+function Server:on(event, fn)
+  local list = self.handlers[event] or {}
+  list[#list + 1] = fn
+  self.handlers[event] = list
+end
+
+--- The server's view of the cluster: role, term, leader, indexes, members.
+function Server:status()
+  return self.raw:status()
+end
+
+local function find(members, name)
+  for _, m in ipairs(members) do
+    if m.name == name then return m end
+  end
+end
+
+-- Turns bootstrap entries ("host:port", "name=host:port" or {name=,
+-- address=}) into {name=, address=}, asking servers their names.
+local function resolve(self, list)
+  local out, missing = {}, {}
+  for i, e in ipairs(list) do
+    if type(e) == "table" then
+      out[i] = { name = e.name, address = e.address, type = e.type }
+    elseif type(e) == "string" and e:find("=", 1, true) then
+      local name, address = e:match("^([^=]+)=(.+)$")
+      out[i] = { name = name, address = address }
+    elseif e == self.opts.address then
+      out[i] = { name = self.opts.name, address = e }
+    elseif type(e) == "string" then
+      out[i] = { address = e }
+      missing[#missing + 1] = out[i]
+    else
+      error(("bootstrap: member %d must be \"host:port\", \"name=host:port\" or a table"):format(i), 3)
+    end
+  end
+  local deadline = runtime.now() + (self.opts.bootstrap_timeout or 60000)
+  local told = false
+  while #missing > 0 do
+    local still = {}
+    for _, m in ipairs(missing) do
+      local name = client.whois(m.address, self.opts.cluster)
+      if name then m.name = name else still[#still + 1] = m end
+    end
+    missing = still
+    if #missing > 0 then
+      if runtime.now() > deadline then
+        local addrs = {}
+        for _, m in ipairs(missing) do addrs[#addrs + 1] = m.address end
+        return nil, "bootstrap: no answer from " .. table.concat(addrs, ", ") ..
+          ": start those servers too (they must bootstrap with the same list)"
+      end
+      if not told then
+        io.stderr:write(("copycat-lua server=%s event=bootstrap_waiting for=%d members\n")
+          :format(self.opts.name, #missing))
+        told = true
+      end
+      runtime.sleep(100)
+    end
+  end
+  table.sort(out, function(a, b) return a.name < b.name end)
+  return out
+end
+
+--- Bootstraps a new cluster with these members (addresses, "name=address"
+--- strings, or {name=, address=} tables); every initial member must call it
+--- with the same list. A server that already holds a configuration (it was
+--- started before) ignores the list: what it persisted wins.
+---@param members (string|table)[]
+---@return boolean|nil, string|nil
+function Server:bootstrap(members)
+  if (self.opts.type or "active") ~= "active" then
+    error("bootstrap: only ACTIVE members can bootstrap a cluster; start this " ..
+      self.opts.type .. " member with join instead", 2)
+  end
+  if type(members) ~= "table" or #members == 0 then
+    error("bootstrap: give the list of initial members", 2)
+  end
+  if #self:status().members > 0 then return true end -- restarted: keep what is stored
+  local list, err = resolve(self, members)
+  if not list then return nil, err end
+  if not find(list, self.opts.name) then
+    error(("bootstrap: this server (%s at %s) is not in the member list"):format(
+      self.opts.name, self.opts.address), 2)
+  end
+  local ok, berr = self.raw:bootstrap(list)
+  if not ok then return nil, berr end
+  return true
+end
+
+-- Waits until pred(status) holds, up to ms; true if it did.
+local function wait_for(self, pred, ms)
+  local deadline = runtime.now() + ms
+  repeat
+    if pred(self:status()) then return true end
+    runtime.sleep(20)
+  until runtime.now() > deadline
+  return false
+end
+
+local function committed_member(st, name, type_)
+  local m = find(st.members, name)
+  return m and (type_ == nil or m.type == type_) and st.commit_index >= (st.config_index or 0)
+end
+
+--- Joins a running cluster through any of its members (each is tried in
+--- turn; a follower forwards to the leader). A new ACTIVE member first
+--- catches up as PASSIVE and is then promoted. Returns when the committed
+--- configuration includes this server with its type.
+---@param members string[] addresses of current members
+---@return boolean|nil, string|nil
+function Server:join(members)
+  if type(members) ~= "table" or #members == 0 then
+    error("join: give at least one address of a current member", 2)
+  end
+  local me, want = self.opts.name, self.opts.type or "active"
+  if find(self:status().members, me) and wait_for(self, function(st)
+    return committed_member(st, me, want)
+  end, 1) then
+    return true -- already a member (restart)
+  end
+  local c = client.new({ cluster = members, cluster_id = self.opts.cluster, timeout = 2000 })
+  local retry = 2 * (self.opts.election_timeout or 500)
+  local deadline = runtime.now() + (self.opts.join_timeout or 120000)
+  local steps = want == "active" and { "passive", "active" } or { want }
+  for _, step in ipairs(steps) do
+    while true do
+      local ok, err = c:change(me, self.opts.address, step)
+      if ok and wait_for(self, function(st) return committed_member(st, me, step) end, retry * 5) then
+        break
+      end
+      if runtime.now() > deadline then
+        c:close()
+        return nil, "join: gave up: " .. tostring(err or "the change did not commit")
+      end
+      runtime.sleep(retry)
+    end
+  end
+  c:close()
+  return true
+end
+
+--- Leaves the cluster: asks the leader to remove this server and waits
+--- until the removal has committed.
+function Server:leave()
+  local st = self:status()
+  local addresses = {}
+  for _, m in ipairs(st.members) do
+    if m.name ~= self.opts.name then addresses[#addresses + 1] = m.address end
+  end
+  if #addresses == 0 then return nil, "leave: this server is the only member" end
+  local c = client.new({ cluster = addresses, cluster_id = self.opts.cluster, timeout = 2000 })
+  local ok, err = c:remove(self.opts.name)
+  c:close()
+  if not ok then return nil, "leave: " .. tostring(err) end
+  return true
+end
+
+--- Stops the server (waits until its connections and files are closed).
+function Server:stop()
+  if self.stopped then return end
+  self.stopped = true
+  local me = runtime.current("server:stop")
+  self.raw:stop(function() runtime.wake(me) end)
+  runtime.suspend("server:stop")
+end
+
+return setmetatable({ new = new, codec = codec }, {
+  __call = function(_, opts) return new(opts) end,
+})
