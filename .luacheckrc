@@ -11,3 +11,5 @@ files["spec/support"] = { std = "+busted" }
 files["examples"] = { read_globals = { "copycat" } }
 files["scripts"] = { read_globals = { "copycat" } }
 files["bench"] = { read_globals = { "copycat" } }
+-- State machines run in the sandbox, which provides state_machine().
+files["examples/*/state_machine.lua"] = { read_globals = { "state_machine" } }

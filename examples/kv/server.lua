@@ -9,11 +9,11 @@
 -- --bootstrap lists the initial members (this server included) by address;
 -- --join lists any current members. On a restart either may be given: the
 -- configuration stored in --data wins.
-local usage = [[
+local usage = [=[
 usage: copycat-lua examples/kv/server.lua --name NAME --address HOST:PORT --data DIR
          (--bootstrap ADDR,... | --join ADDR,...) [--type active|passive|reserve]
          [--client-address HOST:PORT] [--cluster ID] [--election-timeout MS]
-         [--heartbeat-interval MS] [--snapshot-threshold ENTRIES]]]
+         [--heartbeat-interval MS] [--snapshot-threshold ENTRIES]]=]
 
 local function die(msg)
   io.stderr:write("kv server: ", msg, "\n", usage, "\n")
