@@ -15,7 +15,7 @@ static uv_loop_t loop;
 
 struct outcome {
   int open_rc;
-  int errors; /* failures reported to the caller */
+  int errors;     /* failures reported to the caller */
   uint64_t acked; /* last durable index reported */
   uint64_t acked_term[256];
   int snap_ok, meta_ok;
@@ -137,7 +137,7 @@ static void verify(const char *dir, const struct outcome *o, const char *what) {
 }
 
 static const char *op_names[FOP_N] = {
-    "open",      "close",    "pread",  "pwrite", "fsync", "fdatasync",
+    "open",      "close",     "pread",  "pwrite", "fsync", "fdatasync",
     "ftruncate", "fallocate", "rename", "unlink", "mkdir"};
 
 TEST(scenario_without_faults) {
@@ -210,7 +210,8 @@ TEST(every_failing_call_is_reported_and_loses_nothing_acknowledged) {
                FOP_FDATASYNC, FOP_FTRUNCATE, FOP_FALLOCATE,
                FOP_RENAME,    FOP_MKDIR,     FOP_PREAD};
   int cases = 0;
-  for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) sweep(ops[i], &cases);
+  for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
+    sweep(ops[i], &cases);
   printf("    %d injected failures\n", cases);
   CHECK(cases > 50);
 }
