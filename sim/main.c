@@ -92,6 +92,8 @@ int main(int argc, char **argv) {
           argv[0], seed, steps, nodes, bug ? " --bug " : "", bug ? bug : "");
       printf("last events:\n");
       sim_dump_trace(&s, stdout, trace ? 0 : 60);
+      printf("nodes at the violation:\n");
+      sim_dump_nodes(&s, stdout);
     }
     sim_free(&s);
     if (!ok && stop) break;

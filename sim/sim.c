@@ -476,7 +476,7 @@ static void drain(struct sim *s, int i) {
         raft_snapshot_get(n->r, &n->snap);
         n->has_snap = true;
         n->snap_digest = n->digest;
-        dlog_drop_to(n, idx < n->dbase + n->dn ? idx : n->dbase + n->dn);
+        dlog_drop_to(n, idx);
         sim_log(s, "%s took snapshot %llu", n->name, (unsigned long long)idx);
       }
     }
@@ -658,7 +658,13 @@ static void disk_done(struct sim *s, int i) {
   struct sim_diskop op = n->ops[0];
   memmove(n->ops, n->ops + 1, (n->nops - 1) * sizeof *n->ops);
   n->nops--;
-  if (op.first <= n->dbase + n->dn) dlog_truncate(n, op.first);
+  /* Entries at or below dbase are covered by the snapshot already. */
+  uint64_t from = op.first > n->dbase ? op.first : n->dbase + 1;
+  if (from <= n->dbase + n->dn) dlog_truncate(n, from);
+  if (from > n->dbase + n->dn + 1 && from < op.first + op.n)
+    sim_fail(s, "simulator: %s disk write at %llu leaves a gap after %llu",
+             n->name, (unsigned long long)from,
+             (unsigned long long)(n->dbase + n->dn));
   uint64_t last = 0, last_term = 0;
   for (size_t k = 0; k < op.n; k++) {
     uint64_t index = op.first + k;
@@ -803,6 +809,35 @@ bool sim_run(struct sim *s, long steps) {
     sim_fail(s, "liveness: no proposal committed within %d ticks of healing",
              60 * 10);
   return !s->failed;
+}
+
+void sim_dump_nodes(struct sim *s, FILE *f) {
+  for (int i = 0; i < s->n_total; i++) {
+    struct sim_node *n = &s->nodes[i];
+    if (!n->up) {
+      fprintf(f, "  %s: down\n", n->name);
+      continue;
+    }
+    struct raft *r = n->r;
+    const struct raft_conf *c = raft_configuration(r);
+    char conf[200] = "";
+    size_t k = 0;
+    for (unsigned j = 0; j < c->n && k < sizeof conf - 16; j++)
+      k += (size_t)snprintf(conf + k, sizeof conf - k, " %s:%c", c->m[j].name,
+                            "?APR"[c->m[j].type & 3]);
+    fprintf(f,
+            "  %s: %s term %llu vote '%s' leader '%s' last %llu/%llu commit "
+            "%llu applied %llu persisted %llu snapshot %llu conf@%llu%s\n",
+            n->name, raft_role_name(raft_role(r)),
+            (unsigned long long)raft_term(r), n->hs.vote, raft_leader(r),
+            (unsigned long long)raft_last_index(r),
+            (unsigned long long)raft_term_at(r, raft_last_index(r)),
+            (unsigned long long)raft_commit_index(r),
+            (unsigned long long)n->applied,
+            (unsigned long long)raft_persisted_index(r),
+            (unsigned long long)raft_snapshot_index(r),
+            (unsigned long long)raft_configuration_index(r), conf);
+  }
 }
 
 void sim_dump_trace(struct sim *s, FILE *f, size_t lines) {

@@ -114,6 +114,7 @@ void sim_init(struct sim *s, uint64_t seed, int nodes, unsigned bugs,
 void sim_free(struct sim *s);
 bool sim_run(struct sim *s, long steps); /* false on a violation */
 void sim_dump_trace(struct sim *s, FILE *f, size_t lines);
+void sim_dump_nodes(struct sim *s, FILE *f);
 void sim_log(struct sim *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void sim_fail(struct sim *s, const char *fmt, ...)

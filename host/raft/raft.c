@@ -342,9 +342,10 @@ static void handle_vote(struct raft *r, const struct raft_msg *m) {
                   (q->u.vote.last_term == lt &&
                    q->u.vote.last_index >= raft_log_last(&r->log));
     if (BUG(r, VOTE_SHORT_LOG)) log_ok = true;
-    if (!self_voter(r)) {
-      grant = false;
-    } else if (prevote) {
+    /* Whether the vote counts is the candidate's configuration's business:
+     * refusing because our own (possibly stale) configuration says we are
+     * not a voter can deadlock elections (Raft dissertation §4.2.3). */
+    if (prevote) {
       grant = log_ok && q->term > r->term;
     } else if (q->term == r->term && log_ok &&
                (r->vote[0] == 0 || strcmp(r->vote, q->from) == 0)) {

@@ -178,8 +178,8 @@ static int list_dir(struct store *s, struct listing *l, char *err) {
   if (rc == 0 && removed && (rc = io_sync_dir(s->io, s->dir)) != 0)
     rc = sys_error(err, s->dir, "fsync", -rc, "Check the disk.");
   if (rc == 0) {
-    qsort(l->segs, l->nsegs, sizeof *l->segs, cmp_u64);
-    qsort(l->snaps, l->nsnaps, sizeof *l->snaps, cmp_u64);
+    if (l->nsegs) qsort(l->segs, l->nsegs, sizeof *l->segs, cmp_u64);
+    if (l->nsnaps) qsort(l->snaps, l->nsnaps, sizeof *l->snaps, cmp_u64);
   }
   return rc;
 }

@@ -433,7 +433,7 @@ TEST(leftover_temporary_files_are_removed) {
                         "snapshot-00000000000000000004.tmp", "metadata.tmp"};
   for (int i = 0; i < 3; i++) {
     char p[600];
-    snprintf(p, sizeof p, "%s/%s", dir, junk[i]);
+    join(p, sizeof p, dir, junk[i]);
     FILE *f = fopen(p, "w");
     fputs("garbage", f);
     fclose(f);

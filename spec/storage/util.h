@@ -17,6 +17,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "storage/crc32c.h"
 #include "storage/store.h"
 
 static int rm_one(const char *path, const struct stat *st, int flag,
@@ -29,6 +30,21 @@ static int rm_one(const char *path, const struct stat *st, int flag,
 
 static inline void rm_rf(const char *path) {
   nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* out = a "/" b (aborts if it does not fit: test paths are short). */
+static inline void join(char *out, size_t size, const char *a, const char *b) {
+  size_t la = strlen(a), lb = strlen(b);
+  if (la + lb + 2 > size) abort();
+  memcpy(out, a, la);
+  out[la] = '/';
+  memcpy(out + la + 1, b, lb + 1);
+}
+
+/* Copy a string that must fit. */
+static inline void copy_str(char *out, size_t size, const char *a) {
+  if (strlen(a) + 1 > size) abort();
+  memcpy(out, a, strlen(a) + 1);
 }
 
 /* A fresh directory under /tmp; the caller rm_rf()s and frees it. */
@@ -144,6 +160,8 @@ struct fault_io {
   int fail_count;   /* how many calls fail then (-1: all later ones) */
   int err;          /* errno to fail with */
   int short_writes; /* 1: pwrite writes at most half (at least 1 byte) */
+  int nosync;       /* 1: fsync and fdatasync do nothing (fast tests of
+                       logic that does not depend on durability) */
   int counts[FOP_N];
   int failures;
 };
@@ -187,10 +205,12 @@ static ssize_t f_pwrite(struct store_io *io, int fd, const void *b, size_t n,
 }
 static int f_fsync(struct store_io *io, int fd) {
   if (fault_hit(FAULT(io), FOP_FSYNC)) return -1;
+  if (FAULT(io)->nosync) return 0;
   return FAULT(io)->sys.fsync(io, fd);
 }
 static int f_fdatasync(struct store_io *io, int fd) {
   if (fault_hit(FAULT(io), FOP_FDATASYNC)) return -1;
+  if (FAULT(io)->nosync) return 0;
   return FAULT(io)->sys.fdatasync(io, fd);
 }
 static int f_ftruncate(struct store_io *io, int fd, off_t len) {
