@@ -44,10 +44,12 @@ local function check_opts(o)
   end
 end
 
-local function load_machine(sm, name)
+local function load_machine(sm)
   if type(sm) == "table" and sm.command then return sm end
+  -- No per-server name here: error messages must be identical on every
+  -- replica, so the machine is named after its file only.
   local loader = require("copycat.state_machine")
-  local m, err = loader.load(sm, { name = name })
+  local m, err = loader.load(sm)
   if not m then error("copycat.server: cannot load the state machine: " .. tostring(err), 4) end
   return m
 end
@@ -66,7 +68,7 @@ end
 local function new(opts)
   check_opts(opts)
   local self = setmetatable({ opts = opts, handlers = {} }, Server)
-  local machine = load_machine(opts.state_machine, opts.name)
+  local machine = load_machine(opts.state_machine)
   self.machine = machine
   local raw, err = core.server.start({
     name = opts.name, address = opts.address, client_address = opts.client_address,
