@@ -27,4 +27,8 @@ int watch_open(lua_State *L);
 /* Pushes the table of net functions (net.c). */
 int net_open(lua_State *L);
 
+/* Pushes the sandbox module: state machines in deterministic Lua states
+ * (sandbox.c). */
+int sandbox_open(lua_State *L);
+
 #endif
