@@ -22,6 +22,7 @@ local copycat = {
 local lazy = {
   codec = "copycat.codec",
   net = "copycat.net",
+  state_machine = "copycat.state_machine",
 }
 
 return setmetatable(copycat, {
