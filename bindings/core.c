@@ -10,6 +10,7 @@
  *   core.timer, core.signal      see watch.c
  *   core.codec        msgpack encode/decode, see codec.h
  *   core.net          framed msgpack over TCP, see net.c
+ *   core.sandbox      deterministic state-machine sandboxes, see sandbox.c
  *   core.version      the copycat-lua version string
  */
 #include <stdio.h>
@@ -75,5 +76,7 @@ int luaopen_copycat_core(lua_State *L) {
   lua_setfield(L, -2, "net");
   server_open(L);
   lua_setfield(L, -2, "server");
+  sandbox_open(L);
+  lua_setfield(L, -2, "sandbox");
   return 1;
 }

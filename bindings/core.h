@@ -29,5 +29,8 @@ int net_open(lua_State *L);
 
 /* Pushes the table of server functions (server.c). */
 int server_open(lua_State *L);
+/* Pushes the sandbox module: state machines in deterministic Lua states
+ * (sandbox.c). */
+int sandbox_open(lua_State *L);
 
 #endif

@@ -4,7 +4,7 @@
 --     put KEY VALUE          prints the previous value (nothing if none)
 --     get KEY                prints the value (nothing, exit 0, if missing)
 --     delete KEY             prints "deleted" or "not found"
---     cas KEY EXPECTED NEW   prints "ok" or "failed (current: V)"
+--     cas KEY EXPECTED NEW   prints "ok" or "failed" (the value was not EXPECTED)
 --     keys PREFIX            prints matching keys, one per line
 --   --consistency linearizable|lease|sequential applies to get and keys.
 --   --timeout MS (default 5000). Errors go to stderr, exit status 1.
@@ -55,16 +55,16 @@ local q = { consistency = level }
 local r, err
 if cmd == "put" then
   r, err = client:submit("put", { key = words[2], value = words[3] })
-  if r and r.previous ~= nil then print(r.previous) end
+  if r ~= nil then print(r) end
 elseif cmd == "get" then
   r, err = client:query("get", { key = words[2] }, q)
-  if r then print(r.value) end
+  if r ~= nil then print(r) end
 elseif cmd == "delete" then
   r, err = client:submit("delete", { key = words[2] })
-  if r then print(r.deleted and "deleted" or "not found") end
+  if not err then print(r ~= nil and "deleted" or "not found") end
 elseif cmd == "cas" then
-  r, err = client:submit("cas", { key = words[2], expected = words[3], value = words[4] })
-  if r then print(r.succeeded and "ok" or ("failed (current: %s)"):format(tostring(r.current))) end
+  r, err = client:submit("cas", { key = words[2], expect = words[3], value = words[4] })
+  if not err then print(r and "ok" or "failed") end
 elseif cmd == "keys" then
   r, err = client:query("keys", { prefix = words[2] }, q)
   if r then for _, k in ipairs(r) do print(k) end end

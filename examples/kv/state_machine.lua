@@ -1,75 +1,114 @@
--- The key-value store's state machine. It runs in the state machine
--- sandbox (docs/state-machine.md): deterministic on every replica.
+-- A key-value store as a copycat state machine.
 --
--- Every key has a revision: the store-wide revision of the command that
--- last wrote it (etcd's mod_revision), so clients can compare-and-set.
+-- This file runs in the state-machine sandbox (docs/state-machine.md): it
+-- sees only deterministic functions, `pairs` visits keys in sorted order on
+-- every replica, and `math.random` is seeded from the log entry, so every
+-- replica that applies the same log computes the same results and the same
+-- snapshot.
 local sm = state_machine()
 
-local store = {}   -- key -> { value = v, rev = n }
-local revision = 0 -- bumped by every write
+local store = {} -- key -> { value = any, rev = integer, time = ms }
+local rev = 0    -- bumped by every change
 
 local function check_key(key)
-  if type(key) ~= "string" or key == "" then error("key must be a non-empty string", 0) end
+  if type(key) ~= "string" then
+    -- Level 0: the client gets the message without a file position.
+    error(("key must be a string, got %s"):format(type(key)), 0)
+  end
 end
 
---- put {key, value} -> previous value (nil if none), new revision
+--- put {key, value} -> the previous value (or nil)
 function sm.commands.put(c)
   check_key(c.args.key)
-  if c.args.value == nil then error("put needs a value (use delete to remove a key)", 0) end
-  revision = revision + 1
+  rev = rev + 1
   local old = store[c.args.key]
-  store[c.args.key] = { value = c.args.value, rev = revision }
-  return { previous = old and old.value, revision = revision }
+  store[c.args.key] = { value = c.args.value, rev = rev, time = c.time }
+  return old and old.value
 end
 
---- delete {key} -> deleted (boolean)
+--- delete {key} -> the deleted value (or nil)
 function sm.commands.delete(c)
   check_key(c.args.key)
-  if store[c.args.key] == nil then return { deleted = false } end
-  revision = revision + 1
+  local old = store[c.args.key]
+  if old == nil then return nil end
+  rev = rev + 1
   store[c.args.key] = nil
-  return { deleted = true, revision = revision }
+  return old.value
 end
 
---- cas {key, expected, value}: sets value only if the current value equals
---- expected (nil expected: only if the key is absent).
+--- cas {key, expect, value} -> true if the value was `expect` and is now `value`
 function sm.commands.cas(c)
   check_key(c.args.key)
-  local cur = store[c.args.key]
-  local current = cur and cur.value
-  if current ~= c.args.expected then
-    return { succeeded = false, current = current }
-  end
-  revision = revision + 1
-  store[c.args.key] = { value = c.args.value, rev = revision }
-  return { succeeded = true, revision = revision }
+  local old = store[c.args.key]
+  if (old and old.value) ~= c.args.expect then return false end
+  rev = rev + 1
+  store[c.args.key] = { value = c.args.value, rev = rev, time = c.time }
+  return true
 end
 
---- get {key} -> {value, revision} or nil
+--- evict {count} -> the keys removed, chosen at random among all keys
+function sm.commands.evict(c)
+  local keys = {}
+  for k in pairs(store) do keys[#keys + 1] = k end -- same order everywhere
+  local removed = {}
+  for _ = 1, math.min(c.args.count or 1, #keys) do
+    local i = math.random(#keys)                    -- same choice everywhere
+    removed[#removed + 1] = keys[i]
+    store[keys[i]] = nil
+    keys[i] = keys[#keys]
+    keys[#keys] = nil
+  end
+  if #removed > 0 then rev = rev + 1 end
+  return removed
+end
+
+--- get {key} -> value, rev
 function sm.queries.get(q)
-  check_key(q.args.key)
   local e = store[q.args.key]
-  if not e then return nil end
-  return { value = e.value, revision = e.rev }
+  return e and e.value, e and e.rev
 end
 
---- keys {prefix} -> sorted list of keys starting with prefix
-function sm.queries.keys(q)
-  local prefix = q.args.prefix or ""
+--- scan {prefix, limit} -> { {key, value}, ... } in key order
+function sm.queries.scan(q)
+  local prefix, limit = q.args.prefix or "", q.args.limit or math.huge
   local out = {}
-  for k in pairs(store) do
-    if k:sub(1, #prefix) == prefix then out[#out + 1] = k end
+  for k, e in pairs(store) do
+    if #out >= limit then break end
+    if k:sub(1, #prefix) == prefix then out[#out + 1] = { k, e.value } end
   end
-  table.sort(out)
   return out
 end
 
+--- keys {prefix} -> the keys starting with prefix, in order
+function sm.queries.keys(q)
+  local prefix = q.args.prefix or ""
+  local out = {}
+  for k in pairs(store) do -- pairs visits keys in sorted order here
+    if k:sub(1, #prefix) == prefix then out[#out + 1] = k end
+  end
+  return out
+end
+
+--- stats {} -> { keys = n, rev = rev, sum = sum of the numeric values }
+function sm.queries.stats()
+  local n, sum = 0, 0
+  for _, e in pairs(store) do
+    n = n + 1
+    if type(e.value) == "number" then sum = sum + e.value end
+  end
+  return { keys = n, rev = rev, sum = sum }
+end
+
 function sm.snapshot()
-  return { store = store, revision = revision }
+  return { store = store, rev = rev }
 end
 
 function sm.restore(s)
-  store, revision = s.store, s.revision
+  store, rev = s.store, s.rev
+end
+
+function sm.session_closed(session) -- luacheck: no unused args
+  -- The store keeps no per-session state.
 end
 
 return sm

@@ -24,6 +24,7 @@ local lazy = {
   net = "copycat.net",
   client = "copycat.client",
   server = "copycat.server",
+  state_machine = "copycat.state_machine",
 }
 
 return setmetatable(copycat, {

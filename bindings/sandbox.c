@@ -1,0 +1,766 @@
+/*
+** sandbox.c - copycat.core.sandbox: state machines in deterministic sandboxes.
+**
+**   sandbox.new(source, name, budget, setup_budget [, memory])
+**       -> machine | nil, err
+**     Creates a Lua state of its own, opens the allow-listed libraries in
+**     it, and runs `source` (text only, chunk name "=" .. name) under
+**     setup_budget instructions. The file must call state_machine() once and
+**     return its result.
+**   machine:call(kind, op, args, ctx)          -> true, results... | false, err
+**   machine:call_encoded(kind, op, bytes, ctx) -> true, bytes | false, err
+**     kind is "command" or "query"; runs the handler under `budget`. The
+**     encoded form takes the arguments as copycat.codec bytes and returns
+**     the results as the bytes of one msgpack array.
+**   machine:session_closed(session, ctx)      -> true | false, err
+**   machine:snapshot()                        -> bytes | nil, err
+**   machine:restore(bytes)                    -> true | nil, err
+**   machine:cost()    instructions counted by the last call
+**   machine:memory()  bytes allocated by the sandbox state
+**   machine:close()   frees the sandbox state (also done by the collector)
+**
+** ctx = {index =, term =, time =, session =}; index and term are required
+** (non-negative integers) for commands and session_closed, optional for
+** queries; they seed math.random. The sandbox rules are in sandbox_lib.c
+** and docs/state-machine.md.
+*/
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+
+#include "codec.h"
+#include "core.h"
+#include "sandbox.h"
+
+#define SANDBOX_MT "copycat.sandbox"
+#define SM_KEY "copycat.sandbox.sm"             /* registry of S */
+#define VALIDATE_KEY "copycat.sandbox.validate" /* registry of S */
+
+/* ------------------------------------------------------------------------ */
+/* The budget                                                               */
+/* ------------------------------------------------------------------------ */
+
+Sandbox *sandbox_get(lua_State *S) {
+  return *(Sandbox **)lua_getextraspace(S);
+}
+
+static void hook(lua_State *S, lua_Debug *ar);
+
+/* Raise the budget error in thread S and make its hook fire on every
+** instruction from now on, so that each instruction run after a pcall that
+** caught the error raises it again: only the host's call returns. */
+static int stop(lua_State *S) {
+  lua_sethook(S, hook, LUA_MASKCOUNT, 1);
+  lua_pushliteral(S, SANDBOX_BUDGET_MSG);
+  return lua_error(S);
+}
+
+/* The count hook of every thread of the sandbox (threads inherit it from
+** their creator). It charges the interval it was set with: SANDBOX_STEP, or
+** 1 once a call has been stopped; a thread left at 1 by a stopped call is
+** put back to the current step. */
+static void hook(lua_State *S, lua_Debug *ar) {
+  Sandbox *sb = sandbox_get(S);
+  int count;
+  (void)ar;
+  if (!sb->exceeded) {
+    count = lua_gethookcount(S);
+    sb->used += count;
+    if (sb->used < sb->limit) {
+      if (count != sb->step) lua_sethook(S, hook, LUA_MASKCOUNT, sb->step);
+      return;
+    }
+    sb->exceeded = 1;
+  }
+  stop(S);
+}
+
+void sandbox_charge(lua_State *S, lua_Integer units) {
+  Sandbox *sb = sandbox_get(S);
+  if (units > 0 && !sb->exceeded) {
+    sb->used = units > sb->limit - sb->used ? sb->limit : sb->used + units;
+    if (sb->used >= sb->limit) sb->exceeded = 1;
+  }
+  sandbox_check(S);
+}
+
+void sandbox_check(lua_State *S) {
+  if (sandbox_get(S)->exceeded) stop(S);
+}
+
+/* Allocator of the sandbox state: realloc under an optional limit. */
+static void *sb_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  Sandbox *sb = (Sandbox *)ud;
+  size_t old = ptr ? osize : 0;
+  void *p;
+  if (nsize == 0) {
+    free(ptr);
+    sb->mem -= old;
+    return NULL;
+  }
+  if (sb->mem_limit && nsize > old && sb->mem - old + nsize > sb->mem_limit)
+    return NULL;
+  p = realloc(ptr, nsize);
+  if (p) sb->mem = sb->mem - old + nsize;
+  return p;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The environment                                                          */
+/* ------------------------------------------------------------------------ */
+
+/* Globals a state machine may use. Everything else the base library
+** defines (load, dofile, loadfile, collectgarbage, warn, ...) is removed. */
+static const char *const allowed[] = {
+    "assert", "error",        "ipairs",       "pairs",    "next",
+    "pcall",  "xpcall",       "select",       "tonumber", "tostring",
+    "type",   "rawequal",     "rawget",       "rawset",   "rawlen",
+    "print",  "setmetatable", "getmetatable", "_G",       "_VERSION",
+    "string", "table",        "math",         "utf8",     "coroutine",
+    NULL};
+
+/* Globals whose use gets an explanation rather than a nil. */
+static const char *const forbidden[] = {
+    "io",     "os",       "require", "load",           "loadstring",
+    "dofile", "loadfile", "debug",   "collectgarbage", "package",
+    "module", "setfenv",  "getfenv", "warn",           NULL};
+
+static int in_list(const char *const *list, const char *s) {
+  for (; *list; list++)
+    if (strcmp(*list, s) == 0) return 1;
+  return 0;
+}
+
+static int globals_index(lua_State *S) {
+  const char *name = lua_type(S, 2) == LUA_TSTRING ? lua_tostring(S, 2) : "";
+  if (in_list(forbidden, name))
+    return luaL_error(S,
+                      "%s is not available in a state machine (state "
+                      "machines must be deterministic)",
+                      name);
+  return 0;
+}
+
+/* Once the file has loaded, a new global would be state that snapshot()
+** does not capture: refuse it. */
+static int globals_newindex(lua_State *S) {
+  if (sandbox_get(S)->locked)
+    return luaL_error(S,
+                      "assignment to undefined global '%s' (a state "
+                      "machine keeps its state in locals of its file, "
+                      "saved by sm.snapshot)",
+                      lua_type(S, 2) == LUA_TSTRING ? lua_tostring(S, 2)
+                                                    : luaL_typename(S, 2));
+  lua_rawset(S, 1);
+  return 0;
+}
+
+static int string_index(lua_State *S) {
+  if (lua_type(S, 2) == LUA_TSTRING && strcmp(lua_tostring(S, 2), "dump") == 0)
+    return luaL_error(S,
+                      "string.dump is not available in a state machine "
+                      "(state machines must be deterministic)");
+  return 0;
+}
+
+/* state_machine(): the one state machine of the file. */
+static int l_state_machine(lua_State *S) {
+  if (lua_getfield(S, LUA_REGISTRYINDEX, SM_KEY) != LUA_TNIL)
+    return luaL_error(S, "state_machine() may be called only once per file");
+  lua_createtable(S, 0, 6);
+  lua_newtable(S);
+  lua_setfield(S, -2, "commands");
+  lua_newtable(S);
+  lua_setfield(S, -2, "queries");
+  lua_pushvalue(S, -1);
+  lua_setfield(S, LUA_REGISTRYINDEX, SM_KEY);
+  return 1;
+}
+
+/* Checks what the file returned. Compiled before any user code runs, so it
+** uses the sandbox's own pairs (keys in canonical order: the first problem
+** reported is the same on every replica). */
+static const char validate_src[] =
+    "local pairs, ipairs, type, error, rawequal, tostring, format =\n"
+    "  pairs, ipairs, type, error, rawequal, tostring, string.format\n"
+    "local fields = { commands = 'table', queries = 'table',\n"
+    "  snapshot = 'function', restore = 'function',\n"
+    "  session_closed = 'function' }\n"
+    "return function(result, sm, name)\n"
+    "  if sm == nil then\n"
+    "    error(format('%s: the file must create its state machine with '\n"
+    "      .. 'state_machine() and return it', name), 0)\n"
+    "  end\n"
+    "  if not rawequal(result, sm) then\n"
+    "    error(format('%s: the file must return the state machine made by '\n"
+    "      .. 'state_machine() (it returned %s)', name, result == nil and\n"
+    "      'nothing' or 'a ' .. type(result) .. ' value'), 0)\n"
+    "  end\n"
+    "  for k, v in pairs(sm) do\n"
+    "    local want = fields[k]\n"
+    "    if not want then\n"
+    "      error(format('%s: unknown field %s in the state machine '\n"
+    "        .. '(expected commands, queries, snapshot, restore or '\n"
+    "        .. 'session_closed)', name, type(k) == 'string' and\n"
+    "        \"'\" .. k .. \"'\" or tostring(k)), 0)\n"
+    "    end\n"
+    "    if type(v) ~= want then\n"
+    "      error(format('%s: sm.%s must be a %s (got %s)', name, k, want,\n"
+    "        type(v)), 0)\n"
+    "    end\n"
+    "  end\n"
+    "  if (sm.snapshot == nil) ~= (sm.restore == nil) then\n"
+    "    error(format('%s: sm.snapshot and sm.restore must be defined '\n"
+    "      .. 'together', name), 0)\n"
+    "  end\n"
+    "  for _, kind in ipairs({ 'commands', 'queries' }) do\n"
+    "    if type(sm[kind]) ~= 'table' then\n"
+    "      error(format('%s: sm.%s must be a table (got %s)', name, kind,\n"
+    "        type(sm[kind])), 0)\n"
+    "    end\n"
+    "    local what = kind == 'commands' and 'command' or 'query'\n"
+    "    for op, fn in pairs(sm[kind]) do\n"
+    "      if type(op) ~= 'string' then\n"
+    "        error(format('%s: %s names must be strings (found %s %s)',\n"
+    "          name, what, type(op), tostring(op)), 0)\n"
+    "      end\n"
+    "      if type(fn) ~= 'function' then\n"
+    "        error(format(\"%s: %s '%s' is not a function (got %s)\", name,\n"
+    "          what, op, type(fn)), 0)\n"
+    "      end\n"
+    "    end\n"
+    "  end\n"
+    "end\n";
+
+/* Keep only the names in `allowed` in the global table at g. */
+static void filter_globals(lua_State *S, int g) {
+  lua_pushnil(S);
+  while (lua_next(S, g)) {
+    lua_pop(S, 1);
+    if (lua_type(S, -1) != LUA_TSTRING ||
+        !in_list(allowed, lua_tostring(S, -1))) {
+      lua_pushvalue(S, -1);
+      lua_pushnil(S);
+      lua_rawset(S, g); /* clearing a field during traversal is allowed */
+    }
+  }
+}
+
+/* Build the environment (runs protected, in S). */
+static int open_state(lua_State *S) {
+  static const luaL_Reg libs[] = {{LUA_GNAME, luaopen_base},
+                                  {LUA_STRLIBNAME, luaopen_string},
+                                  {LUA_TABLIBNAME, luaopen_table},
+                                  {LUA_MATHLIBNAME, luaopen_math},
+                                  {LUA_UTF8LIBNAME, luaopen_utf8},
+                                  {LUA_COLIBNAME, luaopen_coroutine},
+                                  {NULL, NULL}};
+  const luaL_Reg *lib;
+  int g;
+  for (lib = libs; lib->name; lib++) {
+    luaL_requiref(S, lib->name, lib->func, 1);
+    lua_pop(S, 1);
+  }
+  codec_open(S); /* creates the array/map marker metatables of S */
+  lua_pop(S, 1);
+  lua_pushglobaltable(S);
+  g = lua_gettop(S);
+  filter_globals(S, g);
+
+  lua_getfield(S, g, "string");
+  lua_pushnil(S);
+  lua_setfield(S, -2, "dump");
+  lua_createtable(S, 0, 1);
+  lua_pushcfunction(S, string_index);
+  lua_setfield(S, -2, "__index");
+  lua_setmetatable(S, -2);
+  lua_pop(S, 1);
+
+  sandbox_openlib(S);
+  lua_pushcfunction(S, l_state_machine);
+  lua_setfield(S, g, "state_machine");
+
+  if (luaL_loadbuffer(S, validate_src, sizeof validate_src - 1, "=sandbox"))
+    return lua_error(S);
+  lua_call(S, 0, 1);
+  lua_setfield(S, LUA_REGISTRYINDEX, VALIDATE_KEY);
+
+  lua_createtable(S, 0, 2);
+  lua_pushcfunction(S, globals_index);
+  lua_setfield(S, -2, "__index");
+  lua_pushcfunction(S, globals_newindex);
+  lua_setfield(S, -2, "__newindex");
+  lua_setmetatable(S, g);
+  return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Calls into the sandbox                                                   */
+/* ------------------------------------------------------------------------ */
+
+enum { K_LOAD, K_COMMAND, K_QUERY, K_SESSION_CLOSED, K_SNAPSHOT, K_RESTORE };
+
+static const char *const kind_names[] = {
+    "load", "command", "query", "session_closed", "snapshot", "restore"};
+
+/* What the host asks for; lives on the host's C stack during the call. */
+typedef struct Call {
+  int kind;
+  const char *op; /* K_COMMAND, K_QUERY: handler name; K_LOAD: chunk name */
+  size_t oplen;
+  const char *in; /* encoded arguments / snapshot; K_LOAD: source */
+  size_t inlen;
+  int has_args;
+  lua_Integer index, term, session;
+  lua_Number time;
+  int has_index, has_term, has_session, has_time, time_is_int;
+  int nres; /* out: number of results encoded in sb->buf */
+} Call;
+
+/* Decode c->in and push it, or raise an error naming `what`. */
+static void push_decoded(lua_State *S, const Call *c, const char *what) {
+  char err[256];
+  size_t used;
+  if (codec_unpack(S, c->in, c->inlen, &used, err, sizeof err) != 0)
+    luaL_error(S, "cannot decode the %s: %s", what, err);
+  if (used != c->inlen)
+    luaL_error(S, "cannot decode the %s: %d trailing bytes", what,
+               (int)(c->inlen - used));
+}
+
+/* Push the table handlers receive: {args, op, index, term, time, session}. */
+static void push_ctx(lua_State *S, const Call *c) {
+  lua_createtable(S, 0, 6);
+  if (c->has_args) {
+    push_decoded(S, c, "arguments");
+    lua_setfield(S, -2, "args");
+  }
+  if (c->op && c->kind != K_LOAD) {
+    lua_pushlstring(S, c->op, c->oplen);
+    lua_setfield(S, -2, "op");
+  }
+  if (c->has_index) {
+    lua_pushinteger(S, c->index);
+    lua_setfield(S, -2, "index");
+  }
+  if (c->has_term) {
+    lua_pushinteger(S, c->term);
+    lua_setfield(S, -2, "term");
+  }
+  if (c->has_time) {
+    if (c->time_is_int)
+      lua_pushinteger(S, (lua_Integer)c->time);
+    else
+      lua_pushnumber(S, c->time);
+    lua_setfield(S, -2, "time");
+  }
+  if (c->has_session) {
+    lua_pushinteger(S, c->session);
+    lua_setfield(S, -2, "session");
+  }
+}
+
+/* Encode the values from stack index `first` to the top as one msgpack
+** array into sb->buf (which no longer holds the arguments: they have been
+** decoded). */
+static void pack_results(lua_State *S, Call *c, int first, const char *what) {
+  Sandbox *sb = sandbox_get(S);
+  msgpack_packer pk;
+  char err[256];
+  int i, n = lua_gettop(S) - first + 1;
+  sb->buf.size = 0;
+  msgpack_packer_init(&pk, &sb->buf, msgpack_sbuffer_write);
+  if (msgpack_pack_array(&pk, (size_t)n) != 0) luaL_error(S, "out of memory");
+  for (i = 0; i < n; i++)
+    if (codec_pack(S, first + i, &sb->buf, err, sizeof err) != 0)
+      luaL_error(S,
+                 "%s returned a value that cannot be encoded (result %d: %s)",
+                 what, i + 1, err);
+  c->nres = n;
+}
+
+static int do_load(lua_State *S, Call *c) {
+  if (luaL_loadbufferx(S, c->in, c->inlen, c->op, "t") != LUA_OK)
+    return lua_error(S);
+  lua_call(S, 0, 1); /* 1: what the file returned */
+  lua_getfield(S, LUA_REGISTRYINDEX, VALIDATE_KEY);
+  lua_pushvalue(S, 1);
+  lua_getfield(S, LUA_REGISTRYINDEX, SM_KEY);
+  lua_pushstring(S, c->op + 1); /* the name without '=' */
+  lua_call(S, 3, 0);
+  sandbox_get(S)->locked = 1;
+  return 0;
+}
+
+static int do_handler(lua_State *S, Call *c) {
+  const char *what = kind_names[c->kind];
+  char name[96];
+  lua_getfield(S, LUA_REGISTRYINDEX, SM_KEY); /* 1 */
+  lua_getfield(S, 1, c->kind == K_COMMAND ? "commands" : "queries");
+  snprintf(name, sizeof name, "%s '%.64s%s'", what, c->op,
+           c->oplen > 64 ? "..." : "");
+  if (!lua_istable(S, 2))
+    return luaL_error(S, "unknown %s (sm.%s is not a table)", name,
+                      c->kind == K_COMMAND ? "commands" : "queries");
+  lua_pushlstring(S, c->op, c->oplen);
+  if (lua_gettable(S, 2) != LUA_TFUNCTION) /* 3 */
+    return luaL_error(S, "unknown %s", name);
+  push_ctx(S, c);
+  lua_call(S, 1, LUA_MULTRET);
+  pack_results(S, c, 3, name);
+  return 0;
+}
+
+/* Runs in S under lua_pcall; the Call is the light userdata argument. */
+static int dispatch(lua_State *S) {
+  Call *c = (Call *)lua_touserdata(S, 1);
+  lua_settop(S, 0);
+  switch (c->kind) {
+    case K_LOAD:
+      return do_load(S, c);
+    case K_COMMAND:
+    case K_QUERY:
+      return do_handler(S, c);
+    case K_SESSION_CLOSED:
+      lua_getfield(S, LUA_REGISTRYINDEX, SM_KEY);
+      if (lua_getfield(S, 1, "session_closed") == LUA_TNIL) return 0;
+      lua_pushinteger(S, c->session);
+      push_ctx(S, c);
+      lua_call(S, 2, 0);
+      return 0;
+    case K_SNAPSHOT:
+      lua_getfield(S, LUA_REGISTRYINDEX, SM_KEY);
+      if (lua_getfield(S, 1, "snapshot") == LUA_TNIL)
+        return luaL_error(S, "the state machine has no sm.snapshot");
+      lua_call(S, 0, 1);
+      pack_results(S, c, 2, "sm.snapshot");
+      return 0;
+    default:
+      assert(c->kind == K_RESTORE);
+      lua_getfield(S, LUA_REGISTRYINDEX, SM_KEY);
+      if (lua_getfield(S, 1, "restore") == LUA_TNIL)
+        return luaL_error(S, "the state machine has no sm.restore");
+      push_decoded(S, c, "snapshot");
+      lua_call(S, 1, 0);
+      return 0;
+  }
+}
+
+/* Run c in the sandbox under `budget` instructions. Returns 1 on success;
+** otherwise pushes the error message onto L and returns 0. */
+static int run(lua_State *L, Sandbox *sb, Call *c, lua_Integer budget) {
+  lua_State *S = sb->S;
+  int status;
+  assert(S != NULL && !sb->busy && budget > 0);
+  sb->busy = 1;
+  sb->used = 0;
+  sb->exceeded = 0;
+  sb->limit = budget;
+  sb->step = budget < SANDBOX_STEP ? (int)budget : SANDBOX_STEP;
+  sandbox_seed(sb, (uint64_t)c->index, (uint64_t)c->term);
+  lua_sethook(S, hook, LUA_MASKCOUNT, sb->step);
+  lua_settop(S, 0);
+  lua_pushcfunction(S, dispatch);
+  lua_pushlightuserdata(S, c);
+  status = lua_pcall(S, 1, 0, 0);
+  sb->busy = 0;
+  sb->last = sb->used;
+  if (sb->exceeded) {
+    /* Whatever the state machine did with the error, the call failed. */
+    lua_settop(S, 0);
+    lua_pushfstring(L, "%s (%I instructions)", SANDBOX_BUDGET_MSG,
+                    (LUAI_UACINT)budget);
+    return 0;
+  }
+  if (status == LUA_OK) return 1;
+  switch (lua_type(S, -1)) {
+    case LUA_TSTRING: {
+      size_t len;
+      const char *msg = lua_tolstring(S, -1, &len);
+      lua_pushlstring(L, msg, len);
+      break;
+    }
+    case LUA_TNUMBER:
+      if (lua_isinteger(S, -1))
+        lua_pushfstring(L, "%I", (LUAI_UACINT)lua_tointeger(S, -1));
+      else
+        lua_pushfstring(L, "%f", (LUAI_UACNUMBER)lua_tonumber(S, -1));
+      break;
+    default:
+      lua_pushfstring(L, "(error object is a %s value)", luaL_typename(S, -1));
+  }
+  lua_settop(S, 0);
+  return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Host side                                                                */
+/* ------------------------------------------------------------------------ */
+
+static Sandbox *check_open(lua_State *L) {
+  Sandbox *sb = (Sandbox *)luaL_checkudata(L, 1, SANDBOX_MT);
+  if (sb->S == NULL) luaL_error(L, "the state machine is closed");
+  if (sb->busy) luaL_error(L, "the state machine is busy");
+  return sb;
+}
+
+static void close_state(Sandbox *sb) {
+  if (sb->S) {
+    lua_close(sb->S);
+    sb->S = NULL;
+  }
+}
+
+static int m_gc(lua_State *L) {
+  Sandbox *sb = (Sandbox *)luaL_checkudata(L, 1, SANDBOX_MT);
+  close_state(sb);
+  msgpack_sbuffer_destroy(&sb->buf);
+  msgpack_sbuffer_init(&sb->buf);
+  return 0;
+}
+
+static int m_close(lua_State *L) {
+  Sandbox *sb = (Sandbox *)luaL_checkudata(L, 1, SANDBOX_MT);
+  if (sb->busy) return luaL_error(L, "the state machine is busy");
+  close_state(sb);
+  return 0;
+}
+
+/* Read an optional integer field of the table at idx into *v. */
+static int ctx_integer(lua_State *L, int idx, const char *field, lua_Integer *v,
+                       int required, lua_Integer min) {
+  int isint, t = lua_getfield(L, idx, field);
+  if (t == LUA_TNIL) {
+    lua_pop(L, 1);
+    if (required)
+      return luaL_error(L, "ctx.%s is required (an integer >= %I)", field,
+                        (LUAI_UACINT)min);
+    return 0;
+  }
+  *v = lua_tointegerx(L, -1, &isint);
+  if (t != LUA_TNUMBER || !isint || *v < min)
+    return luaL_error(L, "ctx.%s must be an integer >= %I (got %s)", field,
+                      (LUAI_UACINT)min, luaL_typename(L, -1));
+  lua_pop(L, 1);
+  return 1;
+}
+
+/* Fill c's context fields from the ctx table at idx. */
+static void read_ctx(lua_State *L, int idx, Call *c, int required) {
+  int t;
+  if (lua_isnoneornil(L, idx) && !required) return;
+  luaL_checktype(L, idx, LUA_TTABLE);
+  c->has_index = ctx_integer(L, idx, "index", &c->index, required, 0);
+  c->has_term = ctx_integer(L, idx, "term", &c->term, required, 0);
+  c->has_session =
+      ctx_integer(L, idx, "session", &c->session, 0, LUA_MININTEGER);
+  t = lua_getfield(L, idx, "time");
+  if (t == LUA_TNUMBER) {
+    c->has_time = 1;
+    c->time_is_int = lua_isinteger(L, -1);
+    c->time =
+        c->time_is_int ? (lua_Number)lua_tointeger(L, -1) : lua_tonumber(L, -1);
+    if (c->time_is_int && lua_tointeger(L, -1) != (lua_Integer)c->time)
+      luaL_error(L, "ctx.time is out of range");
+  } else if (t != LUA_TNIL) {
+    luaL_error(L, "ctx.time must be a number of milliseconds (got %s)",
+               luaL_typename(L, -1));
+  }
+  lua_pop(L, 1);
+}
+
+static int check_kind(lua_State *L, int idx) {
+  static const char *const kinds[] = {"command", "query", NULL};
+  return luaL_checkoption(L, idx, NULL, kinds) == 0 ? K_COMMAND : K_QUERY;
+}
+
+/* Push the results encoded in sb->buf (one msgpack array of c->nres). */
+static int push_results(lua_State *L, Sandbox *sb, const Call *c) {
+  size_t off = c->nres < 16 ? 1 : c->nres < 65536 ? 3 : 5, used;
+  char err[256];
+  int i;
+  luaL_checkstack(L, c->nres + 1, "too many results");
+  lua_pushboolean(L, 1);
+  for (i = 0; i < c->nres; i++) {
+    if (codec_unpack(L, sb->buf.data + off, sb->buf.size - off, &used, err,
+                     sizeof err) != 0)
+      return luaL_error(L, "copycat.sandbox: %s", err);
+    off += used;
+  }
+  return c->nres + 1;
+}
+
+static int fail(lua_State *L, int ok_value) {
+  if (ok_value)
+    lua_pushboolean(L, 0);
+  else
+    lua_pushnil(L);
+  lua_insert(L, -2);
+  return 2;
+}
+
+/* machine:call(kind, op, args, ctx) */
+static int m_call(lua_State *L) {
+  Sandbox *sb = check_open(L);
+  Call c;
+  char err[256];
+  memset(&c, 0, sizeof c);
+  c.kind = check_kind(L, 2);
+  c.op = luaL_checklstring(L, 3, &c.oplen);
+  read_ctx(L, 5, &c, c.kind == K_COMMAND);
+  sb->buf.size = 0;
+  if (codec_pack(L, 4, &sb->buf, err, sizeof err) != 0)
+    return luaL_error(L, "cannot encode the arguments: %s", err);
+  c.has_args = 1;
+  c.in = sb->buf.data;
+  c.inlen = sb->buf.size;
+  if (!run(L, sb, &c, sb->budget)) return fail(L, 1);
+  return push_results(L, sb, &c);
+}
+
+/* machine:call_encoded(kind, op, bytes, ctx) */
+static int m_call_encoded(lua_State *L) {
+  Sandbox *sb = check_open(L);
+  Call c;
+  memset(&c, 0, sizeof c);
+  c.kind = check_kind(L, 2);
+  c.op = luaL_checklstring(L, 3, &c.oplen);
+  c.in = luaL_checklstring(L, 4, &c.inlen);
+  c.has_args = 1;
+  read_ctx(L, 5, &c, c.kind == K_COMMAND);
+  if (!run(L, sb, &c, sb->budget)) return fail(L, 1);
+  lua_pushboolean(L, 1);
+  lua_pushlstring(L, sb->buf.data, sb->buf.size);
+  return 2;
+}
+
+/* machine:session_closed(session, ctx) */
+static int m_session_closed(lua_State *L) {
+  Sandbox *sb = check_open(L);
+  Call c;
+  memset(&c, 0, sizeof c);
+  c.kind = K_SESSION_CLOSED;
+  read_ctx(L, 3, &c, 1);
+  c.session = luaL_checkinteger(L, 2);
+  c.has_session = 1;
+  if (!run(L, sb, &c, sb->budget)) return fail(L, 1);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int m_snapshot(lua_State *L) {
+  Sandbox *sb = check_open(L);
+  Call c;
+  memset(&c, 0, sizeof c);
+  c.kind = K_SNAPSHOT;
+  if (!run(L, sb, &c, sb->setup)) return fail(L, 0);
+  assert(c.nres == 1 && sb->buf.size > 1);
+  lua_pushlstring(L, sb->buf.data + 1, sb->buf.size - 1); /* skip [ */
+  return 1;
+}
+
+static int m_restore(lua_State *L) {
+  Sandbox *sb = check_open(L);
+  Call c;
+  memset(&c, 0, sizeof c);
+  c.kind = K_RESTORE;
+  c.in = luaL_checklstring(L, 2, &c.inlen);
+  if (!run(L, sb, &c, sb->setup)) return fail(L, 0);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int m_cost(lua_State *L) {
+  Sandbox *sb = (Sandbox *)luaL_checkudata(L, 1, SANDBOX_MT);
+  lua_pushinteger(L, sb->last);
+  return 1;
+}
+
+static int m_memory(lua_State *L) {
+  Sandbox *sb = (Sandbox *)luaL_checkudata(L, 1, SANDBOX_MT);
+  lua_pushinteger(L, (lua_Integer)sb->mem);
+  return 1;
+}
+
+static lua_Integer check_budget(lua_State *L, int idx) {
+  lua_Integer b = luaL_checkinteger(L, idx);
+  luaL_argcheck(L, b > 0, idx, "budget must be a positive integer");
+  return b;
+}
+
+/* sandbox.new(source, name, budget, setup_budget [, memory]) */
+static int l_new(lua_State *L) {
+  Sandbox *sb;
+  Call c;
+  lua_State *S;
+  size_t len;
+  const char *src = luaL_checklstring(L, 1, &len);
+  const char *name = luaL_checkstring(L, 2);
+  lua_Integer budget = check_budget(L, 3), setup = check_budget(L, 4);
+  lua_Integer memory = luaL_optinteger(L, 5, 0);
+  luaL_argcheck(L, memory >= 0, 5, "memory limit must be >= 0 (0: none)");
+  lua_settop(L, 5);
+  lua_pushfstring(L, "=%s", name); /* 6: chunk name */
+  sb = (Sandbox *)lua_newuserdatauv(L, sizeof *sb, 0);
+  memset(sb, 0, sizeof *sb);
+  msgpack_sbuffer_init(&sb->buf);
+  luaL_setmetatable(L, SANDBOX_MT);
+  sb->budget = budget;
+  sb->setup = setup;
+  sb->mem_limit = (size_t)memory;
+  S = lua_newstate(sb_alloc, sb);
+  if (S == NULL) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "not enough memory for a state machine");
+    return 2;
+  }
+  *(Sandbox **)lua_getextraspace(S) = sb;
+  sb->S = S;
+  lua_pushcfunction(S, open_state);
+  if (lua_pcall(S, 0, 0, 0) != LUA_OK) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "cannot create a state machine: %s",
+                    lua_isstring(S, -1) ? lua_tostring(S, -1) : "?");
+    close_state(sb);
+    return 2;
+  }
+  memset(&c, 0, sizeof c);
+  c.kind = K_LOAD;
+  c.op = lua_tostring(L, 6);
+  c.in = src;
+  c.inlen = len;
+  if (!run(L, sb, &c, setup)) {
+    close_state(sb);
+    return fail(L, 0);
+  }
+  return 1;
+}
+
+int sandbox_open(lua_State *L) {
+  static const luaL_Reg methods[] = {{"call", m_call},
+                                     {"call_encoded", m_call_encoded},
+                                     {"session_closed", m_session_closed},
+                                     {"snapshot", m_snapshot},
+                                     {"restore", m_restore},
+                                     {"cost", m_cost},
+                                     {"memory", m_memory},
+                                     {"close", m_close},
+                                     {NULL, NULL}};
+  static const luaL_Reg funcs[] = {{"new", l_new}, {NULL, NULL}};
+  if (luaL_newmetatable(L, SANDBOX_MT)) {
+    luaL_newlib(L, methods);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, m_gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_pop(L, 1);
+  luaL_newlib(L, funcs);
+  lua_pushinteger(L, SANDBOX_STEP);
+  lua_setfield(L, -2, "STEP");
+  return 1;
+}
