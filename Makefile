@@ -135,7 +135,7 @@ bench: deps
 
 run: deps
 	@$(MAKE) --no-print-directory all
-	$(BIN) examples/runtime/tour.lua
+	@BIN=$(BIN) examples/kv/cluster.sh
 
 clean:
 	rm -rf build build-asan build-lint

@@ -52,13 +52,17 @@ local function list(s)
 end
 
 local here = arg[0]:match("^(.*)/[^/]*$") or "."
-local server = copycat.server{
+local ok_start, server = pcall(copycat.server, {
   name = opts.name, address = opts.address, client_address = opts.client_address,
   data_dir = opts.data, cluster = opts.cluster, type = opts.type,
   state_machine = here .. "/state_machine.lua",
   election_timeout = number("election_timeout"), heartbeat_interval = number("heartbeat_interval"),
   snapshot_threshold = number("snapshot_threshold"),
-}
+})
+if not ok_start then -- a configuration problem: say it plainly, no traceback
+  io.stderr:write("kv server: ", (tostring(server):gsub("^[^:]*:%d+: ", "")), "\n")
+  os.exit(1)
+end
 server:on("leader", function(detail) print(("[%s] %s"):format(opts.name, detail)) end)
 
 local ok, err

@@ -71,12 +71,13 @@ static void pack_bool(msgpack_packer *pk, bool v) {
 int proto_encode_hello(msgpack_sbuffer *out, const struct proto_hello *h) {
   msgpack_packer pk;
   msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
-  msgpack_pack_array(&pk, 5);
+  msgpack_pack_array(&pk, 6);
   pack_str(&pk, PROTO_MAGIC);
   msgpack_pack_uint64(&pk, h->version);
   pack_str(&pk, h->cluster);
   pack_str(&pk, h->role == PROTO_SERVER ? "server" : "client");
   pack_str(&pk, h->name);
+  pack_str(&pk, h->address);
   return 0;
 }
 
@@ -288,7 +289,7 @@ int proto_decode_hello(const void *data, size_t len, struct proto_hello *h,
   char magic[16], role[16];
   memset(h, 0, sizeof *h);
   mp_reader_init(&r, data, len);
-  if (mp_read_array(&r, &n) < 0 || n != 5 ||
+  if (mp_read_array(&r, &n) < 0 || n != 6 ||
       mp_read_name(&r, magic, sizeof magic) < 0 ||
       strcmp(magic, PROTO_MAGIC) != 0 || mp_read_uint(&r, &h->version) < 0)
     return fail(err, errlen,
@@ -303,7 +304,8 @@ int proto_decode_hello(const void *data, size_t len, struct proto_hello *h,
   }
   if (mp_read_name(&r, h->cluster, sizeof h->cluster) < 0 ||
       mp_read_name(&r, role, sizeof role) < 0 ||
-      mp_read_name(&r, h->name, sizeof h->name) < 0 || mp_left(&r) != 0)
+      mp_read_name(&r, h->name, sizeof h->name) < 0 ||
+      mp_read_name(&r, h->address, sizeof h->address) < 0 || mp_left(&r) != 0)
     return fail(err, errlen, "malformed hello");
   if (strcmp(role, "server") == 0)
     h->role = PROTO_SERVER;

@@ -34,10 +34,11 @@ struct proto_hello {
   char cluster[PROTO_CLUSTER_MAX];
   int role;
   char name[RAFT_NAME_MAX]; /* the sender's member name; "" for clients */
+  char address[RAFT_ADDR_MAX]; /* where the sender listens; "" for clients */
 };
 
 /* Appends the hello ["copycat", version, cluster, "server"|"client",
- * name] to out. */
+ * name, address] to out. */
 int proto_encode_hello(msgpack_sbuffer *out, const struct proto_hello *h);
 /* Decodes a hello frame. PROTO_EVERSION if the version differs (h->version
  * then holds the peer's), PROTO_EFORMAT if it is not a hello. */

@@ -95,6 +95,7 @@ static void on_connected(void *data, net_conn *c, int status,
   h.role = PROTO_SERVER;
   snprintf(h.cluster, sizeof h.cluster, "%s", s->cluster);
   snprintf(h.name, sizeof h.name, "%s", s->name);
+  snprintf(h.address, sizeof h.address, "%s", s->address);
   msgpack_sbuffer *sb = &s->scratch;
   size_t mark = sb->size;
   proto_encode_hello(sb, &h);
@@ -130,6 +131,35 @@ void peers__send(struct server *s, const struct raft_msg *m) {
   sb->size = mark;
 }
 
+static void drop_peer(struct peer *p);
+
+static struct peer *add_peer(struct server *s, const char *name,
+                             const char *address) {
+  for (int i = 0; i < SERVER_MAX_PEERS; i++) {
+    struct peer *p = &s->peers[i];
+    if (p->in_use || p->connecting) continue;
+    memset(p, 0, sizeof *p);
+    p->in_use = 1;
+    snprintf(p->name, sizeof p->name, "%s", name);
+    snprintf(p->address, sizeof p->address, "%s", address);
+    p->backoff_ms = BACKOFF_MIN_MS;
+    return p;
+  }
+  return NULL;
+}
+
+/* A server that said hello can be answered even before it is in our
+ * configuration (a joining member, or a leader we have not heard of yet):
+ * remember where it listens. */
+static void learn(struct server *s, const char *name, const char *address) {
+  if (strcmp(name, s->name) == 0) return;
+  struct peer *p = find_peer(s, name);
+  if (p && strcmp(p->address, address) == 0) return;
+  if (p) drop_peer(p);
+  p = add_peer(s, name, address);
+  if (p) p->learned = 1;
+}
+
 static void drop_peer(struct peer *p) {
   if (p->conn) {
     net_conn_set_data(p->conn, NULL);
@@ -146,21 +176,16 @@ void peers__sync(struct server *s) {
     struct peer *p = &s->peers[i];
     if (!p->in_use) continue;
     int k = raft_conf_find(c, p->name);
-    if (k < 0 || strcmp(c->m[k].address, p->address) != 0) drop_peer(p);
+    if (k < 0 && p->learned) continue; /* kept: it may be joining */
+    if (k < 0 || strcmp(c->m[k].address, p->address) != 0)
+      drop_peer(p);
+    else
+      p->learned = 0;
   }
   for (unsigned k = 0; k < c->n; k++) {
     if (strcmp(c->m[k].name, s->name) == 0 || find_peer(s, c->m[k].name))
       continue;
-    for (int i = 0; i < SERVER_MAX_PEERS; i++) {
-      struct peer *p = &s->peers[i];
-      if (p->in_use || p->connecting) continue;
-      memset(p, 0, sizeof *p);
-      p->in_use = 1;
-      snprintf(p->name, sizeof p->name, "%s", c->m[k].name);
-      snprintf(p->address, sizeof p->address, "%s", c->m[k].address);
-      p->backoff_ms = BACKOFF_MIN_MS;
-      break;
-    }
+    add_peer(s, c->m[k].name, c->m[k].address);
   }
 }
 
@@ -209,6 +234,7 @@ static void hello(struct inconn *ic, const char *data, size_t len) {
   }
   ic->role = h.role;
   snprintf(ic->name, sizeof ic->name, "%s", h.name);
+  if (h.role == PROTO_SERVER && h.address[0]) learn(s, h.name, h.address);
   msgpack_sbuffer sb;
   msgpack_sbuffer_init(&sb);
   pack_reply(&sb, "ok", s->name); /* lets bootstrap learn names */

@@ -20,6 +20,7 @@ struct peer {
   unsigned backoff_ms; /* next reconnect delay */
   uint64_t retry_at;   /* loop time (ms) before which we do not redial */
   int in_use;
+  int learned; /* from a hello, not (yet) in our configuration */
   struct server *conn_owner;
 };
 

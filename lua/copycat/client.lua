@@ -95,7 +95,7 @@ end
 local function dial(self, address)
   local conn, err = net.connect(address)
   if not conn then return nil, err end
-  conn:send({ "copycat", PROTOCOL_VERSION, self.cluster_id, "client", "" })
+  conn:send({ "copycat", PROTOCOL_VERSION, self.cluster_id, "client", "", "" })
   local reply, rerr = conn:recv(self.timeout)
   if type(reply) ~= "table" or reply[1] ~= "ok" then
     conn:close()
@@ -261,7 +261,7 @@ local function whois(address, cluster_id, timeout)
   local self = setmetatable({ cluster_id = cluster_id or "copycat", timeout = timeout or 1000 }, Client)
   local conn, err = net.connect(address)
   if not conn then return nil, err end
-  conn:send({ "copycat", PROTOCOL_VERSION, self.cluster_id, "client", "" })
+  conn:send({ "copycat", PROTOCOL_VERSION, self.cluster_id, "client", "", "" })
   local reply, rerr = conn:recv(self.timeout)
   conn:close()
   if type(reply) == "table" and reply[1] == "ok" then return reply[2] end

@@ -238,7 +238,9 @@ TEST(unknown_message_types_are_refused) {
 }
 
 TEST(hello_round_trips) {
-  struct proto_hello h = {PROTO_VERSION, "prod-eu", PROTO_SERVER, "n1"}, d;
+  struct proto_hello h = {PROTO_VERSION, "prod-eu", PROTO_SERVER, "n1",
+                          "127.0.0.1:5001"},
+                     d;
   msgpack_sbuffer sb;
   msgpack_sbuffer_init(&sb);
   proto_encode_hello(&sb, &h);
@@ -246,12 +248,13 @@ TEST(hello_round_trips) {
   CHECK_INT(proto_decode_hello(sb.data, sb.size, &d, err, sizeof err), ==, 0);
   CHECK(strcmp(d.cluster, "prod-eu") == 0);
   CHECK(strcmp(d.name, "n1") == 0);
+  CHECK(strcmp(d.address, "127.0.0.1:5001") == 0);
   CHECK_INT(d.role, ==, PROTO_SERVER);
   msgpack_sbuffer_destroy(&sb);
 }
 
 TEST(hello_with_another_version_is_refused_naming_both) {
-  struct proto_hello h = {PROTO_VERSION + 1, "c", PROTO_CLIENT, ""}, d;
+  struct proto_hello h = {PROTO_VERSION + 1, "c", PROTO_CLIENT, "", ""}, d;
   msgpack_sbuffer sb;
   msgpack_sbuffer_init(&sb);
   proto_encode_hello(&sb, &h);
@@ -269,13 +272,13 @@ TEST(garbage_is_not_a_hello) {
             PROTO_EFORMAT);
   CHECK(strstr(err, "not a copycat-lua hello") != NULL);
   const char wrong_role[] =
-      "\x95\xa7"
+      "\x96\xa7"
       "copycat"
       "\x01\xa1"
       "c"
       "\xa3"
       "spy"
-      "\xa0";
+      "\xa0\xa0";
   CHECK_INT(proto_decode_hello(wrong_role, sizeof wrong_role - 1, &d, err,
                                sizeof err),
             ==, PROTO_EFORMAT);
