@@ -4,12 +4,12 @@
  *   sim --seeds N --steps M [--seed S] [--nodes K] [--bug NAME] [--stop]
  *       [--trace]
  *
- * Runs seeds S .. S+N-1 (S defaults to 1), each for M steps of faults and
- * then a healing phase that must elect a leader and commit. A failing seed
- * prints the command that replays it and the trace leading to the
- * violation. --stop ends at the first failing seed. The last line is
- * always "N passed, N failed" (seeds); the exit status is non-zero if any
- * seed failed.
+ * Runs seeds S .. S+N-1 (S defaults to 1) with K voters (default: 3 for
+ * odd seeds, 5 for even ones) and two spare servers that may join, each for M
+ * steps of faults and then a healing phase that must elect a leader and commit.
+ * A failing seed prints the command that replays it and the trace leading to
+ * the violation. --stop ends at the first failing seed. The last line is always
+ * "N passed, N failed" (seeds); the exit status is non-zero if any seed failed.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,7 +35,7 @@ static bool number(const char *s, long long *out) {
 }
 
 int main(int argc, char **argv) {
-  long long seeds = 1, steps = 5000, first = 1, nodes = 3;
+  long long seeds = 1, steps = 5000, first = 1, nodes = 0;
   bool trace = false, stop = false;
   const char *bug = NULL;
   unsigned bugs = 0;
@@ -72,7 +72,9 @@ int main(int argc, char **argv) {
        transfers = 0, installs = 0;
   for (long long seed = first; seed < first + seeds; seed++) {
     struct sim s;
-    sim_init(&s, (uint64_t)seed, (int)nodes, bugs, trace);
+    /* Without --nodes, seeds alternate between 3 and 5 voters. */
+    int k = nodes ? (int)nodes : (seed % 2 ? 3 : 5);
+    sim_init(&s, (uint64_t)seed, k, bugs, trace);
     bool ok = sim_run(&s, (long)steps);
     elections += s.n_elections;
     writes += s.n_applied_writes;

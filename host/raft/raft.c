@@ -211,9 +211,11 @@ static void become_leader(struct raft *r) {
   raft_bcast_append(r);
 }
 
+/* Ask every voter that has not answered yet. */
 static void send_votes(struct raft *r, bool prevote, bool transfer) {
   for (unsigned i = 0; i < r->conf.n; i++) {
-    if ((int)i == r->self || !raft_is_voter(r, (int)i)) continue;
+    if ((int)i == r->self || !raft_is_voter(r, (int)i) || r->responded[i])
+      continue;
     struct raft_msg *m = raft_new_msg(r, RAFT_MSG_VOTE, r->conf.m[i].name);
     if (!m) return;
     m->term = prevote ? r->term + 1 : r->term;
@@ -315,6 +317,10 @@ void raft_tick(struct raft *r) {
       campaign(r, r->opt.pre_vote, false);
     else
       raft_reset_timeout(r);
+  } else if (r->role != RAFT_FOLLOWER &&
+             r->election_elapsed % r->opt.heartbeat_interval == 0) {
+    /* Requests or answers may have been lost: ask the silent again. */
+    send_votes(r, r->role == RAFT_PRECANDIDATE, r->transfer_campaign);
   }
 }
 
