@@ -671,7 +671,13 @@ static void do_operator(struct sim *s) {
   } else {
     return;
   }
-  if (rc == 0 && action != 0) s->n_changes++;
+  if (rc == 0 && action != 0) {
+    s->n_changes++;
+    /* A leader failing right after starting a change leaves it
+     * uncommitted for the next leader to deal with. */
+    if (rnd(s, 100) < s->crash_new_leader_pct)
+      push(s, s->now + rnd(s, 4), EV_CRASH, l);
+  }
   sim_log(s, "OPERATOR on %s: %s %s -> %s", s->nodes[l].name, what, tn->name,
           raft_strerror(rc));
   drain(s, l);
@@ -825,7 +831,7 @@ static bool step(struct sim *s) {
     push(s, s->now, EV_CRASH, s->first_commit);
   /* Membership changes right after an election probe the rule that a new
    * leader first commits an entry of its own term. */
-  if (s->n_elections > elections && rnd(s, 3) == 0)
+  if (s->n_elections > elections && rnd(s, 3) != 0)
     push(s, s->now + rnd(s, 3), EV_OPERATOR_ONCE, -1);
   /* ...and so does a leader crashing before its first entries spread. */
   if (s->n_elections > elections && rnd(s, 100) < s->crash_new_leader_pct)
