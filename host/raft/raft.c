@@ -125,6 +125,7 @@ int raft_bootstrap(struct raft *r, const struct raft_conf *conf) {
   e.buf = raft_conf_encode(conf);
   if (!e.buf) return RAFT_ENOMEM;
   r->term = 1;
+  r->have_leader_contact = false; /* a new cluster has no leader to keep */
   raft_set_hs_dirty(r);
   int rc = raft_log_append(&r->log, &e);
   if (rc == 0) raft_conf_on_append(r, 1, &e);
@@ -330,7 +331,6 @@ void raft_tick(struct raft *r) {
  * a leader) ignores requests to replace it, unless they come from a
  * leadership transfer. This is what makes leases and pre-vote safe. */
 static bool in_lease(const struct raft *r) {
-  if (!r->opt.check_quorum) return false;
   if (r->role == RAFT_LEADER) return true;
   return r->role == RAFT_FOLLOWER && r->have_leader_contact &&
          r->election_elapsed < r->opt.election_timeout;

@@ -154,11 +154,14 @@ TEST(election_rejects_candidate_with_out_of_date_log) {
   fx_propose(&f, 0, "x");
   fx_deliver_all(&f);
   CHECK_INT(raft_last_index(f.nodes[1].r), ==, 3);
-  /* "c" claims a log ending at (2, term 2): shorter than b's (3, 2). */
+  /* "c" claims a log ending at (2, term 2): shorter than b's (3, 2).
+   * (Marked as a transfer so that b's loyalty to a does not interfere.) */
   struct raft_msg m = vote_req("c", "b", 3, 2, 2);
+  m.u.vote.transfer = true;
   CHECK_INT(granted(&f, 1, &m), ==, 0);
   /* A higher last term wins even with fewer entries. */
   struct raft_msg m2 = vote_req("c", "b", 4, 1, 3);
+  m2.u.vote.transfer = true;
   CHECK_INT(granted(&f, 1, &m2), ==, 1);
   fx_free(&f);
 }

@@ -234,6 +234,21 @@ static inline bool fx_elect(struct fx *f, int i) {
   return raft_role(f->nodes[i].r) == RAFT_LEADER;
 }
 
+/* Make node i campaign at once as if told by a leadership transfer, which
+ * voters honour even while sticky to a leader. */
+static inline bool fx_force_elect(struct fx *f, int i) {
+  struct raft_msg m;
+  memset(&m, 0, sizeof m);
+  m.type = RAFT_MSG_TIMEOUT_NOW;
+  m.term = raft_term(f->nodes[i].r);
+  strcpy(m.from, f->nodes[(i + 1) % f->n].name);
+  strcpy(m.to, f->nodes[i].name);
+  raft_step(f->nodes[i].r, &m);
+  fx_drain(f, i);
+  fx_deliver_all(f);
+  return raft_role(f->nodes[i].r) == RAFT_LEADER;
+}
+
 static inline void fx_isolate(struct fx *f, int i, bool cut) {
   for (int k = 0; k < f->n; k++) f->cut[i][k] = f->cut[k][i] = cut;
 }
