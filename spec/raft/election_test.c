@@ -45,7 +45,8 @@ TEST(election_timeout_is_randomized_within_one_to_two_timeouts) {
     raft_free(r);
   }
   bool differ = false;
-  for (int s = 1; s < 8; s++) differ |= first[s] != first[0];
+  for (int s = 1; s < 8; s++)
+    differ |= first[s] != first[0];
   CHECK(differ);
 }
 
@@ -53,7 +54,8 @@ TEST(election_candidate_term_and_vote_durable_before_requests) {
   struct fx f;
   fx_init_with(&f, 3, 3, no_prevote);
   struct raft *r = f.nodes[0].r;
-  while (raft_role(r) == RAFT_FOLLOWER) raft_tick(r);
+  while (raft_role(r) == RAFT_FOLLOWER)
+    raft_tick(r);
   struct raft_ready rd;
   raft_ready_get(r, &rd);
   /* The same ready that carries the vote requests carries the new term
@@ -69,8 +71,8 @@ TEST(election_candidate_term_and_vote_durable_before_requests) {
   fx_free(&f);
 }
 
-static struct raft_msg vote_req(const char *from, const char *to,
-                                uint64_t term, uint64_t li, uint64_t lt) {
+static struct raft_msg vote_req(const char *from, const char *to, uint64_t term,
+                                uint64_t li, uint64_t lt) {
   struct raft_msg m;
   memset(&m, 0, sizeof m);
   m.type = RAFT_MSG_VOTE;
@@ -89,8 +91,7 @@ static int granted(struct fx *f, int i, const struct raft_msg *m) {
   fx_drain(f, i);
   int g = -1;
   for (int k = 0; k < f->nq; k++)
-    if (f->q[k].type == RAFT_MSG_VOTE_RESP)
-      g = f->q[k].u.vote_resp.granted;
+    if (f->q[k].type == RAFT_MSG_VOTE_RESP) g = f->q[k].u.vote_resp.granted;
   fx_drop_all(f);
   return g;
 }
@@ -136,8 +137,8 @@ TEST(election_vote_survives_restart) {
   raft_conf_add(&c, "a", "addr", RAFT_ACTIVE);
   raft_conf_add(&c, "b", "addr", RAFT_ACTIVE);
   raft_conf_add(&c, "c", "addr", RAFT_ACTIVE);
-  struct raft_entry e = {.term = 1, .type = RAFT_CONFIG,
-                         .buf = raft_conf_encode(&c)};
+  struct raft_entry e = {
+      .term = 1, .type = RAFT_CONFIG, .buf = raft_conf_encode(&c)};
   CHECK_INT(raft_load(r, &f.nodes[0].hs, NULL, 1, &e, 1), ==, 0);
   raft_buf_unref(e.buf);
   raft_free(f.nodes[0].r);

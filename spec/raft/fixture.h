@@ -80,8 +80,7 @@ static inline void fx_init_with(struct fx *f, int n, int voters,
   memset(&c, 0, sizeof c);
   for (int i = 0; i < n; i++) {
     snprintf(f->nodes[i].name, sizeof f->nodes[i].name, "%c", 'a' + i);
-    if (i < voters)
-      raft_conf_add(&c, f->nodes[i].name, "addr", RAFT_ACTIVE);
+    if (i < voters) raft_conf_add(&c, f->nodes[i].name, "addr", RAFT_ACTIVE);
   }
   for (int i = 0; i < n; i++) {
     struct fx_node *x = &f->nodes[i];
@@ -101,8 +100,10 @@ static inline void fx_init(struct fx *f, int n) {
 }
 
 static inline void fx_free(struct fx *f) {
-  for (int k = 0; k < f->nq; k++) raft_msg_clear(&f->q[k]);
-  for (int i = 0; i < f->n; i++) raft_free(f->nodes[i].r);
+  for (int k = 0; k < f->nq; k++)
+    raft_msg_clear(&f->q[k]);
+  for (int i = 0; i < f->n; i++)
+    raft_free(f->nodes[i].r);
 }
 
 static inline void fx_persist_now(struct fx *f, int i) {
@@ -208,7 +209,8 @@ static inline void fx_deliver_all(struct fx *f) {
 
 /* Drop every queued message. */
 static inline void fx_drop_all(struct fx *f) {
-  for (int k = 0; k < f->nq; k++) raft_msg_clear(&f->q[k]);
+  for (int k = 0; k < f->nq; k++)
+    raft_msg_clear(&f->q[k]);
   f->nq = 0;
 }
 
@@ -222,7 +224,8 @@ static inline void fx_tick(struct fx *f, int i, int times) {
 
 /* Tick every live node once, then deliver everything: one round. */
 static inline void fx_round(struct fx *f) {
-  for (int i = 0; i < f->n; i++) fx_tick(f, i, 1);
+  for (int i = 0; i < f->n; i++)
+    fx_tick(f, i, 1);
   fx_deliver_all(f);
 }
 
@@ -250,7 +253,8 @@ static inline bool fx_force_elect(struct fx *f, int i) {
 }
 
 static inline void fx_isolate(struct fx *f, int i, bool cut) {
-  for (int k = 0; k < f->n; k++) f->cut[i][k] = f->cut[k][i] = cut;
+  for (int k = 0; k < f->n; k++)
+    f->cut[i][k] = f->cut[k][i] = cut;
 }
 
 static inline int64_t fx_propose(struct fx *f, int i, const char *data) {

@@ -15,7 +15,8 @@ TEST(prevote_does_not_bump_term) {
   uint64_t term = raft_term(f.nodes[0].r);
   /* "c" is cut off and times out again and again. */
   fx_isolate(&f, 2, true);
-  for (int k = 0; k < 100; k++) fx_round(&f);
+  for (int k = 0; k < 100; k++)
+    fx_round(&f);
   CHECK_INT(raft_role(f.nodes[2].r), ==, RAFT_PRECANDIDATE);
   CHECK_INT(raft_term(f.nodes[2].r), ==, term);
   CHECK_INT(f.nodes[2].hs.term, ==, term);
@@ -29,9 +30,11 @@ TEST(prevote_returning_node_does_not_disrupt_leader) {
   CHECK(fx_elect(&f, 0));
   uint64_t term = raft_term(f.nodes[0].r);
   fx_isolate(&f, 2, true);
-  for (int k = 0; k < 100; k++) fx_round(&f);
+  for (int k = 0; k < 100; k++)
+    fx_round(&f);
   fx_isolate(&f, 2, false);
-  for (int k = 0; k < 30; k++) fx_round(&f);
+  for (int k = 0; k < 30; k++)
+    fx_round(&f);
   CHECK_INT(raft_role(f.nodes[0].r), ==, RAFT_LEADER);
   CHECK_INT(raft_term(f.nodes[0].r), ==, term);
   CHECK_INT(raft_role(f.nodes[2].r), ==, RAFT_FOLLOWER);
@@ -49,8 +52,7 @@ TEST(prevote_granted_then_real_election_bumps_term_once) {
 }
 
 static struct raft_msg vote(const char *from, const char *to, uint64_t term,
-                            uint64_t li, uint64_t lt, bool pre,
-                            bool transfer) {
+                            uint64_t li, uint64_t lt, bool pre, bool transfer) {
   struct raft_msg m;
   memset(&m, 0, sizeof m);
   m.type = RAFT_MSG_VOTE;
@@ -136,7 +138,8 @@ TEST(checkquorum_leader_with_majority_stays) {
   fx_init_with(&f, 3, 3, with_cq);
   CHECK(fx_force_elect(&f, 0));
   fx_isolate(&f, 2, true); /* a minority is gone */
-  for (int k = 0; k < 60; k++) fx_round(&f);
+  for (int k = 0; k < 60; k++)
+    fx_round(&f);
   CHECK_INT(raft_role(f.nodes[0].r), ==, RAFT_LEADER);
   fx_free(&f);
 }
