@@ -475,7 +475,7 @@ static void drain(struct sim *s, int i) {
     serve_reads(s, i, &rd);
     struct raft_chunk_req reqs[8];
     size_t nreq = rd.n_chunk_reqs < 8 ? rd.n_chunk_reqs : 8;
-    memcpy(reqs, rd.chunk_reqs, nreq * sizeof *reqs);
+    if (nreq) memcpy(reqs, rd.chunk_reqs, nreq * sizeof *reqs);
     raft_ready_done(n->r, &rd);
     for (size_t k = 0; k < nreq; k++) {
       unsigned char bytes[96];

@@ -164,7 +164,7 @@ static inline void fx_drain(struct fx *f, int i) {
     }
     struct raft_chunk_req req[4];
     size_t nreq = rd.n_chunk_reqs < 4 ? rd.n_chunk_reqs : 4;
-    memcpy(req, rd.chunk_reqs, nreq * sizeof *req);
+    if (nreq) memcpy(req, rd.chunk_reqs, nreq * sizeof *req);
     raft_ready_done(x->r, &rd);
     for (size_t k = 0; k < nreq; k++) {
       size_t total = sizeof x->snap, off = (size_t)req[k].offset;
