@@ -34,6 +34,7 @@ static void check_leaders(struct sim *s) {
     if (who == 0) {
       s->leader_of_term[t] = (uint64_t)i + 1;
       s->n_elections++;
+      s->new_leader = i;
       sim_log(s, "%s is leader of term %llu (last %llu commit %llu)", n->name,
               (unsigned long long)t, (unsigned long long)raft_last_index(n->r),
               (unsigned long long)raft_commit_index(n->r));
@@ -74,6 +75,11 @@ void check_step(struct sim *s) {
       sim_fail(s, "%s: applied index went back from %llu to %llu", n->name,
                (unsigned long long)n->seen_applied,
                (unsigned long long)n->applied);
+    if (c > n->seen_commit && raft_role(n->r) == RAFT_LEADER &&
+        n->first_commit_term != raft_term(n->r)) {
+      n->first_commit_term = raft_term(n->r);
+      s->first_commit = i; /* a leader's first commit of its term */
+    }
     n->seen_commit = c;
     n->seen_applied = n->applied;
   }

@@ -4,12 +4,12 @@
  *   sim --seeds N --steps M [--seed S] [--nodes K] [--bug NAME] [--stop]
  *       [--trace]
  *
- * Runs seeds S .. S+N-1 (S defaults to 1), each for M steps of faults and
- * then a healing phase that must elect a leader and commit. A failing seed
- * prints the command that replays it and the trace leading to the
- * violation. --stop ends at the first failing seed. The last line is
- * always "N passed, N failed" (seeds); the exit status is non-zero if any
- * seed failed.
+ * Runs seeds S .. S+N-1 (S defaults to 1) with K voters (default: 3, 4
+ * or 5 by seed) and two spare servers that may join, each for M
+ * steps of faults and then a healing phase that must elect a leader and commit.
+ * A failing seed prints the command that replays it and the trace leading to
+ * the violation. --stop ends at the first failing seed. The last line is always
+ * "N passed, N failed" (seeds); the exit status is non-zero if any seed failed.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,7 +35,7 @@ static bool number(const char *s, long long *out) {
 }
 
 int main(int argc, char **argv) {
-  long long seeds = 1, steps = 5000, first = 1, nodes = 3;
+  long long seeds = 1, steps = 5000, first = 1, nodes = 0;
   bool trace = false, stop = false;
   const char *bug = NULL;
   unsigned bugs = 0;
@@ -72,7 +72,9 @@ int main(int argc, char **argv) {
        transfers = 0, installs = 0;
   for (long long seed = first; seed < first + seeds; seed++) {
     struct sim s;
-    sim_init(&s, (uint64_t)seed, (int)nodes, bugs, trace);
+    /* Without --nodes, seeds rotate through 3, 4 and 5 voters. */
+    int k = nodes ? (int)nodes : 3 + (int)(seed % 3);
+    sim_init(&s, (uint64_t)seed, k, bugs, trace);
     bool ok = sim_run(&s, (long)steps);
     elections += s.n_elections;
     writes += s.n_applied_writes;
@@ -87,9 +89,9 @@ int main(int argc, char **argv) {
       failed++;
       printf("FAIL seed %lld after %ld steps: %s\n", seed, s.steps, s.why);
       printf(
-          "replay: %s --seeds 1 --seed %lld --steps %lld --nodes %lld%s%s"
+          "replay: %s --seeds 1 --seed %lld --steps %lld --nodes %d%s%s"
           " --trace\n",
-          argv[0], seed, steps, nodes, bug ? " --bug " : "", bug ? bug : "");
+          argv[0], seed, steps, k, bug ? " --bug " : "", bug ? bug : "");
       printf("last events:\n");
       sim_dump_trace(&s, stdout, trace ? 0 : 60);
       printf("nodes at the violation:\n");

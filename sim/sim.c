@@ -17,12 +17,15 @@ enum {
   EV_READ,
   EV_FAULT,
   EV_RESTART,
-  EV_OPERATOR
+  EV_OPERATOR,
+  EV_OPERATOR_ONCE,
+  EV_CRASH
 };
 
 struct sim_event {
   int64_t at;
   uint64_t seq;
+  uint64_t opid; /* EV_DISK: which write completes */
   int kind, node, inc, from;
   struct raft_msg msg;
 };
@@ -142,7 +145,8 @@ static void options(struct sim *s, struct sim_node *n, struct raft_options *o) {
   o->heartbeat_interval = 3;
   o->lease_drift = 2;
   o->seed = rnd64(s);
-  o->max_append_bytes = (size_t)(100 + rnd(s, 2000));
+  /* Some nodes send one entry per message, to split batches. */
+  o->max_append_bytes = rnd(s, 3) ? (size_t)(100 + rnd(s, 2000)) : 1;
   o->max_inflight_msgs = 1 + (unsigned)rnd(s, 8);
   o->max_inflight_bytes = (size_t)(500 + rnd(s, 10000));
   o->max_uncommitted_bytes = (size_t)(2000 + rnd(s, 20000));
@@ -381,6 +385,7 @@ static void install(struct sim *s, struct sim_node *n,
   if (rd->snap_drop_log) {
     dlog_truncate(n, n->dbase + 1);
     n->dbase = idx;
+    drop_ops(n); /* writes of the discarded log are moot */
   } else {
     dlog_drop_to(n, idx);
   }
@@ -403,6 +408,7 @@ static void persist(struct sim *s, int i, const struct raft_ready *rd) {
   }
   struct sim_diskop *op = &n->ops[n->nops++];
   op->first = rd->persist_first;
+  op->id = ++n->opseq;
   op->n = rd->n_persist;
   op->entries = malloc(op->n * sizeof *op->entries);
   if (!op->entries) abort();
@@ -415,7 +421,7 @@ static void persist(struct sim *s, int i, const struct raft_ready *rd) {
   op->done_at = s->now + delay;
   if (n->nops > 1 && n->ops[n->nops - 2].done_at > op->done_at)
     op->done_at = n->ops[n->nops - 2].done_at;
-  push(s, op->done_at, EV_DISK, i);
+  push(s, op->done_at, EV_DISK, i)->opid = op->id;
 }
 
 static void drain(struct sim *s, int i) {
@@ -435,6 +441,20 @@ static void drain(struct sim *s, int i) {
     }
     if (rd.snap_install) install(s, n, &rd);
     if (rd.n_persist) persist(s, i, &rd);
+    /* A leader may crash after applying its first commit of a term but
+     * before its next messages leave (the host applies, then sends). */
+    bool crash_now = rd.n_committed && raft_role(n->r) == RAFT_LEADER &&
+                     n->first_commit_term != raft_term(n->r) &&
+                     rnd(s, 100) < s->crash_new_leader_pct;
+    if (crash_now) {
+      for (size_t k = 0; k < rd.n_committed && !s->failed; k++)
+        apply(s, n, rd.commit_first + k, &rd.committed[k]);
+      raft_ready_done(n->r, &rd);
+      sim_log(s, "%s crashes after applying, before sending", n->name);
+      node_crash(s, i);
+      push(s, s->now + 10 + rnd(s, 150), EV_RESTART, i);
+      return;
+    }
     for (size_t k = 0; k < rd.n_msgs; k++) {
       if (s->trace || s->ring) {
         char d[120];
@@ -444,13 +464,18 @@ static void drain(struct sim *s, int i) {
                 (unsigned long long)rd.msgs[k].term, d);
       }
       send(s, i, &rd.msgs[k]);
+      /* Crash right after voting: the vote must have been durable. */
+      if (rd.msgs[k].type == RAFT_MSG_VOTE_RESP &&
+          rd.msgs[k].u.vote_resp.granted && !rd.msgs[k].u.vote_resp.prevote &&
+          rnd(s, 100) < s->crash_after_vote_pct)
+        push(s, s->now, EV_CRASH, i);
     }
     for (size_t k = 0; k < rd.n_committed && !s->failed; k++)
       apply(s, n, rd.commit_first + k, &rd.committed[k]);
     serve_reads(s, i, &rd);
     struct raft_chunk_req reqs[8];
     size_t nreq = rd.n_chunk_reqs < 8 ? rd.n_chunk_reqs : 8;
-    memcpy(reqs, rd.chunk_reqs, nreq * sizeof *reqs);
+    if (nreq) memcpy(reqs, rd.chunk_reqs, nreq * sizeof *reqs);
     raft_ready_done(n->r, &rd);
     for (size_t k = 0; k < nreq; k++) {
       unsigned char bytes[96];
@@ -646,15 +671,21 @@ static void do_operator(struct sim *s) {
   } else {
     return;
   }
-  if (rc == 0 && action != 0) s->n_changes++;
+  if (rc == 0 && action != 0) {
+    s->n_changes++;
+    /* A leader failing right after starting a change leaves it
+     * uncommitted for the next leader to deal with. */
+    if (rnd(s, 100) < s->crash_new_leader_pct)
+      push(s, s->now + rnd(s, 4), EV_CRASH, l);
+  }
   sim_log(s, "OPERATOR on %s: %s %s -> %s", s->nodes[l].name, what, tn->name,
           raft_strerror(rc));
   drain(s, l);
 }
 
-static void disk_done(struct sim *s, int i) {
+static void disk_done(struct sim *s, int i, uint64_t opid) {
   struct sim_node *n = &s->nodes[i];
-  if (!n->nops) return;
+  if (!n->nops || n->ops[0].id != opid) return; /* cancelled */
   struct sim_diskop op = n->ops[0];
   memmove(n->ops, n->ops + 1, (n->nops - 1) * sizeof *n->ops);
   n->nops--;
@@ -694,7 +725,7 @@ static void handle(struct sim *s, struct sim_event *e) {
       break;
     case EV_DISK:
       if (!n->up || e->inc != n->incarnation) break;
-      disk_done(s, e->node);
+      disk_done(s, e->node, e->opid);
       break;
     case EV_PROPOSE:
       do_propose(s);
@@ -723,7 +754,16 @@ static void handle(struct sim *s, struct sim_event *e) {
     case EV_OPERATOR:
       if (!s->healing) {
         do_operator(s);
-        push(s, s->now + 100 + rnd(s, 300), EV_OPERATOR, -1);
+        push(s, s->now + 50 + rnd(s, 150), EV_OPERATOR, -1);
+      }
+      break;
+    case EV_OPERATOR_ONCE:
+      if (!s->healing) do_operator(s);
+      break;
+    case EV_CRASH: /* a crash at an interesting moment */
+      if (n->up && e->inc == n->incarnation && !s->healing) {
+        node_crash(s, e->node);
+        push(s, s->now + 10 + rnd(s, 150), EV_RESTART, e->node);
       }
       break;
   }
@@ -753,6 +793,8 @@ void sim_init(struct sim *s, uint64_t seed, int nodes, unsigned bugs,
   s->loss_pct = rnd(s, 5);
   s->dup_pct = rnd(s, 5);
   s->long_delay_pct = rnd(s, 5);
+  s->crash_after_vote_pct = rnd(s, 2) ? 0 : 10 + rnd(s, 30);
+  s->crash_new_leader_pct = rnd(s, 2) ? 0 : 20 + rnd(s, 50);
   push(s, 5, EV_PROPOSE, -1);
   push(s, 7, EV_READ, -1);
   push(s, 200 + rnd(s, 300), EV_FAULT, -1);
@@ -782,7 +824,19 @@ static bool step(struct sim *s) {
   s->now = e->at;
   handle(s, e);
   free_event(e);
+  long elections = s->n_elections;
+  s->first_commit = -1;
   if (!s->failed) check_step(s);
+  if (s->first_commit >= 0 && rnd(s, 100) < s->crash_new_leader_pct)
+    push(s, s->now, EV_CRASH, s->first_commit);
+  /* Membership changes right after an election probe the rule that a new
+   * leader first commits an entry of its own term. */
+  if (s->n_elections > elections && rnd(s, 3) != 0)
+    push(s, s->now + rnd(s, 3), EV_OPERATOR_ONCE, -1);
+  /* ...and so does a leader crashing before its first entries spread. */
+  if (s->n_elections > elections && rnd(s, 100) < s->crash_new_leader_pct)
+    push(s, s->now + (rnd(s, 2) ? rnd(s, 8) : rnd(s, 30)), EV_CRASH,
+         s->new_leader);
   return true;
 }
 

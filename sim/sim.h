@@ -16,6 +16,7 @@
 
 /* A pending write of log entries on a simulated disk. */
 struct sim_diskop {
+  uint64_t id;
   uint64_t first; /* truncate from here, then append */
   size_t n;
   struct raft_entry *entries;
@@ -42,12 +43,14 @@ struct sim_node {
   /* disk queue (FIFO) */
   struct sim_diskop *ops;
   size_t nops, capops;
+  uint64_t opseq;
   int64_t slow_until;
   /* state machine */
   uint64_t applied, digest;
   uint64_t snap_every;
   /* monotonicity checks, per incarnation */
   uint64_t seen_commit, seen_applied;
+  uint64_t first_commit_term; /* term of this node's last first-commit */
 };
 
 struct sim_event;
@@ -81,6 +84,9 @@ struct sim {
   /* network faults */
   bool blocked[SIM_MAX_NODES][SIM_MAX_NODES];
   int loss_pct, dup_pct, long_delay_pct;
+  int crash_after_vote_pct, crash_new_leader_pct; /* targeted crashes */
+  int new_leader;   /* node that just became leader (set by the checks) */
+  int first_commit; /* leader that just committed for the first time */
   bool healing, heal_done;
   /* checks */
   uint64_t *leader_of_term; /* node id + 1 per term, 0 = none */

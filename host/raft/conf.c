@@ -112,7 +112,8 @@ void raft_conf_adopt(struct raft *r, const struct raft_conf *c,
 
 void raft_conf_on_append(struct raft *r, uint64_t index,
                          const struct raft_entry *e) {
-  if (e->type != RAFT_CONFIG || BUG(r, CONFIG_ON_COMMIT)) return;
+  if (e->type != RAFT_CONFIG) return;
+  if (BUG(r, CONFIG_ON_COMMIT) && index > 1) return; /* bootstrap: as is */
   struct raft_conf c;
   if (e->buf == NULL || raft_conf_decode(&c, e->buf->data, e->buf->len) != 0)
     return; /* proposals are validated; a bad entry cannot arrive */

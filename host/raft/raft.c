@@ -125,6 +125,7 @@ int raft_bootstrap(struct raft *r, const struct raft_conf *conf) {
   e.buf = raft_conf_encode(conf);
   if (!e.buf) return RAFT_ENOMEM;
   r->term = 1;
+  r->have_leader_contact = false; /* a new cluster has no leader to keep */
   raft_set_hs_dirty(r);
   int rc = raft_log_append(&r->log, &e);
   if (rc == 0) raft_conf_on_append(r, 1, &e);
@@ -211,9 +212,11 @@ static void become_leader(struct raft *r) {
   raft_bcast_append(r);
 }
 
+/* Ask every voter that has not answered yet. */
 static void send_votes(struct raft *r, bool prevote, bool transfer) {
   for (unsigned i = 0; i < r->conf.n; i++) {
-    if ((int)i == r->self || !raft_is_voter(r, (int)i)) continue;
+    if ((int)i == r->self || !raft_is_voter(r, (int)i) || r->responded[i])
+      continue;
     struct raft_msg *m = raft_new_msg(r, RAFT_MSG_VOTE, r->conf.m[i].name);
     if (!m) return;
     m->term = prevote ? r->term + 1 : r->term;
@@ -315,6 +318,10 @@ void raft_tick(struct raft *r) {
       campaign(r, r->opt.pre_vote, false);
     else
       raft_reset_timeout(r);
+  } else if (r->role != RAFT_FOLLOWER &&
+             r->election_elapsed % r->opt.heartbeat_interval == 0) {
+    /* Requests or answers may have been lost: ask the silent again. */
+    send_votes(r, r->role == RAFT_PRECANDIDATE, r->transfer_campaign);
   }
 }
 
@@ -324,7 +331,6 @@ void raft_tick(struct raft *r) {
  * a leader) ignores requests to replace it, unless they come from a
  * leadership transfer. This is what makes leases and pre-vote safe. */
 static bool in_lease(const struct raft *r) {
-  if (!r->opt.check_quorum) return false;
   if (r->role == RAFT_LEADER) return true;
   return r->role == RAFT_FOLLOWER && r->have_leader_contact &&
          r->election_elapsed < r->opt.election_timeout;

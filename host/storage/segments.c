@@ -26,6 +26,7 @@ void segs_init(struct segs *g, struct store_io *io, const char *dir,
   snprintf(g->dir, sizeof g->dir, "%s", dir ? dir : "");
   g->seg_size = seg_size;
   g->fd = -1;
+  g->spare_fd = -1;
   g->next = next;
   g->offs_first = next;
 }
@@ -33,6 +34,13 @@ void segs_init(struct segs *g, struct store_io *io, const char *dir,
 void segs_close(struct segs *g) {
   if (g->fd >= 0) g->io->close(g->io, g->fd);
   g->fd = -1;
+  if (g->spare_fd >= 0) {
+    char path[PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/" SEG_SPARE, g->dir);
+    g->io->close(g->io, g->spare_fd);
+    g->io->unlink(g->io, path);
+    g->spare_fd = -1;
+  }
   free(g->firsts);
   free(g->offs);
   g->firsts = NULL;
@@ -89,27 +97,38 @@ int segs_add_record(struct segs *g, uint64_t index, uint64_t off) {
  * one. The previous open segment must be synced and closed already. */
 static int create_segment(struct segs *g, char *err) {
   struct store_io *io = g->io;
-  char path[PATH_MAX], tmp[PATH_MAX + 8];
+  char path[PATH_MAX], tmp[PATH_MAX + 32];
   uint64_t first = g->next;
   assert(g->fd < 0);
   segs_path(g, path, sizeof path, first);
   snprintf(tmp, sizeof tmp, "%s.tmp", path);
   uint8_t h[SEG_HEADER_SIZE];
   seg_header_encode(h, first);
-  int fd = io->open(io, tmp, O_RDWR | O_CREAT | O_TRUNC, 0644);
-  if (fd < 0) return fail(err, tmp, "create", 0, errno);
-  int rc;
-  if ((rc = io_pwrite_all(io, fd, h, sizeof h, 0)) != 0) {
-    rc = fail(err, tmp, "write of the header", 0, -rc);
-  } else if (io->fallocate(io, fd, 0, (off_t)g->seg_size) != 0) {
-    rc = fail(err, tmp, "preallocation", 0, errno);
-  } else if (io->fsync(io, fd) != 0) {
-    rc = fail(err, tmp, "fsync", 0, errno);
-  } else if (io->rename(io, tmp, path) != 0) {
-    rc = fail(err, path, "rename", 0, errno);
-  } else if ((rc = io_sync_dir(io, g->dir)) != 0) {
-    rc = fail(err, g->dir, "fsync of the directory", 0, -rc);
+  int fd, rc;
+  if (g->spare_fd >= 0) {
+    /* The spare is allocated and durable already: only the header needs
+     * to reach the disk before the rename. */
+    fd = g->spare_fd;
+    g->spare_fd = -1;
+    snprintf(tmp, sizeof tmp, "%s/" SEG_SPARE, g->dir);
+    if ((rc = io_pwrite_all(io, fd, h, sizeof h, 0)) != 0)
+      rc = fail(err, tmp, "write of the header", 0, -rc);
+    else if (io->fdatasync(io, fd) != 0)
+      rc = fail(err, tmp, "fdatasync", 0, errno);
+  } else {
+    fd = io->open(io, tmp, O_RDWR | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) return fail(err, tmp, "create", 0, errno);
+    if ((rc = io_pwrite_all(io, fd, h, sizeof h, 0)) != 0)
+      rc = fail(err, tmp, "write of the header", 0, -rc);
+    else if (io->fallocate(io, fd, 0, (off_t)g->seg_size) != 0)
+      rc = fail(err, tmp, "preallocation", 0, errno);
+    else if (io->fsync(io, fd) != 0)
+      rc = fail(err, tmp, "fsync", 0, errno);
   }
+  if (rc == 0 && io->rename(io, tmp, path) != 0)
+    rc = fail(err, path, "rename", 0, errno);
+  else if (rc == 0 && (rc = io_sync_dir(io, g->dir)) != 0)
+    rc = fail(err, g->dir, "fsync of the directory", 0, -rc);
   if (rc == 0) rc = segs_add_segment(g, first);
   if (rc) {
     io->close(io, fd);
@@ -254,5 +273,31 @@ int segs_compact(struct segs *g, uint64_t up_to, char *err) {
     memmove(g->firsts, g->firsts + 1, (g->n - 1) * sizeof *g->firsts);
     g->n--;
   }
+  return 0;
+}
+
+int segs_prepare_spare(struct store_io *io, const char *dir, size_t size,
+                       int *out, char *err) {
+  char path[PATH_MAX + 32];
+  snprintf(path, sizeof path, "%s/" SEG_SPARE, dir);
+  int fd = io->open(io, path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+  if (fd < 0) return fail(err, path, "create", 0, errno);
+  enum { CHUNK = 256 * 1024 };
+  uint8_t *zeros = calloc(1, CHUNK);
+  int rc = zeros ? 0 : STORE_ENOMEM;
+  for (size_t at = 0; rc == 0 && at < size; at += CHUNK) {
+    size_t n = size - at < CHUNK ? size - at : CHUNK;
+    if ((rc = io_pwrite_all(io, fd, zeros, n, (off_t)at)) != 0)
+      rc = fail(err, path, "write of zeros", at, -rc);
+  }
+  free(zeros);
+  if (rc == 0 && io->fsync(io, fd) != 0)
+    rc = fail(err, path, "fsync", 0, errno);
+  if (rc) {
+    io->close(io, fd);
+    io->unlink(io, path);
+    return rc;
+  }
+  *out = fd;
   return 0;
 }

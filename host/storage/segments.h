@@ -6,8 +6,9 @@
  *
  * Crash-safety rules kept here:
  *   - a segment is created as "segment-N.tmp" (header written, file
- *     preallocated, fsynced) and renamed, then the directory is fsynced, so
- *     a segment under its final name always has a complete header;
+ *     preallocated, fsynced) — or from the spare file, header written and
+ *     synced — and renamed, then the directory is fsynced, so a segment
+ *     under its final name always has a complete header;
  *   - the previous segment is fdatasynced before the next one is created, so
  *     only the last segment can have a torn tail;
  *   - files are deleted one at a time with a directory fsync after each:
@@ -39,7 +40,18 @@ struct segs {
   uint64_t *offs; /* offs[i]: file offset of record offs_first + i */
   size_t noffs, ocap;
   uint64_t offs_first;
+  /* A spare segment file (SEG_SPARE) already filled with zeros and synced,
+   * or -1. The next new segment takes it: writes then overwrite allocated,
+   * written blocks, and fdatasync has no file metadata to flush. */
+  int spare_fd;
 };
+
+#define SEG_SPARE "segment-spare.tmp"
+
+/* Create dir/SEG_SPARE: `size` bytes of zeros, fsynced; *fd receives it.
+ * Safe on any thread (touches no struct segs). 0 or STORE_E* + err. */
+int segs_prepare_spare(struct store_io *io, const char *dir, size_t size,
+                       int *fd, char *err);
 
 /* An empty set whose first record will have index `next`. */
 void segs_init(struct segs *g, struct store_io *io, const char *dir,

@@ -75,11 +75,55 @@ static void job_work(uv_work_t *req) {
 }
 
 static void job_done(uv_work_t *req, int uvstatus);
+static void finish_close(struct store *s);
+
+/* The whole store may go once nothing runs on the thread pool. */
+static int can_free(const struct store *s) {
+  return s->closing && !s->inflight && !s->in_cb && !s->spare_busy;
+}
+
+static void spare_work(uv_work_t *req) {
+  struct store *s = req->data;
+  s->spare_rc = segs_prepare_spare(s->io, s->dir, s->seg_size, &s->spare_new_fd,
+                                   s->spare_err);
+}
+
+static void spare_done(uv_work_t *req, int uvstatus) {
+  struct store *s = req->data;
+  s->spare_busy = 0;
+  if (uvstatus == 0 && s->spare_rc == 0) s->spare_fd = s->spare_new_fd;
+  if (uvstatus == 0 && s->spare_rc != 0) {
+    /* Not fatal: new segments are then preallocated when needed. */
+    s->spare_failed = 1;
+    store_note(s, "could not prepare the next segment in advance: %s",
+               s->spare_err);
+  }
+  if (can_free(s)) finish_close(s);
+}
+
+/* Prepare the next segment in the background when none is ready. The loop
+ * owns segs only while no job is in flight. */
+static void maybe_prepare_spare(struct store *s) {
+  if (s->memory || s->closing || s->failed || s->spare_busy ||
+      s->spare_failed || s->inflight || s->spare_fd >= 0 ||
+      s->segs.spare_fd >= 0)
+    return;
+  s->spare_busy = 1;
+  s->spare_req.data = s;
+  if (uv_queue_work(s->loop, &s->spare_req, spare_work, spare_done) != 0) {
+    s->spare_busy = 0;
+    s->spare_failed = 1;
+  }
+}
 
 static void maybe_dispatch(struct store *s) {
   if (s->inflight || s->in_cb || s->failed) return;
   struct job *j = s->pending;
   if (job_empty(j)) return;
+  if (s->segs.spare_fd < 0 && s->spare_fd >= 0) {
+    s->segs.spare_fd = s->spare_fd;
+    s->spare_fd = -1;
+  }
   struct job *next = j == &s->jobs[0] ? &s->jobs[1] : &s->jobs[0];
   job_clear(next, j->base + j->nrec);
   s->inflight = j;
@@ -139,7 +183,8 @@ static void job_done(uv_work_t *req, int uvstatus) {
   s->in_cb--;
   job_clear(j, 0);
   maybe_dispatch(s);
-  if (s->closing && !s->inflight && !s->in_cb) finish_close(s);
+  maybe_prepare_spare(s);
+  if (can_free(s)) finish_close(s);
 }
 
 static int check_writable(const struct store *s) {
@@ -375,6 +420,10 @@ const char *store_notice(const struct store *s) {
 
 void store_free(struct store *s) {
   if (s->writer) snap_abort(s->writer);
+  if (s->spare_fd >= 0 && s->segs.spare_fd < 0) {
+    s->segs.spare_fd = s->spare_fd; /* segs_close removes it */
+    s->spare_fd = -1;
+  }
   segs_close(&s->segs);
   log_free(&s->log);
   meta_free(&s->meta);
@@ -399,5 +448,5 @@ void store_close(struct store *s, store_close_cb cb, void *data) {
   }
   if (s->in_cb) return; /* job_done finishes the close */
   maybe_dispatch(s);
-  if (!s->inflight) finish_close(s);
+  if (can_free(s)) finish_close(s);
 }

@@ -64,7 +64,20 @@ struct store {
   void *close_data;
   char errmsg[STORE_ERR_MAX];
   char notice[STORE_ERR_MAX];
+  /* The next segment, prepared in the background (see segs.spare_fd): a
+   * ready spare waits here until the writer is idle to take it. */
+  uv_work_t spare_req;
+  int spare_fd;     /* ready, not yet handed to segs; or -1 */
+  int spare_busy;   /* preparation in flight */
+  int spare_failed; /* preparation failed once: do not retry */
+  int spare_new_fd; /* result of the preparation (worker thread) */
+  int spare_rc;
+  char spare_err[STORE_ERR_MAX];
 };
+
+/* store_open.c: append a note to s->notice. */
+void store_note(struct store *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 /* store_open.c */
 int store_load_dir(struct store *s, char *err);

@@ -21,7 +21,7 @@
 
 #define LOCK_FILE "LOCK"
 
-static void note(struct store *s, const char *fmt, ...) {
+void store_note(struct store *s, const char *fmt, ...) {
   size_t used = strlen(s->notice);
   if (used + 2 >= sizeof s->notice) return;
   if (used) {
@@ -166,7 +166,7 @@ static int list_dir(struct store *s, struct listing *l, char *err) {
                        "Check the data directory's permissions.");
       } else {
         removed++;
-        note(s, "removed unfinished file %s", de->d_name);
+        store_note(s, "removed unfinished file %s", de->d_name);
       }
     } else if (seg_parse_name(de->d_name, &x)) {
       rc = push(&l->segs, &l->nsegs, &l->cap_segs, x);
@@ -229,7 +229,7 @@ static int load_snapshot(struct store *s, const struct listing *l, char *err) {
       return sys_error(err, path, "unlink", errno, "Check the permissions.");
     if ((rc = io_sync_dir(s->io, s->dir)) != 0)
       return sys_error(err, s->dir, "fsync", -rc, "Check the disk.");
-    note(s, "removed superseded %s", name);
+    store_note(s, "removed superseded %s", name);
   }
   return 0;
 }
@@ -319,8 +319,9 @@ static int settle_last_segment(struct store *s, const struct seg_scan *last,
         s->io->fallocate(s->io, g->fd, (off_t)last->end,
                          (off_t)(g->seg_size - last->end)) != 0)
       return sys_error(err, path, "fallocate", errno, "Free disk space.");
-    note(s, "%s: cut a torn write at offset %zu (after index %" PRIu64 ")",
-         path, last->end, last->last);
+    store_note(s,
+               "%s: cut a torn write at offset %zu (after index %" PRIu64 ")",
+               path, last->end, last->last);
   }
   if (s->io->fsync(s->io, g->fd) != 0)
     return sys_error(err, path, "fsync", errno, "Check the disk.");
@@ -364,10 +365,10 @@ static int fit_to_snapshot(struct store *s, char *err) {
   } else {
     /* A snapshot from the leader replaced this log; the old segments were
      * being deleted when the server stopped. */
-    note(s,
-         "discarded log %" PRIu64 "..%" PRIu64
-         " superseded by snapshot %" PRIu64,
-         F, L, S);
+    store_note(s,
+               "discarded log %" PRIu64 "..%" PRIu64
+               " superseded by snapshot %" PRIu64,
+               F, L, S);
     log_free(&s->log);
     log_init(&s->log, S + 1);
     rc = segs_reset(g, S + 1, err);
@@ -392,6 +393,12 @@ int store_load_dir(struct store *s, char *err) {
   free(l.segs);
   free(l.snaps);
   if (rc == 0) s->durable = log_last(&s->log);
+  /* A new log: prepare its first segment now, so that the first appends
+   * already write into zero-filled, allocated blocks. */
+  if (rc == 0 && s->segs.n == 0 &&
+      segs_prepare_spare(s->io, s->dir, s->seg_size, &s->segs.spare_fd,
+                         s->spare_err) != 0)
+    store_note(s, "no spare segment: %s", s->spare_err);
   return rc;
 }
 
@@ -411,6 +418,7 @@ int store_open(uv_loop_t *loop, const char *dir, const struct store_opts *opts,
   if (!s) return STORE_ENOMEM;
   s->loop = loop;
   s->lock_fd = -1;
+  s->spare_fd = -1;
   store_io_default(&s->sysio);
   s->io = opts->io ? opts->io : &s->sysio;
   s->memory = opts->memory;

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -164,26 +165,55 @@ struct fault_io {
                        logic that does not depend on durability) */
   int counts[FOP_N];
   int failures;
+  char fd_path[256][96]; /* file name behind each fd (for reports) */
+  char failed_path[96];  /* file of the last injected failure */
+  pthread_mutex_t mu;    /* the writer and spare threads call in too */
 };
 
-static inline int fault_hit(struct fault_io *f, int op) {
-  f->counts[op]++;
-  if (op != f->fail_op) return 0;
-  if (f->fail_after > 0) {
-    f->fail_after--;
-    return 0;
-  }
-  if (f->fail_count == 0) return 0;
-  if (f->fail_count > 0) f->fail_count--;
-  f->failures++;
-  errno = f->err;
-  return 1;
+static inline void base_name(char *out, const char *path) {
+  const char *b = strrchr(path, '/');
+  b = b ? b + 1 : path;
+  size_t n = strlen(b);
+  if (n > 95) n = 95;
+  memcpy(out, b, n);
+  out[n] = 0;
 }
+
+/* Count a call on file `path` (or fd); 1 if it must fail now. */
+static inline int fault_hit_on(struct fault_io *f, int op, const char *path,
+                               int fd) {
+  int hit = 0;
+  pthread_mutex_lock(&f->mu);
+  f->counts[op]++;
+  if (op == f->fail_op) {
+    if (f->fail_after > 0) {
+      f->fail_after--;
+    } else if (f->fail_count != 0) {
+      if (f->fail_count > 0) f->fail_count--;
+      f->failures++;
+      if (path)
+        base_name(f->failed_path, path);
+      else if (fd >= 0 && fd < 256)
+        memcpy(f->failed_path, f->fd_path[fd], sizeof f->failed_path);
+      hit = 1;
+    }
+  }
+  pthread_mutex_unlock(&f->mu);
+  if (hit) errno = f->err;
+  return hit;
+}
+#define fault_hit(f, op) fault_hit_on(f, op, NULL, -1)
 
 #define FAULT(op) ((struct fault_io *)(void *)io)
 static int f_open(struct store_io *io, const char *p, int fl, mode_t m) {
-  if (fault_hit(FAULT(io), FOP_OPEN)) return -1;
-  return FAULT(io)->sys.open(io, p, fl, m);
+  if (fault_hit_on(FAULT(io), FOP_OPEN, p, -1)) return -1;
+  int fd = FAULT(io)->sys.open(io, p, fl, m);
+  if (fd >= 0 && fd < 256) {
+    pthread_mutex_lock(&FAULT(io)->mu);
+    base_name(FAULT(io)->fd_path[fd], p);
+    pthread_mutex_unlock(&FAULT(io)->mu);
+  }
+  return fd;
 }
 static int f_close(struct store_io *io, int fd) {
   if (fault_hit(FAULT(io), FOP_CLOSE)) {
@@ -194,49 +224,50 @@ static int f_close(struct store_io *io, int fd) {
 }
 static ssize_t f_pread(struct store_io *io, int fd, void *b, size_t n,
                        off_t at) {
-  if (fault_hit(FAULT(io), FOP_PREAD)) return -1;
+  if (fault_hit_on(FAULT(io), FOP_PREAD, NULL, fd)) return -1;
   return FAULT(io)->sys.pread(io, fd, b, n, at);
 }
 static ssize_t f_pwrite(struct store_io *io, int fd, const void *b, size_t n,
                         off_t at) {
-  if (fault_hit(FAULT(io), FOP_PWRITE)) return -1;
+  if (fault_hit_on(FAULT(io), FOP_PWRITE, NULL, fd)) return -1;
   if (FAULT(io)->short_writes && n > 1) n /= 2;
   return FAULT(io)->sys.pwrite(io, fd, b, n, at);
 }
 static int f_fsync(struct store_io *io, int fd) {
-  if (fault_hit(FAULT(io), FOP_FSYNC)) return -1;
+  if (fault_hit_on(FAULT(io), FOP_FSYNC, NULL, fd)) return -1;
   if (FAULT(io)->nosync) return 0;
   return FAULT(io)->sys.fsync(io, fd);
 }
 static int f_fdatasync(struct store_io *io, int fd) {
-  if (fault_hit(FAULT(io), FOP_FDATASYNC)) return -1;
+  if (fault_hit_on(FAULT(io), FOP_FDATASYNC, NULL, fd)) return -1;
   if (FAULT(io)->nosync) return 0;
   return FAULT(io)->sys.fdatasync(io, fd);
 }
 static int f_ftruncate(struct store_io *io, int fd, off_t len) {
-  if (fault_hit(FAULT(io), FOP_FTRUNCATE)) return -1;
+  if (fault_hit_on(FAULT(io), FOP_FTRUNCATE, NULL, fd)) return -1;
   return FAULT(io)->sys.ftruncate(io, fd, len);
 }
 static int f_fallocate(struct store_io *io, int fd, off_t at, off_t len) {
-  if (fault_hit(FAULT(io), FOP_FALLOCATE)) return -1;
+  if (fault_hit_on(FAULT(io), FOP_FALLOCATE, NULL, fd)) return -1;
   return FAULT(io)->sys.fallocate(io, fd, at, len);
 }
 static int f_rename(struct store_io *io, const char *a, const char *b) {
-  if (fault_hit(FAULT(io), FOP_RENAME)) return -1;
+  if (fault_hit_on(FAULT(io), FOP_RENAME, a, -1)) return -1;
   return FAULT(io)->sys.rename(io, a, b);
 }
 static int f_unlink(struct store_io *io, const char *p) {
-  if (fault_hit(FAULT(io), FOP_UNLINK)) return -1;
+  if (fault_hit_on(FAULT(io), FOP_UNLINK, p, -1)) return -1;
   return FAULT(io)->sys.unlink(io, p);
 }
 static int f_mkdir(struct store_io *io, const char *p, mode_t m) {
-  if (fault_hit(FAULT(io), FOP_MKDIR)) return -1;
+  if (fault_hit_on(FAULT(io), FOP_MKDIR, p, -1)) return -1;
   return FAULT(io)->sys.mkdir(io, p, m);
 }
 #undef FAULT
 
 static inline void fault_init(struct fault_io *f) {
   memset(f, 0, sizeof *f);
+  pthread_mutex_init(&f->mu, NULL);
   store_io_default(&f->sys);
   f->io.open = f_open;
   f->io.close = f_close;
@@ -255,11 +286,16 @@ static inline void fault_init(struct fault_io *f) {
 /* Fail `op` with `err` after `after` successful calls, `count` times. */
 static inline void fault_set(struct fault_io *f, int op, int after, int count,
                              int err) {
+  pthread_mutex_lock(&f->mu);
   f->fail_op = op;
   f->fail_after = after;
   f->fail_count = count;
+  pthread_mutex_unlock(&f->mu);
+  pthread_mutex_lock(&f->mu);
   f->err = err;
   f->failures = 0;
+  f->failed_path[0] = 0;
+  pthread_mutex_unlock(&f->mu);
 }
 
 #endif

@@ -1,0 +1,206 @@
+/*
+ * storage_bench.c — log append throughput and latency against the raw
+ * limit of the same disk, measured in the same run.
+ *
+ * For batch sizes 1, 16 and 256 (entries of 256 bytes):
+ *   store: store_append of one batch, wait until it is reported durable,
+ *          repeat (so batch 1 measures the latency of one durable append);
+ *   raw:   write(2) of the same number of payload bytes + fdatasync, repeat,
+ *          on a plain file in the same directory;
+ * plus "store, 64 in flight": batch-1 appends with 64 outstanding, which
+ * group commit merges into shared writes.
+ * Each figure is the median of 5 runs; ratios are store / raw. Files live in
+ * a temporary directory (under $TMPDIR or /tmp) removed at the end.
+ */
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "storage/store.h"
+
+#define ENTRY 256
+#define RUNS 5
+
+static double now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n) {
+  qsort(v, (size_t)n, sizeof *v, cmp_double);
+  return v[n / 2];
+}
+
+static int rm_one(const char *p, const struct stat *st, int f, struct FTW *w) {
+  (void)st, (void)f, (void)w;
+  return remove(p);
+}
+
+static void rm_rf(const char *p) {
+  nftw(p, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+}
+
+struct waiter {
+  int done;
+};
+
+static void on_durable(struct store *s, uint64_t d, int status, void *data) {
+  (void)s, (void)d;
+  if (status) {
+    fprintf(stderr, "append failed: %s\n", store_errmsg(s));
+    exit(1);
+  }
+  ((struct waiter *)data)->done++;
+}
+
+static uint8_t payload[ENTRY];
+
+/* Take a small snapshot of the durable prefix, which compacts the log (as
+ * a server does every so often): memory and segments are then reused. */
+static void snapshot(struct store *s) {
+  uint64_t d = store_durable_index(s);
+  struct snap_writer *w;
+  char err[STORE_ERR_MAX];
+  if (d < store_first_index(s)) return;
+  if (store_snap_begin(s, d, store_term_at(s, d), NULL, 0, &w, err) ||
+      store_snap_write(s, w, 0, "state", 5, err) ||
+      store_snap_finish(s, w, err)) {
+    fprintf(stderr, "%s\n", err);
+    exit(1);
+  }
+}
+
+/* Seconds to append `batches` batches of `b` entries, each waited for, or
+ * with `inflight` outstanding appends; a snapshot every `snap_every`
+ * entries (0: never, the log grows). */
+static double run_store(const char *base, int b, int batches, int inflight,
+                        uint64_t snap_every) {
+  char dir[512];
+  snprintf(dir, sizeof dir, "%s/store", base);
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  struct store *s;
+  char err[STORE_ERR_MAX];
+  if (store_open(&loop, dir, NULL, &s, err)) {
+    fprintf(stderr, "%s\n", err);
+    exit(1);
+  }
+  struct store_entry *es = calloc((size_t)b, sizeof *es);
+  struct waiter w = {0};
+  uint64_t next = 1, snapped = 0;
+  int issued = 0;
+  double t0 = now();
+  while (w.done < batches) {
+    while (issued < batches && issued - w.done < inflight) {
+      for (int i = 0; i < b; i++)
+        es[i] = (struct store_entry){next + (uint64_t)i, 1, 0, ENTRY, payload};
+      if (store_append(s, es, (size_t)b, on_durable, &w)) exit(1);
+      next += (uint64_t)b;
+      issued++;
+    }
+    uv_run(&loop, UV_RUN_ONCE);
+    if (snap_every && store_durable_index(s) >= snapped + snap_every) {
+      snapshot(s);
+      snapped = store_durable_index(s);
+    }
+  }
+  double t = now() - t0;
+  int closed = 0;
+  store_close(s, NULL, &closed);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  uv_loop_close(&loop);
+  free(es);
+  rm_rf(dir);
+  return t;
+}
+
+static double run_raw(const char *base, int b, int batches) {
+  char path[512];
+  snprintf(path, sizeof path, "%s/raw", base);
+  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (fd < 0) exit(1);
+  size_t n = (size_t)b * ENTRY;
+  uint8_t *buf = malloc(n);
+  for (int i = 0; i < b; i++)
+    memcpy(buf + (size_t)i * ENTRY, payload, ENTRY);
+  double t0 = now();
+  for (int i = 0; i < batches; i++) {
+    if (write(fd, buf, n) != (ssize_t)n || fdatasync(fd) != 0) exit(1);
+  }
+  double t = now() - t0;
+  close(fd);
+  unlink(path);
+  free(buf);
+  return t;
+}
+
+int main(void) {
+  const char *tmp = getenv("TMPDIR");
+  char base[512];
+  snprintf(base, sizeof base, "%s/copycat-bench-XXXXXX", tmp ? tmp : "/tmp");
+  if (!mkdtemp(base)) {
+    perror("mkdtemp");
+    return 1;
+  }
+  for (int i = 0; i < ENTRY; i++)
+    payload[i] = (uint8_t)(i * 31 + 7);
+  static const int sizes[] = {1, 16, 256};
+  static const int batches[] = {400, 200, 200};
+  const uint64_t every = 16384; /* entries between snapshots (4 MiB) */
+  printf("storage: %d-byte entries, median of %d runs, directory %s\n", ENTRY,
+         RUNS, base);
+  printf("%-6s %-34s %11s %8s %10s %7s\n", "batch", "mode", "appends/s", "MB/s",
+         "latency us", "ratio");
+  for (int k = 0; k < 3; k++) {
+    int b = sizes[k], n = batches[k];
+    double t[4][RUNS];
+    for (int r = 0; r < RUNS; r++) {
+      /* Interleaved, so that all modes see the same disk conditions. */
+      t[0][r] = run_raw(base, b, n);
+      t[1][r] = run_store(base, b, n, 1, 0);
+      t[2][r] = run_store(base, b, n, 1, every);
+      t[3][r] = run_store(base, b, n, 2, every);
+    }
+    static const char *modes[4] = {
+        "raw write+fdatasync", "store, wait each, log grows",
+        "store, wait each, snapshots", "store, 2 outstanding, snapshots"};
+    double tr = median(t[0], RUNS);
+    double entries = (double)b * n, mb = entries * ENTRY / 1e6;
+    for (int m = 0; m < 4; m++) {
+      double tm = median(t[m], RUNS);
+      char ratio[16] = "";
+      if (m) snprintf(ratio, sizeof ratio, "%.2fx", tr / tm);
+      printf("%-6d %-34s %11.0f %8.2f %10.1f %7s\n", b, modes[m], entries / tm,
+             mb / tm, tm / n * 1e6, ratio);
+    }
+  }
+  {
+    int n = 2000;
+    double st[RUNS], rt[RUNS];
+    for (int r = 0; r < RUNS; r++) {
+      rt[r] = run_raw(base, 1, 400) / 400 * n;
+      st[r] = run_store(base, 1, n, 64, every);
+    }
+    double ts = median(st, RUNS), tr = median(rt, RUNS);
+    printf("%-6d %-34s %11.0f %8.2f %10s %6.2fx\n", 1,
+           "store, 64 in flight (group commit)", n / ts,
+           n * (double)ENTRY / 1e6 / ts, "-", tr / ts);
+  }
+  printf(
+      "ratio = store throughput / raw throughput of the same batch size "
+      "(for batch 1 also raw latency / store latency).\n"
+      "latency = time per batch (wait each: append to durable). Goals: "
+      ">= 0.90 at batch 256, >= 0.90 at batch 1.\n");
+  rm_rf(base);
+  return 0;
+}
