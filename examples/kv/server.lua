@@ -64,6 +64,7 @@ if not ok_start then -- a configuration problem: say it plainly, no traceback
   os.exit(1)
 end
 server:on("leader", function(detail) print(("[%s] %s"):format(opts.name, detail)) end)
+server:on("config", function(detail) print(("[%s] %s"):format(opts.name, detail)) end)
 
 local ok, err
 if opts.bootstrap then

@@ -4,8 +4,9 @@
  * Requests and replies are msgpack arrays (docs/protocol.md):
  *   ["submit", id, op, args]               -> ["result", id, [ok, value]]
  *   ["query", id, op, args, consistency]   -> ["result", id, [ok, value]]
- *   ["change", id, name, address, type]    -> ["ok", id]
- *   ["remove", id, name] / ["transfer", id, name] -> ["ok", id]
+ *   ["change", id, name, address, type]    -> ["ok", id] once committed
+ *   ["remove", id, name]                   -> ["ok", id] once committed
+ *   ["transfer", id, name]                 -> ["ok", id] once started
  * Any of them may get ["redirect", id, leader_address_or_nil] (this server
  * does not lead) or ["error", id, message].
  *
@@ -114,6 +115,22 @@ static uint64_t wall_ms(void) {
 
 /* ---- commands ---- */
 
+static void add_pending(struct server *s, net_conn *c, uint64_t id,
+                        uint64_t index, int admin) {
+  struct pending *p = calloc(1, sizeof *p);
+  if (!p) return; /* the client times out and retries */
+  p->index = index;
+  p->term = raft_term(s->raft);
+  p->conn = c;
+  p->id = id;
+  p->admin = admin;
+  if (s->pending_tail)
+    s->pending_tail->next = p;
+  else
+    s->pending = p;
+  s->pending_tail = p;
+}
+
 static void submit(struct server *s, net_conn *c, uint64_t id,
                    const unsigned char *op, size_t oplen) {
   /* op points at the raw [op, args] tail of the request: the entry is
@@ -144,17 +161,7 @@ static void submit(struct server *s, net_conn *c, uint64_t id,
     reply_error(c, id, error_text((int)index));
     return;
   }
-  struct pending *p = calloc(1, sizeof *p);
-  if (!p) return; /* the client times out and retries */
-  p->index = (uint64_t)index;
-  p->term = raft_term(s->raft);
-  p->conn = c;
-  p->id = id;
-  if (s->pending_tail)
-    s->pending_tail->next = p;
-  else
-    s->pending = p;
-  s->pending_tail = p;
+  add_pending(s, c, id, (uint64_t)index, 0);
   server__process(s);
 }
 
@@ -164,7 +171,9 @@ void clients__applied(struct server *s, uint64_t index, uint64_t term,
     struct pending *p = s->pending;
     s->pending = p->next;
     if (!s->pending) s->pending_tail = NULL;
-    if (p->index == index && p->term == term && reply)
+    if (p->index == index && p->term == term && p->admin)
+      reply_ok(p->conn, p->id);
+    else if (p->index == index && p->term == term && reply)
       reply_result(p->conn, p->id, reply, len);
     else
       reply_error(p->conn, p->id,
@@ -294,8 +303,11 @@ static void admin(struct server *s, net_conn *c, uint64_t id, const char *verb,
     redirect(s, c, id);
   } else if (rc < 0) {
     reply_error(c, id, error_text(rc));
+  } else if (verb[0] == 't') {
+    reply_ok(c, id); /* transfer: the caller watches the leader change */
   } else {
-    reply_ok(c, id);
+    /* Answer once the new configuration has committed. */
+    add_pending(s, c, id, raft_configuration_index(s->raft), 1);
   }
   server__process(s);
 }

@@ -224,6 +224,21 @@ static void handle(struct server *s, struct raft_ready *rd,
 }
 
 static void note_changes(struct server *s) {
+  uint64_t ci = raft_configuration_index(s->raft);
+  if (ci != s->config_index) {
+    s->config_index = ci;
+    const struct raft_conf *c = raft_configuration(s->raft);
+    char list[RAFT_MAX_MEMBERS * (RAFT_NAME_MAX + 12)] = "";
+    size_t n = 0;
+    for (unsigned i = 0; i < c->n && n < sizeof list; i++)
+      n += (size_t)snprintf(list + n, sizeof list - n, "%s%s(%s)", i ? "," : "",
+                            c->m[i].name,
+                            c->m[i].type == RAFT_ACTIVE    ? "active"
+                            : c->m[i].type == RAFT_PASSIVE ? "passive"
+                                                           : "reserve");
+    server__log(s, "config", "index=%llu members=%s", (unsigned long long)ci,
+                list);
+  }
   int role = raft_role(s->raft);
   const char *leader = raft_leader(s->raft);
   if (strcmp(leader, s->leader) != 0) {

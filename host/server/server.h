@@ -75,7 +75,7 @@ struct server_status {
   int role;
   uint64_t term, commit, applied, last_index, first_index, snapshot_index;
   uint64_t config_index; /* index of the configuration in effect */
-  const char *leader; /* name, "" if unknown */
+  const char *leader;    /* name, "" if unknown */
   const struct raft_conf *conf;
 };
 void server_status(const struct server *s, struct server_status *st);

@@ -27,6 +27,7 @@ struct peer {
 /* A client request waiting for its entry to be applied. */
 struct pending {
   uint64_t index, term;
+  int admin;      /* a membership change: reply ["ok", id] once committed */
   net_conn *conn; /* NULL once the client went away */
   uint64_t id;
   struct pending *next;
@@ -70,7 +71,8 @@ struct server {
   uint64_t applied, last_snapshot;
   char leader[RAFT_NAME_MAX];
   int role;
-  int in_ready; /* re-entrancy guard for process_ready */
+  uint64_t config_index; /* configuration last reported */
+  int in_ready;          /* re-entrancy guard for process_ready */
   int stopping, failed;
   void (*stop_cb)(void *);
   void *stop_data;

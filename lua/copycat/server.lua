@@ -204,7 +204,8 @@ end
 --- Joins a running cluster through any of its members (each is tried in
 --- turn; a follower forwards to the leader). A new ACTIVE member first
 --- catches up as PASSIVE and is then promoted. Returns when the committed
---- configuration includes this server with its type.
+--- configuration includes this server with its type (for a RESERVE member,
+--- which receives no log, when the leader has accepted it).
 ---@param members string[] addresses of current members
 ---@return boolean|nil, string|nil
 function Server:join(members)
@@ -224,7 +225,10 @@ function Server:join(members)
   for _, step in ipairs(steps) do
     while true do
       local ok, err = c:change(me, self.opts.address, step)
-      if ok and wait_for(self, function(st) return committed_member(st, me, step) end, retry * 5) then
+      -- A RESERVE member receives no log, so it cannot watch its own
+      -- configuration commit: the leader's acceptance is the answer.
+      if ok and (step == "reserve" or
+          wait_for(self, function(st) return committed_member(st, me, step) end, retry * 5)) then
         break
       end
       if runtime.now() > deadline then

@@ -1,0 +1,147 @@
+-- Member types, pauses and snapshots in real kv clusters.
+local proc = require("support.proc")
+local cluster = require("support.cluster")
+
+local function seq_get(c, i, key)
+  return cluster.kv(c, { "get", key, "--consistency", "sequential" }, c.members[i].address).stdout
+end
+
+local function eventually(fn, tries)
+  for _ = 1, tries or 60 do
+    if fn() then return true end
+    os.execute("sleep 0.2")
+  end
+  return false
+end
+
+describe("cluster members", function()
+  after_each(proc.cleanup)
+
+  it("a PASSIVE member receives the log but does not vote or count for the quorum", function()
+    local c = cluster.new(4)
+    local first3 = cluster.addresses(c, 1, 3)
+    for i = 1, 3 do cluster.start(c, i, "bootstrap", first3) end
+    assert.are.equal(0, cluster.kv_until_ok(c, { "put", "p", "1" }, first3).code)
+    local p = cluster.start(c, 4, "join", first3, { "--type", "passive" })
+    assert.is_true(p:wait_output("serving on", 30), p:stderr())
+    assert.are.equal(0, cluster.kv(c, { "put", "p", "2" }, first3).code)
+    assert.is_true(eventually(function() return seq_get(c, 4, "p") == "2\n" end))
+    -- two of three voters down: the passive member cannot make a majority
+    local leader = cluster.index_of(c, cluster.leader(c))
+    local down = {}
+    for i = 1, 3 do
+      if i ~= leader and #down < 2 then down[#down + 1] = i end
+    end
+    if #down < 2 then down[#down + 1] = leader end
+    for _, i in ipairs(down) do c.procs[i]:kill("KILL"); c.procs[i]:wait(5) end
+    local r = cluster.kv(c, { "put", "p", "3" })
+    assert.are_not.equal(0, r.code)
+    assert.are.equal("2\n", seq_get(c, 4, "p"))
+    -- one voter back: a majority again, and the passive member sees the write
+    cluster.start(c, down[1], "bootstrap", first3)
+    assert.are.equal(0, cluster.kv_until_ok(c, { "put", "p", "4" }).code)
+    assert.is_true(eventually(function() return seq_get(c, 4, "p") == "4\n" end))
+  end)
+
+  it("a RESERVE member receives nothing until it is promoted", function()
+    local c = cluster.new(4)
+    local first3 = cluster.addresses(c, 1, 3)
+    for i = 1, 3 do cluster.start(c, i, "bootstrap", first3) end
+    assert.are.equal(0, cluster.kv_until_ok(c, { "put", "r", "before" }, first3).code)
+    local p = cluster.start(c, 4, "join", first3, { "--type", "reserve" })
+    assert.is_true(p:wait_output("serving on", 30), p:stderr())
+    assert.are.equal(0, cluster.kv(c, { "put", "r", "reserved" }, first3).code)
+    os.execute("sleep 0.5")
+    assert.are.equal("", seq_get(c, 4, "r"))
+    local r = proc.run({ "-e", ([[
+      local c = copycat.client{ cluster = { %q } }
+      local ok, err
+      for _ = 1, 50 do
+        ok, err = c:change("n4", %q, "active")
+        if ok then break end
+        copycat.sleep(100)
+      end
+      print(ok, err)
+      c:close()
+    ]]):format(c.members[1].address, c.members[4].address) })
+    assert.are.equal("true\tnil\n", r.stdout, r.stderr)
+    assert.is_true(eventually(function() return seq_get(c, 4, "r") == "reserved\n" end))
+  end)
+
+  it("a paused leader (SIGSTOP) loses no acknowledged write and catches up when resumed", function()
+    local c = cluster.new(3)
+    cluster.bootstrap_all(c)
+    assert.are.equal(0, cluster.kv_until_ok(c, { "put", "s0", "x" }).code)
+    local li = cluster.index_of(c, cluster.leader(c))
+    c.procs[li]:kill("STOP")
+    local others = {}
+    for i = 1, 3 do if i ~= li then others[#others + 1] = c.members[i].address end end
+    others = table.concat(others, ",")
+    for i = 1, 10 do
+      local r = cluster.kv_until_ok(c, { "put", "s" .. i, "v" .. i }, others)
+      assert.are.equal(0, r.code, r.stderr)
+    end
+    c.procs[li]:kill("CONT")
+    for i = 1, 10 do
+      assert.are.equal("v" .. i .. "\n", cluster.kv_until_ok(c, { "get", "s" .. i }).stdout)
+    end
+    assert.is_true(eventually(function() return seq_get(c, li, "s10") == "v10\n" end))
+    assert.are.equal("s0\ns1\ns10\ns2\ns3\ns4\ns5\ns6\ns7\ns8\ns9\n", cluster.kv(c, { "keys", "s" }).stdout)
+  end)
+
+  it("a server that was down while the log was compacted catches up through a snapshot", function()
+    local c = cluster.new(3, {})
+    local all = cluster.addresses(c)
+    for i = 1, 3 do cluster.start(c, i, "bootstrap", all, { "--snapshot-threshold", "20" }) end
+    assert.are.equal(0, cluster.kv_until_ok(c, { "put", "c0", "0" }).code)
+    local li = cluster.index_of(c, cluster.leader(c))
+    local down = li % 3 + 1
+    c.procs[down]:kill("KILL")
+    c.procs[down]:wait(5)
+    local up = {}
+    for i = 1, 3 do if i ~= down then up[#up + 1] = c.members[i].address end end
+    up = table.concat(up, ",")
+    local r = proc.run({ "-e", ([[
+      local c = copycat.client{ cluster = { %s } }
+      for i = 1, 1200 do
+        local ok, err = c:submit("put", { key = "c" .. i, value = i })
+        if err then print("put failed", i, err) os.exit(1) end
+      end
+      print("done") c:close()
+    ]]):format(("%q, %q"):format(up:match("^([^,]+),(.+)$"))) }, { timeout = 60 })
+    assert.are.equal("done\n", r.stdout, r.stderr)
+    cluster.start(c, down, "bootstrap", all, { "--snapshot-threshold", "20" })
+    assert.is_true(eventually(function()
+      return cluster.kv(c, { "get", "c1200", "--consistency", "sequential" }, c.members[down].address).stdout == "1200\n"
+    end, 100))
+    assert.matches("event=snapshot_installed", c.procs[down]:stderr())
+    assert.are.equal("1\n", seq_get(c, down, "c1"))
+  end)
+
+  it("a server leaves the cluster and the rest go on", function()
+    local c = cluster.new(3)
+    cluster.bootstrap_all(c)
+    assert.are.equal(0, cluster.kv_until_ok(c, { "put", "l", "1" }).code)
+    local leaver = c.members[3]
+    c.procs[3]:kill("TERM")
+    assert.are.equal(0, c.procs[3]:wait(10))
+    local r = proc.run({ "-e", ([[
+      local s = copycat.server{ name = %q, address = %q, data_dir = %q,
+        state_machine = "examples/kv/state_machine.lua", election_timeout = 300, heartbeat_interval = 30 }
+      assert(s:bootstrap{ %q })
+      copycat.sleep(500)
+      print("leave", s:leave())
+      s:stop()
+    ]]):format(leaver.name, leaver.address, leaver.data, leaver.address) }, { timeout = 30 })
+    assert.are.equal("leave\ttrue\n", r.stdout, r.stderr)
+    -- the remaining members report the committed configuration without it
+    assert.is_true(eventually(function()
+      return c.procs[2]:stdout():find("members=n1(active),n2(active)", 1, true) ~= nil
+    end))
+    -- two voters remain, and they form the whole cluster now
+    c.procs[1]:kill("KILL")
+    c.procs[1]:wait(5)
+    cluster.start(c, 1, "bootstrap", cluster.addresses(c))
+    assert.are.equal(0, cluster.kv_until_ok(c, { "put", "l", "2" }, cluster.addresses(c, 1, 2)).code)
+  end)
+end)
