@@ -151,8 +151,9 @@ struct raft_msg {
                                   or follower's last index + 1 */
     } append_resp;
     struct {           /* RAFT_MSG_HEARTBEAT / RAFT_MSG_HEARTBEAT_RESP */
-      uint64_t commit; /* heartbeat only */
-      uint64_t seq;    /* echoed by the response (reads, leases) */
+      uint64_t commit;     /* heartbeat only */
+      uint64_t seq;        /* echoed by the response (reads, leases) */
+      uint64_t last_index; /* response only: follower's last log index */
     } heartbeat;
     struct {                 /* RAFT_MSG_SNAPSHOT */
       uint64_t index, term;  /* last index/term the snapshot covers */
