@@ -202,9 +202,11 @@ void raft_maybe_commit(struct raft *r) {
 /* ---- leader: responses -------------------------------------------------- */
 
 static void maybe_send_timeout_now(struct raft *r, int i) {
-  if (r->transferee[0] && strcmp(r->transferee, r->conf.m[i].name) == 0 &&
+  if (r->transferee[0] && !r->transfer_sent &&
+      strcmp(r->transferee, r->conf.m[i].name) == 0 &&
       r->pr[i].match == raft_log_last(&r->log)) {
     raft_new_msg(r, RAFT_MSG_TIMEOUT_NOW, r->transferee);
+    r->transfer_sent = true;
     r->lease_off = true; /* it may be elected before our lease ends */
   }
 }
