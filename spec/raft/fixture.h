@@ -39,6 +39,8 @@ struct fx_node {
   size_t rlen;
   bool installed;
   uint64_t installed_index;
+  int lose_snapshot;  /* answer this many chunk requests with "gone" */
+  int chunk_requests; /* chunk requests seen */
 };
 
 struct fx {
@@ -171,6 +173,13 @@ static inline void fx_drain(struct fx *f, int i) {
     if (nreq) memcpy(req, rd.chunk_reqs, nreq * sizeof *req);
     raft_ready_done(x->r, &rd);
     for (size_t k = 0; k < nreq; k++) {
+      x->chunk_requests++;
+      if (x->lose_snapshot > 0) {
+        x->lose_snapshot--;
+        raft_snapshot_chunk(x->r, req[k].to, req[k].index, req[k].offset,
+                            NULL, false);
+        continue;
+      }
       size_t total = sizeof x->snap, off = (size_t)req[k].offset;
       size_t len = total - off < req[k].max_len ? total - off : req[k].max_len;
       struct raft_buf *b = raft_buf_from(x->snap + off, len);
