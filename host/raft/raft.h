@@ -150,7 +150,7 @@ struct raft_msg {
       uint64_t conflict_index; /* failure: first index of conflict_term,
                                   or follower's last index + 1 */
     } append_resp;
-    struct {           /* RAFT_MSG_HEARTBEAT / RAFT_MSG_HEARTBEAT_RESP */
+    struct {               /* RAFT_MSG_HEARTBEAT / RAFT_MSG_HEARTBEAT_RESP */
       uint64_t commit;     /* heartbeat only */
       uint64_t seq;        /* echoed by the response (reads, leases) */
       uint64_t last_index; /* response only: follower's last log index */

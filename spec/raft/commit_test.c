@@ -17,10 +17,12 @@ TEST(commit_requires_a_majority) {
   fx_isolate(&f, 3, true);
   fx_isolate(&f, 4, true);
   fx_propose(&f, 0, "x");
-  for (int k = 0; k < 5; k++) fx_round(&f);
+  for (int k = 0; k < 5; k++)
+    fx_round(&f);
   CHECK_INT(raft_commit_index(f.nodes[0].r), ==, 2); /* 2 of 5 */
   fx_isolate(&f, 2, false);
-  for (int k = 0; k < 5; k++) fx_round(&f);
+  for (int k = 0; k < 5; k++)
+    fx_round(&f);
   CHECK_INT(raft_commit_index(f.nodes[0].r), ==, 3); /* 3 of 5 */
   fx_free(&f);
 }
@@ -44,7 +46,8 @@ TEST(commit_only_counts_entries_of_the_current_term) {
   strcpy(tn.to, "b");
   raft_step(f.nodes[1].r, &tn);
   fx_drain(&f, 1);
-  while (f.nq && raft_role(f.nodes[1].r) != RAFT_LEADER) fx_deliver(&f, 1);
+  while (f.nq && raft_role(f.nodes[1].r) != RAFT_LEADER)
+    fx_deliver(&f, 1);
   CHECK_INT(raft_role(f.nodes[1].r), ==, RAFT_LEADER);
   f.nodes[1].up = false;
   fx_drop_all(&f);
@@ -61,7 +64,8 @@ TEST(commit_only_counts_entries_of_the_current_term) {
   strcpy(tn.to, "a");
   raft_step(f.nodes[0].r, &tn);
   fx_drain(&f, 0);
-  while (f.nq && raft_role(f.nodes[0].r) != RAFT_LEADER) fx_deliver(&f, 1);
+  while (f.nq && raft_role(f.nodes[0].r) != RAFT_LEADER)
+    fx_deliver(&f, 1);
   CHECK_INT(raft_role(f.nodes[0].r), ==, RAFT_LEADER);
   CHECK_INT(raft_term(f.nodes[0].r), ==, 4);
   CHECK_INT(raft_commit_index(f.nodes[0].r), ==, 2);
@@ -71,7 +75,8 @@ TEST(commit_only_counts_entries_of_the_current_term) {
     fx_deliver(&f, 1);
     if (raft_commit_index(f.nodes[0].r) == 3) saw_old_committed_alone = true;
   }
-  for (int k = 0; k < 5; k++) fx_round(&f);
+  for (int k = 0; k < 5; k++)
+    fx_round(&f);
   CHECK(!saw_old_committed_alone);
   CHECK_INT(raft_commit_index(f.nodes[0].r), ==, raft_last_index(f.nodes[0].r));
   CHECK_INT(raft_term_at(f.nodes[0].r, 3), ==, 2); /* kept, committed later */
@@ -83,7 +88,8 @@ TEST(commit_followers_learn_the_commit_index) {
   struct fx f;
   fx_init(&f, 3);
   CHECK(fx_elect(&f, 0));
-  for (int k = 0; k < 5; k++) fx_propose(&f, 0, "x");
+  for (int k = 0; k < 5; k++)
+    fx_propose(&f, 0, "x");
   fx_deliver_all(&f);
   fx_round(&f);
   fx_round(&f);
@@ -98,7 +104,8 @@ TEST(commit_entries_applied_once_in_log_order) {
   struct fx f;
   fx_init(&f, 3);
   CHECK(fx_elect(&f, 0));
-  for (int k = 0; k < 5; k++) fx_propose(&f, 0, "x");
+  for (int k = 0; k < 5; k++)
+    fx_propose(&f, 0, "x");
   fx_deliver_all(&f);
   fx_round(&f);
   fx_round(&f); /* a heartbeat carries the commit index */

@@ -176,8 +176,8 @@ static inline void fx_drain(struct fx *f, int i) {
       x->chunk_requests++;
       if (x->lose_snapshot > 0) {
         x->lose_snapshot--;
-        raft_snapshot_chunk(x->r, req[k].to, req[k].index, req[k].offset,
-                            NULL, false);
+        raft_snapshot_chunk(x->r, req[k].to, req[k].index, req[k].offset, NULL,
+                            false);
         continue;
       }
       size_t total = sizeof x->snap, off = (size_t)req[k].offset;

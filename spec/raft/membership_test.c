@@ -22,12 +22,14 @@ TEST(membership_add_passive_then_promote_once_caught_up) {
   setup(&f);
   CHECK_INT(raft_change(f.nodes[0].r, "d", "addr-d", RAFT_PASSIVE), ==, 0);
   fx_drain(&f, 0);
-  for (int k = 0; k < 4; k++) fx_round(&f);
+  for (int k = 0; k < 4; k++)
+    fx_round(&f);
   CHECK_INT(type_of(&f, 3, "d"), ==, RAFT_PASSIVE); /* d has the log */
   CHECK_INT(raft_last_index(f.nodes[3].r), ==, raft_last_index(f.nodes[0].r));
   CHECK_INT(raft_change(f.nodes[0].r, "d", "addr-d", RAFT_ACTIVE), ==, 0);
   fx_drain(&f, 0);
-  for (int k = 0; k < 4; k++) fx_round(&f);
+  for (int k = 0; k < 4; k++)
+    fx_round(&f);
   CHECK_INT(type_of(&f, 1, "d"), ==, RAFT_ACTIVE);
   fx_free(&f);
 }
@@ -46,13 +48,16 @@ TEST(membership_promotion_refused_while_behind) {
   raft_change(f.nodes[0].r, "d", "x", RAFT_PASSIVE);
   fx_drain(&f, 0);
   fx_isolate(&f, 3, true);
-  for (int k = 0; k < 4; k++) fx_round(&f);
-  for (int k = 0; k < 100; k++) fx_propose(&f, 0, "x"); /* margin 64 */
+  for (int k = 0; k < 4; k++)
+    fx_round(&f);
+  for (int k = 0; k < 100; k++)
+    fx_propose(&f, 0, "x"); /* margin 64 */
   fx_deliver_all(&f);
   CHECK_INT(raft_change(f.nodes[0].r, "d", "x", RAFT_ACTIVE), ==,
             RAFT_ENOTCAUGHTUP);
   fx_isolate(&f, 3, false);
-  for (int k = 0; k < 6; k++) fx_round(&f);
+  for (int k = 0; k < 6; k++)
+    fx_round(&f);
   CHECK_INT(raft_change(f.nodes[0].r, "d", "x", RAFT_ACTIVE), ==, 0);
   fx_free(&f);
 }
@@ -68,7 +73,8 @@ TEST(membership_one_change_at_a_time) {
             RAFT_ECHANGE);
   CHECK_INT(raft_remove(f.nodes[0].r, "c"), ==, RAFT_ECHANGE);
   fx_isolate(&f, 1, false);
-  for (int k = 0; k < 4; k++) fx_round(&f);
+  for (int k = 0; k < 4; k++)
+    fx_round(&f);
   CHECK_INT(raft_change(f.nodes[0].r, "e", "x", RAFT_PASSIVE), ==, 0);
   fx_free(&f);
 }
@@ -96,7 +102,8 @@ TEST(membership_configuration_takes_effect_when_appended) {
   fx_drain(&f, 0);
   fx_deliver_all(&f);
   /* Not committed anywhere yet, but in force on leader and followers. */
-  CHECK(raft_commit_index(f.nodes[0].r) < raft_configuration_index(f.nodes[0].r));
+  CHECK(raft_commit_index(f.nodes[0].r) <
+        raft_configuration_index(f.nodes[0].r));
   CHECK_INT(type_of(&f, 0, "d"), ==, RAFT_PASSIVE);
   CHECK_INT(type_of(&f, 1, "d"), ==, RAFT_PASSIVE);
   fx_free(&f);
@@ -113,7 +120,8 @@ TEST(membership_configuration_reverts_when_its_entry_is_truncated) {
   fx_propose(&f, 1, "y");
   fx_deliver_all(&f);
   fx_isolate(&f, 0, false);
-  for (int k = 0; k < 6; k++) fx_round(&f);
+  for (int k = 0; k < 6; k++)
+    fx_round(&f);
   CHECK_INT(raft_role(f.nodes[0].r), ==, RAFT_FOLLOWER);
   CHECK_INT(type_of(&f, 0, "d"), ==, 0); /* the change is gone */
   CHECK_INT(raft_conf_find(raft_configuration(f.nodes[0].r), "a"), >=, 0);
@@ -125,7 +133,8 @@ TEST(membership_reserve_member_receives_nothing) {
   setup(&f);
   raft_change(f.nodes[0].r, "d", "x", RAFT_RESERVE);
   fx_drain(&f, 0);
-  for (int k = 0; k < 10; k++) fx_round(&f);
+  for (int k = 0; k < 10; k++)
+    fx_round(&f);
   CHECK_INT(type_of(&f, 0, "d"), ==, RAFT_RESERVE);
   CHECK_INT(f.sent_to[3][RAFT_MSG_APPEND] + f.sent_to[3][RAFT_MSG_HEARTBEAT],
             ==, 0);
@@ -138,12 +147,14 @@ TEST(membership_passive_member_never_counts_toward_quorum) {
   setup(&f);
   raft_change(f.nodes[0].r, "d", "x", RAFT_PASSIVE);
   fx_drain(&f, 0);
-  for (int k = 0; k < 4; k++) fx_round(&f);
+  for (int k = 0; k < 4; k++)
+    fx_round(&f);
   fx_isolate(&f, 1, true);
   fx_isolate(&f, 2, true);
   uint64_t commit = raft_commit_index(f.nodes[0].r);
   fx_propose(&f, 0, "x");
-  for (int k = 0; k < 4; k++) fx_round(&f);
+  for (int k = 0; k < 4; k++)
+    fx_round(&f);
   CHECK_INT(raft_last_index(f.nodes[3].r), ==, raft_last_index(f.nodes[0].r));
   CHECK_INT(raft_commit_index(f.nodes[0].r), ==, commit);
   fx_free(&f);
@@ -154,7 +165,8 @@ TEST(membership_passive_member_never_campaigns) {
   setup(&f);
   raft_change(f.nodes[0].r, "d", "x", RAFT_PASSIVE);
   fx_drain(&f, 0);
-  for (int k = 0; k < 4; k++) fx_round(&f);
+  for (int k = 0; k < 4; k++)
+    fx_round(&f);
   f.nodes[0].up = false;
   f.nodes[1].up = false;
   f.nodes[2].up = false;
@@ -190,11 +202,13 @@ TEST(membership_demotion_and_removal) {
   setup(&f);
   CHECK_INT(raft_change(f.nodes[0].r, "c", "addr", RAFT_PASSIVE), ==, 0);
   fx_drain(&f, 0);
-  for (int k = 0; k < 4; k++) fx_round(&f);
+  for (int k = 0; k < 4; k++)
+    fx_round(&f);
   CHECK_INT(type_of(&f, 1, "c"), ==, RAFT_PASSIVE);
   CHECK_INT(raft_remove(f.nodes[0].r, "c"), ==, 0);
   fx_drain(&f, 0);
-  for (int k = 0; k < 4; k++) fx_round(&f);
+  for (int k = 0; k < 4; k++)
+    fx_round(&f);
   CHECK_INT(type_of(&f, 1, "c"), ==, 0);
   CHECK_INT(raft_remove(f.nodes[0].r, "zz"), ==, RAFT_ENOTFOUND);
   CHECK_INT(raft_change(f.nodes[0].r, "", "x", RAFT_PASSIVE), ==, RAFT_EINVAL);

@@ -51,7 +51,8 @@ TEST(read_index_never_served_by_an_isolated_leader) {
   fx_isolate(&f, 0, true);
   raft_read(f.nodes[0].r, 9, false);
   fx_drain(&f, 0);
-  for (int k = 0; k < 30; k++) fx_round(&f);
+  for (int k = 0; k < 30; k++)
+    fx_round(&f);
   /* It stepped down (check-quorum) and failed the read. */
   CHECK_INT(raft_role(f.nodes[0].r), ==, RAFT_FOLLOWER);
   CHECK_INT(f.nodes[0].n_reads, ==, 1);

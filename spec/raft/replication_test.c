@@ -16,7 +16,8 @@ TEST(replication_batches_many_entries_per_append) {
   fx_init(&f, 3);
   CHECK(fx_elect(&f, 0));
   long before = f.sent_to[1][RAFT_MSG_APPEND];
-  for (int k = 0; k < 50; k++) fx_propose_nodrain(&f, 0, "entry");
+  for (int k = 0; k < 50; k++)
+    fx_propose_nodrain(&f, 0, "entry");
   fx_drain(&f, 0);
   CHECK_INT(f.sent_to[1][RAFT_MSG_APPEND] - before, ==, 1);
   fx_deliver_all(&f);
@@ -33,7 +34,8 @@ TEST(replication_pipelines_up_to_the_window) {
   CHECK(fx_elect(&f, 0));
   fx_round(&f);
   long before = f.sent_to[1][RAFT_MSG_APPEND];
-  for (int k = 0; k < 10; k++) fx_propose_nodrain(&f, 0, "e");
+  for (int k = 0; k < 10; k++)
+    fx_propose_nodrain(&f, 0, "e");
   fx_drain(&f, 0);
   /* Four in flight to b without waiting for any answer. */
   CHECK_INT(f.sent_to[1][RAFT_MSG_APPEND] - before, ==, 4);
@@ -53,7 +55,7 @@ TEST(replication_follower_acknowledges_only_durable_entries) {
   fx_isolate(&f, 2, true);
   fx_propose(&f, 0, "x");
   fx_deliver_all(&f);
-  CHECK_INT(raft_last_index(f.nodes[1].r), ==, 3); /* received... */
+  CHECK_INT(raft_last_index(f.nodes[1].r), ==, 3);   /* received... */
   CHECK_INT(raft_commit_index(f.nodes[0].r), ==, 2); /* ...not counted */
   fx_persist_now(&f, 1);
   fx_deliver_all(&f);
@@ -97,13 +99,16 @@ TEST(replication_fast_backtracking_by_conflicting_term) {
   fx_init(&f, 3);
   CHECK(fx_elect(&f, 0));
   fx_isolate(&f, 0, true);
-  for (int k = 0; k < 40; k++) fx_propose(&f, 0, "lost");
+  for (int k = 0; k < 40; k++)
+    fx_propose(&f, 0, "lost");
   CHECK(fx_force_elect(&f, 1));
-  for (int k = 0; k < 5; k++) fx_propose(&f, 1, "kept");
+  for (int k = 0; k < 5; k++)
+    fx_propose(&f, 1, "kept");
   fx_deliver_all(&f);
   long rejects = f.rejects_sent;
   fx_isolate(&f, 0, false);
-  for (int k = 0; k < 6; k++) fx_round(&f);
+  for (int k = 0; k < 6; k++)
+    fx_round(&f);
   CHECK_INT(f.rejects_sent - rejects, <=, 2);
   CHECK_INT(raft_last_index(f.nodes[0].r), ==, raft_last_index(f.nodes[1].r));
   for (uint64_t i = 1; i <= raft_last_index(f.nodes[1].r); i++)
@@ -136,10 +141,12 @@ TEST(replication_follower_catches_up_after_partition) {
   fx_init(&f, 3);
   CHECK(fx_elect(&f, 0));
   fx_isolate(&f, 2, true);
-  for (int k = 0; k < 30; k++) fx_propose(&f, 0, "x");
+  for (int k = 0; k < 30; k++)
+    fx_propose(&f, 0, "x");
   fx_deliver_all(&f);
   fx_isolate(&f, 2, false);
-  for (int k = 0; k < 4; k++) fx_round(&f);
+  for (int k = 0; k < 4; k++)
+    fx_round(&f);
   CHECK_INT(raft_last_index(f.nodes[2].r), ==, 32);
   CHECK_INT(raft_commit_index(f.nodes[2].r), ==, 32);
   CHECK_INT(f.nodes[2].applied, ==, 32);

@@ -12,7 +12,8 @@ static void tweak(struct raft_options *o, int i) {
 static void setup(struct fx *f, int entries) {
   fx_init_with(f, 3, 3, tweak);
   CHECK(fx_elect(f, 0));
-  for (int k = 0; k < entries; k++) fx_propose(f, 0, "entry");
+  for (int k = 0; k < entries; k++)
+    fx_propose(f, 0, "entry");
   fx_deliver_all(f);
   fx_round(f);
   fx_round(f);
@@ -48,15 +49,18 @@ TEST(snapshot_sent_in_chunks_to_a_follower_whose_entries_are_gone) {
   struct fx f;
   setup(&f, 2);
   fx_isolate(&f, 2, true);
-  for (int k = 0; k < 30; k++) fx_propose(&f, 0, "entry");
+  for (int k = 0; k < 30; k++)
+    fx_propose(&f, 0, "entry");
   fx_deliver_all(&f);
   fx_round(&f);
-  for (int k = 0; k < 64; k++) f.nodes[0].snap[k] = (unsigned char)(k * 7);
+  for (int k = 0; k < 64; k++)
+    f.nodes[0].snap[k] = (unsigned char)(k * 7);
   uint64_t idx = f.nodes[0].applied;
   CHECK_INT(raft_snapshot_taken(f.nodes[0].r, idx), ==, 0);
   CHECK(raft_first_index(f.nodes[0].r) > raft_last_index(f.nodes[2].r) + 1);
   fx_isolate(&f, 2, false);
-  for (int k = 0; k < 12 && !f.nodes[2].installed; k++) fx_round(&f);
+  for (int k = 0; k < 12 && !f.nodes[2].installed; k++)
+    fx_round(&f);
   CHECK(f.nodes[2].installed);
   CHECK_INT(f.nodes[2].installed_index, ==, idx);
   CHECK_INT(f.sent_to[2][RAFT_MSG_SNAPSHOT], >=, 4); /* 64 bytes by 16 */
@@ -66,7 +70,8 @@ TEST(snapshot_sent_in_chunks_to_a_follower_whose_entries_are_gone) {
   CHECK_INT(raft_commit_index(f.nodes[2].r), >=, idx);
   /* Replication carries on from there. */
   fx_propose(&f, 0, "after");
-  for (int k = 0; k < 4; k++) fx_round(&f);
+  for (int k = 0; k < 4; k++)
+    fx_round(&f);
   CHECK_INT(raft_last_index(f.nodes[2].r), ==, raft_last_index(f.nodes[0].r));
   CHECK_INT(f.nodes[2].applied, ==, raft_last_index(f.nodes[0].r));
   fx_free(&f);
@@ -76,13 +81,15 @@ TEST(snapshot_lost_on_the_host_restarts_the_transfer) {
   struct fx f;
   setup(&f, 2);
   fx_isolate(&f, 2, true);
-  for (int k = 0; k < 30; k++) fx_propose(&f, 0, "entry");
+  for (int k = 0; k < 30; k++)
+    fx_propose(&f, 0, "entry");
   fx_deliver_all(&f);
   fx_round(&f);
   CHECK_INT(raft_snapshot_taken(f.nodes[0].r, f.nodes[0].applied), ==, 0);
   f.nodes[0].lose_snapshot = 1; /* the first request finds it gone */
   fx_isolate(&f, 2, false);
-  for (int k = 0; k < 12 && !f.nodes[2].installed; k++) fx_round(&f);
+  for (int k = 0; k < 12 && !f.nodes[2].installed; k++)
+    fx_round(&f);
   CHECK_INT(f.nodes[0].lose_snapshot, ==, 0);
   CHECK(f.nodes[0].chunk_requests >= 5); /* asked again from offset 0 */
   CHECK(f.nodes[2].installed);

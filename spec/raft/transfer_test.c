@@ -26,7 +26,8 @@ TEST(transfer_brings_the_target_up_to_date_first) {
   struct fx f;
   setup(&f);
   fx_isolate(&f, 2, true);
-  for (int k = 0; k < 10; k++) fx_propose(&f, 0, "x");
+  for (int k = 0; k < 10; k++)
+    fx_propose(&f, 0, "x");
   fx_deliver_all(&f);
   CHECK_INT(raft_transfer(f.nodes[0].r, "c"), ==, 0);
   fx_drain(&f, 0);
