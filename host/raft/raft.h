@@ -16,9 +16,11 @@
  *      ready.persist[] (asynchronously is fine); when durable call
  *      raft_persisted(r, last_index, last_term).
  *   5. Send ready.msgs (in any order, any may be lost).
- *   6. Apply ready.committed[] in order, then serve ready.reads[].
- *   7. Answer each ready.chunk_reqs[] with raft_snapshot_chunk().
- *   8. raft_ready_done().
+ *   6. Apply ready.committed[] in order, then serve ready.reads[]
+ *      (5 and 6 in either order).
+ *   7. raft_ready_done().
+ *   8. Answer each ready.chunk_reqs[] (copied before step 7) with
+ *      raft_snapshot_chunk(), now or later.
  *
  * Payloads are reference counted (struct raft_buf): the core never copies
  * entry bytes; anything handed out in a ready stays valid until
