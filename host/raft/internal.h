@@ -135,6 +135,7 @@ struct raft {
   bool lease_off;       /* a transfer was started: no lease for this term */
   char transferee[RAFT_NAME_MAX];
   unsigned transfer_elapsed;
+  bool transfer_sent;        /* TimeoutNow went out for this transfer */
   bool removed_self_pending; /* leader removed itself; leave once committed */
 
   /* snapshot */

@@ -16,9 +16,11 @@
  *      ready.persist[] (asynchronously is fine); when durable call
  *      raft_persisted(r, last_index, last_term).
  *   5. Send ready.msgs (in any order, any may be lost).
- *   6. Apply ready.committed[] in order, then serve ready.reads[].
- *   7. Answer each ready.chunk_reqs[] with raft_snapshot_chunk().
- *   8. raft_ready_done().
+ *   6. Apply ready.committed[] in order, then serve ready.reads[]
+ *      (5 and 6 in either order).
+ *   7. raft_ready_done().
+ *   8. Answer each ready.chunk_reqs[] (copied before step 7) with
+ *      raft_snapshot_chunk(), now or later.
  *
  * Payloads are reference counted (struct raft_buf): the core never copies
  * entry bytes; anything handed out in a ready stays valid until
@@ -150,9 +152,10 @@ struct raft_msg {
       uint64_t conflict_index; /* failure: first index of conflict_term,
                                   or follower's last index + 1 */
     } append_resp;
-    struct {           /* RAFT_MSG_HEARTBEAT / RAFT_MSG_HEARTBEAT_RESP */
-      uint64_t commit; /* heartbeat only */
-      uint64_t seq;    /* echoed by the response (reads, leases) */
+    struct {               /* RAFT_MSG_HEARTBEAT / RAFT_MSG_HEARTBEAT_RESP */
+      uint64_t commit;     /* heartbeat only */
+      uint64_t seq;        /* echoed by the response (reads, leases) */
+      uint64_t last_index; /* response only: follower's last log index */
     } heartbeat;
     struct {                 /* RAFT_MSG_SNAPSHOT */
       uint64_t index, term;  /* last index/term the snapshot covers */

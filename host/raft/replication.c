@@ -108,6 +108,7 @@ static bool send_one(struct raft *r, int i) {
     return false; /* one probe at a time */
   }
   assert(n > 0);
+  if (pr->infl_n == 0) pr->stall = 0; /* idle until now: not stalled */
   pr->next = prev + n + 1;
   unsigned slot = (pr->infl_head + pr->infl_n) % RAFT_INFLIGHT_MAX;
   pr->infl_index[slot] = prev + n;
@@ -201,9 +202,11 @@ void raft_maybe_commit(struct raft *r) {
 /* ---- leader: responses -------------------------------------------------- */
 
 static void maybe_send_timeout_now(struct raft *r, int i) {
-  if (r->transferee[0] && strcmp(r->transferee, r->conf.m[i].name) == 0 &&
+  if (r->transferee[0] && !r->transfer_sent &&
+      strcmp(r->transferee, r->conf.m[i].name) == 0 &&
       r->pr[i].match == raft_log_last(&r->log)) {
     raft_new_msg(r, RAFT_MSG_TIMEOUT_NOW, r->transferee);
+    r->transfer_sent = true;
     r->lease_off = true; /* it may be elected before our lease ends */
   }
 }
@@ -271,9 +274,13 @@ void raft_handle_heartbeat_resp(struct raft *r, int i,
     raft_update_lease(r);
     raft_reads_on_ack(r);
   }
+  /* Appends lost in the network: the follower has less than we sent and
+   * nothing was acknowledged for a while. Resend from what it has. */
   if (pr->state == PR_REPLICATE && pr->match < raft_log_last(&r->log) &&
-      pr->stall >= r->opt.election_timeout)
-    become_probe(pr, pr->match + 1); /* window lost in the network */
+      ((m->u.heartbeat.last_index + 1 < pr->next &&
+        pr->stall >= 2 * r->opt.heartbeat_interval) ||
+       pr->stall >= r->opt.election_timeout))
+    become_probe(pr, pr->match + 1);
   if (pr->match < raft_log_last(&r->log)) raft_send_append(r, i);
 }
 
@@ -379,6 +386,7 @@ void raft_handle_heartbeat(struct raft *r, const struct raft_msg *m) {
   struct raft_msg *resp = raft_new_msg(r, RAFT_MSG_HEARTBEAT_RESP, m->from);
   if (!resp) return;
   resp->u.heartbeat.seq = m->u.heartbeat.seq;
+  resp->u.heartbeat.last_index = raft_log_last(&r->log);
 }
 
 void raft_persisted(struct raft *r, uint64_t index, uint64_t term) {

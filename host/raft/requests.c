@@ -98,9 +98,11 @@ int raft_transfer(struct raft *r, const char *name) {
   if (i == r->self || r->conf.m[i].type != RAFT_ACTIVE) return RAFT_EINVAL;
   strcpy(r->transferee, name);
   r->transfer_elapsed = 0;
+  r->transfer_sent = false;
   r->lease_off = true;
   if (r->pr[i].match == raft_log_last(&r->log)) {
     raft_new_msg(r, RAFT_MSG_TIMEOUT_NOW, name);
+    r->transfer_sent = true;
   } else {
     raft_send_append(r, i); /* TimeoutNow follows once it is caught up */
   }

@@ -39,6 +39,8 @@ struct fx_node {
   size_t rlen;
   bool installed;
   uint64_t installed_index;
+  int lose_snapshot;  /* answer this many chunk requests with "gone" */
+  int chunk_requests; /* chunk requests seen */
 };
 
 struct fx {
@@ -51,6 +53,7 @@ struct fx {
   long sent[16]; /* messages sent, by type */
   long sent_to[FX_MAX][16];
   size_t append_entries_sent;
+  long rejects_sent; /* AppendEntries rejections */
 };
 
 static inline void fx_opts(struct raft_options *o, const char *name, int i) {
@@ -151,6 +154,9 @@ static inline void fx_drain(struct fx *f, int i) {
       if (to >= 0) f->sent_to[to][rd.msgs[k].type]++;
       if (rd.msgs[k].type == RAFT_MSG_APPEND)
         f->append_entries_sent += rd.msgs[k].u.append.n;
+      if (rd.msgs[k].type == RAFT_MSG_APPEND_RESP &&
+          !rd.msgs[k].u.append_resp.success)
+        f->rejects_sent++;
     }
     for (size_t k = 0; k < rd.n_committed; k++) {
       uint64_t idx = rd.commit_first + k;
@@ -167,6 +173,13 @@ static inline void fx_drain(struct fx *f, int i) {
     if (nreq) memcpy(req, rd.chunk_reqs, nreq * sizeof *req);
     raft_ready_done(x->r, &rd);
     for (size_t k = 0; k < nreq; k++) {
+      x->chunk_requests++;
+      if (x->lose_snapshot > 0) {
+        x->lose_snapshot--;
+        raft_snapshot_chunk(x->r, req[k].to, req[k].index, req[k].offset, NULL,
+                            false);
+        continue;
+      }
       size_t total = sizeof x->snap, off = (size_t)req[k].offset;
       size_t len = total - off < req[k].max_len ? total - off : req[k].max_len;
       struct raft_buf *b = raft_buf_from(x->snap + off, len);
@@ -255,6 +268,15 @@ static inline bool fx_force_elect(struct fx *f, int i) {
 static inline void fx_isolate(struct fx *f, int i, bool cut) {
   for (int k = 0; k < f->n; k++)
     f->cut[i][k] = f->cut[k][i] = cut;
+}
+
+/* Propose without draining (to batch several proposals in one ready). */
+static inline int64_t fx_propose_nodrain(struct fx *f, int i,
+                                         const char *data) {
+  struct raft_buf *b = raft_buf_from(data, strlen(data));
+  int64_t rc = raft_propose(f->nodes[i].r, RAFT_COMMAND, b);
+  raft_buf_unref(b);
+  return rc;
 }
 
 static inline int64_t fx_propose(struct fx *f, int i, const char *data) {
