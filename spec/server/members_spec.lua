@@ -112,7 +112,8 @@ describe("cluster members", function()
     assert.are.equal("done\n", r.stdout, r.stderr)
     cluster.start(c, down, "bootstrap", all, { "--snapshot-threshold", "20" })
     assert.is_true(eventually(function()
-      return cluster.kv(c, { "get", "c1200", "--consistency", "sequential" }, c.members[down].address).stdout == "1200\n"
+      local got = cluster.kv(c, { "get", "c1200", "--consistency", "sequential" }, c.members[down].address)
+      return got.stdout == "1200\n"
     end, 100))
     assert.matches("event=snapshot_installed", c.procs[down]:stderr())
     assert.are.equal("1\n", seq_get(c, down, "c1"))
