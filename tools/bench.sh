@@ -1,6 +1,6 @@
 #!/bin/sh
-# Run every benchmark against the build in $1: each bench/*.c binary, then
-# each bench/*.lua script under the copycat-lua binary. Benchmarks print
+# Run every benchmark against the build in $1: each bench/*.c binary, each
+# bench/*.sh script, then each bench/*.lua script under copycat-lua. Benchmarks print
 # their own figures (medians, and ratios against a baseline measured in the
 # same run); nothing here asserts a timing.
 set -eu
@@ -10,8 +10,13 @@ for b in $(find "$BUILD/bench" -type f -perm -u+x 2>/dev/null | sort); do
   echo "== $b"
   "$b"
 done
+for s in bench/*.sh; do
+  echo "== $s"
+  "$s" "$BUILD"
+done
 for s in bench/*.lua; do
   [ -f "$s" ] || continue
+  case "$s" in bench/kv_*.lua) continue ;; esac # driven by kv_cluster.sh
   echo "== $s"
   "$BUILD/copycat-lua" "$s"
 done
