@@ -100,6 +100,42 @@ describe("a kv cluster", function()
   end)
 end)
 
+describe("kv clients", function()
+  after_each(proc.cleanup)
+
+  it("get a state machine error back as an application error, and the server goes on", function()
+    local c = cluster.new(3)
+    cluster.bootstrap_all(c)
+    assert.are.equal(0, cluster.kv_until_ok(c, { "put", "a", "1" }).code)
+    local r = proc.run({ "-e", ([[
+      local c = copycat.client{ cluster = { %q } }
+      print(c:submit("put", { key = 42, value = 1 }))
+      print(c:submit("no_such_command", {}))
+      print(c:query("get", { key = "a" }))
+      c:close()
+    ]]):format(c.members[1].address) })
+    assert.are.equal(0, r.code, r.stderr)
+    local lines = {}
+    for l in r.stdout:gmatch("[^\n]+") do lines[#lines + 1] = l end
+    assert.are.equal("nil\tapplication error: key must be a string, got number", lines[1])
+    assert.matches("^nil\tapplication error: .*no_such_command", lines[2])
+    assert.are.equal("1", lines[3])
+  end)
+
+  it("can use a separate client address, which refuses garbage like the peer address", function()
+    local c = cluster.new(1)
+    local ports = cluster.free_ports(1)
+    local client_addr = "127.0.0.1:" .. ports[1]
+    cluster.start(c, 1, "bootstrap", c.members[1].address, { "--client-address", client_addr })
+    assert.are.equal(0, cluster.kv_until_ok(c, { "put", "x", "1" }, client_addr).code)
+    for _, bytes in ipairs({ "\\xff\\xff\\xff\\xff", "\\x00\\x00\\x00\\x01\\xc1", "\\x00\\x00\\x00\\x10\\x95" }) do
+      os.execute(("bash -c %s"):format(proc.quote(("printf '%s' > /dev/tcp/127.0.0.1/%d"):format(bytes, ports[1]))))
+    end
+    assert.are.equal("1\n", cluster.kv(c, { "get", "x" }, client_addr).stdout)
+    assert.is_nil(c.procs[1]:wait(0))
+  end)
+end)
+
 describe("kv server errors", function()
   after_each(proc.cleanup)
 
