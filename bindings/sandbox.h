@@ -68,7 +68,8 @@ void sandbox_seed(Sandbox *sb, uint64_t a, uint64_t b);
 /* Replaces, in the global table of S, the functions whose standard versions
 ** are not deterministic: pairs, next, tostring, setmetatable, getmetatable,
 ** table.sort, string.format, string.rep, math.random, math.randomseed,
-** coroutine.create, coroutine.wrap, coroutine.resume (sandbox_lib.c). */
+** xpcall, coroutine.create, coroutine.wrap, coroutine.resume
+** (sandbox_lib.c). */
 void sandbox_openlib(lua_State *S);
 
 #endif
