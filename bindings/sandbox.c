@@ -7,11 +7,13 @@
 **     it, and runs `source` (text only, chunk name "=" .. name) under
 **     setup_budget instructions. The file must call state_machine() once and
 **     return its result.
-**   machine:call(kind, op, args, ctx)          -> true, results... | false, err
-**   machine:call_encoded(kind, op, bytes, ctx) -> true, bytes | false, err
-**     kind is "command" or "query"; runs the handler under `budget`. The
-**     encoded form takes the arguments as copycat.codec bytes and returns
-**     the results as the bytes of one msgpack array.
+**   machine:command(op, args, ctx)          -> true, results... | false, err
+**   machine:query(op, args, ctx)            -> true, results... | false, err
+**   machine:command_encoded(op, bytes, ctx) -> true, bytes | false, err
+**   machine:query_encoded(op, bytes, ctx)   -> true, bytes | false, err
+**     Run sm.commands[op] / sm.queries[op] under `budget`. The encoded forms
+**     take the arguments as copycat.codec bytes and return the results as
+**     the bytes of one msgpack array.
 **   machine:session_closed(session, ctx)      -> true | false, err
 **   machine:snapshot()                        -> bytes | nil, err
 **   machine:restore(bytes)                    -> true | nil, err
@@ -385,6 +387,11 @@ static void pack_results(lua_State *S, Call *c, int first, const char *what) {
 }
 
 static int do_load(lua_State *S, Call *c) {
+  if (c->inlen > 0 && c->in[0] == LUA_SIGNATURE[0])
+    return luaL_error(S,
+                      "%s: precompiled chunks are not accepted (a state "
+                      "machine is loaded from source)",
+                      c->op + 1);
   if (luaL_loadbufferx(S, c->in, c->inlen, c->op, "t") != LUA_OK)
     return lua_error(S);
   lua_call(S, 0, 1); /* 1: what the file returned */
@@ -574,11 +581,6 @@ static void read_ctx(lua_State *L, int idx, Call *c, int required) {
   lua_pop(L, 1);
 }
 
-static int check_kind(lua_State *L, int idx) {
-  static const char *const kinds[] = {"command", "query", NULL};
-  return luaL_checkoption(L, idx, NULL, kinds) == 0 ? K_COMMAND : K_QUERY;
-}
-
 /* Push the results encoded in sb->buf (one msgpack array of c->nres). */
 static int push_results(lua_State *L, Sandbox *sb, const Call *c) {
   size_t off = c->nres < 16 ? 1 : c->nres < 65536 ? 3 : 5, used;
@@ -604,17 +606,17 @@ static int fail(lua_State *L, int ok_value) {
   return 2;
 }
 
-/* machine:call(kind, op, args, ctx) */
-static int m_call(lua_State *L) {
+/* machine:command/query(op, args, ctx) */
+static int call_values(lua_State *L, int kind) {
   Sandbox *sb = check_open(L);
   Call c;
   char err[256];
   memset(&c, 0, sizeof c);
-  c.kind = check_kind(L, 2);
-  c.op = luaL_checklstring(L, 3, &c.oplen);
-  read_ctx(L, 5, &c, c.kind == K_COMMAND);
+  c.kind = kind;
+  c.op = luaL_checklstring(L, 2, &c.oplen);
+  read_ctx(L, 4, &c, kind == K_COMMAND);
   sb->buf.size = 0;
-  if (codec_pack(L, 4, &sb->buf, err, sizeof err) != 0)
+  if (codec_pack(L, 3, &sb->buf, err, sizeof err) != 0)
     return luaL_error(L, "cannot encode the arguments: %s", err);
   c.has_args = 1;
   c.in = sb->buf.data;
@@ -623,20 +625,36 @@ static int m_call(lua_State *L) {
   return push_results(L, sb, &c);
 }
 
-/* machine:call_encoded(kind, op, bytes, ctx) */
-static int m_call_encoded(lua_State *L) {
+/* machine:command_encoded/query_encoded(op, bytes, ctx) */
+static int call_encoded(lua_State *L, int kind) {
   Sandbox *sb = check_open(L);
   Call c;
   memset(&c, 0, sizeof c);
-  c.kind = check_kind(L, 2);
-  c.op = luaL_checklstring(L, 3, &c.oplen);
-  c.in = luaL_checklstring(L, 4, &c.inlen);
+  c.kind = kind;
+  c.op = luaL_checklstring(L, 2, &c.oplen);
+  c.in = luaL_checklstring(L, 3, &c.inlen);
   c.has_args = 1;
-  read_ctx(L, 5, &c, c.kind == K_COMMAND);
+  read_ctx(L, 4, &c, kind == K_COMMAND);
   if (!run(L, sb, &c, sb->budget)) return fail(L, 1);
   lua_pushboolean(L, 1);
   lua_pushlstring(L, sb->buf.data, sb->buf.size);
   return 2;
+}
+
+static int m_command(lua_State *L) {
+  return call_values(L, K_COMMAND);
+}
+
+static int m_query(lua_State *L) {
+  return call_values(L, K_QUERY);
+}
+
+static int m_command_encoded(lua_State *L) {
+  return call_encoded(L, K_COMMAND);
+}
+
+static int m_query_encoded(lua_State *L) {
+  return call_encoded(L, K_QUERY);
 }
 
 /* machine:session_closed(session, ctx) */
@@ -742,8 +760,10 @@ static int l_new(lua_State *L) {
 }
 
 int sandbox_open(lua_State *L) {
-  static const luaL_Reg methods[] = {{"call", m_call},
-                                     {"call_encoded", m_call_encoded},
+  static const luaL_Reg methods[] = {{"command", m_command},
+                                     {"query", m_query},
+                                     {"command_encoded", m_command_encoded},
+                                     {"query_encoded", m_query_encoded},
                                      {"session_closed", m_session_closed},
                                      {"snapshot", m_snapshot},
                                      {"restore", m_restore},
