@@ -614,6 +614,7 @@ static int call_values(lua_State *L, int kind) {
   memset(&c, 0, sizeof c);
   c.kind = kind;
   c.op = luaL_checklstring(L, 2, &c.oplen);
+  lua_settop(L, 4); /* absent args are nil */
   read_ctx(L, 4, &c, kind == K_COMMAND);
   sb->buf.size = 0;
   if (codec_pack(L, 3, &sb->buf, err, sizeof err) != 0)
