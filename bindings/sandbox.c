@@ -708,7 +708,8 @@ static int m_memory(lua_State *L) {
 
 static lua_Integer check_budget(lua_State *L, int idx) {
   lua_Integer b = luaL_checkinteger(L, idx);
-  luaL_argcheck(L, b > 0, idx, "budget must be a positive integer");
+  luaL_argcheck(L, b > 0 && b <= (lua_Integer)1 << 62, idx,
+                "budget must be an integer in 1..2^62");
   return b;
 }
 

@@ -59,7 +59,8 @@ describe("copycat.state_machine", function()
 
     it("checks the shape of the state machine", function()
       local sm = "local sm = state_machine() "
-      assert.are.equal("bad: command 'x' is not a function (got number)", load_error(sm .. "sm.commands.x = 1 return sm"))
+      assert.are.equal("bad: command 'x' is not a function (got number)",
+        load_error(sm .. "sm.commands.x = 1 return sm"))
       assert.are.equal("bad: query 'q' is not a function (got table)", load_error(sm .. "sm.queries.q = {} return sm"))
       assert.are.equal("bad: command names must be strings (found number 1)",
         load_error(sm .. "sm.commands[1] = print return sm"))
