@@ -202,6 +202,20 @@ describe("copycat.state_machine", function()
     end)
   end)
 
+  it("turns stack overflows and misplaced yields into ordinary command errors", function()
+    local m = h.machine([[
+      local function deep(n) return deep(n + 1) + 1 end
+      function sm.commands.deep() return deep(1) end
+      function sm.commands.yield() coroutine.yield(1) end
+      function sm.commands.fine() return "fine" end
+    ]])
+    local first = h.fails(m, "deep")
+    assert.matches("^t:2: stack overflow", first)
+    assert.are.equal(first, h.fails(m, "deep"))
+    assert.are.equal("attempt to yield from outside a coroutine", h.fails(m, "yield"))
+    assert.are.equal("fine", h.ok(m, "fine"))
+  end)
+
   describe("sessions", function()
     it("calls session_closed with the session id and the context", function()
       local m = h.machine([[
