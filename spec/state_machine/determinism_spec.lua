@@ -72,9 +72,10 @@ describe("state machines across processes", function()
     assert.matches("^snapshot %x+ %d+ bytes$", first[2])
     -- The workload is not trivial: hundreds of keys, failures included.
     local nkeys = tonumber(first[3]:match("^state (%d+) keys"))
-    local napplied, nfailed = first[4]:match("^applied (%d+) commands, (%d+) failed$")
+    local napplied, nfailed, noverruns = first[4]:match("^applied (%d+) commands, (%d+) failed, (%d+) budget overruns$")
     assert.is_true(nkeys > 300, first[3])
     assert.is_true(tonumber(napplied) > 3000 and tonumber(nfailed) > 10, first[4])
+    assert.is_true(tonumber(noverruns) > 10 and tonumber(noverruns) < 190, first[4])
     local stock = { first[5] }
     for i = 2, #outs do
       local l = lines(outs[i])

@@ -94,8 +94,10 @@ for step = 1, steps do
     command("cas", { key = some_key(), expect = rand(1000), value = rand(1000) })
   elseif p <= 63 then
     command("evict", { count = rand(3) })
-  elseif p <= 66 then
+  elseif p <= 65 then
     command("put", { key = rand(10), value = 1 }) -- fails: keys are strings
+  elseif p == 66 then
+    query("scan", { prefix = rand(10) }) -- fails with a position: kv:NN: attempt to ...
   elseif p <= 76 then
     query("scan", { prefix = "user:" .. rand(9), limit = rand(50) })
   elseif p <= 86 then
@@ -105,13 +107,31 @@ for step = 1, steps do
   end
 end
 
+-- Budget outcomes: a loop of varying length under a small budget, some
+-- calls overrunning it; results and counted instructions are hashed.
+local spinner = assert(state_machine.load([[
+  local sm = state_machine()
+  function sm.commands.spin(c)
+    local x = 0
+    for i = 1, c.args.n do x = x + i % 7 end
+    return x
+  end
+  return sm
+]], { source = true, name = "spin", budget = 20000 }))
+local overruns = 0
+for i = 1, 200 do
+  local r = table.pack(spinner:command("spin", { n = rand(15000) }, { index = i, term = 1 }))
+  if not r[1] then overruns = overruns + 1 end
+  results = fnv(results, codec.encode(r) .. spinner:cost())
+end
+
 local snap = assert(machine:snapshot())
 local _, stats = machine:query("stats", {})
 local _, all = machine:query("scan", {})
 print(("results %016x"):format(results))
 print(("snapshot %016x %d bytes"):format(fnv(0xcbf29ce484222325, snap), #snap))
 print(("state %d keys, rev %d, sum %d"):format(stats.keys, stats.rev, stats.sum))
-print(("applied %d commands, %d failed"):format(commands, failed))
+print(("applied %d commands, %d failed, %d budget overruns"):format(commands, failed, overruns))
 
 -- The host's own pairs over the same keys, inserted in this process' order.
 local plain = {}
