@@ -7,11 +7,13 @@
 **     it, and runs `source` (text only, chunk name "=" .. name) under
 **     setup_budget instructions. The file must call state_machine() once and
 **     return its result.
-**   machine:call(kind, op, args, ctx)          -> true, results... | false, err
-**   machine:call_encoded(kind, op, bytes, ctx) -> true, bytes | false, err
-**     kind is "command" or "query"; runs the handler under `budget`. The
-**     encoded form takes the arguments as copycat.codec bytes and returns
-**     the results as the bytes of one msgpack array.
+**   machine:command(op, args, ctx)          -> true, results... | false, err
+**   machine:query(op, args, ctx)            -> true, results... | false, err
+**   machine:command_encoded(op, bytes, ctx) -> true, bytes | false, err
+**   machine:query_encoded(op, bytes, ctx)   -> true, bytes | false, err
+**     Run sm.commands[op] / sm.queries[op] under `budget`. The encoded forms
+**     take the arguments as copycat.codec bytes and return the results as
+**     the bytes of one msgpack array.
 **   machine:session_closed(session, ctx)      -> true | false, err
 **   machine:snapshot()                        -> bytes | nil, err
 **   machine:restore(bytes)                    -> true | nil, err
@@ -31,15 +33,12 @@
 
 #include <lauxlib.h>
 #include <lua.h>
-#include <lualib.h>
 
 #include "codec.h"
 #include "core.h"
 #include "sandbox.h"
 
 #define SANDBOX_MT "copycat.sandbox"
-#define SM_KEY "copycat.sandbox.sm"             /* registry of S */
-#define VALIDATE_KEY "copycat.sandbox.validate" /* registry of S */
 
 /* ------------------------------------------------------------------------ */
 /* The budget                                                               */
@@ -108,195 +107,6 @@ static void *sb_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   p = realloc(ptr, nsize);
   if (p) sb->mem = sb->mem - old + nsize;
   return p;
-}
-
-/* ------------------------------------------------------------------------ */
-/* The environment                                                          */
-/* ------------------------------------------------------------------------ */
-
-/* Globals a state machine may use. Everything else the base library
-** defines (load, dofile, loadfile, collectgarbage, warn, ...) is removed. */
-static const char *const allowed[] = {
-    "assert", "error",        "ipairs",       "pairs",    "next",
-    "pcall",  "xpcall",       "select",       "tonumber", "tostring",
-    "type",   "rawequal",     "rawget",       "rawset",   "rawlen",
-    "print",  "setmetatable", "getmetatable", "_G",       "_VERSION",
-    "string", "table",        "math",         "utf8",     "coroutine",
-    NULL};
-
-/* Globals whose use gets an explanation rather than a nil. */
-static const char *const forbidden[] = {
-    "io",     "os",       "require", "load",           "loadstring",
-    "dofile", "loadfile", "debug",   "collectgarbage", "package",
-    "module", "setfenv",  "getfenv", "warn",           NULL};
-
-static int in_list(const char *const *list, const char *s) {
-  for (; *list; list++)
-    if (strcmp(*list, s) == 0) return 1;
-  return 0;
-}
-
-static int globals_index(lua_State *S) {
-  const char *name = lua_type(S, 2) == LUA_TSTRING ? lua_tostring(S, 2) : "";
-  if (in_list(forbidden, name))
-    return luaL_error(S,
-                      "%s is not available in a state machine (state "
-                      "machines must be deterministic)",
-                      name);
-  return 0;
-}
-
-/* Once the file has loaded, a new global would be state that snapshot()
-** does not capture: refuse it. */
-static int globals_newindex(lua_State *S) {
-  if (sandbox_get(S)->locked)
-    return luaL_error(S,
-                      "assignment to undefined global '%s' (a state "
-                      "machine keeps its state in locals of its file, "
-                      "saved by sm.snapshot)",
-                      lua_type(S, 2) == LUA_TSTRING ? lua_tostring(S, 2)
-                                                    : luaL_typename(S, 2));
-  lua_rawset(S, 1);
-  return 0;
-}
-
-static int string_index(lua_State *S) {
-  if (lua_type(S, 2) == LUA_TSTRING && strcmp(lua_tostring(S, 2), "dump") == 0)
-    return luaL_error(S,
-                      "string.dump is not available in a state machine "
-                      "(state machines must be deterministic)");
-  return 0;
-}
-
-/* state_machine(): the one state machine of the file. */
-static int l_state_machine(lua_State *S) {
-  if (lua_getfield(S, LUA_REGISTRYINDEX, SM_KEY) != LUA_TNIL)
-    return luaL_error(S, "state_machine() may be called only once per file");
-  lua_createtable(S, 0, 6);
-  lua_newtable(S);
-  lua_setfield(S, -2, "commands");
-  lua_newtable(S);
-  lua_setfield(S, -2, "queries");
-  lua_pushvalue(S, -1);
-  lua_setfield(S, LUA_REGISTRYINDEX, SM_KEY);
-  return 1;
-}
-
-/* Checks what the file returned. Compiled before any user code runs, so it
-** uses the sandbox's own pairs (keys in canonical order: the first problem
-** reported is the same on every replica). */
-static const char validate_src[] =
-    "local pairs, ipairs, type, error, rawequal, tostring, format =\n"
-    "  pairs, ipairs, type, error, rawequal, tostring, string.format\n"
-    "local fields = { commands = 'table', queries = 'table',\n"
-    "  snapshot = 'function', restore = 'function',\n"
-    "  session_closed = 'function' }\n"
-    "return function(result, sm, name)\n"
-    "  if sm == nil then\n"
-    "    error(format('%s: the file must create its state machine with '\n"
-    "      .. 'state_machine() and return it', name), 0)\n"
-    "  end\n"
-    "  if not rawequal(result, sm) then\n"
-    "    error(format('%s: the file must return the state machine made by '\n"
-    "      .. 'state_machine() (it returned %s)', name, result == nil and\n"
-    "      'nothing' or 'a ' .. type(result) .. ' value'), 0)\n"
-    "  end\n"
-    "  for k, v in pairs(sm) do\n"
-    "    local want = fields[k]\n"
-    "    if not want then\n"
-    "      error(format('%s: unknown field %s in the state machine '\n"
-    "        .. '(expected commands, queries, snapshot, restore or '\n"
-    "        .. 'session_closed)', name, type(k) == 'string' and\n"
-    "        \"'\" .. k .. \"'\" or tostring(k)), 0)\n"
-    "    end\n"
-    "    if type(v) ~= want then\n"
-    "      error(format('%s: sm.%s must be a %s (got %s)', name, k, want,\n"
-    "        type(v)), 0)\n"
-    "    end\n"
-    "  end\n"
-    "  if (sm.snapshot == nil) ~= (sm.restore == nil) then\n"
-    "    error(format('%s: sm.snapshot and sm.restore must be defined '\n"
-    "      .. 'together', name), 0)\n"
-    "  end\n"
-    "  for _, kind in ipairs({ 'commands', 'queries' }) do\n"
-    "    if type(sm[kind]) ~= 'table' then\n"
-    "      error(format('%s: sm.%s must be a table (got %s)', name, kind,\n"
-    "        type(sm[kind])), 0)\n"
-    "    end\n"
-    "    local what = kind == 'commands' and 'command' or 'query'\n"
-    "    for op, fn in pairs(sm[kind]) do\n"
-    "      if type(op) ~= 'string' then\n"
-    "        error(format('%s: %s names must be strings (found %s %s)',\n"
-    "          name, what, type(op), tostring(op)), 0)\n"
-    "      end\n"
-    "      if type(fn) ~= 'function' then\n"
-    "        error(format(\"%s: %s '%s' is not a function (got %s)\", name,\n"
-    "          what, op, type(fn)), 0)\n"
-    "      end\n"
-    "    end\n"
-    "  end\n"
-    "end\n";
-
-/* Keep only the names in `allowed` in the global table at g. */
-static void filter_globals(lua_State *S, int g) {
-  lua_pushnil(S);
-  while (lua_next(S, g)) {
-    lua_pop(S, 1);
-    if (lua_type(S, -1) != LUA_TSTRING ||
-        !in_list(allowed, lua_tostring(S, -1))) {
-      lua_pushvalue(S, -1);
-      lua_pushnil(S);
-      lua_rawset(S, g); /* clearing a field during traversal is allowed */
-    }
-  }
-}
-
-/* Build the environment (runs protected, in S). */
-static int open_state(lua_State *S) {
-  static const luaL_Reg libs[] = {{LUA_GNAME, luaopen_base},
-                                  {LUA_STRLIBNAME, luaopen_string},
-                                  {LUA_TABLIBNAME, luaopen_table},
-                                  {LUA_MATHLIBNAME, luaopen_math},
-                                  {LUA_UTF8LIBNAME, luaopen_utf8},
-                                  {LUA_COLIBNAME, luaopen_coroutine},
-                                  {NULL, NULL}};
-  const luaL_Reg *lib;
-  int g;
-  for (lib = libs; lib->name; lib++) {
-    luaL_requiref(S, lib->name, lib->func, 1);
-    lua_pop(S, 1);
-  }
-  codec_open(S); /* creates the array/map marker metatables of S */
-  lua_pop(S, 1);
-  lua_pushglobaltable(S);
-  g = lua_gettop(S);
-  filter_globals(S, g);
-
-  lua_getfield(S, g, "string");
-  lua_pushnil(S);
-  lua_setfield(S, -2, "dump");
-  lua_createtable(S, 0, 1);
-  lua_pushcfunction(S, string_index);
-  lua_setfield(S, -2, "__index");
-  lua_setmetatable(S, -2);
-  lua_pop(S, 1);
-
-  sandbox_openlib(S);
-  lua_pushcfunction(S, l_state_machine);
-  lua_setfield(S, g, "state_machine");
-
-  if (luaL_loadbuffer(S, validate_src, sizeof validate_src - 1, "=sandbox"))
-    return lua_error(S);
-  lua_call(S, 0, 1);
-  lua_setfield(S, LUA_REGISTRYINDEX, VALIDATE_KEY);
-
-  lua_createtable(S, 0, 2);
-  lua_pushcfunction(S, globals_index);
-  lua_setfield(S, -2, "__index");
-  lua_pushcfunction(S, globals_newindex);
-  lua_setfield(S, -2, "__newindex");
-  lua_setmetatable(S, g);
-  return 0;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -385,12 +195,17 @@ static void pack_results(lua_State *S, Call *c, int first, const char *what) {
 }
 
 static int do_load(lua_State *S, Call *c) {
+  if (c->inlen > 0 && c->in[0] == LUA_SIGNATURE[0])
+    return luaL_error(S,
+                      "%s: precompiled chunks are not accepted (a state "
+                      "machine is loaded from source)",
+                      c->op + 1);
   if (luaL_loadbufferx(S, c->in, c->inlen, c->op, "t") != LUA_OK)
     return lua_error(S);
   lua_call(S, 0, 1); /* 1: what the file returned */
-  lua_getfield(S, LUA_REGISTRYINDEX, VALIDATE_KEY);
+  lua_getfield(S, LUA_REGISTRYINDEX, SANDBOX_VALIDATE_KEY);
   lua_pushvalue(S, 1);
-  lua_getfield(S, LUA_REGISTRYINDEX, SM_KEY);
+  lua_getfield(S, LUA_REGISTRYINDEX, SANDBOX_SM_KEY);
   lua_pushstring(S, c->op + 1); /* the name without '=' */
   lua_call(S, 3, 0);
   sandbox_get(S)->locked = 1;
@@ -400,7 +215,7 @@ static int do_load(lua_State *S, Call *c) {
 static int do_handler(lua_State *S, Call *c) {
   const char *what = kind_names[c->kind];
   char name[96];
-  lua_getfield(S, LUA_REGISTRYINDEX, SM_KEY); /* 1 */
+  lua_getfield(S, LUA_REGISTRYINDEX, SANDBOX_SM_KEY); /* 1 */
   lua_getfield(S, 1, c->kind == K_COMMAND ? "commands" : "queries");
   snprintf(name, sizeof name, "%s '%.64s%s'", what, c->op,
            c->oplen > 64 ? "..." : "");
@@ -427,14 +242,14 @@ static int dispatch(lua_State *S) {
     case K_QUERY:
       return do_handler(S, c);
     case K_SESSION_CLOSED:
-      lua_getfield(S, LUA_REGISTRYINDEX, SM_KEY);
+      lua_getfield(S, LUA_REGISTRYINDEX, SANDBOX_SM_KEY);
       if (lua_getfield(S, 1, "session_closed") == LUA_TNIL) return 0;
       lua_pushinteger(S, c->session);
       push_ctx(S, c);
       lua_call(S, 2, 0);
       return 0;
     case K_SNAPSHOT:
-      lua_getfield(S, LUA_REGISTRYINDEX, SM_KEY);
+      lua_getfield(S, LUA_REGISTRYINDEX, SANDBOX_SM_KEY);
       if (lua_getfield(S, 1, "snapshot") == LUA_TNIL)
         return luaL_error(S, "the state machine has no sm.snapshot");
       lua_call(S, 0, 1);
@@ -442,7 +257,7 @@ static int dispatch(lua_State *S) {
       return 0;
     default:
       assert(c->kind == K_RESTORE);
-      lua_getfield(S, LUA_REGISTRYINDEX, SM_KEY);
+      lua_getfield(S, LUA_REGISTRYINDEX, SANDBOX_SM_KEY);
       if (lua_getfield(S, 1, "restore") == LUA_TNIL)
         return luaL_error(S, "the state machine has no sm.restore");
       push_decoded(S, c, "snapshot");
@@ -574,11 +389,6 @@ static void read_ctx(lua_State *L, int idx, Call *c, int required) {
   lua_pop(L, 1);
 }
 
-static int check_kind(lua_State *L, int idx) {
-  static const char *const kinds[] = {"command", "query", NULL};
-  return luaL_checkoption(L, idx, NULL, kinds) == 0 ? K_COMMAND : K_QUERY;
-}
-
 /* Push the results encoded in sb->buf (one msgpack array of c->nres). */
 static int push_results(lua_State *L, Sandbox *sb, const Call *c) {
   size_t off = c->nres < 16 ? 1 : c->nres < 65536 ? 3 : 5, used;
@@ -604,17 +414,18 @@ static int fail(lua_State *L, int ok_value) {
   return 2;
 }
 
-/* machine:call(kind, op, args, ctx) */
-static int m_call(lua_State *L) {
+/* machine:command/query(op, args, ctx) */
+static int call_values(lua_State *L, int kind) {
   Sandbox *sb = check_open(L);
   Call c;
   char err[256];
   memset(&c, 0, sizeof c);
-  c.kind = check_kind(L, 2);
-  c.op = luaL_checklstring(L, 3, &c.oplen);
-  read_ctx(L, 5, &c, c.kind == K_COMMAND);
+  c.kind = kind;
+  c.op = luaL_checklstring(L, 2, &c.oplen);
+  lua_settop(L, 4); /* absent args are nil */
+  read_ctx(L, 4, &c, kind == K_COMMAND);
   sb->buf.size = 0;
-  if (codec_pack(L, 4, &sb->buf, err, sizeof err) != 0)
+  if (codec_pack(L, 3, &sb->buf, err, sizeof err) != 0)
     return luaL_error(L, "cannot encode the arguments: %s", err);
   c.has_args = 1;
   c.in = sb->buf.data;
@@ -623,20 +434,36 @@ static int m_call(lua_State *L) {
   return push_results(L, sb, &c);
 }
 
-/* machine:call_encoded(kind, op, bytes, ctx) */
-static int m_call_encoded(lua_State *L) {
+/* machine:command_encoded/query_encoded(op, bytes, ctx) */
+static int call_encoded(lua_State *L, int kind) {
   Sandbox *sb = check_open(L);
   Call c;
   memset(&c, 0, sizeof c);
-  c.kind = check_kind(L, 2);
-  c.op = luaL_checklstring(L, 3, &c.oplen);
-  c.in = luaL_checklstring(L, 4, &c.inlen);
+  c.kind = kind;
+  c.op = luaL_checklstring(L, 2, &c.oplen);
+  c.in = luaL_checklstring(L, 3, &c.inlen);
   c.has_args = 1;
-  read_ctx(L, 5, &c, c.kind == K_COMMAND);
+  read_ctx(L, 4, &c, kind == K_COMMAND);
   if (!run(L, sb, &c, sb->budget)) return fail(L, 1);
   lua_pushboolean(L, 1);
   lua_pushlstring(L, sb->buf.data, sb->buf.size);
   return 2;
+}
+
+static int m_command(lua_State *L) {
+  return call_values(L, K_COMMAND);
+}
+
+static int m_query(lua_State *L) {
+  return call_values(L, K_QUERY);
+}
+
+static int m_command_encoded(lua_State *L) {
+  return call_encoded(L, K_COMMAND);
+}
+
+static int m_query_encoded(lua_State *L) {
+  return call_encoded(L, K_QUERY);
 }
 
 /* machine:session_closed(session, ctx) */
@@ -689,7 +516,8 @@ static int m_memory(lua_State *L) {
 
 static lua_Integer check_budget(lua_State *L, int idx) {
   lua_Integer b = luaL_checkinteger(L, idx);
-  luaL_argcheck(L, b > 0, idx, "budget must be a positive integer");
+  luaL_argcheck(L, b > 0 && b <= (lua_Integer)1 << 62, idx,
+                "budget must be an integer in 1..2^62");
   return b;
 }
 
@@ -721,7 +549,7 @@ static int l_new(lua_State *L) {
   }
   *(Sandbox **)lua_getextraspace(S) = sb;
   sb->S = S;
-  lua_pushcfunction(S, open_state);
+  lua_pushcfunction(S, sandbox_env_open);
   if (lua_pcall(S, 0, 0, 0) != LUA_OK) {
     lua_pushnil(L);
     lua_pushfstring(L, "cannot create a state machine: %s",
@@ -742,8 +570,10 @@ static int l_new(lua_State *L) {
 }
 
 int sandbox_open(lua_State *L) {
-  static const luaL_Reg methods[] = {{"call", m_call},
-                                     {"call_encoded", m_call_encoded},
+  static const luaL_Reg methods[] = {{"command", m_command},
+                                     {"query", m_query},
+                                     {"command_encoded", m_command_encoded},
+                                     {"query_encoded", m_query_encoded},
                                      {"session_closed", m_session_closed},
                                      {"snapshot", m_snapshot},
                                      {"restore", m_restore},

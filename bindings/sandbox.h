@@ -27,6 +27,12 @@
 ** thread can run between its last hook call and its end. */
 #define SANDBOX_STEP 1000
 
+/* Registry keys of the sandbox state: the state machine table made by
+** state_machine(), and the function that checks what the file returned,
+** validate(result, sm, name). */
+#define SANDBOX_SM_KEY "copycat.sandbox.sm"
+#define SANDBOX_VALIDATE_KEY "copycat.sandbox.validate"
+
 /* The message of the error that stops a call whose budget is spent. */
 #define SANDBOX_BUDGET_MSG "instruction budget exceeded"
 
@@ -68,7 +74,13 @@ void sandbox_seed(Sandbox *sb, uint64_t a, uint64_t b);
 /* Replaces, in the global table of S, the functions whose standard versions
 ** are not deterministic: pairs, next, tostring, setmetatable, getmetatable,
 ** table.sort, string.format, string.rep, math.random, math.randomseed,
-** coroutine.create, coroutine.wrap, coroutine.resume (sandbox_lib.c). */
+** xpcall, coroutine.create, coroutine.wrap, coroutine.resume
+** (sandbox_lib.c). */
 void sandbox_openlib(lua_State *S);
+
+/* Builds the environment in the global table of S: a lua_CFunction, to be
+** run protected (lua_pcall) in a fresh state whose extra space already
+** points to its Sandbox (sandbox_env.c). */
+int sandbox_env_open(lua_State *S);
 
 #endif

@@ -15,7 +15,8 @@
 **                     from the log entry;
 **   setmetatable      __gc and __mode run at moments chosen by the garbage
 **                     collector: refused;
-**   coroutine.*       wrapped so that one budget covers every coroutine.
+**   coroutine.*, xpcall   wrapped so that one budget covers every coroutine
+**                     and no message handler runs once it is spent.
 ** Each function here runs inside the sandbox state S.
 */
 #include <limits.h>
@@ -573,6 +574,47 @@ static int sb_wrap(lua_State *S) {
 }
 
 /* ------------------------------------------------------------------------ */
+/* xpcall                                                                    */
+/* ------------------------------------------------------------------------ */
+
+/* The message handler xpcall installs around the state machine's one
+** (upvalue 1). Lua runs a message handler before unwinding, and the budget
+** error is raised from inside the count hook, where hooks are off: the
+** state machine's handler would run unbudgeted. So once the budget is
+** exceeded the handler is skipped and the error passes through. */
+static int xpcall_handler(lua_State *S) {
+  if (sandbox_get(S)->exceeded) return 1;
+  lua_pushvalue(S, lua_upvalueindex(1));
+  lua_insert(S, 1);
+  lua_call(S, lua_gettop(S) - 1, 1);
+  return 1;
+}
+
+/* Continuation of xpcall (also reached after a yield inside the call):
+** `base` values below the results are not part of them. */
+static int xpcall_done(lua_State *S, int status, lua_KContext base) {
+  if (status == LUA_OK || status == LUA_YIELD) return lua_gettop(S) - (int)base;
+  lua_pushboolean(S, 0);
+  lua_insert(S, -2);
+  return 2;
+}
+
+/* xpcall(f, msgh, ...): the standard contract, with msgh wrapped as above.
+** Uses a continuation so that f may yield, as with the standard xpcall. */
+static int sb_xpcall(lua_State *S) {
+  int nargs = lua_gettop(S) - 2;
+  luaL_checktype(S, 2, LUA_TFUNCTION);
+  lua_pushvalue(S, 2);
+  lua_pushcclosure(S, xpcall_handler, 1);
+  lua_replace(S, 2);
+  lua_pushboolean(S, 1); /* the first result on success */
+  lua_pushvalue(S, 1);
+  lua_rotate(S, 3, 2); /* f, msgh, true, f, args... */
+  return xpcall_done(S, lua_pcallk(S, nargs, LUA_MULTRET, 2, 2, xpcall_done),
+                     2);
+}
+
+/* ------------------------------------------------------------------------ */
 
 /* Replace field `name` of the table at t with fn, given the current value
 ** of the field as upvalue 1 when nup is 1 (the standard function). */
@@ -593,6 +635,7 @@ void sandbox_openlib(lua_State *S) {
   replace(S, g, "tostring", sb_tostring, 0);
   replace(S, g, "setmetatable", sb_setmetatable, 0);
   replace(S, g, "getmetatable", sb_getmetatable, 0);
+  replace(S, g, "xpcall", sb_xpcall, 0);
 
   lua_getfield(S, g, "table");
   replace(S, -1, "sort", sb_sort, 0);

@@ -5,7 +5,7 @@
 -- every replica, and `math.random` is seeded from the log entry, so every
 -- replica that applies the same log computes the same results and the same
 -- snapshot.
-local sm = state_machine()
+local sm = state_machine() -- luacheck: read globals state_machine
 
 local store = {} -- key -> { value = any, rev = integer, time = ms }
 local rev = 0    -- bumped by every change

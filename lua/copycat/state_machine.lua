@@ -27,12 +27,46 @@ M.DEFAULT_SETUP_BUDGET = 100000000
 --- Granularity of the budget (instructions between two checks).
 M.BUDGET_STEP = sandbox.STEP
 
+--- A loaded state machine: a userdata of copycat.core.sandbox whose methods
+--- are implemented in C (bindings/sandbox.c), so that argument errors point
+--- at the caller. Methods:
+---
+--- machine:command(op, args, ctx) -> true, results... | false, err
+---   Runs `sm.commands[op]` with `c = {args, op, index, term, time,
+---   session}`. err: unknown command, an error raised by the handler (its
+---   message), results that cannot be encoded, "instruction budget exceeded
+---   (N instructions)", "not enough memory". After an error the machine
+---   stays usable, and what the handler changed before failing stays
+---   changed, identically on every replica. Misuse raises instead: args that
+---   copycat.codec cannot encode, a bad ctx, a closed machine.
+--- machine:query(op, args [, ctx]) -> same shape, `sm.queries[op]`. Queries
+---   run on one replica only and must not change the state (documented, not
+---   enforced).
+--- machine:command_encoded(op, args_bytes, ctx) -> true, bytes | false, err
+--- machine:query_encoded(op, args_bytes [, ctx]) -> true, bytes | false, err
+---   Arguments as copycat.codec bytes (as stored in the log); results as the
+---   bytes of one msgpack array.
+--- machine:session_closed(session, ctx) -> true | false, err
+---   Calls `sm.session_closed(session, c)` if the state machine defines it.
+--- machine:snapshot() -> bytes | nil, err
+---   The canonical copycat.codec encoding of `sm.snapshot()`'s value: equal
+---   states give identical bytes on every replica.
+--- machine:restore(bytes) -> true | nil, err
+---   Passes the decoded value to `sm.restore`, which replaces the state.
+--- machine:cost()   instructions counted by the last call (steps of BUDGET_STEP)
+--- machine:memory() bytes allocated by the sandbox's Lua state
+--- machine:close()  frees the sandbox; later calls raise an error
 ---@class copycat.StateMachine
----@field name string the name used in error messages ("kv:12: ...")
----@field private sb userdata the sandbox (copycat.core.sandbox)
-local Machine = {}
-Machine.__index = Machine
-Machine.__name = "copycat.StateMachine"
+---@field command fun(self: copycat.StateMachine, op: string, args: any, ctx: copycat.Context): boolean, ...
+---@field query fun(self: copycat.StateMachine, op: string, args: any, ctx?: copycat.Context): boolean, ...
+---@field command_encoded fun(self: copycat.StateMachine, op: string, args: string, ctx: copycat.Context): boolean, any
+---@field query_encoded fun(self: copycat.StateMachine, op: string, args: string, ctx?: copycat.Context): boolean, any
+---@field session_closed fun(self: copycat.StateMachine, session: integer, ctx: copycat.Context): boolean, string?
+---@field snapshot fun(self: copycat.StateMachine): string?, string?
+---@field restore fun(self: copycat.StateMachine, bytes: string): boolean?, string?
+---@field cost fun(self: copycat.StateMachine): integer
+---@field memory fun(self: copycat.StateMachine): integer
+---@field close fun(self: copycat.StateMachine)
 
 ---@class copycat.StateMachineOptions
 ---@field name? string name for error messages (default: the file's base name, or "state_machine" for source)
@@ -94,112 +128,7 @@ function M.load(path_or_source, opts)
     -- error messages must not differ.
     name = opts.name or path_or_source:match("([^/]+)$") or path_or_source
   end
-  local sb, err = sandbox.new(source, name, budget, setup, memory)
-  if not sb then return nil, err end
-  return setmetatable({ name = name, sb = sb }, Machine)
-end
-
-local function check_op(op, fname)
-  if type(op) ~= "string" then bad_arg(1, fname, "operation name expected, got " .. type(op)) end
-end
-
---- Applies a command: runs `sm.commands[op]` with `{args, op, index, term,
---- time, session}`. Returns true and the handler's results, or false and an
---- error message (unknown command, an error raised by the handler, results
---- that cannot be encoded, "instruction budget exceeded (N instructions)").
---- After an error the machine stays usable; whatever the handler changed
---- before failing stays changed, identically on every replica.
----@param op string
----@param args any a value copycat.codec can encode (it is copied in)
----@param ctx copycat.Context
----@return boolean ok
----@return any ... results, or the error message
-function Machine:command(op, args, ctx)
-  check_op(op, "command")
-  return self.sb:call("command", op, args, ctx)
-end
-
---- Runs a query: `sm.queries[op]`, same shape as command. ctx is optional
---- (index/term, when given, seed math.random). Queries must not change the
---- state: they run on one replica only, so a change would make replicas
---- diverge. This is not enforced.
----@param op string
----@param args any
----@param ctx? copycat.Context
----@return boolean ok
----@return any ...
-function Machine:query(op, args, ctx)
-  check_op(op, "query")
-  return self.sb:call("query", op, args, ctx)
-end
-
---- command with the arguments given as copycat.codec bytes (as stored in the
---- log) and the results returned as the bytes of one msgpack array.
----@param op string
----@param args_bytes string
----@param ctx copycat.Context
----@return boolean ok
----@return string bytes_or_error
-function Machine:command_encoded(op, args_bytes, ctx)
-  check_op(op, "command_encoded")
-  return self.sb:call_encoded("command", op, args_bytes, ctx)
-end
-
---- query with encoded arguments and results, like command_encoded.
----@param op string
----@param args_bytes string
----@param ctx? copycat.Context
----@return boolean ok
----@return string bytes_or_error
-function Machine:query_encoded(op, args_bytes, ctx)
-  check_op(op, "query_encoded")
-  return self.sb:call_encoded("query", op, args_bytes, ctx)
-end
-
---- Tells the state machine that a session expired or was closed (an entry
---- of the log): calls `sm.session_closed(session, c)` if it is defined.
----@param session integer
----@param ctx copycat.Context
----@return boolean ok
----@return string|nil err
-function Machine:session_closed(session, ctx)
-  return self.sb:session_closed(session, ctx)
-end
-
---- The canonical copycat.codec encoding of `sm.snapshot()`'s value: equal
---- states give identical bytes on every replica.
----@return string|nil bytes
----@return string|nil err
-function Machine:snapshot()
-  return self.sb:snapshot()
-end
-
---- Decodes bytes made by snapshot() and passes the value to `sm.restore`,
---- which must replace the whole state.
----@param bytes string
----@return boolean|nil ok
----@return string|nil err
-function Machine:restore(bytes)
-  if type(bytes) ~= "string" then bad_arg(1, "restore", "snapshot bytes expected, got " .. type(bytes)) end
-  return self.sb:restore(bytes)
-end
-
---- Instructions counted by the last call (command, query, snapshot, ...):
---- the same on every replica.
----@return integer
-function Machine:cost()
-  return self.sb:cost()
-end
-
---- Bytes currently allocated by the sandbox's Lua state.
----@return integer
-function Machine:memory()
-  return self.sb:memory()
-end
-
---- Frees the sandbox. Any later call raises an error.
-function Machine:close()
-  self.sb:close()
+  return sandbox.new(source, name, budget, setup, memory)
 end
 
 return M
