@@ -134,7 +134,7 @@ bench: deps
 	@tools/bench.sh $(BUILD)
 
 run: deps
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory check-deps $(BIN)
 	@BIN=$(BIN) examples/kv/cluster.sh
 
 clean:
