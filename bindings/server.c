@@ -3,7 +3,8 @@
  *
  *   core.server.start(opts, handlers) -> server | nil, err
  *     opts: name, address, client_address, data_dir, cluster, memory,
- *           tick_ms, election_ms, heartbeat_ms, snapshot_entries, seed
+ *           tick_ms, election_ms, heartbeat_ms, snapshot_entries,
+ *           snapshot_bytes, seed
  *     handlers (Lua functions, called on the loop, must not wait):
  *       apply(index, term, time, op, args) -> ok, value_or_message
  *       query(op, args) -> ok, value_or_message
@@ -214,6 +215,7 @@ static int l_start(lua_State *L) {
   o.election_ms = (unsigned)opt_int(L, "election_ms", 0);
   o.heartbeat_ms = (unsigned)opt_int(L, "heartbeat_ms", 0);
   o.snapshot_entries = (uint64_t)opt_int(L, "snapshot_entries", 0);
+  o.snapshot_bytes = (uint64_t)opt_int(L, "snapshot_bytes", 0);
   o.seed = (uint64_t)opt_int(L, "seed", 0);
 
   struct lserver *ls = lua_newuserdatauv(L, sizeof *ls, 0);

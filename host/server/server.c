@@ -96,6 +96,7 @@ static void take_snapshot(struct server *s) {
       write_snapshot(s, index, term, raft_configuration(s->raft), sb.data,
                      sb.size) == 0) {
     s->last_snapshot = index;
+    s->bytes_since_snapshot = 0;
     raft_snapshot_taken(s->raft, index);
     server__log(s, "snapshot", "index=%llu bytes=%zu",
                 (unsigned long long)index, sb.size);
@@ -149,6 +150,7 @@ static void apply(struct server *s, uint64_t index,
     clients__applied(s, index, e->term, NULL, 0);
   }
   s->applied = index;
+  if (e->buf) s->bytes_since_snapshot += e->buf->len;
 }
 
 /* ---- the ready loop ---- */
@@ -268,7 +270,8 @@ void server__process(struct server *s) {
       answer_chunks(s, answers, n_answers);
       free(answers);
     }
-    if (s->applied >= s->last_snapshot + s->o.snapshot_entries)
+    if (s->applied >= s->last_snapshot + s->o.snapshot_entries ||
+        s->bytes_since_snapshot >= s->o.snapshot_bytes)
       take_snapshot(s);
     peers__sync(s);
     clients__serve_reads(s);
@@ -372,6 +375,7 @@ int server_start(uv_loop_t *loop, const struct server_opts *o,
   if (!s->o.election_ms) s->o.election_ms = 500;
   if (!s->o.heartbeat_ms) s->o.heartbeat_ms = 50;
   if (!s->o.snapshot_entries) s->o.snapshot_entries = 10000;
+  if (!s->o.snapshot_bytes) s->o.snapshot_bytes = 64u << 20;
   msgpack_sbuffer_init(&s->scratch);
   msgpack_sbuffer_init(&s->snap_in);
 

@@ -51,6 +51,7 @@ struct server_opts {
   unsigned election_ms;       /* default 500 */
   unsigned heartbeat_ms;      /* default 50 */
   uint64_t snapshot_entries;  /* take a snapshot every N applied; 0: 10000 */
+  uint64_t snapshot_bytes;    /* ...or every M bytes applied; 0: 64 MiB */
   uint64_t seed;              /* election randomness */
   const struct server_sm *sm;
 };

@@ -69,6 +69,7 @@ struct server {
   uint64_t next_read_ctx;
   uint64_t last_time; /* leader's command timestamps never go back */
   uint64_t applied, last_snapshot;
+  uint64_t bytes_since_snapshot; /* payload bytes applied since then */
   char leader[RAFT_NAME_MAX];
   int role;
   uint64_t config_index; /* configuration last reported */

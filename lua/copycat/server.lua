@@ -4,6 +4,14 @@
 ---   name = "n1", address = "127.0.0.1:5001", data_dir = "data/n1",
 ---   state_machine = "examples/kv/state_machine.lua",
 --- }
+---
+--- Options: name, address, client_address, data_dir (or memory = true),
+--- state_machine (a path, or a machine from copycat.state_machine.load),
+--- cluster (id; peers of another id are refused), type ("active",
+--- "passive", "reserve"; for join), election_timeout and
+--- heartbeat_interval (ms), snapshot_threshold (entries, default 10000)
+--- and snapshot_bytes (payload bytes, default 64 MiB): a snapshot is taken
+--- when either is reached.
 --- server:bootstrap{ "127.0.0.1:5001", "127.0.0.1:5002", "127.0.0.1:5003" }
 --- -- or: server:join{ "127.0.0.1:5001" }
 ---
@@ -74,7 +82,7 @@ local function new(opts)
     name = opts.name, address = opts.address, client_address = opts.client_address,
     data_dir = opts.data_dir, memory = opts.memory, cluster = opts.cluster,
     election_ms = opts.election_timeout, heartbeat_ms = opts.heartbeat_interval,
-    snapshot_entries = opts.snapshot_threshold,
+    snapshot_entries = opts.snapshot_threshold, snapshot_bytes = opts.snapshot_bytes,
   }, {
     apply = function(index, term, time, op, args)
       return machine:command(op, args, { index = index, term = term, time = time })
