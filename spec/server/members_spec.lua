@@ -119,6 +119,26 @@ describe("cluster members", function()
     assert.are.equal("1\n", seq_get(c, down, "c1"))
   end)
 
+  it("snapshots after a number of payload bytes as well as of entries", function()
+    local ports = cluster.free_ports(1)
+    local addr = "127.0.0.1:" .. ports[1]
+    local r = proc.run({ "-e", ([[
+      local s = copycat.server{ name = "n1", address = %q, data_dir = %q,
+        state_machine = "examples/kv/state_machine.lua", snapshot_threshold = 1000000, snapshot_bytes = 2000 }
+      assert(s:bootstrap{ %q })
+      local c = copycat.client{ cluster = { %q } }
+      for i = 1, 40 do
+        local _, err = c:submit("put", { key = "k" .. i, value = ("x"):rep(100) })
+        assert(not err, err)
+      end
+      print("snapshot_index", s:status().snapshot_index > 0)
+      c:close()
+      s:stop()
+    ]]):format(addr, proc.tmpdir() .. "/n1", addr, addr) }, { timeout = 30 })
+    assert.are.equal("snapshot_index\ttrue\n", r.stdout, r.stderr)
+    assert.matches("event=snapshot index=%d+ bytes=%d+", r.stderr)
+  end)
+
   it("a server leaves the cluster and the rest go on", function()
     local c = cluster.new(3)
     cluster.bootstrap_all(c)
