@@ -176,13 +176,15 @@ void raft_conf_on_truncate(struct raft *r, uint64_t index);
 void raft_conf_on_append(struct raft *r, uint64_t index,
                          const struct raft_entry *e);
 void raft_conf_on_commit(struct raft *r);
+void raft_conf_at(const struct raft *r, uint64_t index, struct raft_conf *out,
+                  uint64_t *at);
 
 /* replication.c */
 void raft_bcast_append(struct raft *r);
 void raft_bcast_heartbeat(struct raft *r, uint64_t seq);
 void raft_send_append(struct raft *r, int i);
 void raft_maybe_commit(struct raft *r);
-void raft_handle_append(struct raft *r, const struct raft_msg *m);
+int raft_handle_append(struct raft *r, const struct raft_msg *m);
 void raft_handle_append_resp(struct raft *r, int i, const struct raft_msg *m);
 void raft_handle_heartbeat(struct raft *r, const struct raft_msg *m);
 void raft_handle_heartbeat_resp(struct raft *r, int i,

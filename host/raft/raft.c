@@ -390,10 +390,53 @@ static void handle_vote_resp(struct raft *r, int i, const struct raft_msg *m) {
 
 /* ---- dispatch ----------------------------------------------------------- */
 
+/* Reject what no correct peer sends, so that a malformed message can
+ * neither crash the core nor corrupt its log. */
+static bool msg_valid(const struct raft_msg *m) {
+  if (!memchr(m->from, 0, RAFT_NAME_MAX) || !memchr(m->to, 0, RAFT_NAME_MAX) ||
+      !m->from[0])
+    return false;
+  switch (m->type) {
+    case RAFT_MSG_APPEND: {
+      const struct raft_entry *es = m->u.append.entries;
+      if (m->u.append.n && !es) return false;
+      if (m->u.append.prev_index + m->u.append.n < m->u.append.prev_index)
+        return false;
+      uint64_t t = m->u.append.prev_term;
+      for (size_t k = 0; k < m->u.append.n; k++) {
+        if (es[k].term < t || es[k].term > m->term || es[k].type == 0)
+          return false;
+        t = es[k].term;
+        struct raft_conf c;
+        if (es[k].type == RAFT_CONFIG &&
+            (!es[k].buf ||
+             raft_conf_decode(&c, es[k].buf->data, es[k].buf->len) != 0))
+          return false;
+      }
+      return m->u.append.prev_term <= m->term;
+    }
+    case RAFT_MSG_SNAPSHOT:
+      return m->u.snapshot.conf && m->u.snapshot.data &&
+             m->u.snapshot.term <= m->term && m->u.snapshot.index > 0;
+    case RAFT_MSG_VOTE:
+    case RAFT_MSG_VOTE_RESP:
+    case RAFT_MSG_APPEND_RESP:
+    case RAFT_MSG_HEARTBEAT:
+    case RAFT_MSG_HEARTBEAT_RESP:
+    case RAFT_MSG_SNAPSHOT_RESP:
+    case RAFT_MSG_TIMEOUT_NOW:
+      return true;
+    default:
+      return false;
+  }
+}
+
 int raft_step(struct raft *r, const struct raft_msg *m) {
   assert(!r->in_ready);
-  if (!m || strcmp(m->to, r->name) != 0 || strcmp(m->from, r->name) == 0)
+  if (!m || !msg_valid(m) || strcmp(m->to, r->name) != 0 ||
+      strcmp(m->from, r->name) == 0)
     return RAFT_EINVAL;
+
   int from = raft_conf_find(&r->conf, m->from);
   bool leader_msg =
       m->type == RAFT_MSG_APPEND || m->type == RAFT_MSG_HEARTBEAT ||
@@ -429,8 +472,7 @@ int raft_step(struct raft *r, const struct raft_msg *m) {
       handle_vote_resp(r, from, m);
       break;
     case RAFT_MSG_APPEND:
-      raft_handle_append(r, m);
-      break;
+      return raft_handle_append(r, m);
     case RAFT_MSG_HEARTBEAT:
       raft_handle_heartbeat(r, m);
       break;

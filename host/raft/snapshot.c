@@ -8,24 +8,13 @@
 
 #include "raft/internal.h"
 
-/* Configuration in force at `index` (snap_index <= index <= last). */
-static void conf_at(const struct raft *r, uint64_t index,
-                    struct raft_conf *out) {
-  for (uint64_t i = index; i > r->snap_index && i > r->log.base; i--) {
-    const struct raft_entry *e = raft_log_get(&r->log, i);
-    if (e->type == RAFT_CONFIG && e->buf &&
-        raft_conf_decode(out, e->buf->data, e->buf->len) == 0)
-      return;
-  }
-  *out = r->snap_conf;
-}
-
 int raft_snapshot_taken(struct raft *r, uint64_t index) {
   assert(!r->in_ready);
   if (index > r->applied || index <= r->snap_index || index < r->log.base)
     return RAFT_EINVAL;
   struct raft_conf c;
-  conf_at(r, index, &c);
+  uint64_t at;
+  raft_conf_at(r, index, &c, &at);
   r->snap_term = raft_log_term(&r->log, index);
   r->snap_conf = c;
   r->snap_index = index;
