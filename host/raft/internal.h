@@ -162,8 +162,14 @@ struct raft {
   struct raft_snapshot_meta install;
 };
 
-/* raft.c */
+/* election.c */
 void raft_become_follower(struct raft *r, uint64_t term, const char *leader);
+bool raft_self_voter(const struct raft *r);
+void raft_campaign(struct raft *r, bool prevote, bool transfer);
+void raft_handle_vote(struct raft *r, const struct raft_msg *m);
+void raft_handle_vote_resp(struct raft *r, int i, const struct raft_msg *m);
+
+/* raft.c */
 struct raft_msg *raft_new_msg(struct raft *r, int type, const char *to);
 void raft_set_hs_dirty(struct raft *r);
 int raft_quorum(const struct raft *r); /* ACTIVE members / 2 + 1 */
