@@ -175,10 +175,17 @@ void sim_operator(struct sim *s) {
   }
   if (rc == 0 && action != 0) {
     s->n_changes++;
-    /* A leader failing right after starting a change leaves it
-     * uncommitted for the next leader to deal with. */
-    if (sim_rnd(s, 100) < s->crash_new_leader_pct)
-      sim_push(s, s->now + sim_rnd(s, 4), EV_CRASH, l);
+    /* A leader failing or cut off right after starting a change leaves
+     * it uncommitted for the next leader to deal with. */
+    if (sim_rnd(s, 100) < s->crash_new_leader_pct) {
+      if (sim_rnd(s, 2)) {
+        sim_push(s, s->now + sim_rnd(s, 4), EV_CRASH, l);
+      } else {
+        for (int x = 0; x < s->n_total; x++)
+          if (x != l) s->blocked[l][x] = s->blocked[x][l] = true;
+        sim_log(s, "FAULT isolate leader %s", s->nodes[l].name);
+      }
+    }
   }
   sim_log(s, "OPERATOR on %s: %s %s -> %s", s->nodes[l].name, what, tn->name,
           raft_strerror(rc));

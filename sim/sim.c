@@ -200,7 +200,7 @@ void sim_init(struct sim *s, uint64_t seed, int nodes, unsigned bugs,
   s->dup_pct = sim_rnd(s, 5);
   s->long_delay_pct = sim_rnd(s, 5);
   s->crash_after_vote_pct = sim_rnd(s, 2) ? 0 : 10 + sim_rnd(s, 30);
-  s->crash_new_leader_pct = sim_rnd(s, 2) ? 0 : 20 + sim_rnd(s, 50);
+  s->crash_new_leader_pct = sim_rnd(s, 4) ? 20 + sim_rnd(s, 50) : 0;
   sim_push(s, 5, EV_PROPOSE, -1);
   sim_push(s, 7, EV_READ, -1);
   sim_push(s, 200 + sim_rnd(s, 300), EV_FAULT, -1);
