@@ -102,6 +102,8 @@ void sim_node_start(struct sim *s, int i, bool bootstrap) {
     int rc = raft_load(n->r, &n->hs, n->has_snap ? &n->snap : NULL, first,
                        n->dlog + skip, n->dn - skip);
     if (rc != 0) sim_fail(s, "%s: raft_load failed (%d)", n->name, rc);
+    /* What it restarts with must still obey log matching. */
+    check_persist(s, n, first, n->dlog + skip, n->dn - skip);
   }
   n->seen_commit = raft_commit_index(n->r);
   n->seen_applied = n->applied;
@@ -369,7 +371,8 @@ void sim_drain(struct sim *s, int i) {
     }
     /* The state machine snapshots itself now and then. */
     if (n->applied >= raft_snapshot_index(n->r) + n->snap_every &&
-        n->applied > n->snap.index) {
+        n->applied > n->snap.index &&
+        n->applied <= raft_persisted_index(n->r)) {
       uint64_t idx = n->applied;
       if (raft_snapshot_taken(n->r, idx) == 0) {
         raft_snapshot_get(n->r, &n->snap);
