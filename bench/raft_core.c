@@ -48,7 +48,8 @@ static void drain(struct node *n, struct queue *q) {
       last = rd.persist_first + rd.n_persist - 1;
       term = rd.persist[rd.n_persist - 1].term;
     }
-    for (size_t k = 0; k < rd.n_msgs; k++) push(q, &rd.msgs[k]);
+    for (size_t k = 0; k < rd.n_msgs; k++)
+      push(q, &rd.msgs[k]);
     n->applied += rd.n_committed;
     raft_ready_done(n->r, &rd);
     if (last) raft_persisted(n->r, last, term);
@@ -114,7 +115,8 @@ static double run(long total, int batch) {
     }
   }
   double dt = now() - t0;
-  for (int i = 0; i < NODES; i++) raft_free(nodes[i].r);
+  for (int i = 0; i < NODES; i++)
+    raft_free(nodes[i].r);
   free(q.m);
   return (double)total / dt;
 }
@@ -126,7 +128,8 @@ static int cmp(const void *a, const void *b) {
 
 static double median(long total, int batch) {
   double v[RUNS];
-  for (int i = 0; i < RUNS; i++) v[i] = run(total, batch);
+  for (int i = 0; i < RUNS; i++)
+    v[i] = run(total, batch);
   qsort(v, RUNS, sizeof v[0], cmp);
   return v[RUNS / 2];
 }

@@ -22,8 +22,8 @@ static void usage(void) {
           "usage: sim --seeds N --steps M [--seed S] [--nodes K] "
           "[--bug NAME] [--stop] [--trace]\n"
           "bugs (simulator build only):");
-  for (int i = 0; i < 31; i++) /* 1 << 31 would overflow an int */
-    if (raft_bug_name(1 << i)) fprintf(stderr, " %s", raft_bug_name(1 << i));
+  for (unsigned b = 1; b && b <= (1u << 30); b <<= 1)
+    if (raft_bug_name((int)b)) fprintf(stderr, " %s", raft_bug_name((int)b));
   fprintf(stderr, "\n");
 }
 

@@ -13,6 +13,28 @@
 #include "raft/raft.h"
 
 #define SIM_MAX_NODES 8
+#define TICK_UNITS 10 /* time units per tick (before skew) */
+
+enum {
+  EV_TICK,
+  EV_DELIVER,
+  EV_DISK,
+  EV_PROPOSE,
+  EV_READ,
+  EV_FAULT,
+  EV_RESTART,
+  EV_OPERATOR,
+  EV_OPERATOR_ONCE,
+  EV_CRASH
+};
+
+struct sim_event {
+  int64_t at;
+  uint64_t seq;
+  uint64_t opid; /* EV_DISK: which write completes */
+  int kind, node, inc, from;
+  struct raft_msg msg;
+};
 
 /* A pending write of log entries on a simulated disk. */
 struct sim_diskop {
@@ -126,6 +148,29 @@ void sim_log(struct sim *s, const char *fmt, ...)
 void sim_fail(struct sim *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 uint64_t sim_entry_id(const struct raft_entry *e);
+
+/* sim.c: randomness and events */
+uint64_t sim_rnd64(struct sim *s);
+int sim_rnd(struct sim *s, int n); /* uniform in [0, n) */
+struct sim_event *sim_push(struct sim *s, int64_t at, int kind, int node);
+const char *sim_node_name(int i);
+int sim_node_by_name(struct sim *s, const char *name);
+
+/* node.c: one server's host */
+void sim_node_start(struct sim *s, int i, bool bootstrap);
+void sim_node_crash(struct sim *s, int i);
+void sim_drain(struct sim *s, int i); /* carry out every ready */
+void sim_disk_done(struct sim *s, int i, uint64_t opid);
+void sim_drop_ops(struct sim_node *n);
+void sim_dlog_truncate(struct sim_node *n, uint64_t from);
+
+/* faults.c: clients, faults, operator */
+int sim_pick_leader(struct sim *s); /* a node that thinks it leads, or -1 */
+void sim_propose(struct sim *s);
+void sim_read(struct sim *s);
+void sim_heal_network(struct sim *s);
+void sim_fault(struct sim *s);
+void sim_operator(struct sim *s);
 
 /* check.c */
 void check_step(struct sim *s);

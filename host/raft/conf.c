@@ -122,11 +122,34 @@ void raft_conf_on_append(struct raft *r, uint64_t index,
   raft_conf_adopt(r, &c, index);
 }
 
+/* Configuration in force at `index` (>= the log's base): the latest
+ * configuration entry at or before it, else the snapshot's. */
+void raft_conf_at(const struct raft *r, uint64_t index, struct raft_conf *out,
+                  uint64_t *at) {
+  for (uint64_t i = index; i > r->snap_index && i > r->log.base; i--) {
+    const struct raft_entry *e = raft_log_get(&r->log, i);
+    if (e->type == RAFT_CONFIG && e->buf &&
+        raft_conf_decode(out, e->buf->data, e->buf->len) == 0) {
+      *at = i;
+      return;
+    }
+  }
+  *out = r->snap_conf;
+  *at = r->snap_index;
+}
+
 void raft_conf_on_truncate(struct raft *r, uint64_t index) {
   if (r->conf_index < index) return;
-  assert(r->conf_prev_index < index);
-  struct raft_conf prev = r->conf_prev;
-  raft_conf_adopt(r, &prev, r->conf_prev_index);
+  struct raft_conf prev;
+  uint64_t at = r->conf_prev_index;
+  if (at < index) {
+    prev = r->conf_prev;
+  } else {
+    /* Two configurations truncated at once: only a faulty peer can make
+     * that happen, but recover the right one from the log anyway. */
+    raft_conf_at(r, index - 1, &prev, &at);
+  }
+  raft_conf_adopt(r, &prev, at);
 }
 
 /* Called after the commit index advanced. */

@@ -162,8 +162,14 @@ struct raft {
   struct raft_snapshot_meta install;
 };
 
-/* raft.c */
+/* election.c */
 void raft_become_follower(struct raft *r, uint64_t term, const char *leader);
+bool raft_self_voter(const struct raft *r);
+void raft_campaign(struct raft *r, bool prevote, bool transfer);
+void raft_handle_vote(struct raft *r, const struct raft_msg *m);
+void raft_handle_vote_resp(struct raft *r, int i, const struct raft_msg *m);
+
+/* raft.c */
 struct raft_msg *raft_new_msg(struct raft *r, int type, const char *to);
 void raft_set_hs_dirty(struct raft *r);
 int raft_quorum(const struct raft *r); /* ACTIVE members / 2 + 1 */
@@ -176,13 +182,15 @@ void raft_conf_on_truncate(struct raft *r, uint64_t index);
 void raft_conf_on_append(struct raft *r, uint64_t index,
                          const struct raft_entry *e);
 void raft_conf_on_commit(struct raft *r);
+void raft_conf_at(const struct raft *r, uint64_t index, struct raft_conf *out,
+                  uint64_t *at);
 
 /* replication.c */
 void raft_bcast_append(struct raft *r);
 void raft_bcast_heartbeat(struct raft *r, uint64_t seq);
 void raft_send_append(struct raft *r, int i);
 void raft_maybe_commit(struct raft *r);
-void raft_handle_append(struct raft *r, const struct raft_msg *m);
+int raft_handle_append(struct raft *r, const struct raft_msg *m);
 void raft_handle_append_resp(struct raft *r, int i, const struct raft_msg *m);
 void raft_handle_heartbeat(struct raft *r, const struct raft_msg *m);
 void raft_handle_heartbeat_resp(struct raft *r, int i,

@@ -1,6 +1,6 @@
 /*
- * raft.c — lifecycle, time, roles, elections (with pre-vote and
- * stickiness), message dispatch and the ready hand-off.
+ * raft.c — lifecycle, options, message validation and dispatch, the
+ * ready hand-off, queries. Elections and time are in election.c.
  */
 #include <stdlib.h>
 
@@ -167,239 +167,61 @@ struct raft_msg *raft_new_msg(struct raft *r, int type, const char *to) {
   return m;
 }
 
-static bool self_voter(const struct raft *r) {
-  return raft_is_voter(r, r->self);
-}
-
-/* ---- roles -------------------------------------------------------------- */
-
-void raft_become_follower(struct raft *r, uint64_t term, const char *leader) {
-  if (term > r->term) {
-    r->term = term;
-    r->vote[0] = 0;
-    raft_set_hs_dirty(r);
-    r->match_hint = 0;
-    r->acked = 0;
-  }
-  if (r->role == RAFT_LEADER) {
-    raft_reads_fail(r, RAFT_ENOTLEADER);
-    r->lease_until = 0;
-  }
-  r->role = RAFT_FOLLOWER;
-  r->transferee[0] = 0;
-  r->transfer_campaign = false;
-  strcpy(r->leader, leader ? leader : "");
-  raft_reset_timeout(r);
-}
-
-static void become_leader(struct raft *r) {
-  assert(r->role == RAFT_CANDIDATE);
-  r->role = RAFT_LEADER;
-  strcpy(r->leader, r->name);
-  r->own_term_committed = false;
-  r->uncommitted_bytes = 0;
-  r->heartbeat_elapsed = 0;
-  r->quorum_elapsed = 0;
-  r->lease_until = 0;
-  r->lease_off = false;
-  r->transferee[0] = 0;
-  r->transfer_campaign = false;
-  for (unsigned i = 0; i < r->conf.n; i++)
-    raft_pr_reset(r, (int)i);
-  /* A no-op of the new term lets the leader commit (and learn the commit
-   * index) without waiting for a client. */
-  raft_append_local(r, RAFT_NOOP, NULL);
-  raft_bcast_append(r);
-}
-
-/* Ask every voter that has not answered yet. */
-static void send_votes(struct raft *r, bool prevote, bool transfer) {
-  for (unsigned i = 0; i < r->conf.n; i++) {
-    if ((int)i == r->self || !raft_is_voter(r, (int)i) || r->responded[i])
-      continue;
-    struct raft_msg *m = raft_new_msg(r, RAFT_MSG_VOTE, r->conf.m[i].name);
-    if (!m) return;
-    m->term = prevote ? r->term + 1 : r->term;
-    m->u.vote.last_index = raft_log_last(&r->log);
-    m->u.vote.last_term = raft_log_last_term(&r->log);
-    m->u.vote.prevote = prevote;
-    m->u.vote.transfer = transfer;
-  }
-}
-
-static int count_granted(const struct raft *r, bool granted) {
-  int n = 0;
-  for (unsigned i = 0; i < r->conf.n; i++)
-    if (raft_is_voter(r, (int)i) && r->responded[i] && r->granted[i] == granted)
-      n++;
-  return n;
-}
-
-static void campaign(struct raft *r, bool prevote, bool transfer) {
-  if (!self_voter(r)) return;
-  memset(r->granted, 0, sizeof r->granted);
-  memset(r->responded, 0, sizeof r->responded);
-  r->granted[r->self] = r->responded[r->self] = true;
-  r->leader[0] = 0;
-  r->have_leader_contact = false;
-  r->transfer_campaign = transfer;
-  raft_reset_timeout(r);
-  if (prevote) {
-    r->role = RAFT_PRECANDIDATE;
-  } else {
-    r->role = RAFT_CANDIDATE;
-    r->term++;
-    strcpy(r->vote, r->name);
-    raft_set_hs_dirty(r);
-    r->match_hint = r->acked = 0;
-  }
-  if (count_granted(r, true) >= raft_quorum(r)) {
-    if (prevote)
-      campaign(r, false, transfer);
-    else
-      become_leader(r);
-    return;
-  }
-  send_votes(r, prevote, transfer);
-}
-
-/* ---- time --------------------------------------------------------------- */
-
-static bool quorum_active(struct raft *r) {
-  int n = 0;
-  for (unsigned i = 0; i < r->conf.n; i++) {
-    if (!raft_is_voter(r, (int)i)) continue;
-    if ((int)i == r->self || r->pr[i].active) n++;
-    r->pr[i].active = false;
-  }
-  return n >= raft_quorum(r);
-}
-
-static void tick_leader(struct raft *r) {
-  if (++r->heartbeat_elapsed >= r->opt.heartbeat_interval) {
-    r->heartbeat_elapsed = 0;
-    raft_bcast_heartbeat(r, ++r->hb_seq);
-  }
-  if (++r->quorum_elapsed >= r->opt.election_timeout) {
-    r->quorum_elapsed = 0;
-    if (r->opt.check_quorum && !quorum_active(r)) {
-      raft_become_follower(r, r->term, "");
-      return;
-    }
-  }
-  if (r->transferee[0] && ++r->transfer_elapsed >= r->opt.election_timeout)
-    r->transferee[0] = 0; /* gave up: accept proposals again */
-  for (unsigned i = 0; i < r->conf.n; i++) {
-    struct raft_progress *pr = &r->pr[i];
-    if ((int)i == r->self) continue;
-    pr->since_send++;
-    pr->stall++;
-    if (pr->state == PR_PROBE && pr->probe_sent &&
-        pr->since_send >= r->opt.heartbeat_interval)
-      pr->probe_sent = false; /* the next heartbeat reply re-probes */
-    if (pr->state == PR_SNAPSHOT && pr->chunk_pending &&
-        pr->since_send >= 2 * r->opt.heartbeat_interval) {
-      pr->chunk_pending = false; /* chunk or its reply lost: resend */
-      raft_send_snapshot(r, (int)i);
-    }
-  }
-}
-
-void raft_tick(struct raft *r) {
-  assert(!r->in_ready);
-  r->now++;
-  if (r->role == RAFT_LEADER) {
-    tick_leader(r);
-    return;
-  }
-  r->election_elapsed++;
-  if (r->election_elapsed >= r->randomized_timeout) {
-    if (self_voter(r))
-      campaign(r, r->opt.pre_vote, false);
-    else
-      raft_reset_timeout(r);
-  } else if (r->role != RAFT_FOLLOWER &&
-             r->election_elapsed % r->opt.heartbeat_interval == 0) {
-    /* Requests or answers may have been lost: ask the silent again. */
-    send_votes(r, r->role == RAFT_PRECANDIDATE, r->transfer_campaign);
-  }
-}
-
-/* ---- votes -------------------------------------------------------------- */
-
-/* A follower that heard from a live leader within an election timeout (or
- * a leader) ignores requests to replace it, unless they come from a
- * leadership transfer. This is what makes leases and pre-vote safe. */
-static bool in_lease(const struct raft *r) {
-  if (r->role == RAFT_LEADER) return true;
-  return r->role == RAFT_FOLLOWER && r->have_leader_contact &&
-         r->election_elapsed < r->opt.election_timeout;
-}
-
-static void handle_vote(struct raft *r, const struct raft_msg *m) {
-  const struct raft_msg *q = m;
-  bool prevote = q->u.vote.prevote;
-  bool grant = false;
-  if (q->term >= r->term &&
-      !(in_lease(r) && !q->u.vote.transfer && q->term > r->term)) {
-    if (!prevote && q->term > r->term) raft_become_follower(r, q->term, "");
-    uint64_t lt = raft_log_last_term(&r->log);
-    bool log_ok = q->u.vote.last_term > lt ||
-                  (q->u.vote.last_term == lt &&
-                   q->u.vote.last_index >= raft_log_last(&r->log));
-    if (BUG(r, VOTE_SHORT_LOG)) log_ok = true;
-    /* Whether the vote counts is the candidate's configuration's business:
-     * refusing because our own (possibly stale) configuration says we are
-     * not a voter can deadlock elections (Raft dissertation §4.2.3). */
-    if (prevote) {
-      grant = log_ok && q->term > r->term;
-    } else if (q->term == r->term && log_ok &&
-               (r->vote[0] == 0 || strcmp(r->vote, q->from) == 0)) {
-      grant = true;
-      if (strcmp(r->vote, q->from) != 0) {
-        strcpy(r->vote, q->from);
-        raft_set_hs_dirty(r);
-      }
-      raft_reset_timeout(r);
-    }
-  }
-  struct raft_msg *resp = raft_new_msg(r, RAFT_MSG_VOTE_RESP, q->from);
-  if (!resp) return;
-  resp->term = grant && prevote ? q->term : r->term;
-  resp->u.vote_resp.prevote = prevote;
-  resp->u.vote_resp.granted = grant;
-}
-
-static void handle_vote_resp(struct raft *r, int i, const struct raft_msg *m) {
-  bool pre = m->u.vote_resp.prevote;
-  if (pre ? (r->role != RAFT_PRECANDIDATE || m->term != r->term + 1)
-          : (r->role != RAFT_CANDIDATE || m->term != r->term))
-    return;
-  if (i < 0) return;
-  r->responded[i] = true;
-  r->granted[i] = m->u.vote_resp.granted;
-  if (count_granted(r, true) >= raft_quorum(r)) {
-    if (pre)
-      campaign(r, false, r->transfer_campaign);
-    else
-      become_leader(r);
-  } else if (count_granted(r, false) >= raft_quorum(r)) {
-    raft_become_follower(r, r->term, "");
-  }
-}
-
 /* ---- dispatch ----------------------------------------------------------- */
+
+/* Reject what no correct peer sends, so that a malformed message can
+ * neither crash the core nor corrupt its log. */
+static bool msg_valid(const struct raft_msg *m) {
+  if (!memchr(m->from, 0, RAFT_NAME_MAX) || !memchr(m->to, 0, RAFT_NAME_MAX) ||
+      !m->from[0])
+    return false;
+  switch (m->type) {
+    case RAFT_MSG_APPEND: {
+      const struct raft_entry *es = m->u.append.entries;
+      if (m->u.append.n && !es) return false;
+      if (m->u.append.prev_index + m->u.append.n < m->u.append.prev_index)
+        return false;
+      uint64_t t = m->u.append.prev_term;
+      for (size_t k = 0; k < m->u.append.n; k++) {
+        if (es[k].term < t || es[k].term > m->term || es[k].type == 0)
+          return false;
+        t = es[k].term;
+        struct raft_conf c;
+        if (es[k].type == RAFT_CONFIG &&
+            (!es[k].buf ||
+             raft_conf_decode(&c, es[k].buf->data, es[k].buf->len) != 0))
+          return false;
+      }
+      return m->u.append.prev_term <= m->term;
+    }
+    case RAFT_MSG_SNAPSHOT:
+      return m->u.snapshot.conf && m->u.snapshot.data &&
+             m->u.snapshot.term <= m->term && m->u.snapshot.index > 0;
+    case RAFT_MSG_VOTE:
+    case RAFT_MSG_VOTE_RESP:
+    case RAFT_MSG_APPEND_RESP:
+    case RAFT_MSG_HEARTBEAT:
+    case RAFT_MSG_HEARTBEAT_RESP:
+    case RAFT_MSG_SNAPSHOT_RESP:
+    case RAFT_MSG_TIMEOUT_NOW:
+      return true;
+    default:
+      return false;
+  }
+}
 
 int raft_step(struct raft *r, const struct raft_msg *m) {
   assert(!r->in_ready);
-  if (!m || strcmp(m->to, r->name) != 0 || strcmp(m->from, r->name) == 0)
+  if (!m || !msg_valid(m) || strcmp(m->to, r->name) != 0 ||
+      strcmp(m->from, r->name) == 0)
     return RAFT_EINVAL;
+
   int from = raft_conf_find(&r->conf, m->from);
   bool leader_msg =
       m->type == RAFT_MSG_APPEND || m->type == RAFT_MSG_HEARTBEAT ||
       m->type == RAFT_MSG_SNAPSHOT || m->type == RAFT_MSG_TIMEOUT_NOW;
   if (m->type == RAFT_MSG_VOTE) {
-    handle_vote(r, m);
+    raft_handle_vote(r, m);
     return 0;
   }
   if (m->term > r->term) {
@@ -426,11 +248,10 @@ int raft_step(struct raft *r, const struct raft_msg *m) {
   }
   switch (m->type) {
     case RAFT_MSG_VOTE_RESP:
-      handle_vote_resp(r, from, m);
+      raft_handle_vote_resp(r, from, m);
       break;
     case RAFT_MSG_APPEND:
-      raft_handle_append(r, m);
-      break;
+      return raft_handle_append(r, m);
     case RAFT_MSG_HEARTBEAT:
       raft_handle_heartbeat(r, m);
       break;
@@ -438,7 +259,7 @@ int raft_step(struct raft *r, const struct raft_msg *m) {
       raft_handle_snapshot(r, m);
       break;
     case RAFT_MSG_TIMEOUT_NOW:
-      if (self_voter(r)) campaign(r, false, true);
+      if (raft_self_voter(r)) raft_campaign(r, false, true);
       break;
     case RAFT_MSG_APPEND_RESP:
       if (r->role == RAFT_LEADER && from >= 0 && from != r->self)

@@ -265,7 +265,8 @@ int raft_change(struct raft *r, const char *name, const char *address,
 int raft_remove(struct raft *r, const char *name);
 /* Transfer leadership to the named ACTIVE member. */
 int raft_transfer(struct raft *r, const char *name);
-/* The state machine has a durable snapshot up to `index` (<= applied). */
+/* The state machine has a durable snapshot up to `index` (<= applied and
+ * <= persisted: a host snapshots only once its log is durable that far). */
 int raft_snapshot_taken(struct raft *r, uint64_t index);
 /* Answer to a chunk request: bytes of snapshot `index` at `offset`.
  * data == NULL means the snapshot is gone (the core starts over). */

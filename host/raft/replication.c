@@ -328,7 +328,7 @@ static void reject(struct raft *r, const struct raft_msg *m) {
   resp->u.append_resp.conflict_index = j;
 }
 
-void raft_handle_append(struct raft *r, const struct raft_msg *m) {
+int raft_handle_append(struct raft *r, const struct raft_msg *m) {
   uint64_t prev = m->u.append.prev_index;
   uint64_t prev_term = m->u.append.prev_term;
   const struct raft_entry *es = m->u.append.entries;
@@ -347,19 +347,20 @@ void raft_handle_append(struct raft *r, const struct raft_msg *m) {
     if (n == 0) {
       if (r->log.base > r->match_hint) r->match_hint = r->log.base;
       ack_always(r, m);
-      return;
+      return 0;
     }
   }
   if (prev > raft_log_last(&r->log) ||
       raft_log_term(&r->log, prev) != prev_term) {
     reject(r, m);
-    return;
+    return 0;
   }
   for (size_t k = 0; k < n; k++) {
     uint64_t index = prev + 1 + k;
     if (index <= raft_log_last(&r->log)) {
       if (raft_log_term(&r->log, index) == es[k].term) continue;
-      assert(index > r->commit); /* committed entries never conflict */
+      /* Committed entries never conflict with a legitimate leader. */
+      if (index <= r->commit) return RAFT_EINVAL;
       raft_conf_on_truncate(r, index);
       raft_log_truncate(&r->log, index);
       if (r->unstable > index) r->unstable = index;
@@ -377,6 +378,7 @@ void raft_handle_append(struct raft *r, const struct raft_msg *m) {
   uint64_t c = m->u.append.commit < matched ? m->u.append.commit : matched;
   if (c > r->commit) raft_commit_to(r, c);
   ack_always(r, m);
+  return 0;
 }
 
 void raft_handle_heartbeat(struct raft *r, const struct raft_msg *m) {

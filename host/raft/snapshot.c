@@ -8,24 +8,17 @@
 
 #include "raft/internal.h"
 
-/* Configuration in force at `index` (snap_index <= index <= last). */
-static void conf_at(const struct raft *r, uint64_t index,
-                    struct raft_conf *out) {
-  for (uint64_t i = index; i > r->snap_index && i > r->log.base; i--) {
-    const struct raft_entry *e = raft_log_get(&r->log, i);
-    if (e->type == RAFT_CONFIG && e->buf &&
-        raft_conf_decode(out, e->buf->data, e->buf->len) == 0)
-      return;
-  }
-  *out = r->snap_conf;
-}
-
 int raft_snapshot_taken(struct raft *r, uint64_t index) {
   assert(!r->in_ready);
-  if (index > r->applied || index <= r->snap_index || index < r->log.base)
+  /* Only up to what is durable: otherwise the durable log may still hold
+   * entries of another history after `index` (a truncation not yet
+   * written), and a restart would load them behind the snapshot. */
+  if (index > r->applied || index > r->persisted || index <= r->snap_index ||
+      index < r->log.base)
     return RAFT_EINVAL;
   struct raft_conf c;
-  conf_at(r, index, &c);
+  uint64_t at;
+  raft_conf_at(r, index, &c, &at);
   r->snap_term = raft_log_term(&r->log, index);
   r->snap_conf = c;
   r->snap_index = index;
@@ -135,8 +128,12 @@ static void install(struct raft *r) {
   uint64_t index = r->recv_index, term = r->recv_term;
   bool keep = index <= raft_log_last(&r->log) && index >= r->log.base &&
               raft_log_term(&r->log, index) == term;
+  /* The host may keep its durable entries after the snapshot only if they
+   * are known to follow it; otherwise it drops them all and the entries
+   * we keep in memory are handed out to be written again. */
+  bool keep_durable = keep && r->persisted >= index;
   r->install_pending = true;
-  r->install_drop = !keep;
+  r->install_drop = !keep_durable;
   r->install.index = index;
   r->install.term = term;
   r->install.conf = r->recv_conf;
@@ -145,6 +142,10 @@ static void install(struct raft *r) {
   r->snap_conf = r->recv_conf;
   if (keep) {
     raft_log_compact(&r->log, index);
+    if (!keep_durable) {
+      r->persisted = index;
+      r->unstable = index + 1;
+    }
   } else {
     raft_log_reset(&r->log, index, term);
     r->persisted = index;

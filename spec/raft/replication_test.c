@@ -176,6 +176,60 @@ TEST(replication_payloads_are_shared_not_copied) {
   fx_free(&f);
 }
 
+TEST(replication_malformed_messages_rejected_without_harm) {
+  struct fx f;
+  fx_init(&f, 3);
+  CHECK(fx_elect(&f, 0));
+  fx_propose(&f, 0, "x");
+  fx_deliver_all(&f);
+  fx_round(&f);
+  fx_round(&f);
+  struct raft *b = f.nodes[1].r;
+  uint64_t last = raft_last_index(b), term = raft_term(b);
+  CHECK_INT(raft_commit_index(b), ==, last);
+  struct raft_msg m;
+  memset(&m, 0, sizeof m);
+  m.type = RAFT_MSG_APPEND;
+  m.term = term;
+  strcpy(m.from, "a");
+  strcpy(m.to, "b");
+  m.u.append.prev_index = last;
+  m.u.append.prev_term = term;
+  m.u.append.n = 2; /* but no entries */
+  CHECK_INT(raft_step(b, &m), ==, RAFT_EINVAL);
+  struct raft_entry es[2] = {{.term = term, .type = RAFT_COMMAND},
+                             {.term = term - 1, .type = RAFT_COMMAND}};
+  m.u.append.entries = es; /* terms going back */
+  CHECK_INT(raft_step(b, &m), ==, RAFT_EINVAL);
+  es[1].term = term + 5; /* newer than the message */
+  CHECK_INT(raft_step(b, &m), ==, RAFT_EINVAL);
+  struct raft_buf *junk = raft_buf_from("junk", 4);
+  es[1] = (struct raft_entry){.term = term, .type = RAFT_CONFIG, .buf = junk};
+  CHECK_INT(raft_step(b, &m), ==, RAFT_EINVAL); /* undecodable config */
+  raft_buf_unref(junk);
+  /* An entry conflicting with a committed one. */
+  es[0] = (struct raft_entry){.term = term + 1, .type = RAFT_COMMAND};
+  m.term = term + 1;
+  m.u.append.prev_index = last - 1;
+  m.u.append.prev_term = raft_term_at(b, last - 1);
+  m.u.append.n = 1;
+  CHECK_INT(raft_step(b, &m), ==, RAFT_EINVAL);
+  CHECK_INT(raft_last_index(b), ==, last);
+  CHECK_INT(raft_term_at(b, last), ==, term);
+  m.type = 77;
+  CHECK_INT(raft_step(b, &m), ==, RAFT_EINVAL);
+  m.type = RAFT_MSG_SNAPSHOT;
+  memset(&m.u, 0, sizeof m.u);
+  m.u.snapshot.index = 10;
+  CHECK_INT(raft_step(b, &m), ==, RAFT_EINVAL); /* no data, no conf */
+  m.type = RAFT_MSG_HEARTBEAT;
+  memset(m.from, 'z', sizeof m.from); /* not terminated */
+  CHECK_INT(raft_step(b, &m), ==, RAFT_EINVAL);
+  fx_drain(&f, 1);
+  CHECK_INT(raft_role(b), ==, RAFT_FOLLOWER);
+  fx_free(&f);
+}
+
 int main(void) {
   RUN(replication_batches_many_entries_per_append);
   RUN(replication_pipelines_up_to_the_window);
@@ -186,5 +240,6 @@ int main(void) {
   RUN(replication_unreachable_follower_costs_only_periodic_probes);
   RUN(replication_follower_catches_up_after_partition);
   RUN(replication_payloads_are_shared_not_copied);
+  RUN(replication_malformed_messages_rejected_without_harm);
   return harness_done();
 }

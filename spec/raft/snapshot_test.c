@@ -45,6 +45,20 @@ TEST(snapshot_refuses_unapplied_or_older_index) {
   fx_free(&f);
 }
 
+TEST(snapshot_refuses_index_not_yet_durable_locally) {
+  struct fx f;
+  setup(&f, 2);
+  f.nodes[0].auto_persist = false;
+  fx_propose(&f, 0, "x"); /* committed by b and c, not durable on a */
+  fx_deliver_all(&f);
+  CHECK_INT(f.nodes[0].applied, ==, 5);
+  CHECK_INT(raft_persisted_index(f.nodes[0].r), ==, 4);
+  CHECK_INT(raft_snapshot_taken(f.nodes[0].r, 5), ==, RAFT_EINVAL);
+  fx_persist_now(&f, 0);
+  CHECK_INT(raft_snapshot_taken(f.nodes[0].r, 5), ==, 0);
+  fx_free(&f);
+}
+
 TEST(snapshot_sent_in_chunks_to_a_follower_whose_entries_are_gone) {
   struct fx f;
   setup(&f, 2);
@@ -124,6 +138,7 @@ TEST(snapshot_restart_loads_snapshot_and_following_entries) {
 int main(void) {
   RUN(snapshot_compacts_the_log_keeping_a_trailing_part);
   RUN(snapshot_refuses_unapplied_or_older_index);
+  RUN(snapshot_refuses_index_not_yet_durable_locally);
   RUN(snapshot_sent_in_chunks_to_a_follower_whose_entries_are_gone);
   RUN(snapshot_lost_on_the_host_restarts_the_transfer);
   RUN(snapshot_restart_loads_snapshot_and_following_entries);
