@@ -168,6 +168,9 @@ struct fault_io {
   char fd_path[256][96]; /* file name behind each fd (for reports) */
   char failed_path[96];  /* file of the last injected failure */
   pthread_mutex_t mu;    /* the writer and spare threads call in too */
+  pthread_cond_t cv;
+  int gate;    /* 1: fdatasync waits until gate is 0 again */
+  int waiting; /* calls waiting at the gate */
 };
 
 static inline void base_name(char *out, const char *path) {
@@ -239,6 +242,14 @@ static int f_fsync(struct store_io *io, int fd) {
   return FAULT(io)->sys.fsync(io, fd);
 }
 static int f_fdatasync(struct store_io *io, int fd) {
+  struct fault_io *f = FAULT(io);
+  pthread_mutex_lock(&f->mu);
+  f->waiting++;
+  pthread_cond_broadcast(&f->cv);
+  while (f->gate)
+    pthread_cond_wait(&f->cv, &f->mu);
+  f->waiting--;
+  pthread_mutex_unlock(&f->mu);
   if (fault_hit_on(FAULT(io), FOP_FDATASYNC, NULL, fd)) return -1;
   if (FAULT(io)->nosync) return 0;
   return FAULT(io)->sys.fdatasync(io, fd);
@@ -268,6 +279,7 @@ static int f_mkdir(struct store_io *io, const char *p, mode_t m) {
 static inline void fault_init(struct fault_io *f) {
   memset(f, 0, sizeof *f);
   pthread_mutex_init(&f->mu, NULL);
+  pthread_cond_init(&f->cv, NULL);
   store_io_default(&f->sys);
   f->io.open = f_open;
   f->io.close = f_close;
@@ -295,6 +307,28 @@ static inline void fault_set(struct fault_io *f, int op, int after, int count,
   f->err = err;
   f->failures = 0;
   f->failed_path[0] = 0;
+  pthread_mutex_unlock(&f->mu);
+}
+
+/* Close the gate: fdatasync calls block until gate_open. */
+static inline void gate_close(struct fault_io *f) {
+  pthread_mutex_lock(&f->mu);
+  f->gate = 1;
+  pthread_mutex_unlock(&f->mu);
+}
+
+/* Wait until a writer is blocked at the gate. */
+static inline void gate_wait_blocked(struct fault_io *f) {
+  pthread_mutex_lock(&f->mu);
+  while (f->waiting == 0)
+    pthread_cond_wait(&f->cv, &f->mu);
+  pthread_mutex_unlock(&f->mu);
+}
+
+static inline void gate_open(struct fault_io *f) {
+  pthread_mutex_lock(&f->mu);
+  f->gate = 0;
+  pthread_cond_broadcast(&f->cv);
   pthread_mutex_unlock(&f->mu);
 }
 
