@@ -36,7 +36,8 @@ static void append_batch(struct child *c) {
   size_t n = 1 + (c->rnd >> 16) % 40;
   uint64_t first = store_last_index(c->s) + 1;
   if (first > 400000) return; /* a bound, never reached in practice */
-  if (append_range(c->s, first, n, c->term, NULL) != 0) _exit(3);
+  if (append_range_len(c->s, first, n, c->term, crash_len, NULL) != 0)
+    _exit(3);
   /* A zero-entry append with the callback reports when all the above is
    * durable (appends complete in order). */
   if (store_append(c->s, NULL, 0, on_durable, c) != 0) _exit(3);

@@ -152,7 +152,7 @@ static void verify(const char *dir, uint64_t run, struct history *h) {
     /* Acknowledged entries: their recorded term. Beyond: entries of the
      * run just killed, written but not yet reported. */
     uint64_t term = i <= h->acked ? h->term[i] : run;
-    if (!entry_ok(e, i, term)) {
+    if (!entry_ok_len(e, i, term, crash_len(i))) {
       printf("    run %llu: entry %llu wrong (acked up to %llu)\n",
              (unsigned long long)run, (unsigned long long)i,
              (unsigned long long)h->acked);
