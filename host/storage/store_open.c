@@ -286,6 +286,7 @@ static int load_segments(struct store *s, const struct listing *l,
                     on_record, &c, err);
     free(buf);
     if (rc) return rc;
+    segs_set_end(&s->segs, last->end);
     if (last->first != first) {
       store_errf(err,
                  "%s: header says first index %" PRIu64

@@ -20,6 +20,7 @@
 
 static char tool[1024];
 static int torn_cuts, tmp_removed; /* what start-ups had to repair */
+static int cuts, snapshots;        /* tail cuts and snapshots reported */
 static uv_loop_t loop;
 
 static double now(void) {
@@ -28,13 +29,29 @@ static double now(void) {
   return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+/* Terms the running child writes with: from index `from` on, `term`. */
+struct span {
+  uint64_t from, term;
+};
+
 struct history {
   uint32_t *term; /* term each index was written with, as far as known */
   size_t cap;
-  uint64_t acked;     /* highest index reported durable */
-  uint64_t snap;      /* highest snapshot index reported */
-  uint64_t meta_term; /* highest metadata term reported */
+  uint64_t acked;          /* highest index reported durable */
+  uint64_t snap;           /* highest snapshot index reported */
+  uint64_t meta_term;      /* highest metadata term reported */
+  struct span spans[4096]; /* this run's spans, in order */
+  int nspans;
 };
+
+/* The term the current run last gave index i: that of the latest span
+ * starting at or below i (a later cut rewrote everything from its start). */
+static uint64_t span_term(const struct history *h, uint64_t i) {
+  uint64_t t = 0;
+  for (int k = 0; k < h->nspans; k++)
+    if (h->spans[k].from <= i) t = h->spans[k].term;
+  return t;
+}
 
 static void set_term(struct history *h, uint64_t i, uint64_t term) {
   if (i >= h->cap) {
@@ -94,8 +111,8 @@ static void run_child(const char *dir, uint64_t run, double delay,
     CHECK(0);
   }
   out[len] = 0;
-  uint64_t start = 0;
   int started = 0;
+  h->nspans = 0;
   for (char *line = out; *line;) {
     char *nl = strchr(line, '\n');
     if (!nl) break; /* a partial line cannot happen with one write(2) */
@@ -105,17 +122,27 @@ static void run_child(const char *dir, uint64_t run, double delay,
     if (sscanf(line, "%c %llu %llu", &tag, &a, &b) == 3) {
       if (tag == 'S') {
         started = 1;
-        start = b;
         /* Everything durable before must still be there. */
         CHECK_INT(b, >=, h->acked);
+        h->spans[h->nspans++] = (struct span){b + 1, run * 1000};
+      } else if (tag == 'T') {
+        /* The cut entries are no longer acknowledged; from `a` on the
+         * child writes with term b. */
+        if (h->acked > a - 1) h->acked = a - 1;
+        cuts++;
+        CHECK(h->nspans < 4096);
+        h->spans[h->nspans++] = (struct span){a, b};
       } else if (tag == 'D') {
         CHECK(started);
-        for (uint64_t i = start + 1; i <= a; i++)
-          set_term(h, i, run);
-        if (a > start) start = a;
+        uint64_t lo = a + 1;
+        for (int k = 0; k < h->nspans; k++)
+          if (h->spans[k].from < lo) lo = h->spans[k].from;
+        for (uint64_t i = lo; i <= a; i++)
+          set_term(h, i, span_term(h, i));
         if (a > h->acked) h->acked = a;
       } else if (tag == 'P') {
         if (a > h->snap) h->snap = a;
+        snapshots++;
       } else if (tag == 'M') {
         if (a > h->meta_term) h->meta_term = a;
       }
@@ -149,13 +176,19 @@ static void verify(const char *dir, uint64_t run, struct history *h) {
   for (uint64_t i = snap + 1; i <= last; i++) {
     const struct store_entry *e;
     CHECK_INT(store_entries(s, i, i, &e), ==, 0);
-    /* Acknowledged entries: their recorded term. Beyond: entries of the
-     * run just killed, written but not yet reported. */
-    uint64_t term = i <= h->acked ? h->term[i] : run;
-    if (!entry_ok_len(e, i, term, crash_len(i))) {
-      printf("    run %llu: entry %llu wrong (acked up to %llu)\n",
-             (unsigned long long)run, (unsigned long long)i,
-             (unsigned long long)h->acked);
+    /* Acknowledged entries: their recorded term. Beyond: entries the run
+     * just killed wrote but had not reported, with one of its terms. */
+    uint64_t term = i <= h->acked ? h->term[i] : e->term;
+    int known = i <= h->acked || (i < h->cap && e->term == h->term[i]);
+    for (int k = 0; k < h->nspans && !known; k++)
+      known = h->spans[k].term == e->term && h->spans[k].from <= i;
+    if (!known || !entry_ok_len(e, i, term, crash_len(i))) {
+      printf(
+          "    run %llu: entry %llu (term %llu, expected %llu) wrong "
+          "(acked up to %llu)\n",
+          (unsigned long long)run, (unsigned long long)i,
+          (unsigned long long)e->term, (unsigned long long)term,
+          (unsigned long long)h->acked);
       CHECK(0);
     }
     set_term(h, i, term);

@@ -215,6 +215,46 @@ TEST(truncate_suffix_then_new_term) {
   free(dir);
 }
 
+/* Cutting exactly at the first index of a segment deletes that segment and
+ * continues in the one before it, which keeps all its entries. */
+TEST(truncate_at_a_segment_boundary) {
+  char *dir = tmp_dir();
+  struct store *s = open_dir(dir, 4096, NULL);
+  struct waitc w = {0};
+  CHECK_INT(append_range(s, 1, 100, 1, &w), ==, 0);
+  run_until(&loop, &w.calls, 1);
+  close_store(&loop, s);
+  /* Find where the segments start. */
+  uint64_t firsts[64];
+  int n = 0;
+  DIR *d = opendir(dir);
+  struct dirent *de;
+  while ((de = readdir(d)) != NULL) {
+    uint64_t x;
+    if (seg_parse_name(de->d_name, &x) && n < 64) firsts[n++] = x;
+  }
+  closedir(d);
+  CHECK_INT(n, >=, 3);
+  uint64_t cut = 0;
+  for (int i = 0; i < n; i++)
+    if (firsts[i] > 1 && (cut == 0 || firsts[i] < cut)) cut = firsts[i];
+  for (int round = 0; round < 2; round++) {
+    s = open_dir(dir, 4096, NULL);
+    CHECK_INT(store_truncate_suffix(s, cut, wait_cb, &w), ==, 0);
+    CHECK_INT(append_range(s, cut, 3, 2 + (uint64_t)round, &w), ==, 0);
+    run_until(&loop, &w.calls, 3 + 2 * round);
+    CHECK_INT(w.durable, ==, cut + 2);
+    close_store(&loop, s);
+    s = open_dir(dir, 4096, NULL);
+    CHECK_INT(store_last_index(s), ==, cut + 2);
+    check_range(s, 1, cut - 1, 1);
+    check_range(s, cut, cut + 2, 2 + (uint64_t)round);
+    close_store(&loop, s);
+  }
+  rm_rf(dir);
+  free(dir);
+}
+
 TEST(truncate_while_a_write_is_in_flight) {
   char *dir = tmp_dir();
   static struct fault_io f; /* outlives a failed check */
@@ -520,6 +560,7 @@ int main(void) {
   RUN(appends_during_a_write_share_one_fdatasync);
   RUN(segments_roll_over_and_reload);
   RUN(truncate_suffix_then_new_term);
+  RUN(truncate_at_a_segment_boundary);
   RUN(truncate_while_a_write_is_in_flight);
   RUN(snapshot_compacts_the_log);
   RUN(snapshot_from_leader_replaces_the_log);
