@@ -102,14 +102,14 @@ int main(int argc, char **argv) {
   uv_loop_init(&loop);
   struct child c = {NULL, strtoull(argv[2], NULL, 10) * 1000, 0,
                     (unsigned)getpid()};
-  struct store_opts o = {16384, 0, NULL};
+  struct store_opts o = {65536, 0, NULL};
   char err[STORE_ERR_MAX];
   if (store_open(&loop, argv[1], &o, &c.s, err) != 0) {
     fprintf(stderr, "%s\n", err);
     return 2;
   }
   say('S', store_first_index(c.s), store_last_index(c.s));
-  c.next_snap = store_last_index(c.s) + 300;
+  c.next_snap = store_last_index(c.s) + 60;
   for (int i = 0; i < 4; i++)
     append_batch(&c);
   uv_run(&loop, UV_RUN_DEFAULT);

@@ -160,7 +160,7 @@ static void run_child(const char *dir, uint64_t run, double delay, int early,
 
 /* Open the directory and check it against the history. */
 static void verify(const char *dir, uint64_t run, struct history *h) {
-  struct store_opts o = {16384, 0, NULL};
+  struct store_opts o = {65536, 0, NULL};
   struct store *s;
   char err[STORE_ERR_MAX];
   int rc = store_open(&loop, dir, &o, &s, err);
