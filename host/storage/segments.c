@@ -42,8 +42,9 @@ void segs_close(struct segs *g) {
     g->spare_fd = -1;
   }
   free(g->firsts);
+  free(g->ends);
   free(g->offs);
-  g->firsts = NULL;
+  g->firsts = g->ends = NULL;
   g->offs = NULL;
   g->n = g->noffs = 0;
 }
@@ -67,6 +68,9 @@ int segs_add_segment(struct segs *g, uint64_t first) {
     uint64_t *p = realloc(g->firsts, cap * sizeof *p);
     if (!p) return STORE_ENOMEM;
     g->firsts = p;
+    p = realloc(g->ends, cap * sizeof *p);
+    if (!p) return STORE_ENOMEM;
+    g->ends = p;
     g->cap = cap;
   }
   assert(g->n == 0 || first > g->firsts[g->n - 1]);
@@ -74,9 +78,15 @@ int segs_add_segment(struct segs *g, uint64_t first) {
     g->offs_first = first;
     g->noffs = 0;
   }
+  g->ends[g->n] = SEG_HEADER_SIZE;
   g->firsts[g->n++] = first;
   g->next = first;
   return 0;
+}
+
+void segs_set_end(struct segs *g, uint64_t end) {
+  assert(g->n > 0);
+  g->ends[g->n - 1] = end;
 }
 
 int segs_add_record(struct segs *g, uint64_t index, uint64_t off) {
@@ -192,6 +202,7 @@ int segs_write(struct segs *g, const uint8_t *buf, size_t len,
         if (rc) return rc;
       }
       g->off += end - start;
+      g->ends[g->n - 1] = g->off;
       i = j;
     }
     if (i < nrec) {
@@ -225,8 +236,12 @@ int segs_truncate(struct segs *g, uint64_t from, char *err) {
   int rc;
   if (from >= g->next) return 0;
   assert(from >= g->offs_first);
-  while (g->n > 0 && g->firsts[g->n - 1] >= from)
+  /* The last index of the segment that ends up last. */
+  uint64_t keep_last = g->next - 1;
+  while (g->n > 0 && g->firsts[g->n - 1] >= from) {
+    keep_last = g->firsts[g->n - 1] - 1;
     if ((rc = drop_last(g, err)) != 0) return rc;
+  }
   g->noffs = (size_t)(from - g->offs_first);
   g->next = from;
   if (g->n == 0) {
@@ -234,17 +249,23 @@ int segs_truncate(struct segs *g, uint64_t from, char *err) {
     return 0;
   }
   if (g->fd < 0 && (rc = open_last(g, err)) != 0) return rc;
-  uint64_t cut = g->offs[g->noffs];
-  char path[PATH_MAX];
-  segs_path(g, path, sizeof path, g->firsts[g->n - 1]);
-  if (g->io->ftruncate(g->io, g->fd, (off_t)cut) != 0)
-    return fail(err, path, "ftruncate", cut, errno);
-  if (cut < g->seg_size &&
-      g->io->fallocate(g->io, g->fd, (off_t)cut, (off_t)(g->seg_size - cut)))
-    return fail(err, path, "preallocation", cut, errno);
-  if (g->io->fsync(g->io, g->fd) != 0)
-    return fail(err, path, "fsync", cut, errno);
-  g->off = cut;
+  if (from <= keep_last) {
+    /* The cut is inside this segment. */
+    uint64_t cut = g->offs[g->noffs];
+    char path[PATH_MAX];
+    segs_path(g, path, sizeof path, g->firsts[g->n - 1]);
+    if (g->io->ftruncate(g->io, g->fd, (off_t)cut) != 0)
+      return fail(err, path, "ftruncate", cut, errno);
+    if (cut < g->seg_size &&
+        g->io->fallocate(g->io, g->fd, (off_t)cut, (off_t)(g->seg_size - cut)))
+      return fail(err, path, "preallocation", cut, errno);
+    if (g->io->fsync(g->io, g->fd) != 0)
+      return fail(err, path, "fsync", cut, errno);
+    g->ends[g->n - 1] = cut;
+  }
+  /* Otherwise the cut fell on a segment boundary: this (closed) segment
+   * keeps all its records and takes the next ones after them. */
+  g->off = g->ends[g->n - 1];
   g->full = 0;
   return 0;
 }
@@ -271,6 +292,7 @@ int segs_compact(struct segs *g, uint64_t up_to, char *err) {
     g->noffs -= drop;
     g->offs_first = g->firsts[1];
     memmove(g->firsts, g->firsts + 1, (g->n - 1) * sizeof *g->firsts);
+    memmove(g->ends, g->ends + 1, (g->n - 1) * sizeof *g->ends);
     g->n--;
   }
   return 0;

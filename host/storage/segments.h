@@ -31,6 +31,7 @@ struct segs {
   char dir[PATH_MAX];
   size_t seg_size;
   uint64_t *firsts; /* first index of each segment, ascending */
+  uint64_t *ends;   /* offset just after each segment's last record */
   size_t n, cap;
   int fd;         /* the last segment, or -1 when not opened */
   int full;       /* 1: the last segment is finished; next write opens a
@@ -58,9 +59,11 @@ void segs_init(struct segs *g, struct store_io *io, const char *dir,
                size_t seg_size, uint64_t next);
 void segs_close(struct segs *g);
 
-/* Add an existing segment (start-up), then its records' offsets in order. */
+/* Add an existing segment (start-up), then its records' offsets in order,
+ * then where its records end. */
 int segs_add_segment(struct segs *g, uint64_t first);
 int segs_add_record(struct segs *g, uint64_t index, uint64_t off);
+void segs_set_end(struct segs *g, uint64_t end);
 
 /* Write nrec encoded records buf[0..len) (record k starts at recs[k]; the
  * first has index g->next) and make them durable. 0 or STORE_E* + err. */

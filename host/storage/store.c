@@ -1,12 +1,10 @@
 /*
- * store.c — the running store: appends with group commit on a worker
- * thread, suffix truncation, prefix compaction, metadata, snapshots, close.
+ * store.c — the store's operations on the loop thread: appends, suffix
+ * truncation, prefix compaction, metadata, snapshots, reads, close.
  *
- * The loop thread owns `struct store` except `segs`, which the worker uses
- * while a job is in flight. At most one job is in flight; the other job
- * ("pending") gathers appends, truncations and compactions meanwhile and is
- * dispatched as soon as the in-flight one completes — one fdatasync covers
- * everything gathered.
+ * Log changes take effect in memory at once and are added to the pending
+ * job (under the writer mutex), which the writer thread (writer.c) takes as
+ * soon as it is free.
  */
 #include "storage/store.h"
 
@@ -20,15 +18,15 @@
 #include "storage/format.h"
 #include "storage/store_int.h"
 
-static void job_clear(struct job *j, uint64_t base) {
+void job_clear(struct job *j, uint64_t base) {
   j->base = base;
-  j->truncate_from = j->reset_next = j->compact_upto = 0;
+  j->truncate_from = j->reset_next = j->compact_upto = j->trunc_after = 0;
   j->len = j->nrec = j->nw = 0;
   j->status = 0;
   j->err[0] = 0;
 }
 
-static int job_empty(const struct job *j) {
+int job_empty(const struct job *j) {
   return j->nrec == 0 && !j->truncate_from && !j->reset_next &&
          !j->compact_upto && j->nw == 0;
 }
@@ -53,138 +51,6 @@ static int add_waiter(struct job *j, store_cb cb, void *data) {
   j->w[j->nw].data = data;
   j->nw++;
   return 0;
-}
-
-/* Worker thread: perform the job on the segment files. */
-static void job_work(uv_work_t *req) {
-  struct job *j = req->data;
-  struct store *s = j->s;
-  struct segs *g = &s->segs;
-  int rc = 0;
-  if (s->memory) return;
-  if (j->reset_next)
-    rc = segs_reset(g, j->reset_next, j->err);
-  else if (j->truncate_from)
-    rc = segs_truncate(g, j->truncate_from, j->err);
-  if (rc == 0 && j->nrec) {
-    assert(g->next == j->base);
-    rc = segs_write(g, j->buf, j->len, j->recs, j->nrec, j->err);
-  }
-  if (rc == 0 && j->compact_upto) rc = segs_compact(g, j->compact_upto, j->err);
-  j->status = rc;
-}
-
-static void job_done(uv_work_t *req, int uvstatus);
-static void finish_close(struct store *s);
-
-/* The whole store may go once nothing runs on the thread pool. */
-static int can_free(const struct store *s) {
-  return s->closing && !s->inflight && !s->in_cb && !s->spare_busy;
-}
-
-static void spare_work(uv_work_t *req) {
-  struct store *s = req->data;
-  s->spare_rc = segs_prepare_spare(s->io, s->dir, s->seg_size, &s->spare_new_fd,
-                                   s->spare_err);
-}
-
-static void spare_done(uv_work_t *req, int uvstatus) {
-  struct store *s = req->data;
-  s->spare_busy = 0;
-  if (uvstatus == 0 && s->spare_rc == 0) s->spare_fd = s->spare_new_fd;
-  if (uvstatus == 0 && s->spare_rc != 0) {
-    /* Not fatal: new segments are then preallocated when needed. */
-    s->spare_failed = 1;
-    store_note(s, "could not prepare the next segment in advance: %s",
-               s->spare_err);
-  }
-  if (can_free(s)) finish_close(s);
-}
-
-/* Prepare the next segment in the background when none is ready. The loop
- * owns segs only while no job is in flight. */
-static void maybe_prepare_spare(struct store *s) {
-  if (s->memory || s->closing || s->failed || s->spare_busy ||
-      s->spare_failed || s->inflight || s->spare_fd >= 0 ||
-      s->segs.spare_fd >= 0)
-    return;
-  s->spare_busy = 1;
-  s->spare_req.data = s;
-  if (uv_queue_work(s->loop, &s->spare_req, spare_work, spare_done) != 0) {
-    s->spare_busy = 0;
-    s->spare_failed = 1;
-  }
-}
-
-static void maybe_dispatch(struct store *s) {
-  if (s->inflight || s->in_cb || s->failed) return;
-  struct job *j = s->pending;
-  if (job_empty(j)) return;
-  if (s->segs.spare_fd < 0 && s->spare_fd >= 0) {
-    s->segs.spare_fd = s->spare_fd;
-    s->spare_fd = -1;
-  }
-  struct job *next = j == &s->jobs[0] ? &s->jobs[1] : &s->jobs[0];
-  job_clear(next, j->base + j->nrec);
-  s->inflight = j;
-  s->pending = next;
-  s->trunc_min = 0;
-  j->req.data = j;
-  int rc = uv_queue_work(s->loop, &j->req, job_work, job_done);
-  if (rc != 0) {
-    /* Only when the loop is being torn down; report it like a failed
-     * write so nobody waits forever. */
-    j->status = STORE_EIO;
-    snprintf(j->err, sizeof j->err, "cannot queue the write: %s",
-             uv_strerror(rc));
-    job_done(&j->req, 0);
-  }
-}
-
-static void finish_close(struct store *s) {
-  store_close_cb cb = s->close_cb;
-  void *data = s->close_data;
-  store_free(s);
-  if (cb) cb(data);
-}
-
-static void job_done(uv_work_t *req, int uvstatus) {
-  struct job *j = req->data;
-  struct store *s = j->s;
-  assert(s->inflight == j);
-  s->inflight = NULL;
-  if (uvstatus != 0 && j->status == 0) {
-    j->status = STORE_EIO;
-    snprintf(j->err, sizeof j->err, "write cancelled: %s",
-             uv_strerror(uvstatus));
-  }
-  int status = j->status;
-  if (status == 0) {
-    uint64_t d = j->base + j->nrec - 1; /* last index on disk now */
-    if (s->trunc_min && d > s->trunc_min - 1) d = s->trunc_min - 1;
-    if (d < log_first(&s->log) - 1) d = log_first(&s->log) - 1;
-    if (d > log_last(&s->log)) d = log_last(&s->log);
-    if (d > s->durable) s->durable = d;
-  } else if (!s->failed) {
-    s->failed = status;
-    snprintf(s->errmsg, sizeof s->errmsg, "%s", j->err);
-  }
-  s->trunc_min = 0;
-  s->in_cb++;
-  for (size_t i = 0; i < j->nw; i++)
-    j->w[i].cb(s, s->durable, status, j->w[i].data);
-  if (s->failed) {
-    /* Nothing more will be written: fail what waits, once. */
-    struct job *p = s->pending;
-    for (size_t i = 0; i < p->nw; i++)
-      p->w[i].cb(s, s->durable, STORE_EFAILED, p->w[i].data);
-    job_clear(p, p->base);
-  }
-  s->in_cb--;
-  job_clear(j, 0);
-  maybe_dispatch(s);
-  maybe_prepare_spare(s);
-  if (can_free(s)) finish_close(s);
 }
 
 static int check_writable(const struct store *s) {
@@ -239,15 +105,18 @@ int store_append(struct store *s, const struct store_entry *entries, size_t n,
     term = e->term;
     bytes += rec_size(e->len);
   }
+  if ((rc = log_append(&s->log, entries, n)) != 0) return rc;
+  uv_mutex_lock(&s->mu);
   struct job *j = s->pending;
   assert(j->base + j->nrec == next);
-  /* Reserve everything first so that a failure leaves no trace. */
   if ((!s->memory &&
        (grow((void **)&j->buf, &j->cap, j->len + bytes, 1) ||
         grow((void **)&j->recs, &j->rcap, j->nrec + n, sizeof *j->recs))) ||
-      (cb && grow((void **)&j->w, &j->wcap, j->nw + 1, sizeof *j->w)))
+      (cb && grow((void **)&j->w, &j->wcap, j->nw + 1, sizeof *j->w))) {
+    uv_mutex_unlock(&s->mu);
+    log_truncate(&s->log, next); /* a failure leaves no trace */
     return STORE_ENOMEM;
-  if ((rc = log_append(&s->log, entries, n)) != 0) return rc;
+  }
   for (size_t i = 0; i < n && !s->memory; i++) {
     const struct store_entry *e = &entries[i];
     j->recs[j->nrec + i] = j->len;
@@ -256,7 +125,8 @@ int store_append(struct store *s, const struct store_entry *entries, size_t n,
   }
   j->nrec += n;
   add_waiter(j, cb, data);
-  maybe_dispatch(s);
+  uv_mutex_unlock(&s->mu);
+  writer_kick(s);
   return 0;
 }
 
@@ -267,9 +137,12 @@ int store_truncate_suffix(struct store *s, uint64_t from, store_cb cb,
   if (from < log_first(&s->log) || from == 0 ||
       (s->has_snap && from <= s->snap.last_index))
     return STORE_EINVAL;
+  uv_mutex_lock(&s->mu);
   struct job *j = s->pending;
-  if (cb && grow((void **)&j->w, &j->wcap, j->nw + 1, sizeof *j->w))
+  if (cb && grow((void **)&j->w, &j->wcap, j->nw + 1, sizeof *j->w)) {
+    uv_mutex_unlock(&s->mu);
     return STORE_ENOMEM;
+  }
   if (from <= log_last(&s->log)) {
     log_truncate(&s->log, from);
     if (from >= j->base) {
@@ -283,13 +156,13 @@ int store_truncate_suffix(struct store *s, uint64_t from, store_cb cb,
       j->nrec = j->len = 0;
       j->truncate_from = from;
       j->base = from;
-      if (s->inflight && (!s->trunc_min || from < s->trunc_min))
-        s->trunc_min = from;
+      writer_cap_taken(s, from);
     }
     if (s->durable > from - 1) s->durable = from - 1;
   }
   add_waiter(j, cb, data);
-  maybe_dispatch(s);
+  uv_mutex_unlock(&s->mu);
+  writer_kick(s);
   return 0;
 }
 
@@ -298,9 +171,11 @@ static void compact(struct store *s, uint64_t up_to) {
   if (up_to < log_first(&s->log)) return;
   log_compact(&s->log, up_to);
   if (s->durable < up_to) s->durable = up_to;
-  if (!s->failed && up_to > s->pending->compact_upto)
-    s->pending->compact_upto = up_to;
-  maybe_dispatch(s);
+  if (s->failed) return;
+  uv_mutex_lock(&s->mu);
+  if (up_to > s->pending->compact_upto) s->pending->compact_upto = up_to;
+  uv_mutex_unlock(&s->mu);
+  writer_kick(s);
 }
 
 int store_compact_prefix(struct store *s, uint64_t up_to) {
@@ -313,18 +188,20 @@ int store_compact_prefix(struct store *s, uint64_t up_to) {
 
 /* The snapshot replaces the whole log: the next entry is `next`. */
 static void reset_log(struct store *s, uint64_t next) {
-  struct job *j = s->pending;
   log_truncate(&s->log, log_first(&s->log));
   s->log.base = next;
   s->log.start = 0;
+  s->durable = next - 1;
   if (s->failed) return;
+  uv_mutex_lock(&s->mu);
+  struct job *j = s->pending;
   j->nrec = j->len = 0;
   j->truncate_from = j->compact_upto = 0;
   j->reset_next = next;
   j->base = next;
-  if (s->inflight) s->trunc_min = 1;
-  s->durable = next - 1;
-  maybe_dispatch(s);
+  writer_cap_taken(s, 1); /* nothing they wrote is part of the log now */
+  uv_mutex_unlock(&s->mu);
+  writer_kick(s);
 }
 
 int store_save_meta(struct store *s, uint64_t term, const char *vote,
@@ -419,19 +296,24 @@ const char *store_notice(const struct store *s) {
 }
 
 void store_free(struct store *s) {
+  assert(!s->started);
   if (s->writer) snap_abort(s->writer);
-  if (s->spare_fd >= 0 && s->segs.spare_fd < 0) {
-    s->segs.spare_fd = s->spare_fd; /* segs_close removes it */
-    s->spare_fd = -1;
+  if (s->sync_init && s->spare_offer >= 0 && s->segs.spare_fd < 0) {
+    s->segs.spare_fd = s->spare_offer; /* segs_close removes it */
+    s->spare_offer = -1;
   }
   segs_close(&s->segs);
   log_free(&s->log);
   meta_free(&s->meta);
   snap_free(&s->snap);
-  for (int i = 0; i < 2; i++) {
+  for (int i = 0; i < STORE_JOBS; i++) {
     free(s->jobs[i].buf);
     free(s->jobs[i].recs);
     free(s->jobs[i].w);
+  }
+  if (s->sync_init) {
+    uv_cond_destroy(&s->cv);
+    uv_mutex_destroy(&s->mu);
   }
   store_unlock(s);
   free(s);
@@ -446,7 +328,5 @@ void store_close(struct store *s, store_close_cb cb, void *data) {
     snap_abort(s->writer);
     s->writer = NULL;
   }
-  if (s->in_cb) return; /* job_done finishes the close */
-  maybe_dispatch(s);
-  if (can_free(s)) finish_close(s);
+  writer_close(s);
 }

@@ -4,9 +4,11 @@
  *
  * Threading: every function here is called on the event-loop thread that
  * was given to store_open(), and every callback runs there. Log writes are
- * done by a worker thread (libuv's thread pool): appends made while a write
- * is in flight are merged into the next write, which is made durable with
- * one fdatasync (group commit).
+ * done by the store's own writer thread, which reports back through a
+ * uv_async handle: appends made while a write is in flight are merged into
+ * the next write, made durable with one fdatasync (group commit). The next
+ * segment file is prepared on libuv's thread pool. The store keeps the loop
+ * alive only while it has work outstanding (and while closing).
  *
  * Durability contract: an append callback reporting durable index N means
  * every entry with index <= N, as the log holds it now, is on disk and

@@ -17,27 +17,32 @@ struct waiter {
 };
 
 /*
- * One write for the worker thread: optionally remove the tail (or every
+ * One write for the writer thread: optionally remove the tail (or every
  * segment, for a snapshot install), then write records, then delete
- * segments a snapshot made redundant. While one job is in flight the next
- * one collects everything that arrives (group commit).
+ * segments a snapshot made redundant. While the writer works on one job,
+ * the next one ("pending") collects everything that arrives, and the writer
+ * takes it as soon as it is free: one fdatasync covers it all (group
+ * commit).
  */
 struct job {
-  uv_work_t req;
-  struct store *s;
+  struct job *next;       /* in the done or free list */
   uint64_t base;          /* index of the first record in buf */
   uint64_t truncate_from; /* 0: none; else remove indices >= this first */
   uint64_t reset_next;    /* 0: none; else remove all segments first */
   uint64_t compact_upto;  /* 0: none; else compact up to this index last */
+  uint64_t trunc_after;   /* lowest truncation made after the writer took
+                             this job (0: none): caps what it made durable */
   uint8_t *buf;           /* encoded records (not used in memory mode) */
   size_t len, cap;
   size_t *recs; /* start of each record in buf */
   size_t nrec, rcap;
   struct waiter *w;
   size_t nw, wcap;
-  int status; /* result, set by the worker */
+  int status; /* result, set by the writer */
   char err[STORE_ERR_MAX];
 };
+
+#define STORE_JOBS 4
 
 struct store {
   uv_loop_t *loop;
@@ -47,43 +52,73 @@ struct store {
   int memory;
   int lock_fd;
   size_t seg_size;
-  struct log log;   /* loop thread */
-  struct segs segs; /* worker while a job is in flight, else loop */
+  struct log log; /* loop thread */
   struct store_meta meta;
   struct store_snapshot snap;
   int has_snap;
   struct snap_writer *writer;
-  struct job jobs[2];
-  struct job *pending, *inflight;
   uint64_t durable;
-  uint64_t trunc_min; /* lowest truncation since the in-flight dispatch */
-  int failed;         /* 0 or the STORE_E* code of the failed write */
-  int in_cb;          /* > 0 while running callbacks */
+  int failed; /* 0 or the STORE_E* code of the failed write */
   int closing;
   store_close_cb close_cb;
   void *close_data;
   char errmsg[STORE_ERR_MAX];
   char notice[STORE_ERR_MAX];
-  /* The next segment, prepared in the background (see segs.spare_fd): a
-   * ready spare waits here until the writer is idle to take it. */
+
+  /* The writer thread and what it shares with the loop. Fields marked
+   * (mu) are read and written only with `mu` held. */
+  struct segs segs; /* the writer's, once it runs (start-up: the loop's) */
+  struct job jobs[STORE_JOBS];
+  uv_thread_t thread;
+  uv_mutex_t mu;
+  uv_cond_t cv;
+  uv_async_t async;    /* the writer's "jobs done" signal to the loop */
+  int started;         /* the thread runs and async is open */
+  int sync_init;       /* mu and cv exist */
+  struct job *pending; /* (mu) collecting */
+  struct job *taken;   /* (mu) being written */
+  struct job *done_head, *done_tail; /* (mu) written, for the loop */
+  struct job *free_jobs;             /* (mu) */
+  int stop;         /* (mu) writer: finish pending work, then exit */
+  int exited;       /* (mu) writer has exited */
+  int wfailed;      /* (mu) a job failed: the writer takes no more */
+  int spare_offer;  /* (mu) spare fd offered to the writer, or -1 */
+  int writer_spare; /* (mu) segs holds an unused spare */
+  int async_closed; /* the async handle is closed (close in progress) */
+
+  /* The next segment, prepared on libuv's thread pool (see
+   * segs.spare_fd); loop thread. */
   uv_work_t spare_req;
-  int spare_fd;     /* ready, not yet handed to segs; or -1 */
   int spare_busy;   /* preparation in flight */
   int spare_failed; /* preparation failed once: do not retry */
-  int spare_new_fd; /* result of the preparation (worker thread) */
+  int spare_new_fd; /* result of the preparation (pool thread) */
   int spare_rc;
   char spare_err[STORE_ERR_MAX];
 };
 
-/* store_open.c: append a note to s->notice. */
+/* store_open.c */
+/* Append a note to s->notice (what start-up or the background repaired). */
 void store_note(struct store *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
-
-/* store_open.c */
 int store_load_dir(struct store *s, char *err);
 void store_unlock(struct store *s);
 
 /* store.c */
 void store_free(struct store *s);
+int job_empty(const struct job *j);
+void job_clear(struct job *j, uint64_t base);
+
+/* writer.c */
+/* Start the writer thread (end of store_open). 0 or STORE_E*. */
+int writer_start(struct store *s);
+/* After the loop changed the pending job (with mu held, then released):
+ * wake the writer and keep the loop alive while work is outstanding. */
+void writer_kick(struct store *s);
+/* With mu held: a truncation at `from` happened; jobs the writer took
+ * cannot make anything from `from` on durable. */
+void writer_cap_taken(struct store *s, uint64_t from);
+/* Begin closing: the writer finishes what was accepted, then the store is
+ * freed and close_cb called (from the loop). */
+void writer_close(struct store *s);
 
 #endif

@@ -286,6 +286,7 @@ static int load_segments(struct store *s, const struct listing *l,
                     on_record, &c, err);
     free(buf);
     if (rc) return rc;
+    segs_set_end(&s->segs, last->end);
     if (last->first != first) {
       store_errf(err,
                  "%s: header says first index %" PRIu64
@@ -418,14 +419,12 @@ int store_open(uv_loop_t *loop, const char *dir, const struct store_opts *opts,
   if (!s) return STORE_ENOMEM;
   s->loop = loop;
   s->lock_fd = -1;
-  s->spare_fd = -1;
   store_io_default(&s->sysio);
   s->io = opts->io ? opts->io : &s->sysio;
   s->memory = opts->memory;
   s->seg_size = seg_size;
   snprintf(s->dir, sizeof s->dir, "%s", s->memory ? "" : dir);
-  for (int i = 0; i < 2; i++)
-    s->jobs[i].s = s;
+  s->spare_offer = -1;
   s->pending = &s->jobs[0];
   log_init(&s->log, 1);
   segs_init(&s->segs, s->io, s->dir, seg_size, 1);
@@ -438,8 +437,12 @@ int store_open(uv_loop_t *loop, const char *dir, const struct store_opts *opts,
     store_free(s);
     return rc;
   }
-  s->pending->base = log_last(&s->log) + 1;
-  assert(s->memory || s->segs.next == s->pending->base);
+  s->jobs[0].base = log_last(&s->log) + 1;
+  assert(s->memory || s->segs.next == s->jobs[0].base);
+  if ((rc = writer_start(s)) != 0) {
+    store_free(s);
+    return rc;
+  }
   *out = s;
   return 0;
 }

@@ -4,13 +4,14 @@
  *   crash_child_tool DIR RUN
  *
  * Opens the store in DIR, prints "S <first> <last>", then appends batches of
- * entries with term RUN as fast as the disk allows (four appends
+ * entries with term RUN*1000 as fast as the disk allows (four appends
  * outstanding), printing "D <index>" each time the store reports an index
- * durable. Every few hundred entries it installs a snapshot of the durable
- * prefix ("P <index>" once durable, which compacts the log) and saves the
- * metadata ("M <term>"). It runs until killed. Each line is written with
- * one write(2), so what the parent reads was really reported.
- * Entry payloads are payload_fill(index, term) (spec/storage/util.h).
+ * durable. Now and then it cuts the log's tail and goes on with the next
+ * term ("T <from> <term>", printed before the cut). Every few hundred entries
+ * it installs a snapshot of the durable prefix ("P <index>" once durable, which
+ * compacts the log) and saves the metadata ("M <term>"). It runs until killed.
+ * Each line is written with one write(2), so what the parent reads was really
+ * reported. Entry payloads are payload_fill(index, term) (spec/storage/util.h).
  */
 #include "util.h"
 
@@ -31,12 +32,29 @@ static void say(char tag, unsigned long long a, unsigned long long b) {
 static void on_durable(struct store *s, uint64_t durable, int status,
                        void *data);
 
+/* Now and then cut the last few entries, as a follower does with a
+ * conflicting tail, and continue with a higher term ("T <from> <term>" is
+ * printed first: the cut may or may not survive a kill). */
+static void maybe_truncate(struct child *c) {
+  c->rnd = c->rnd * 1103515245u + 12345u;
+  if ((c->rnd >> 16) % 8 != 0) return;
+  const struct store_snapshot *sn = store_snapshot(c->s);
+  uint64_t last = store_last_index(c->s), back = (c->rnd >> 8) % 20;
+  if (last <= back) return;
+  uint64_t from = last - back;
+  if (from < store_first_index(c->s) || (sn && from <= sn->last_index)) return;
+  c->term++;
+  say('T', from, c->term);
+  if (store_truncate_suffix(c->s, from, NULL, NULL) != 0) _exit(3);
+}
+
 static void append_batch(struct child *c) {
+  maybe_truncate(c);
   c->rnd = c->rnd * 1103515245u + 12345u;
   size_t n = 1 + (c->rnd >> 16) % 40;
   uint64_t first = store_last_index(c->s) + 1;
   if (first > 400000) return; /* a bound, never reached in practice */
-  if (append_range(c->s, first, n, c->term, NULL) != 0) _exit(3);
+  if (append_range_len(c->s, first, n, c->term, crash_len, NULL) != 0) _exit(3);
   /* A zero-entry append with the callback reports when all the above is
    * durable (appends complete in order). */
   if (store_append(c->s, NULL, 0, on_durable, c) != 0) _exit(3);
@@ -82,15 +100,16 @@ int main(int argc, char **argv) {
   }
   uv_loop_t loop;
   uv_loop_init(&loop);
-  struct child c = {NULL, strtoull(argv[2], NULL, 10), 0, (unsigned)getpid()};
-  struct store_opts o = {16384, 0, NULL};
+  struct child c = {NULL, strtoull(argv[2], NULL, 10) * 1000, 0,
+                    (unsigned)getpid()};
+  struct store_opts o = {65536, 0, NULL};
   char err[STORE_ERR_MAX];
   if (store_open(&loop, argv[1], &o, &c.s, err) != 0) {
     fprintf(stderr, "%s\n", err);
     return 2;
   }
   say('S', store_first_index(c.s), store_last_index(c.s));
-  c.next_snap = store_last_index(c.s) + 300;
+  c.next_snap = store_last_index(c.s) + 60;
   for (int i = 0; i < 4; i++)
     append_batch(&c);
   uv_run(&loop, UV_RUN_DEFAULT);

@@ -73,15 +73,22 @@ static inline uint32_t payload_len(uint64_t index) {
   return (uint32_t)((index * 37) % 300);
 }
 
-static inline int entry_ok(const struct store_entry *e, uint64_t index,
-                           uint64_t term) {
-  uint8_t buf[1024];
-  uint32_t len = payload_len(index);
+/* Entry (index, term) with a `len`-byte payload as payload_fill makes. */
+static inline int entry_ok_len(const struct store_entry *e, uint64_t index,
+                               uint64_t term, uint32_t len) {
   if (e->index != index || e->term != term || e->len != len ||
       e->type != (uint8_t)(index % 3))
     return 0;
+  uint8_t *buf = malloc(len + 1);
   payload_fill(buf, len, index, term);
-  return len == 0 || memcmp(buf, e->data, len) == 0;
+  int ok = len == 0 || memcmp(buf, e->data, len) == 0;
+  free(buf);
+  return ok;
+}
+
+static inline int entry_ok(const struct store_entry *e, uint64_t index,
+                           uint64_t term) {
+  return entry_ok_len(e, index, term, payload_len(index));
 }
 
 struct waitc {
@@ -99,26 +106,43 @@ static inline void wait_cb(struct store *s, uint64_t durable, int status,
   w->status = status;
 }
 
-/* Append entries [first, first+n) with `term`, payloads as above. */
-static inline int append_range(struct store *s, uint64_t first, size_t n,
-                               uint64_t term, struct waitc *w) {
+/* Append entries [first, first+n) with `term`, payloads of len(index)
+ * bytes as above. */
+static inline int append_range_len(struct store *s, uint64_t first, size_t n,
+                                   uint64_t term, uint32_t (*len)(uint64_t),
+                                   struct waitc *w) {
   struct store_entry *es = calloc(n ? n : 1, sizeof *es);
-  uint8_t *bufs = malloc(n * 300 + 1);
+  uint8_t **bufs = calloc(n ? n : 1, sizeof *bufs);
   for (size_t i = 0; i < n; i++) {
     uint64_t idx = first + i;
     es[i].index = idx;
     es[i].term = term;
     es[i].type = (uint8_t)(idx % 3);
-    es[i].len = payload_len(idx);
-    payload_fill(bufs + i * 300, es[i].len, idx, term);
-    es[i].data = bufs + i * 300;
+    es[i].len = len(idx);
+    bufs[i] = malloc(es[i].len + 1);
+    payload_fill(bufs[i], es[i].len, idx, term);
+    es[i].data = bufs[i];
   }
   int rc = store_append(s, es, n, w ? wait_cb : NULL, w);
   /* The store copied what it needs: scribble over our buffers. */
-  memset(bufs, 0xEE, n * 300 + 1);
+  for (size_t i = 0; i < n; i++) {
+    memset(bufs[i], 0xEE, es[i].len + 1);
+    free(bufs[i]);
+  }
   free(bufs);
   free(es);
   return rc;
+}
+
+static inline int append_range(struct store *s, uint64_t first, size_t n,
+                               uint64_t term, struct waitc *w) {
+  return append_range_len(s, first, n, term, payload_len, w);
+}
+
+/* The crash test's lengths: now and then a large entry, so that a kill
+ * lands inside a long write more often. */
+static inline uint32_t crash_len(uint64_t index) {
+  return index % 61 == 0 ? 96 * 1024 : payload_len(index);
 }
 
 static inline void run_until(uv_loop_t *loop, const int *flag, int target) {
@@ -168,6 +192,9 @@ struct fault_io {
   char fd_path[256][96]; /* file name behind each fd (for reports) */
   char failed_path[96];  /* file of the last injected failure */
   pthread_mutex_t mu;    /* the writer and spare threads call in too */
+  pthread_cond_t cv;
+  int gate;    /* 1: fdatasync waits until gate is 0 again */
+  int waiting; /* calls waiting at the gate */
 };
 
 static inline void base_name(char *out, const char *path) {
@@ -239,6 +266,14 @@ static int f_fsync(struct store_io *io, int fd) {
   return FAULT(io)->sys.fsync(io, fd);
 }
 static int f_fdatasync(struct store_io *io, int fd) {
+  struct fault_io *f = FAULT(io);
+  pthread_mutex_lock(&f->mu);
+  f->waiting++;
+  pthread_cond_broadcast(&f->cv);
+  while (f->gate)
+    pthread_cond_wait(&f->cv, &f->mu);
+  f->waiting--;
+  pthread_mutex_unlock(&f->mu);
   if (fault_hit_on(FAULT(io), FOP_FDATASYNC, NULL, fd)) return -1;
   if (FAULT(io)->nosync) return 0;
   return FAULT(io)->sys.fdatasync(io, fd);
@@ -268,6 +303,7 @@ static int f_mkdir(struct store_io *io, const char *p, mode_t m) {
 static inline void fault_init(struct fault_io *f) {
   memset(f, 0, sizeof *f);
   pthread_mutex_init(&f->mu, NULL);
+  pthread_cond_init(&f->cv, NULL);
   store_io_default(&f->sys);
   f->io.open = f_open;
   f->io.close = f_close;
@@ -295,6 +331,28 @@ static inline void fault_set(struct fault_io *f, int op, int after, int count,
   f->err = err;
   f->failures = 0;
   f->failed_path[0] = 0;
+  pthread_mutex_unlock(&f->mu);
+}
+
+/* Close the gate: fdatasync calls block until gate_open. */
+static inline void gate_close(struct fault_io *f) {
+  pthread_mutex_lock(&f->mu);
+  f->gate = 1;
+  pthread_mutex_unlock(&f->mu);
+}
+
+/* Wait until a writer is blocked at the gate. */
+static inline void gate_wait_blocked(struct fault_io *f) {
+  pthread_mutex_lock(&f->mu);
+  while (f->waiting == 0)
+    pthread_cond_wait(&f->cv, &f->mu);
+  pthread_mutex_unlock(&f->mu);
+}
+
+static inline void gate_open(struct fault_io *f) {
+  pthread_mutex_lock(&f->mu);
+  f->gate = 0;
+  pthread_cond_broadcast(&f->cv);
   pthread_mutex_unlock(&f->mu);
 }
 
