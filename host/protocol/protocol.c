@@ -22,7 +22,7 @@ static int field_count(int type) {
       return 4;
     case RAFT_MSG_HEARTBEAT:
     case RAFT_MSG_HEARTBEAT_RESP:
-      return 2;
+      return 3;
     case RAFT_MSG_SNAPSHOT:
       return 6;
     case RAFT_MSG_SNAPSHOT_RESP:
@@ -126,6 +126,7 @@ int proto_encode_msg(msgpack_sbuffer *out, const struct raft_msg *m) {
     case RAFT_MSG_HEARTBEAT_RESP:
       msgpack_pack_uint64(&pk, m->u.heartbeat.commit);
       msgpack_pack_uint64(&pk, m->u.heartbeat.seq);
+      msgpack_pack_uint64(&pk, m->u.heartbeat.last_index);
       break;
     case RAFT_MSG_SNAPSHOT:
       msgpack_pack_uint64(&pk, m->u.snapshot.index);
@@ -220,7 +221,8 @@ static int read_fields(struct mp_reader *r, struct raft_msg *m) {
     case RAFT_MSG_HEARTBEAT:
     case RAFT_MSG_HEARTBEAT_RESP:
       if (mp_read_uint(r, &m->u.heartbeat.commit) < 0 ||
-          mp_read_uint(r, &m->u.heartbeat.seq) < 0)
+          mp_read_uint(r, &m->u.heartbeat.seq) < 0 ||
+          mp_read_uint(r, &m->u.heartbeat.last_index) < 0)
         rc = PROTO_EFORMAT;
       break;
     case RAFT_MSG_SNAPSHOT:

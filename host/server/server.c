@@ -89,6 +89,10 @@ static int write_snapshot(struct server *s, uint64_t index, uint64_t term,
 static void take_snapshot(struct server *s) {
   uint64_t index = s->applied;
   uint64_t term = raft_term_at(s->raft, index);
+  /* Only what is durable here may be covered: a snapshot past our own
+   * log's durable end could, after a crash, sit in front of entries of
+   * another history. The next ready tries again. */
+  if (index > raft_persisted_index(s->raft)) return;
   if (index <= s->last_snapshot || term == 0) return;
   msgpack_sbuffer sb;
   msgpack_sbuffer_init(&sb);

@@ -48,6 +48,7 @@ static int sample(int type, struct raft_msg *m, struct raft_entry *ents) {
     case RAFT_MSG_HEARTBEAT_RESP:
       m->u.heartbeat.commit = 12;
       m->u.heartbeat.seq = 1234567;
+      m->u.heartbeat.last_index = 77;
       break;
     case RAFT_MSG_SNAPSHOT:
       m->u.snapshot.index = 1000;
