@@ -245,7 +245,17 @@ static int on_record(void *ud, uint64_t index, uint64_t term, uint8_t type,
                      const uint8_t *payload, uint32_t len, uint64_t offset) {
   struct scan_ctx *c = ud;
   struct store *s = c->s;
-  assert(index == c->expect);
+  if (index != c->expect) {
+    /* Records are consecutive from the header's first index, so this is a
+     * header that disagrees with the file name (a renamed file). */
+    store_errf(c->err,
+               "%s: holds index %" PRIu64 " at offset %" PRIu64
+               " where its name says %" PRIu64
+               ". Restore the original file names, or move the data "
+               "directory away and let the server rejoin the cluster.",
+               c->path, index, offset, c->expect);
+    return STORE_ECORRUPT;
+  }
   struct store_entry e = {index, term, type, len, payload};
   if (log_append(&s->log, &e, 1) != 0) return STORE_ENOMEM;
   if (segs_add_record(&s->segs, index, offset) != 0) return STORE_ENOMEM;
