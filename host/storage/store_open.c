@@ -400,6 +400,19 @@ int store_load_dir(struct store *s, char *err) {
       (rc = load_segments(s, &l, &last, err)) == 0) {
     if (s->segs.n > 0) rc = settle_last_segment(s, &last, err);
     if (rc == 0) rc = fit_to_snapshot(s, err);
+    if (rc == 0 && s->segs.n > 0 && last.sealed) {
+      /* The newest segment says the log goes on: its successor is gone. */
+      char path[PATH_MAX];
+      segs_path(&s->segs, path, sizeof path, s->segs.firsts[s->segs.n - 1]);
+      store_errf(err,
+                 "%s: sealed at offset %zu, so the log continues at index "
+                 "%" PRIu64
+                 " in a segment file that is missing. Restore "
+                 "it, or move the data directory away and let the server "
+                 "rejoin the cluster.",
+                 path, last.end, last.last + 1);
+      rc = STORE_EMISSING;
+    }
   }
   free(l.segs);
   free(l.snaps);

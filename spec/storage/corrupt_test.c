@@ -330,9 +330,12 @@ TEST(missing_files_are_refused) {
   /* The metadata. */
   CHECK_INT(open_without("metadata", err), ==, STORE_EMISSING);
   CHECK(strstr(err, "metadata") != NULL);
-  /* Only the last segment: entries lost, but nothing says so (it was the
-   * newest); that case is for the cluster to repair. Start-up works. */
-  CHECK_INT(open_without(find(SEG_PREFIX, 1)->name, err), ==, 0);
+  /* The newest segment: the one before it is sealed, so that is noticed
+   * too. */
+  struct file *newest = find(SEG_PREFIX, 1);
+  CHECK_INT(open_without(newest->name, err), ==, STORE_EMISSING);
+  CHECK(strstr(err, "sealed") != NULL);
+  CHECK(strstr(err, newest[-1].name) != NULL);
 }
 
 int main(void) {

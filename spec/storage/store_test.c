@@ -255,6 +255,34 @@ TEST(truncate_at_a_segment_boundary) {
   free(dir);
 }
 
+/* A cut that deletes several segments, interrupted after each step (the
+ * failing unlink stands for a crash there): the directory must open with a
+ * prefix of the old log each time, never a sealed segment at its end. */
+TEST(cut_across_segments_interrupted_at_each_step) {
+  for (int step = 0; step < 4; step++) {
+    char *dir = tmp_dir();
+    static struct fault_io f;
+    fault_init(&f);
+    struct store *s = open_dir(dir, 4096, &f.io);
+    struct waitc w = {0};
+    CHECK_INT(append_range(s, 1, 200, 1, &w), ==, 0);
+    run_until(&loop, &w.calls, 1);
+    CHECK_INT(count_files(dir, "segment-"), >=, 8);
+    fault_set(&f, FOP_UNLINK, step, -1, EIO);
+    CHECK_INT(store_truncate_suffix(s, 40, wait_cb, &w), ==, 0);
+    run_until(&loop, &w.calls, 2);
+    CHECK_INT(w.status, ==, STORE_EIO);
+    close_store(&loop, s);
+    s = open_dir(dir, 4096, NULL);
+    uint64_t last = store_last_index(s);
+    CHECK_INT(last, >=, 39);
+    check_range(s, 1, last, 1);
+    close_store(&loop, s);
+    rm_rf(dir);
+    free(dir);
+  }
+}
+
 TEST(truncate_while_a_write_is_in_flight) {
   char *dir = tmp_dir();
   static struct fault_io f; /* outlives a failed check */
@@ -561,6 +589,7 @@ int main(void) {
   RUN(segments_roll_over_and_reload);
   RUN(truncate_suffix_then_new_term);
   RUN(truncate_at_a_segment_boundary);
+  RUN(cut_across_segments_interrupted_at_each_step);
   RUN(truncate_while_a_write_is_in_flight);
   RUN(snapshot_compacts_the_log);
   RUN(snapshot_from_leader_replaces_the_log);
