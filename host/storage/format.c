@@ -81,6 +81,14 @@ void rec_encode(uint8_t *out, uint64_t index, uint64_t term, uint8_t type,
   memcpy(out + REC_HEADER_SIZE + padded, REC_END_MARK, REC_END_SIZE);
 }
 
+void seal_encode(uint8_t out[SEAL_SIZE], uint64_t next) {
+  memset(out, 0, SEAL_SIZE);
+  put_u16(out + 4, SEAL_MAGIC);
+  put_u64(out + 16, next);
+  put_u32(out, crc32c(0, out + 4, REC_HEADER_SIZE - 4));
+  memcpy(out + REC_HEADER_SIZE, REC_END_MARK, REC_END_SIZE);
+}
+
 void seg_header_encode(uint8_t out[SEG_HEADER_SIZE], uint64_t first) {
   memcpy(out, SEG_MAGIC, 8);
   put_u32(out + 8, FORMAT_VERSION);
@@ -161,6 +169,7 @@ int seg_scan(const uint8_t *buf, size_t size, const char *path, int is_last,
   out->last = first - 1;
   out->last_term = prev_term;
   out->torn = 0;
+  out->sealed = 0;
   size_t pos = SEG_HEADER_SIZE;
   for (;;) {
     out->end = pos;
@@ -177,6 +186,29 @@ int seg_scan(const uint8_t *buf, size_t size, const char *path, int is_last,
         return corrupt(err, path, pos, "unexpected data after the last record");
       out->torn = 1;
       return 0;
+    }
+    int hcrc_ok = hlen == REC_HEADER_SIZE &&
+                  get_u32(h) == crc32c(0, h + 4, REC_HEADER_SIZE - 4);
+    if (hcrc_ok && get_u16(h + 4) == SEAL_MAGIC) {
+      /* A seal: written once the next segment exists. */
+      static const uint8_t zero[24] = {0};
+      if (get_u64(h + 16) != out->last + 1 || memcmp(h + 6, zero, 10) != 0 ||
+          get_u64(h + 24) != 0)
+        return corrupt(err, path, pos, "seal with impossible fields");
+      if (SEAL_SIZE <= left &&
+          memcmp(h + REC_HEADER_SIZE, REC_END_MARK, REC_END_SIZE) == 0) {
+        if (data_end(buf, pos + SEAL_SIZE, size) > pos + SEAL_SIZE)
+          return corrupt(err, path, pos + SEAL_SIZE,
+                         "data after the segment's seal");
+        out->sealed = 1;
+        return 0;
+      }
+      /* A seal cut short can only be the last thing written. */
+      if (is_last && data_end(buf, pos, size) < pos + SEAL_SIZE) {
+        out->torn = 1;
+        return 0;
+      }
+      return corrupt(err, path, pos, "damaged seal");
     }
     int header_ok = hlen == REC_HEADER_SIZE &&
                     get_u32(h) == crc32c(0, h + 4, REC_HEADER_SIZE - 4) &&

@@ -10,6 +10,9 @@
  *   u32 hcrc = crc32c(bytes 4..32) | u16 magic 0xC3A5 | u8 type | u8 0 |
  *   u32 payload length | u32 pcrc = crc32c(payload) | u64 index | u64 term |
  *   payload | zero padding | "CCRECEND"
+ * Seal (ends a segment that the log continues after; 40 bytes):
+ *   u32 hcrc | u16 magic 0xC35E | u8 0 | u8 0 | u32 0 | u32 0 |
+ *   u64 index of the next segment's first entry | u64 0 | "CCRECEND"
  */
 #ifndef COPYCAT_STORAGE_FORMAT_H
 #define COPYCAT_STORAGE_FORMAT_H
@@ -25,6 +28,8 @@
 #define SEG_PREFIX "segment-"
 
 #define REC_MAGIC 0xC3A5u
+#define SEAL_MAGIC 0xC35Eu
+#define SEAL_SIZE 40
 #define REC_HEADER_SIZE 32
 #define REC_END_MARK "CCRECEND" /* every byte has >= 2 bits set */
 #define REC_END_SIZE 8
@@ -69,6 +74,9 @@ static inline size_t rec_size(size_t len) {
 void rec_encode(uint8_t *out, uint64_t index, uint64_t term, uint8_t type,
                 const void *payload, uint32_t len);
 
+/* Encode the seal closing a segment whose successor starts at `next`. */
+void seal_encode(uint8_t out[SEAL_SIZE], uint64_t next);
+
 /* Encode a segment header for a segment whose first entry is `first`. */
 void seg_header_encode(uint8_t out[SEG_HEADER_SIZE], uint64_t first);
 
@@ -90,6 +98,8 @@ struct seg_scan {
   uint64_t last_term; /* its term (prev_term when there is none) */
   size_t end;         /* offset just after the last valid record */
   int torn;           /* 1: bytes after `end` are a torn write to cut */
+  int sealed;         /* 1: a seal follows the last record: the log goes
+                         on in a segment starting at last + 1 */
 };
 
 /*
@@ -104,6 +114,8 @@ struct seg_scan {
  * zero). A complete record with a bad checksum, or any data after the bad
  * one, is corruption: STORE_ECORRUPT with a message naming path and offset.
  * In other segments anything but a clean end (zeros) is corruption.
+ * A valid seal after the last record sets out->sealed; only zeros may
+ * follow it.
  * Returns 0, STORE_ECORRUPT, STORE_EVERSION, or the callback's value.
  */
 int seg_scan(const uint8_t *buf, size_t size, const char *path, int is_last,

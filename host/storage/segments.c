@@ -152,15 +152,29 @@ static int create_segment(struct segs *g, char *err) {
   return 0;
 }
 
-/* Sync and close the open segment before moving on to the next one. */
-static int finish_segment(struct segs *g, char *err) {
+/* Move on from the full open segment to a new one: sync it, create the
+ * next segment durably, then seal the old one (a seal says "the log goes
+ * on in the next segment", so a lost newest segment is noticed). */
+static int roll_over(struct segs *g, char *err) {
   char path[PATH_MAX];
-  segs_path(g, path, sizeof path, g->firsts[g->n - 1]);
-  if (g->io->fdatasync(g->io, g->fd) != 0)
-    return fail(err, path, "fdatasync", g->off, errno);
-  g->io->close(g->io, g->fd);
+  uint64_t first = g->firsts[g->n - 1], end = g->off;
+  int prev = g->fd, rc;
+  segs_path(g, path, sizeof path, first);
+  if (g->io->fdatasync(g->io, prev) != 0)
+    return fail(err, path, "fdatasync", end, errno);
   g->fd = -1;
-  return 0;
+  g->full = 1;
+  rc = create_segment(g, err);
+  if (rc == 0) {
+    uint8_t seal[SEAL_SIZE];
+    seal_encode(seal, g->next);
+    if ((rc = io_pwrite_all(g->io, prev, seal, sizeof seal, (off_t)end)) != 0)
+      rc = fail(err, path, "write of the seal", end, -rc);
+    else if (g->io->fdatasync(g->io, prev) != 0)
+      rc = fail(err, path, "fdatasync", end, errno);
+  }
+  g->io->close(g->io, prev);
+  return rc;
 }
 
 static int open_last(struct segs *g, char *err) {
@@ -205,10 +219,7 @@ int segs_write(struct segs *g, const uint8_t *buf, size_t len,
       g->ends[g->n - 1] = g->off;
       i = j;
     }
-    if (i < nrec) {
-      if ((rc = finish_segment(g, err)) != 0) return rc;
-      g->full = 1;
-    }
+    if (i < nrec && (rc = roll_over(g, err)) != 0) return rc;
   }
   if (nrec > 0 && g->io->fdatasync(g->io, g->fd) != 0) {
     char path[PATH_MAX];
@@ -232,14 +243,39 @@ static int drop_last(struct segs *g, char *err) {
   return 0;
 }
 
+/* Remove the seal of segment k, which is about to become the last one:
+ * done before the segment after it is deleted, so that no crash leaves a
+ * sealed segment last. */
+static int unseal(struct segs *g, size_t k, char *err) {
+  char path[PATH_MAX];
+  uint64_t end = g->ends[k];
+  segs_path(g, path, sizeof path, g->firsts[k]);
+  int fd = g->io->open(g->io, path, O_RDWR, 0);
+  if (fd < 0) return fail(err, path, "open", 0, errno);
+  int rc = 0;
+  if (g->io->ftruncate(g->io, fd, (off_t)end) != 0)
+    rc = fail(err, path, "ftruncate", end, errno);
+  else if (end < g->seg_size &&
+           g->io->fallocate(g->io, fd, (off_t)end, (off_t)(g->seg_size - end)))
+    rc = fail(err, path, "preallocation", end, errno);
+  else if (g->io->fsync(g->io, fd) != 0)
+    rc = fail(err, path, "fsync", end, errno);
+  g->io->close(g->io, fd);
+  return rc;
+}
+
 int segs_truncate(struct segs *g, uint64_t from, char *err) {
   int rc;
   if (from >= g->next) return 0;
   assert(from >= g->offs_first);
-  /* The last index of the segment that ends up last. */
-  uint64_t keep_last = g->next - 1;
-  while (g->n > 0 && g->firsts[g->n - 1] >= from) {
-    keep_last = g->firsts[g->n - 1] - 1;
+  /* The segment that ends up last, and its last index. */
+  size_t keep = g->n;
+  while (keep > 0 && g->firsts[keep - 1] >= from)
+    keep--;
+  uint64_t keep_last = keep < g->n ? g->firsts[keep] - 1 : g->next - 1;
+  /* Newest first, each step leaving an unsealed segment last. */
+  while (g->n > keep) {
+    if (g->n >= 2 && (rc = unseal(g, g->n - 2, err)) != 0) return rc;
     if ((rc = drop_last(g, err)) != 0) return rc;
   }
   g->noffs = (size_t)(from - g->offs_first);

@@ -10,7 +10,10 @@
  *     synced — and renamed, then the directory is fsynced, so a segment
  *     under its final name always has a complete header;
  *   - the previous segment is fdatasynced before the next one is created, so
- *     only the last segment can have a torn tail;
+ *     only the last segment can have a torn tail; once the next one exists
+ *     the previous one gets a seal, so that losing the newest segment file
+ *     is noticed (a sealed segment must have a successor); a segment's
+ *     seal is removed before the segment after it is deleted;
  *   - files are deleted one at a time with a directory fsync after each:
  *     newest first when cutting the tail, oldest first when compacting, so
  *     the segments left after a crash always form one contiguous run;

@@ -245,7 +245,17 @@ static int on_record(void *ud, uint64_t index, uint64_t term, uint8_t type,
                      const uint8_t *payload, uint32_t len, uint64_t offset) {
   struct scan_ctx *c = ud;
   struct store *s = c->s;
-  assert(index == c->expect);
+  if (index != c->expect) {
+    /* Records are consecutive from the header's first index, so this is a
+     * header that disagrees with the file name (a renamed file). */
+    store_errf(c->err,
+               "%s: holds index %" PRIu64 " at offset %" PRIu64
+               " where its name says %" PRIu64
+               ". Restore the original file names, or move the data "
+               "directory away and let the server rejoin the cluster.",
+               c->path, index, offset, c->expect);
+    return STORE_ECORRUPT;
+  }
   struct store_entry e = {index, term, type, len, payload};
   if (log_append(&s->log, &e, 1) != 0) return STORE_ENOMEM;
   if (segs_add_record(&s->segs, index, offset) != 0) return STORE_ENOMEM;
@@ -390,6 +400,19 @@ int store_load_dir(struct store *s, char *err) {
       (rc = load_segments(s, &l, &last, err)) == 0) {
     if (s->segs.n > 0) rc = settle_last_segment(s, &last, err);
     if (rc == 0) rc = fit_to_snapshot(s, err);
+    if (rc == 0 && s->segs.n > 0 && last.sealed) {
+      /* The newest segment says the log goes on: its successor is gone. */
+      char path[PATH_MAX];
+      segs_path(&s->segs, path, sizeof path, s->segs.firsts[s->segs.n - 1]);
+      store_errf(err,
+                 "%s: sealed at offset %zu, so the log continues at index "
+                 "%" PRIu64
+                 " in a segment file that is missing. Restore "
+                 "it, or move the data directory away and let the server "
+                 "rejoin the cluster.",
+                 path, last.end, last.last + 1);
+      rc = STORE_EMISSING;
+    }
   }
   free(l.segs);
   free(l.snaps);

@@ -317,12 +317,25 @@ TEST(missing_files_are_refused) {
   /* The snapshot: the log does not start at 1. */
   CHECK_INT(open_without(find("snapshot-", 0)->name, err), ==, STORE_EMISSING);
   CHECK(strstr(err, "no snapshot") != NULL);
+  /* A segment renamed to take the place of a missing one. */
+  restore();
+  char from[600], to[600];
+  join(from, sizeof from, tdir, first[2].name);
+  join(to, sizeof to, tdir, first[1].name);
+  CHECK_INT(rename(from, to), ==, 0);
+  struct store *s;
+  CHECK_INT(try_open(&s, err), ==, STORE_ECORRUPT);
+  CHECK(strstr(err, first[1].name) != NULL);
+  CHECK(strstr(err, "name") != NULL);
   /* The metadata. */
   CHECK_INT(open_without("metadata", err), ==, STORE_EMISSING);
   CHECK(strstr(err, "metadata") != NULL);
-  /* Only the last segment: entries lost, but nothing says so (it was the
-   * newest); that case is for the cluster to repair. Start-up works. */
-  CHECK_INT(open_without(find(SEG_PREFIX, 1)->name, err), ==, 0);
+  /* The newest segment: the one before it is sealed, so that is noticed
+   * too. */
+  struct file *newest = find(SEG_PREFIX, 1);
+  CHECK_INT(open_without(newest->name, err), ==, STORE_EMISSING);
+  CHECK(strstr(err, "sealed") != NULL);
+  CHECK(strstr(err, newest[-1].name) != NULL);
 }
 
 int main(void) {

@@ -255,6 +255,34 @@ TEST(truncate_at_a_segment_boundary) {
   free(dir);
 }
 
+/* A cut that deletes several segments, interrupted after each step (the
+ * failing unlink stands for a crash there): the directory must open with a
+ * prefix of the old log each time, never a sealed segment at its end. */
+TEST(cut_across_segments_interrupted_at_each_step) {
+  for (int step = 0; step < 4; step++) {
+    char *dir = tmp_dir();
+    static struct fault_io f;
+    fault_init(&f);
+    struct store *s = open_dir(dir, 4096, &f.io);
+    struct waitc w = {0};
+    CHECK_INT(append_range(s, 1, 200, 1, &w), ==, 0);
+    run_until(&loop, &w.calls, 1);
+    CHECK_INT(count_files(dir, "segment-"), >=, 8);
+    fault_set(&f, FOP_UNLINK, step, -1, EIO);
+    CHECK_INT(store_truncate_suffix(s, 40, wait_cb, &w), ==, 0);
+    run_until(&loop, &w.calls, 2);
+    CHECK_INT(w.status, ==, STORE_EIO);
+    close_store(&loop, s);
+    s = open_dir(dir, 4096, NULL);
+    uint64_t last = store_last_index(s);
+    CHECK_INT(last, >=, 39);
+    check_range(s, 1, last, 1);
+    close_store(&loop, s);
+    rm_rf(dir);
+    free(dir);
+  }
+}
+
 TEST(truncate_while_a_write_is_in_flight) {
   char *dir = tmp_dir();
   static struct fault_io f; /* outlives a failed check */
@@ -339,6 +367,32 @@ TEST(snapshot_compacts_the_log) {
   CHECK_INT(store_first_index(s), ==, 181);
   CHECK_INT(store_last_index(s), ==, 201);
   check_range(s, 181, 201, 1);
+  close_store(&loop, s);
+  rm_rf(dir);
+  free(dir);
+}
+
+/* A crash between installing a snapshot and deleting the previous one (the
+ * failing unlink stands for it) leaves two: the newest is loaded. */
+TEST(the_newest_of_two_snapshots_is_loaded) {
+  char *dir = tmp_dir();
+  static struct fault_io f;
+  fault_init(&f);
+  struct store *s = open_dir(dir, 4096, &f.io);
+  struct waitc w = {0};
+  CHECK_INT(append_range(s, 1, 50, 1, &w), ==, 0);
+  run_until(&loop, &w.calls, 1);
+  write_snapshot(s, 20, 1, 1000, 2);
+  fault_set(&f, FOP_UNLINK, 0, 1, EIO);
+  write_snapshot(s, 30, 1, 2000, 3);
+  close_store(&loop, s);
+  CHECK_INT(count_files(dir, "snapshot-"), ==, 2);
+  s = open_dir(dir, 4096, NULL);
+  check_snapshot(s, 30, 1, 2000);
+  CHECK(strstr(store_notice(s), "superseded") != NULL);
+  CHECK_INT(count_files(dir, "snapshot-"), ==, 1);
+  CHECK_INT(store_first_index(s), ==, 31);
+  check_range(s, 31, 50, 1);
   close_store(&loop, s);
   rm_rf(dir);
   free(dir);
@@ -561,8 +615,10 @@ int main(void) {
   RUN(segments_roll_over_and_reload);
   RUN(truncate_suffix_then_new_term);
   RUN(truncate_at_a_segment_boundary);
+  RUN(cut_across_segments_interrupted_at_each_step);
   RUN(truncate_while_a_write_is_in_flight);
   RUN(snapshot_compacts_the_log);
+  RUN(the_newest_of_two_snapshots_is_loaded);
   RUN(snapshot_from_leader_replaces_the_log);
   RUN(snapshot_chunks_holes_and_abort);
   RUN(metadata_saved_and_reloaded);
