@@ -33,7 +33,7 @@ struct proto_hello {
   uint64_t version;
   char cluster[PROTO_CLUSTER_MAX];
   int role;
-  char name[RAFT_NAME_MAX]; /* the sender's member name; "" for clients */
+  char name[RAFT_NAME_MAX];    /* the sender's member name; "" for clients */
   char address[RAFT_ADDR_MAX]; /* where the sender listens; "" for clients */
 };
 
