@@ -106,7 +106,7 @@ static void snapshot(struct store *s) {
  * entries (0: never, the log grows). */
 static double run_store(const char *base, int b, int batches, int inflight,
                         uint64_t snap_every) {
-  char dir[512];
+  char dir[600];
   snprintf(dir, sizeof dir, "%s/store", base);
   uv_loop_t loop;
   uv_loop_init(&loop);
@@ -153,7 +153,7 @@ static double run_store(const char *base, int b, int batches, int inflight,
 }
 
 static double run_raw(const char *base, int b, int batches) {
-  char path[512];
+  char path[600];
   snprintf(path, sizeof path, "%s/raw", base);
   int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
   if (fd < 0) exit(1);
