@@ -9,11 +9,11 @@
  *          on a plain file in the same directory;
  * "wait each" appends one batch and waits until it is durable before the
  * next (latency); "2 outstanding" submits the next batch while the previous
- * is written (as a pipelining leader does; writes stay one batch each, see
- * the syncs column); "snapshots" takes a small snapshot every 4 MiB, which
- * compacts the log as a server does, "log grows" never does;
- * plus "store, 64 in flight": batch-1 appends with 64 outstanding, which
- * group commit merges into shared writes.
+ * is written (as a pipelining leader does; group commit may then merge two
+ * batches into one write: the syncs column gives fdatasyncs per batch);
+ * "snapshots" takes a small snapshot every 4 MiB, which compacts the log as a
+ * server does, "log grows" never does; plus "store, 64 in flight": batch-1
+ * appends with 64 outstanding, which group commit merges into shared writes.
  * Each figure is the median of 5 runs; ratios are store / raw. Files live in
  * a temporary directory (under $TMPDIR or /tmp) removed at the end.
  */
