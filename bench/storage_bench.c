@@ -9,11 +9,11 @@
  *          on a plain file in the same directory;
  * "wait each" appends one batch and waits until it is durable before the
  * next (latency); "2 outstanding" submits the next batch while the previous
- * is written (as a pipelining leader does; writes stay one batch each, see
- * the syncs column); "snapshots" takes a small snapshot every 4 MiB, which
- * compacts the log as a server does, "log grows" never does;
- * plus "store, 64 in flight": batch-1 appends with 64 outstanding, which
- * group commit merges into shared writes.
+ * is written (as a pipelining leader does; group commit may then merge two
+ * batches into one write: the syncs column gives fdatasyncs per batch);
+ * "snapshots" takes a small snapshot every 4 MiB, which compacts the log as a
+ * server does, "log grows" never does; plus "store, 64 in flight": batch-1
+ * appends with 64 outstanding, which group commit merges into shared writes.
  * Each figure is the median of 5 runs; ratios are store / raw. Files live in
  * a temporary directory (under $TMPDIR or /tmp) removed at the end.
  */
@@ -106,7 +106,7 @@ static void snapshot(struct store *s) {
  * entries (0: never, the log grows). */
 static double run_store(const char *base, int b, int batches, int inflight,
                         uint64_t snap_every) {
-  char dir[512];
+  char dir[600];
   snprintf(dir, sizeof dir, "%s/store", base);
   uv_loop_t loop;
   uv_loop_init(&loop);
@@ -153,7 +153,7 @@ static double run_store(const char *base, int b, int batches, int inflight,
 }
 
 static double run_raw(const char *base, int b, int batches) {
-  char path[512];
+  char path[600];
   snprintf(path, sizeof path, "%s/raw", base);
   int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
   if (fd < 0) exit(1);

@@ -162,7 +162,7 @@ static int check_header(const uint8_t *buf, size_t size, const char *path,
 int seg_scan(const uint8_t *buf, size_t size, const char *path, int is_last,
              uint64_t prev_term, struct seg_scan *out, seg_record_fn fn,
              void *ud, char *err) {
-  uint64_t first;
+  uint64_t first = 0;
   int rc = check_header(buf, size, path, &first, err);
   if (rc) return rc;
   out->first = first;

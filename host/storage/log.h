@@ -1,8 +1,8 @@
 /*
  * log.h — the in-memory copy of the stored log entries (loop thread only):
  * entries [base, base+n) in a growable array, each owning a copy of its
- * payload. Prefix removal is O(1) amortized (a moving start), suffix removal
- * frees the tail.
+ * payload (kept in recycled blocks, see log.c). Prefix removal is O(1)
+ * amortized (a moving start), suffix removal frees the tail.
  */
 #ifndef COPYCAT_STORAGE_LOG_H
 #define COPYCAT_STORAGE_LOG_H
@@ -12,10 +12,19 @@
 
 #include "storage/store.h"
 
+#define LOG_BLOCK_SIZE (1u << 20)
+#define LOG_POOL_MAX 16
+
+struct log_block;
+
 struct log {
-  struct store_entry *e; /* slots [start, start+n) are in use */
+  struct store_entry *e;  /* slots [start, start+n) are in use */
+  struct log_block **blk; /* blk[i]: the block holding e[i]'s payload */
   size_t start, n, cap;
-  uint64_t base; /* index of e[start]; the next index when n == 0 */
+  uint64_t base;          /* index of e[start]; the next index when n == 0 */
+  struct log_block *cur;  /* block payloads are added to */
+  struct log_block *pool; /* idle blocks kept for reuse */
+  size_t npool;
 };
 
 void log_init(struct log *l, uint64_t base);

@@ -85,6 +85,7 @@ struct store {
   int spare_offer;  /* (mu) spare fd offered to the writer, or -1 */
   int writer_spare; /* (mu) segs holds an unused spare */
   int async_closed; /* the async handle is closed (close in progress) */
+  unsigned kicks;   /* (atomic) bumped by the loop whenever it adds work */
 
   /* The next segment, prepared on libuv's thread pool (see
    * segs.spare_fd); loop thread. */

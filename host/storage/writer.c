@@ -9,6 +9,7 @@
  * a fixed pool; the writer owns `segs` for the store's whole running life.
  */
 #include <assert.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,8 +33,14 @@ static void job_run(struct store *s, struct job *j) {
   j->status = rc;
 }
 
+/* After a write the next batch often arrives within microseconds (the
+ * loop runs the callbacks, the caller appends again): wait that long without
+ * sleeping, so that a waiter-and-waker round trip is saved. */
+#define WRITER_SPIN_NS 50000
+
 static void writer_main(void *arg) {
   struct store *s = arg;
+  int spin = 0;
   uv_mutex_lock(&s->mu);
   for (;;) {
     struct job *j = s->pending;
@@ -64,9 +71,21 @@ static void writer_main(void *arg) {
       uv_mutex_unlock(&s->mu);
       uv_async_send(&s->async); /* outside the lock: the loop wants it */
       uv_mutex_lock(&s->mu);
+      spin = 1;
       continue;
     }
     if (s->stop && (job_empty(j) || s->wfailed)) break;
+    if (spin) {
+      spin = 0;
+      unsigned kicks = __atomic_load_n(&s->kicks, __ATOMIC_ACQUIRE);
+      uv_mutex_unlock(&s->mu);
+      uint64_t until = uv_hrtime() + WRITER_SPIN_NS;
+      while (__atomic_load_n(&s->kicks, __ATOMIC_ACQUIRE) == kicks &&
+             uv_hrtime() < until)
+        sched_yield();
+      uv_mutex_lock(&s->mu);
+      continue;
+    }
     uv_cond_wait(&s->cv, &s->mu);
   }
   s->exited = 1;
@@ -141,6 +160,7 @@ static void update_ref(struct store *s) {
 }
 
 void writer_kick(struct store *s) {
+  __atomic_add_fetch(&s->kicks, 1, __ATOMIC_RELEASE);
   uv_cond_signal(&s->cv);
   update_ref(s);
 }
