@@ -70,6 +70,7 @@ int main(int argc, char **argv) {
   long passed = 0, failed = 0;
   long elections = 0, writes = 0, reads = 0, crashes = 0, changes = 0,
        transfers = 0, installs = 0;
+  int64_t heal_max = 0, heal_sum = 0;
   for (long long seed = first; seed < first + seeds; seed++) {
     struct sim s;
     /* Without --nodes, seeds rotate through 3, 4 and 5 voters. */
@@ -83,6 +84,10 @@ int main(int argc, char **argv) {
     changes += s.n_changes;
     transfers += s.n_transfers;
     installs += s.n_snap_installs;
+    if (ok) {
+      heal_sum += s.heal_time;
+      if (s.heal_time > heal_max) heal_max = s.heal_time;
+    }
     if (ok) {
       passed++;
     } else {
@@ -105,6 +110,12 @@ int main(int argc, char **argv) {
       "%ld reads served, %ld crashes, %ld membership changes, "
       "%ld transfers, %ld snapshot installs\n",
       elections, writes, reads, crashes, changes, transfers, installs);
+  if (passed)
+    printf(
+        "after healing, a new proposal committed within %.1f ticks on "
+        "average, %.1f at most\n",
+        (double)heal_sum / (double)passed / TICK_UNITS,
+        (double)heal_max / TICK_UNITS);
   printf("%ld passed, %ld failed\n", passed, failed);
   return failed ? 1 : 0;
 }

@@ -262,9 +262,10 @@ bool sim_run(struct sim *s, long steps) {
       sim_drain(s, i);
     }
   }
-  int64_t deadline = s->now + 60 * 10 * TICK_UNITS;
+  int64_t healed_at = s->now, deadline = s->now + 60 * 10 * TICK_UNITS;
   while (!s->failed && !s->heal_done && s->now < deadline)
     if (!step(s)) break;
+  s->heal_time = s->now - healed_at;
   if (!s->failed && !s->heal_done)
     sim_fail(s, "liveness: no proposal committed within %d ticks of healing",
              60 * 10);

@@ -110,6 +110,7 @@ struct sim {
   int new_leader;   /* node that just became leader (set by the checks) */
   int first_commit; /* leader that just committed for the first time */
   bool healing, heal_done;
+  int64_t heal_time; /* from healing to a new commit, time units */
   /* checks */
   uint64_t *leader_of_term; /* node id + 1 per term, 0 = none */
   size_t n_terms;
