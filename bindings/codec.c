@@ -255,8 +255,7 @@ static int enc_string(Enc *e, const char *s, size_t len) {
   return 0;
 }
 
-/* Exact comparison of an integer with a float that is not NaN. */
-static int cmp_int_flt(lua_Integer i, lua_Number f) {
+int codec_compare_int_float(lua_Integer i, lua_Number f) {
   lua_Number fl;
   lua_Integer fi;
   if (f >= 0x1p63) return -1;
@@ -276,8 +275,8 @@ static int key_cmp(const KeyRef *a, const KeyRef *b) {
   if (a->cls == KEY_NUM) {
     if (a->isint && b->isint) return a->v.i < b->v.i ? -1 : a->v.i > b->v.i;
     if (!a->isint && !b->isint) return a->v.n < b->v.n ? -1 : a->v.n > b->v.n;
-    if (a->isint) return cmp_int_flt(a->v.i, b->v.n);
-    return -cmp_int_flt(b->v.i, a->v.n);
+    if (a->isint) return codec_compare_int_float(a->v.i, b->v.n);
+    return -codec_compare_int_float(b->v.i, a->v.n);
   } else {
     size_t n = a->len < b->len ? a->len : b->len;
     int c = memcmp(a->s, b->s, n);

@@ -58,6 +58,10 @@
 #define CODEC_EFORMAT (-7) /* invalid, unsupported or out-of-range input */
 #define CODEC_ETOOBIG (-8) /* string/array/map longer than msgpack allows */
 
+/* Exact order of an integer and a float that is not NaN (-1, 0, 1): the
+** rule canonical map keys and the sandbox's pairs order both follow. */
+int codec_compare_int_float(lua_Integer i, lua_Number f);
+
 /* Push the module table {encode, decode, array, map, is_array, is_map,
 ** MAX_DEPTH} onto L's stack and return 1. Creates the marker metatables in
 ** the registry if they do not exist yet. */

@@ -70,18 +70,6 @@ static int key_get(lua_State *S, int idx, Key *k) {
   }
 }
 
-/* Exact comparison of an integer with a float key (never NaN). */
-static int cmp_int_float(lua_Integer i, lua_Number f) {
-  lua_Number fl;
-  lua_Integer fi;
-  if (f >= 0x1p63) return -1;
-  if (f < -0x1p63) return 1;
-  fl = floor(f); /* -2^63 <= fl < 2^63, so the cast is exact */
-  fi = (lua_Integer)fl;
-  if (i != fi) return i < fi ? -1 : 1;
-  return fl < f ? -1 : 0;
-}
-
 static int key_cmp(const Key *a, const Key *b) {
   size_t n;
   int c;
@@ -92,8 +80,8 @@ static int key_cmp(const Key *a, const Key *b) {
     case K_NUM:
       if (a->isint && b->isint) return a->i < b->i ? -1 : a->i > b->i;
       if (!a->isint && !b->isint) return a->n < b->n ? -1 : a->n > b->n;
-      if (a->isint) return cmp_int_float(a->i, b->n);
-      return -cmp_int_float(b->i, a->n);
+      if (a->isint) return codec_compare_int_float(a->i, b->n);
+      return -codec_compare_int_float(b->i, a->n);
     default:
       n = a->len < b->len ? a->len : b->len;
       c = memcmp(a->s, b->s, n);

@@ -27,65 +27,57 @@ static void pack_str(msgpack_packer *pk, const char *s) {
   msgpack_pack_str_body(pk, s, strlen(s));
 }
 
-void clients__send(net_conn *c, msgpack_sbuffer *sb) {
+/* Every reply is [verb, id, ...]: begin packs the envelope of an array of
+ * n items, finish sends it (if the client is still there) and frees it. */
+static void begin(msgpack_sbuffer *sb, msgpack_packer *pk, size_t n,
+                  const char *verb, uint64_t id) {
+  msgpack_sbuffer_init(sb);
+  msgpack_packer_init(pk, sb, msgpack_sbuffer_write);
+  msgpack_pack_array(pk, n);
+  pack_str(pk, verb);
+  msgpack_pack_uint64(pk, id);
+}
+
+static void finish(net_conn *c, msgpack_sbuffer *sb) {
   if (c) net_conn_send(c, sb->data, sb->size);
+  msgpack_sbuffer_destroy(sb);
 }
 
 static void reply_error(net_conn *c, uint64_t id, const char *msg) {
   msgpack_sbuffer sb;
-  msgpack_sbuffer_init(&sb);
   msgpack_packer pk;
-  msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-  msgpack_pack_array(&pk, 3);
-  pack_str(&pk, "error");
-  msgpack_pack_uint64(&pk, id);
+  begin(&sb, &pk, 3, "error", id);
   pack_str(&pk, msg);
-  clients__send(c, &sb);
-  msgpack_sbuffer_destroy(&sb);
+  finish(c, &sb);
 }
 
 static void reply_ok(net_conn *c, uint64_t id) {
   msgpack_sbuffer sb;
-  msgpack_sbuffer_init(&sb);
   msgpack_packer pk;
-  msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-  msgpack_pack_array(&pk, 2);
-  pack_str(&pk, "ok");
-  msgpack_pack_uint64(&pk, id);
-  clients__send(c, &sb);
-  msgpack_sbuffer_destroy(&sb);
+  begin(&sb, &pk, 2, "ok", id);
+  finish(c, &sb);
 }
 
 static void redirect(struct server *s, net_conn *c, uint64_t id) {
   msgpack_sbuffer sb;
-  msgpack_sbuffer_init(&sb);
   msgpack_packer pk;
-  msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-  msgpack_pack_array(&pk, 3);
-  pack_str(&pk, "redirect");
-  msgpack_pack_uint64(&pk, id);
+  begin(&sb, &pk, 3, "redirect", id);
   const char *leader = server_leader_address(s);
   if (leader[0] && raft_role(s->raft) != RAFT_LEADER)
     pack_str(&pk, leader);
   else
     msgpack_pack_nil(&pk);
-  clients__send(c, &sb);
-  msgpack_sbuffer_destroy(&sb);
+  finish(c, &sb);
 }
 
 /* ["result", id, <reply>] where reply is already msgpack. */
 static void reply_result(net_conn *c, uint64_t id, const char *reply,
                          size_t len) {
   msgpack_sbuffer sb;
-  msgpack_sbuffer_init(&sb);
   msgpack_packer pk;
-  msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-  msgpack_pack_array(&pk, 3);
-  pack_str(&pk, "result");
-  msgpack_pack_uint64(&pk, id);
+  begin(&sb, &pk, 3, "result", id);
   msgpack_sbuffer_write(&sb, reply, len);
-  clients__send(c, &sb);
-  msgpack_sbuffer_destroy(&sb);
+  finish(c, &sb);
 }
 
 static const char *error_text(int rc) {

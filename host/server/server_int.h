@@ -101,6 +101,5 @@ void clients__reads_ready(struct server *s, const struct raft_read_result *r,
 void clients__serve_reads(struct server *s);
 void clients__conn_gone(struct server *s, net_conn *c);
 void clients__fail_all(struct server *s, const char *why);
-void clients__send(net_conn *c, msgpack_sbuffer *sb);
 
 #endif

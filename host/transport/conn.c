@@ -249,7 +249,6 @@ struct connect_req {
   net_connect_cb cb;
   void *data;
   char address[128];
-  int port;
   int status;
   char reason[400];
 };
@@ -315,7 +314,6 @@ int net_connect(uv_loop_t *loop, const char *address,
   }
   r->cb = cb;
   r->data = data;
-  r->port = port;
   snprintf(r->address, sizeof r->address, "%s", address);
   struct sockaddr_storage ss;
   if (net__parse_ip(host, port, &ss) == 0) {

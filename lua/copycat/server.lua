@@ -20,7 +20,6 @@
 local core = require("copycat.core")
 local runtime = require("copycat.runtime")
 local client = require("copycat.client")
-local codec = require("copycat.codec")
 
 ---@class copycat.Server
 ---@field private raw userdata
@@ -275,6 +274,6 @@ function Server:stop()
   runtime.suspend("server:stop")
 end
 
-return setmetatable({ new = new, codec = codec }, {
+return setmetatable({ new = new }, {
   __call = function(_, opts) return new(opts) end,
 })
