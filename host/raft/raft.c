@@ -410,6 +410,13 @@ uint64_t raft_persisted_index(const struct raft *r) {
 uint64_t raft_snapshot_index(const struct raft *r) {
   return r->snap_index;
 }
+int raft_match_index(const struct raft *r, const char *name,
+                     uint64_t *match) {
+  int i = raft_conf_find(&r->conf, name);
+  if (r->role != RAFT_LEADER || i < 0 || i == r->self) return RAFT_EINVAL;
+  *match = r->pr[i].match;
+  return 0;
+}
 uint64_t raft_term_at(const struct raft *r, uint64_t index) {
   return raft_log_term(&r->log, index);
 }

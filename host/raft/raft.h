@@ -343,6 +343,10 @@ uint64_t raft_first_index(const struct raft *r);   /* first entry in memory */
 uint64_t raft_applied_index(const struct raft *r); /* handed out */
 uint64_t raft_persisted_index(const struct raft *r);
 uint64_t raft_snapshot_index(const struct raft *r);
+/* Leader only: the highest index known replicated on member `name` (its
+ * match index), in *match. RAFT_EINVAL when this server does not lead or
+ * `name` is not another member of the configuration. For metrics. */
+int raft_match_index(const struct raft *r, const char *name, uint64_t *match);
 /* Term of entry `index`, 0 if not known (compacted or beyond the end). */
 uint64_t raft_term_at(const struct raft *r, uint64_t index);
 /* Entry `index` if in memory (borrowed), else NULL. */

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <uv.h>
 
 #include "storage/error.h"
 #include "storage/format.h"
@@ -221,11 +222,14 @@ int segs_write(struct segs *g, const uint8_t *buf, size_t len,
     }
     if (i < nrec && (rc = roll_over(g, err)) != 0) return rc;
   }
+  g->sync_ns = 0;
+  uint64_t t0 = nrec > 0 ? uv_hrtime() : 0;
   if (nrec > 0 && g->io->fdatasync(g->io, g->fd) != 0) {
     char path[PATH_MAX];
     segs_path(g, path, sizeof path, g->firsts[g->n - 1]);
     return fail(err, path, "fdatasync", g->off, errno);
   }
+  if (nrec > 0) g->sync_ns = uv_hrtime() - t0;
   return 0;
 }
 

@@ -48,6 +48,9 @@ struct segs {
    * or -1. The next new segment takes it: writes then overwrite allocated,
    * written blocks, and fdatasync has no file metadata to flush. */
   int spare_fd;
+  /* How long the last segs_write's fdatasync took, in ns (0: none ran).
+   * Writer thread; handed to the loop with the finished job. */
+  uint64_t sync_ns;
 };
 
 #define SEG_SPARE "segment-spare.tmp"

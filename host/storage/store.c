@@ -23,6 +23,7 @@ void job_clear(struct job *j, uint64_t base) {
   j->truncate_from = j->reset_next = j->compact_upto = j->trunc_after = 0;
   j->len = j->nrec = j->nw = 0;
   j->status = 0;
+  j->sync_ns = 0;
   j->err[0] = 0;
 }
 
@@ -285,6 +286,11 @@ int store_snap_finish(struct store *s, struct snap_writer *w, char *err) {
 
 const struct store_snapshot *store_snapshot(const struct store *s) {
   return s->has_snap ? &s->snap : NULL;
+}
+
+void store_set_write_observer(struct store *s, store_write_cb cb, void *data) {
+  s->write_cb = cb;
+  s->write_data = data;
 }
 
 const char *store_errmsg(const struct store *s) {

@@ -153,6 +153,20 @@ int store_snap_finish(struct store *s, struct snap_writer *w, char *err);
 void store_snap_abort(struct store *s, struct snap_writer *w);
 const struct store_snapshot *store_snapshot(const struct store *s);
 
+/* What one write of the writer thread did: `entries` records of `bytes`
+ * bytes made durable by one fdatasync that took sync_ns nanoseconds (group
+ * commit: one write carries every append made while the previous one was
+ * in flight). */
+struct store_write_info {
+  size_t entries;
+  size_t bytes;
+  uint64_t sync_ns;
+};
+typedef void (*store_write_cb)(void *data, const struct store_write_info *w);
+/* Observe every successful log write (not in memory mode); cb runs on the
+ * loop thread before the append callbacks of that write. NULL stops. */
+void store_set_write_observer(struct store *s, store_write_cb cb, void *data);
+
 /* Message of the last failure (write error) or "". */
 const char *store_errmsg(const struct store *s);
 /* What start-up repaired (a torn tail cut, leftover files removed) or "". */

@@ -38,7 +38,8 @@ struct job {
   size_t nrec, rcap;
   struct waiter *w;
   size_t nw, wcap;
-  int status; /* result, set by the writer */
+  int status;       /* result, set by the writer */
+  uint64_t sync_ns; /* the write's fdatasync time, set by the writer */
   char err[STORE_ERR_MAX];
 };
 
@@ -95,6 +96,9 @@ struct store {
   int spare_new_fd; /* result of the preparation (pool thread) */
   int spare_rc;
   char spare_err[STORE_ERR_MAX];
+
+  store_write_cb write_cb; /* observer of finished writes (loop thread) */
+  void *write_data;
 };
 
 /* store_open.c */

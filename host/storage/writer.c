@@ -28,6 +28,7 @@ static void job_run(struct store *s, struct job *j) {
   if (rc == 0 && j->nrec) {
     assert(g->next == j->base);
     rc = segs_write(g, j->buf, j->len, j->recs, j->nrec, j->err);
+    j->sync_ns = g->sync_ns;
   }
   if (rc == 0 && j->compact_upto) rc = segs_compact(g, j->compact_upto, j->err);
   j->status = rc;
@@ -174,6 +175,10 @@ static void finish_job(struct store *s, struct job *j) {
     if (d < log_first(&s->log) - 1) d = log_first(&s->log) - 1;
     if (d > log_last(&s->log)) d = log_last(&s->log);
     if (d > s->durable) s->durable = d;
+    if (s->write_cb && j->nrec && !s->memory) {
+      struct store_write_info wi = {j->nrec, j->len, j->sync_ns};
+      s->write_cb(s->write_data, &wi);
+    }
   } else if (!s->failed) {
     s->failed = status;
     snprintf(s->errmsg, sizeof s->errmsg, "%s", j->err);
