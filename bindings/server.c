@@ -4,7 +4,8 @@
  *   core.server.start(opts, handlers) -> server | nil, err
  *     opts: name, address, client_address, data_dir, cluster, memory,
  *           tick_ms, election_ms, heartbeat_ms, snapshot_entries,
- *           snapshot_bytes, seed
+ *           snapshot_bytes, seed, metrics_address, log_level ("error",
+ *           "warn", "info", "debug"), log_format ("kv", "json")
  *     handlers (Lua functions, called on the loop, must not wait):
  *       apply(index, term, time, op, args) -> ok, value_or_message
  *       query(op, args) -> ok, value_or_message
@@ -15,6 +16,11 @@
  *   server:change(name, address, type) / remove(name) / transfer(name)
  *       -> true | nil, err
  *   server:stop(fn)   fn() once everything is closed
+ *   server:set_sessions(n)      the copycat_sessions gauge (docs/metrics.md)
+ *   server:metrics() -> string  the metrics page (Prometheus text)
+ *   server:metrics_address() -> "ip:port" | nil
+ *   server:log(level, event, fields)  one line through the server's logger
+ *       (fields: a table of string keys to strings, numbers or booleans)
  *
  * A handler that raises is a bug in the runtime layer above (it catches
  * state machine errors itself): the error becomes the command's failure
@@ -40,6 +46,8 @@ struct lserver {
   int self_ref;     /* anchors the userdata while running */
   int stop_ref;
   struct server_sm sm;
+  struct logger log; /* the server's logger configuration, also usable
+                        while server_start restores a snapshot */
 };
 
 static int push_handler(struct lserver *ls, const char *name) {
@@ -97,6 +105,18 @@ static int push_array(lua_State *L, const void *data, size_t len, int first,
   return count;
 }
 
+/* An error line for a failed handler; the message is on top of the stack
+ * (left there). index 0: none. */
+static void log_failure(struct lserver *ls, const char *event, uint64_t index,
+                        lua_State *L) {
+  struct logger_line l;
+  logger_begin(&l, &ls->log, LOGGER_ERROR, event);
+  if (index) logger_u64(&l, "index", index);
+  logger_str(&l, "msg",
+             lua_isstring(L, -1) ? lua_tostring(L, -1) : "(no message)");
+  logger_end(&l);
+}
+
 static void sm_apply(void *data, uint64_t index, uint64_t term,
                      const void *payload, size_t len, msgpack_sbuffer *out) {
   struct lserver *ls = data;
@@ -113,8 +133,7 @@ static void sm_apply(void *data, uint64_t index, uint64_t term,
     return;
   }
   if (lua_pcall(L, 5, 2, 0) != LUA_OK) {
-    fprintf(stderr, "copycat-lua: error applying entry %llu: %s\n",
-            (unsigned long long)index, lua_tostring(L, -1));
+    log_failure(ls, "apply_failed", index, L);
     pack_failure(L, out, "internal error");
     return;
   }
@@ -145,8 +164,7 @@ static int sm_snapshot(void *data, msgpack_sbuffer *out) {
   lua_State *L = ls->L;
   push_handler(ls, "snapshot");
   if (lua_pcall(L, 0, 1, 0) != LUA_OK || !lua_isstring(L, -1)) {
-    fprintf(stderr, "copycat-lua: snapshot failed: %s\n",
-            lua_isstring(L, -1) ? lua_tostring(L, -1) : "not a string");
+    log_failure(ls, "snapshot_failed", 0, L);
     lua_pop(L, 1);
     return -1;
   }
@@ -163,8 +181,7 @@ static int sm_restore(void *data, const void *snap, size_t len) {
   push_handler(ls, "restore");
   lua_pushlstring(L, snap, len);
   if (lua_pcall(L, 1, 2, 0) != LUA_OK || !lua_toboolean(L, -2)) {
-    fprintf(stderr, "copycat-lua: restore failed: %s\n",
-            lua_isstring(L, -1) ? lua_tostring(L, -1) : "(no message)");
+    log_failure(ls, "snapshot_restore_failed", 0, L);
     lua_pop(L, 2);
     return -1;
   }
@@ -217,10 +234,20 @@ static int l_start(lua_State *L) {
   o.snapshot_entries = (uint64_t)opt_int(L, "snapshot_entries", 0);
   o.snapshot_bytes = (uint64_t)opt_int(L, "snapshot_bytes", 0);
   o.seed = (uint64_t)opt_int(L, "seed", 0);
+  o.metrics_address = opt_string(L, "metrics_address");
+  o.log_level = opt_string(L, "log_level");
+  o.log_format = opt_string(L, "log_format");
 
   struct lserver *ls = lua_newuserdatauv(L, sizeof *ls, 0);
   memset(ls, 0, sizeof *ls);
   ls->handlers_ref = ls->self_ref = ls->stop_ref = LUA_NOREF;
+  /* Invalid values are refused by server_start below. */
+  logger_init(&ls->log);
+  if (o.name) snprintf(ls->log.name, sizeof ls->log.name, "%s", o.name);
+  if (logger_level_parse(o.log_level) >= 0)
+    ls->log.level = logger_level_parse(o.log_level);
+  if (logger_format_parse(o.log_format) >= 0)
+    ls->log.format = logger_format_parse(o.log_format);
   luaL_setmetatable(L, SERVER_MT);
   lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
   ls->L = lua_tothread(L, -1);
@@ -365,6 +392,70 @@ static int l_transfer(lua_State *L) {
   return result(L, server_transfer(ls->s, luaL_checkstring(L, 2)));
 }
 
+static int l_set_sessions(lua_State *L) {
+  struct lserver *ls = check_running(L);
+  lua_Integer n = luaL_checkinteger(L, 2);
+  luaL_argcheck(L, n >= 0, 2, "the number of sessions cannot be negative");
+  server_metrics_set_sessions(ls->s, (uint64_t)n);
+  return 0;
+}
+
+static int l_metrics(lua_State *L) {
+  struct lserver *ls = check_running(L);
+  size_t len;
+  char *page = server_metrics_render(ls->s, &len);
+  if (!page) return luaL_error(L, "out of memory rendering the metrics");
+  lua_pushlstring(L, page, len);
+  free(page);
+  return 1;
+}
+
+static int l_metrics_address(lua_State *L) {
+  struct lserver *ls = check_running(L);
+  const char *a = server_metrics_address(ls->s);
+  if (a)
+    lua_pushstring(L, a);
+  else
+    lua_pushnil(L);
+  return 1;
+}
+
+/* server:log(level, event, fields): fields' keys are written in the order
+ * lua_next gives (unspecified); non-string keys are skipped. */
+static int l_log(lua_State *L) {
+  struct lserver *ls = luaL_checkudata(L, 1, SERVER_MT);
+  const char *lv = luaL_checkstring(L, 2);
+  const char *event = luaL_checkstring(L, 3);
+  int level = logger_level_parse(lv);
+  luaL_argcheck(L, level >= 0, 2, "level must be error, warn, info or debug");
+  if (!lua_isnoneornil(L, 4)) luaL_checktype(L, 4, LUA_TTABLE);
+  if (!logger_enabled(&ls->log, level)) return 0;
+  struct logger_line l;
+  logger_begin(&l, &ls->log, level, event);
+  if (lua_istable(L, 4)) {
+    lua_pushnil(L);
+    while (lua_next(L, 4)) {
+      if (lua_type(L, -2) == LUA_TSTRING) {
+        const char *k = lua_tostring(L, -2);
+        size_t n;
+        if (lua_isinteger(L, -1))
+          logger_i64(&l, k, (int64_t)lua_tointeger(L, -1));
+        else if (lua_type(L, -1) == LUA_TNUMBER)
+          logger_f64(&l, k, lua_tonumber(L, -1));
+        else if (lua_isboolean(L, -1))
+          logger_bool(&l, k, lua_toboolean(L, -1));
+        else if (lua_type(L, -1) == LUA_TSTRING)
+          logger_strn(&l, k, lua_tolstring(L, -1, &n), n);
+        else
+          logger_str(&l, k, luaL_typename(L, -1));
+      }
+      lua_pop(L, 1);
+    }
+  }
+  logger_end(&l);
+  return 0;
+}
+
 static void on_stopped(void *data) {
   struct lserver *ls = data;
   lua_State *L = ls->L;
@@ -403,6 +494,10 @@ int server_open(lua_State *L) {
                                      {"remove", l_remove},
                                      {"transfer", l_transfer},
                                      {"stop", l_stop},
+                                     {"set_sessions", l_set_sessions},
+                                     {"metrics", l_metrics},
+                                     {"metrics_address", l_metrics_address},
+                                     {"log", l_log},
                                      {NULL, NULL}};
   if (luaL_newmetatable(L, SERVER_MT)) {
     luaL_newlib(L, methods);

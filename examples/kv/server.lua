@@ -4,7 +4,8 @@
 --       [--client-address HOST:PORT] --data DIR
 --       (--bootstrap ADDR,... | --join ADDR,...) [--type active|passive|reserve]
 --       [--cluster ID] [--election-timeout MS] [--heartbeat-interval MS]
---       [--snapshot-threshold ENTRIES]
+--       [--snapshot-threshold ENTRIES] [--metrics-address HOST:PORT]
+--       [--log-level error|warn|info|debug] [--log-format kv|json]
 --
 -- --bootstrap lists the initial members (this server included) by address;
 -- --join lists any current members. On a restart either may be given: the
@@ -13,7 +14,9 @@ local usage = [=[
 usage: copycat-lua examples/kv/server.lua --name NAME --address HOST:PORT --data DIR
          (--bootstrap ADDR,... | --join ADDR,...) [--type active|passive|reserve]
          [--client-address HOST:PORT] [--cluster ID] [--election-timeout MS]
-         [--heartbeat-interval MS] [--snapshot-threshold ENTRIES]]=]
+         [--heartbeat-interval MS] [--snapshot-threshold ENTRIES]
+         [--metrics-address HOST:PORT] [--log-level error|warn|info|debug]
+         [--log-format kv|json]]=]
 
 local function die(msg)
   io.stderr:write("kv server: ", msg, "\n", usage, "\n")
@@ -25,6 +28,7 @@ local opts, flags = {}, {
   ["--data"] = "data", ["--bootstrap"] = "bootstrap", ["--join"] = "join", ["--type"] = "type",
   ["--cluster"] = "cluster", ["--election-timeout"] = "election_timeout",
   ["--heartbeat-interval"] = "heartbeat_interval", ["--snapshot-threshold"] = "snapshot_threshold",
+  ["--metrics-address"] = "metrics_address", ["--log-level"] = "log_level", ["--log-format"] = "log_format",
 }
 local i = 1
 while i <= #arg do
@@ -58,6 +62,7 @@ local ok_start, server = pcall(copycat.server, {
   state_machine = here .. "/state_machine.lua",
   election_timeout = number("election_timeout"), heartbeat_interval = number("heartbeat_interval"),
   snapshot_threshold = number("snapshot_threshold"),
+  metrics_address = opts.metrics_address, log_level = opts.log_level, log_format = opts.log_format,
 })
 if not ok_start then -- a configuration problem: say it plainly, no traceback
   io.stderr:write("kv server: ", (tostring(server):gsub("^[^:]*:%d+: ", "")), "\n")

@@ -229,6 +229,7 @@ static void serve(struct hconn *c) {
   size_t blen = 0;
   const char *ctype = "text/plain; charset=utf-8";
   int status = c->h->handler(c->h->data, path, &body, &blen, &ctype);
+  if (!body) blen = 0;
   respond(c, status, ctype, body, blen, head_only);
   free(body);
 }

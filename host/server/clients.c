@@ -140,16 +140,19 @@ static void submit(struct server *s, net_conn *c, uint64_t id,
   struct raft_buf *buf = raft_buf_from(sb.data, sb.size);
   msgpack_sbuffer_destroy(&sb);
   if (!buf) {
+    metrics__command(s, METRICS_ERROR);
     reply_error(c, id, "out of memory");
     return;
   }
   int64_t index = raft_propose(s->raft, RAFT_COMMAND, buf);
   raft_buf_unref(buf);
   if (index == RAFT_ENOTLEADER) {
+    metrics__command(s, METRICS_REDIRECT);
     redirect(s, c, id);
     return;
   }
   if (index < 0) {
+    metrics__command(s, METRICS_ERROR);
     reply_error(c, id, error_text((int)index));
     return;
   }
@@ -163,6 +166,10 @@ void clients__applied(struct server *s, uint64_t index, uint64_t term,
     struct pending *p = s->pending;
     s->pending = p->next;
     if (!s->pending) s->pending_tail = NULL;
+    if (!p->admin)
+      metrics__command(s, p->index == index && p->term == term && reply
+                              ? METRICS_OK
+                              : METRICS_ERROR);
     if (p->index == index && p->term == term && p->admin)
       reply_ok(p->conn, p->id);
     else if (p->index == index && p->term == term && reply)
@@ -181,6 +188,7 @@ static void run_query(struct server *s, net_conn *c, uint64_t id,
                       const void *req, size_t len) {
   msgpack_sbuffer *out = &s->scratch;
   size_t mark = out->size;
+  metrics__query(s, METRICS_OK);
   s->o.sm->query(s->o.sm->data, req, len, out);
   reply_result(c, id, out->data + mark, out->size - mark);
   out->size = mark;
@@ -200,6 +208,7 @@ static void query(struct server *s, net_conn *c, uint64_t id,
   }
   int lease = strcmp(level, "lease") == 0;
   if (!lease && strcmp(level, "linearizable") != 0) {
+    metrics__query(s, METRICS_ERROR);
     reply_error(c, id,
                 "unknown consistency: use linearizable, lease or "
                 "sequential");
@@ -209,8 +218,10 @@ static void query(struct server *s, net_conn *c, uint64_t id,
   uint64_t ctx = ++s->next_read_ctx;
   int rc = raft_read(s->raft, ctx, lease);
   if (rc == RAFT_ENOTLEADER) {
+    metrics__query(s, METRICS_REDIRECT);
     redirect(s, c, id);
   } else if (rc < 0) {
+    metrics__query(s, METRICS_ERROR);
     reply_error(c, id, error_text(rc));
   } else {
     struct pending_read *r = calloc(1, sizeof *r);
@@ -233,6 +244,7 @@ void clients__reads_ready(struct server *s, const struct raft_read_result *rr,
     for (struct pending_read *r = s->reads; r; r = r->next) {
       if (r->ctx != rr[i].ctx) continue;
       if (rr[i].status < 0) {
+        metrics__query(s, METRICS_REDIRECT);
         redirect(s, r->conn, r->id);
         r->conn = NULL;
         r->index = 1; /* served (with a redirect): drop below */
@@ -368,6 +380,7 @@ void clients__fail_all(struct server *s, const char *why) {
   while (s->pending) {
     struct pending *p = s->pending;
     s->pending = p->next;
+    if (!p->admin) metrics__command(s, METRICS_ERROR);
     reply_error(p->conn, p->id, why);
     free(p);
   }
@@ -375,6 +388,7 @@ void clients__fail_all(struct server *s, const char *why) {
   while (s->reads) {
     struct pending_read *r = s->reads;
     s->reads = r->next;
+    metrics__query(s, METRICS_ERROR);
     reply_error(r->conn, r->id, why);
     raft_buf_unref(r->req);
     free(r);

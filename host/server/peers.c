@@ -60,11 +60,14 @@ static void out_frame(net_conn *c, const char *data, size_t len) {
 static void out_close(net_conn *c, int status, const char *reason) {
   struct peer *p = net_conn_data(c);
   if (!p) return;
-  if (p->ready && status != 0)
-    fprintf(stderr,
-            "copycat-lua server=%s event=peer_down peer=%s address=%s "
-            "reason=\"%s\"\n",
-            p->conn_owner->name, p->name, p->address, reason);
+  if (p->ready && status != 0) {
+    struct logger_line l;
+    logger_begin(&l, &p->conn_owner->log, LOGGER_WARN, "peer_down");
+    logger_str(&l, "peer", p->name);
+    logger_str(&l, "address", p->address);
+    logger_str(&l, "reason", reason);
+    logger_end(&l);
+  }
   p->conn = NULL;
   p->ready = 0;
 }
@@ -80,12 +83,23 @@ static void on_connected(void *data, net_conn *c, int status,
     }
     return;
   }
+  struct server *s = p->conn_owner;
+  struct logger_line l;
   if (!c) {
-    (void)status;
-    (void)reason;
+    /* Debug only: an unreachable member would repeat this at every
+     * redial. peer_down (warn) says when a working link breaks. */
+    logger_begin(&l, &s->log, LOGGER_DEBUG, "peer_connect_failed");
+    logger_str(&l, "peer", p->name);
+    logger_str(&l, "address", p->address);
+    logger_str(&l, "reason", reason ? reason : uv_strerror(status));
+    logger_u64(&l, "retry_ms", p->backoff_ms);
+    logger_end(&l);
     return; /* retry_at already set: the next send redials */
   }
-  struct server *s = p->conn_owner;
+  logger_begin(&l, &s->log, LOGGER_DEBUG, "peer_connected");
+  logger_str(&l, "peer", p->name);
+  logger_str(&l, "address", p->address);
+  logger_end(&l);
   static const struct net_conn_cbs cbs = {out_frame, out_close};
   net_conn_set_data(c, p);
   net_conn_start(c, &cbs);
@@ -208,10 +222,11 @@ static void refuse(struct inconn *ic, const char *why) {
   pack_reply(&sb, "error", why);
   net_conn_send(ic->conn, sb.data, sb.size);
   msgpack_sbuffer_destroy(&sb);
-  fprintf(stderr,
-          "copycat-lua server=%s event=connection_refused peer=%s "
-          "reason=\"%s\"\n",
-          ic->s->name, net_conn_peer(ic->conn), why);
+  struct logger_line l;
+  logger_begin(&l, &ic->s->log, LOGGER_WARN, "connection_refused");
+  logger_str(&l, "peer", net_conn_peer(ic->conn));
+  logger_str(&l, "reason", why);
+  logger_end(&l);
   net_conn_close_after_flush(ic->conn, why);
 }
 
@@ -258,10 +273,12 @@ static void in_frame(net_conn *c, const char *data, size_t len) {
   if (proto_decode_msg(data, len, &m, err, sizeof err) < 0) {
     char why[400];
     snprintf(why, sizeof why, "malformed message from %s: %s", ic->name, err);
-    fprintf(stderr,
-            "copycat-lua server=%s event=connection_closed peer=%s "
-            "reason=\"%s\"\n",
-            s->name, net_conn_peer(c), why);
+    struct logger_line l;
+    logger_begin(&l, &s->log, LOGGER_WARN, "connection_closed");
+    logger_str(&l, "peer", net_conn_peer(c));
+    logger_str(&l, "member", ic->name);
+    logger_str(&l, "reason", why);
+    logger_end(&l);
     net_conn_close(c, why);
     return;
   }

@@ -15,8 +15,37 @@ void server__log(struct server *s, const char *event, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
-  fprintf(stderr, "copycat-lua server=%s event=%s %s\n", s->name, event, msg);
+  struct logger_line l;
+  logger_begin(&l, &s->log, LOGGER_INFO, event);
+  logger_str(&l, "msg", msg);
+  logger_end(&l);
   if (s->o.sm && s->o.sm->notify) s->o.sm->notify(s->o.sm->data, event, msg);
+}
+
+void server__notify(struct server *s, const char *event, const char *fmt,
+                    ...) {
+  if (!s->o.sm || !s->o.sm->notify) return;
+  char msg[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  s->o.sm->notify(s->o.sm->data, event, msg);
+}
+
+/* Storage failures stop all writes: one error line says where and why. */
+static void storage_failed(struct server *s, const char *op, const char *msg) {
+  struct logger_line l;
+  logger_begin(&l, &s->log, LOGGER_ERROR, "storage_failed");
+  logger_str(&l, "op", op);
+  logger_str(&l, "msg", msg);
+  logger_str(&l, "action", "fix the disk, then restart the server");
+  logger_end(&l);
+  server__notify(s, "storage_failed", "op=%s msg=\"%s\"", op, msg);
+}
+
+static double seconds_since(uint64_t t0) {
+  return (double)(uv_hrtime() - t0) / 1e9;
 }
 
 /* ---- the store ---- */
@@ -29,9 +58,7 @@ static void on_durable(struct store *st, uint64_t durable, int status,
     /* Nothing more is acknowledged: the core never hears of these entries
      * as durable, so no client is told they are committed by our vote. */
     s->failed = 1;
-    server__log(s, "storage_failed",
-                "msg=\"%s\" action=\"fix the disk, then restart the server\"",
-                store_errmsg(st));
+    storage_failed(s, "append", store_errmsg(st));
     return;
   }
   uint64_t term = store_term_at(st, durable);
@@ -81,7 +108,15 @@ static int write_snapshot(struct server *s, uint64_t index, uint64_t term,
   } else {
     store_snap_abort(s->store, w);
   }
-  if (rc < 0) server__log(s, "snapshot_failed", "msg=\"%s\"", err);
+  if (rc < 0) {
+    struct logger_line l;
+    logger_begin(&l, &s->log, LOGGER_ERROR, "snapshot_failed");
+    logger_u64(&l, "index", index);
+    logger_u64(&l, "term", term);
+    logger_u64(&l, "bytes", len);
+    logger_str(&l, "msg", err);
+    logger_end(&l);
+  }
   return rc;
 }
 
@@ -96,34 +131,60 @@ static void take_snapshot(struct server *s) {
   if (index <= s->last_snapshot || term == 0) return;
   msgpack_sbuffer sb;
   msgpack_sbuffer_init(&sb);
+  uint64_t t0 = uv_hrtime();
   if (s->o.sm->snapshot(s->o.sm->data, &sb) == 0 &&
       write_snapshot(s, index, term, raft_configuration(s->raft), sb.data,
                      sb.size) == 0) {
     s->last_snapshot = index;
     s->bytes_since_snapshot = 0;
     raft_snapshot_taken(s->raft, index);
-    server__log(s, "snapshot", "index=%llu bytes=%zu",
-                (unsigned long long)index, sb.size);
+    double secs = seconds_since(t0);
+    metrics__snapshot(s, 0, sb.size, secs);
+    struct logger_line l;
+    logger_begin(&l, &s->log, LOGGER_INFO, "snapshot_taken");
+    logger_u64(&l, "index", index);
+    logger_u64(&l, "term", term);
+    logger_u64(&l, "bytes", sb.size);
+    logger_f64(&l, "duration_ms", secs * 1e3);
+    logger_end(&l);
+    server__notify(s, "snapshot", "index=%llu bytes=%zu",
+                   (unsigned long long)index, sb.size);
   }
   msgpack_sbuffer_destroy(&sb);
 }
 
 static void install_snapshot(struct server *s, const struct raft_ready *rd,
                              msgpack_sbuffer *in) {
+  uint64_t t0 = uv_hrtime();
+  struct logger_line l;
   if (write_snapshot(s, rd->snap.index, rd->snap.term, &rd->snap.conf, in->data,
                      in->size) < 0) {
     s->failed = 1;
     return;
   }
   if (s->o.sm->restore(s->o.sm->data, in->data, in->size) < 0) {
-    server__log(s, "restore_failed", "index=%llu",
-                (unsigned long long)rd->snap.index);
+    logger_begin(&l, &s->log, LOGGER_ERROR, "snapshot_restore_failed");
+    logger_u64(&l, "index", rd->snap.index);
+    logger_u64(&l, "bytes", in->size);
+    logger_str(&l, "msg",
+               "the state machine refused the leader's snapshot; this "
+               "server accepts no more writes");
+    logger_end(&l);
     s->failed = 1;
     return;
   }
   s->applied = s->last_snapshot = rd->snap.index;
-  server__log(s, "snapshot_installed", "index=%llu bytes=%zu",
-              (unsigned long long)rd->snap.index, in->size);
+  double secs = seconds_since(t0);
+  metrics__snapshot(s, 1, in->size, secs);
+  logger_begin(&l, &s->log, LOGGER_INFO, "snapshot_installed");
+  logger_u64(&l, "index", rd->snap.index);
+  logger_u64(&l, "term", rd->snap.term);
+  logger_u64(&l, "bytes", in->size);
+  logger_f64(&l, "duration_ms", secs * 1e3);
+  logger_str(&l, "leader", raft_leader(s->raft));
+  logger_end(&l);
+  server__notify(s, "snapshot_installed", "index=%llu bytes=%zu",
+                 (unsigned long long)rd->snap.index, in->size);
 }
 
 /* ---- applying ---- */
@@ -191,7 +252,7 @@ static void handle(struct server *s, struct raft_ready *rd,
     char err[512];
     if (store_save_meta(s->store, rd->hs.term, rd->hs.vote, 0, NULL, 0, err) <
         0) {
-      server__log(s, "storage_failed", "msg=\"%s\"", err);
+      storage_failed(s, "save_meta", err);
       s->failed = 1;
       return; /* no message that depends on it may leave */
     }
@@ -206,7 +267,9 @@ static void handle(struct server *s, struct raft_ready *rd,
   if (s->failed) return;
   int rc = persist(s, rd);
   if (rc < 0) {
-    server__log(s, "storage_failed", "msg=\"%s\"", store_errmsg(s->store));
+    storage_failed(s, "append",
+                   store_errmsg(s->store)[0] ? store_errmsg(s->store)
+                                             : "the store refused the append");
     s->failed = 1;
     return;
   }
@@ -229,6 +292,61 @@ static void handle(struct server *s, struct raft_ready *rd,
   }
 }
 
+static const char *type_name(int t) {
+  return t == RAFT_ACTIVE    ? "active"
+         : t == RAFT_PASSIVE ? "passive"
+                             : "reserve";
+}
+
+static void member_line(struct server *s, const char *event,
+                        const struct raft_member *m, uint64_t index) {
+  struct logger_line l;
+  logger_begin(&l, &s->log, LOGGER_INFO, event);
+  logger_str(&l, "member", m->name);
+  logger_str(&l, "address", m->address);
+  logger_str(&l, "type", type_name(m->type));
+  logger_u64(&l, "index", index);
+  logger_end(&l);
+}
+
+/* Logs how configuration c (at index ci) differs from the one logged
+ * before (at start: the stored one): a line per member added, removed or
+ * changed, then the whole. */
+static void log_membership(struct server *s, uint64_t ci,
+                           const struct raft_conf *c, const char *list) {
+  struct raft_conf *old = &s->metrics.last_conf;
+  struct logger_line l;
+  for (unsigned i = 0; i < c->n; i++) {
+    int k = raft_conf_find(old, c->m[i].name);
+    if (k < 0) {
+      member_line(s, "member_added", &c->m[i], ci);
+    } else if (old->m[k].type != c->m[i].type) {
+      logger_begin(&l, &s->log, LOGGER_INFO, "member_type_changed");
+      logger_str(&l, "member", c->m[i].name);
+      logger_str(&l, "from", type_name(old->m[k].type));
+      logger_str(&l, "to", type_name(c->m[i].type));
+      logger_u64(&l, "index", ci);
+      logger_end(&l);
+    } else if (strcmp(old->m[k].address, c->m[i].address) != 0) {
+      member_line(s, "member_address_changed", &c->m[i], ci);
+    }
+  }
+  for (unsigned k = 0; k < old->n; k++)
+    if (raft_conf_find(c, old->m[k].name) < 0)
+      member_line(s, "member_removed", &old->m[k], ci);
+  unsigned voters = 0;
+  for (unsigned i = 0; i < c->n; i++)
+    voters += c->m[i].type == RAFT_ACTIVE;
+  logger_begin(&l, &s->log, LOGGER_INFO, "membership_changed");
+  logger_u64(&l, "index", ci);
+  logger_str(&l, "members", list);
+  logger_u64(&l, "voters", voters);
+  logger_bool(&l, "committed", raft_commit_index(s->raft) >= ci);
+  logger_bool(&l, "member", raft_conf_find(c, s->name) >= 0);
+  logger_end(&l);
+  *old = *c;
+}
+
 static void note_changes(struct server *s) {
   uint64_t ci = raft_configuration_index(s->raft);
   if (ci != s->config_index) {
@@ -238,24 +356,26 @@ static void note_changes(struct server *s) {
     size_t n = 0;
     for (unsigned i = 0; i < c->n && n < sizeof list; i++)
       n += (size_t)snprintf(list + n, sizeof list - n, "%s%s(%s)", i ? "," : "",
-                            c->m[i].name,
-                            c->m[i].type == RAFT_ACTIVE    ? "active"
-                            : c->m[i].type == RAFT_PASSIVE ? "passive"
-                                                           : "reserve");
-    server__log(s, "config", "index=%llu members=%s", (unsigned long long)ci,
-                list);
+                            c->m[i].name, type_name(c->m[i].type));
+    log_membership(s, ci, c, list);
+    server__notify(s, "config", "index=%llu members=%s",
+                   (unsigned long long)ci, list);
   }
   int role = raft_role(s->raft);
+  uint64_t term = raft_term(s->raft);
+  if (role != s->role) {
+    int old = s->role;
+    s->role = role;
+    metrics__observe_role(s, old, role, term);
+    server__notify(s, "role", "role=%s term=%llu", raft_role_name(role),
+                   (unsigned long long)term);
+  }
   const char *leader = raft_leader(s->raft);
   if (strcmp(leader, s->leader) != 0) {
     snprintf(s->leader, sizeof s->leader, "%s", leader);
-    server__log(s, "leader", "leader=%s term=%llu", leader[0] ? leader : "none",
-                (unsigned long long)raft_term(s->raft));
-  }
-  if (role != s->role) {
-    s->role = role;
-    server__log(s, "role", "role=%s term=%llu", raft_role_name(role),
-                (unsigned long long)raft_term(s->raft));
+    metrics__observe_leader(s, leader, term);
+    server__notify(s, "leader", "leader=%s term=%llu",
+                   leader[0] ? leader : "none", (unsigned long long)term);
   }
 }
 
@@ -375,6 +495,23 @@ int server_start(uv_loop_t *loop, const struct server_opts *o,
   s->o.cluster = s->cluster;
   s->o.data_dir = NULL; /* not kept: only used here */
   s->o.client_address = NULL;
+  s->o.metrics_address = s->o.log_level = s->o.log_format = NULL;
+  logger_init(&s->log);
+  snprintf(s->log.name, sizeof s->log.name, "%s", s->name);
+  if (o->log_level && (s->log.level = logger_level_parse(o->log_level)) < 0) {
+    snprintf(err, errlen,
+             "unknown log level '%s': use error, warn, info or debug",
+             o->log_level);
+    free(s);
+    return -1;
+  }
+  if (o->log_format &&
+      (s->log.format = logger_format_parse(o->log_format)) < 0) {
+    snprintf(err, errlen, "unknown log format '%s': use kv or json",
+             o->log_format);
+    free(s);
+    return -1;
+  }
   if (!s->o.tick_ms) s->o.tick_ms = 10;
   if (!s->o.election_ms) s->o.election_ms = 500;
   if (!s->o.heartbeat_ms) s->o.heartbeat_ms = 50;
@@ -409,9 +546,15 @@ int server_start(uv_loop_t *loop, const struct server_opts *o,
     free(s);
     return -1;
   }
-  if (store_notice(s->store)[0])
-    server__log(s, "storage_repaired", "msg=\"%s\"", store_notice(s->store));
+  if (store_notice(s->store)[0]) {
+    struct logger_line l;
+    logger_begin(&l, &s->log, LOGGER_WARN, "storage_repaired");
+    logger_str(&l, "msg", store_notice(s->store));
+    logger_end(&l);
+  }
   if (load(s, err, errlen) < 0) goto fail;
+  metrics__init(s);
+  s->metrics.last_conf = *raft_configuration(s->raft);
 
   rc = net_listen(loop, s->address, NULL, on_accept, s, &s->listener, err,
                   errlen);
@@ -424,6 +567,25 @@ int server_start(uv_loop_t *loop, const struct server_opts *o,
       goto fail;
     }
   }
+  if (o->metrics_address && o->metrics_address[0] &&
+      metrics__listen(s, o->metrics_address, err, errlen) < 0) {
+    net_listener_close(s->listener);
+    if (s->client_listener) net_listener_close(s->client_listener);
+    goto fail;
+  }
+  struct logger_line l;
+  logger_begin(&l, &s->log, LOGGER_INFO, "server_started");
+  logger_str(&l, "address", s->address);
+  if (o->client_address && o->client_address[0])
+    logger_str(&l, "client_address", o->client_address);
+  if (s->http) logger_str(&l, "metrics_address", http_address(s->http));
+  logger_str(&l, "data_dir", o->memory ? "(memory)" : o->data_dir);
+  logger_str(&l, "cluster", s->cluster);
+  logger_u64(&l, "term", raft_term(s->raft));
+  logger_u64(&l, "last_index", raft_last_index(s->raft));
+  logger_u64(&l, "snapshot_index", raft_snapshot_index(s->raft));
+  logger_u64(&l, "members", raft_configuration(s->raft)->n);
+  logger_end(&l);
   uv_timer_init(loop, &s->tick);
   s->tick.data = s;
   uv_timer_start(&s->tick, on_tick, s->o.tick_ms, s->o.tick_ms);
@@ -431,6 +593,7 @@ int server_start(uv_loop_t *loop, const struct server_opts *o,
   *out = s;
   return 0;
 fail:
+  store_set_write_observer(s->store, NULL, NULL);
   store_close(s->store, NULL, NULL);
   raft_free(s->raft);
   msgpack_sbuffer_destroy(&s->scratch);
@@ -479,12 +642,22 @@ static void on_store_closed(void *data) {
   closed_one(data);
 }
 
+static void on_http_closed(void *data) {
+  closed_one(data);
+}
+
 void server_stop(struct server *s, void (*cb)(void *data), void *data) {
   if (s->stopping) return;
   s->stopping = 1;
   s->stop_cb = cb;
   s->stop_data = data;
-  s->closing_handles = 2;
+  s->closing_handles = 2 + (s->http != NULL);
+  struct logger_line l;
+  logger_begin(&l, &s->log, LOGGER_INFO, "server_stopping");
+  logger_u64(&l, "term", raft_term(s->raft));
+  logger_u64(&l, "applied_index", s->applied);
+  logger_end(&l);
+  if (s->http) http_close(s->http, on_http_closed, s);
   uv_timer_stop(&s->tick);
   uv_close((uv_handle_t *)&s->tick, on_tick_closed);
   net_listener_close(s->listener);

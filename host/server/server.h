@@ -19,6 +19,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "logger.h"
 #include "raft/raft.h"
 
 struct server;
@@ -53,6 +54,9 @@ struct server_opts {
   uint64_t snapshot_entries;  /* take a snapshot every N applied; 0: 10000 */
   uint64_t snapshot_bytes;    /* ...or every M bytes applied; 0: 64 MiB */
   uint64_t seed;              /* election randomness */
+  const char *metrics_address; /* NULL: no metrics page (docs/metrics.md) */
+  const char *log_level;       /* error|warn|info|debug; NULL: info */
+  const char *log_format;      /* kv|json; NULL: kv (docs/logging.md) */
   const struct server_sm *sm;
 };
 
@@ -90,5 +94,18 @@ int server_change(struct server *s, const char *name, const char *address,
                   int type);
 int server_remove(struct server *s, const char *name);
 int server_transfer(struct server *s, const char *name);
+
+/* ---- observability (docs/metrics.md, docs/logging.md) ---- */
+
+/* The number of open client sessions, shown as copycat_sessions. The
+ * sessions live in the layer above (Lua), which sets it on change. */
+void server_metrics_set_sessions(struct server *s, uint64_t n);
+/* The metrics page (Prometheus text 0.0.4) as a malloc'd NUL-terminated
+ * string of *len bytes, or NULL when out of memory. */
+char *server_metrics_render(struct server *s, size_t *len);
+/* The address the metrics page is served on, or NULL. */
+const char *server_metrics_address(const struct server *s);
+/* This server's logger (level, format, name), for the layers above. */
+const struct logger *server_logger(const struct server *s);
 
 #endif

@@ -2,6 +2,9 @@
 #ifndef COPYCAT_SERVER_INT_H
 #define COPYCAT_SERVER_INT_H
 
+#include "logger.h"
+#include "metrics/http.h"
+#include "metrics/prom.h"
 #include "protocol/mp.h"
 #include "protocol/protocol.h"
 #include "server/server.h"
@@ -52,8 +55,29 @@ struct inconn {
   struct inconn *next, *prev;
 };
 
+/* Outcomes of client requests, for the metrics (metrics.c). */
+enum { METRICS_OK = 0, METRICS_ERROR, METRICS_REDIRECT, METRICS_OUTCOMES };
+
+/* Counters and histograms (loop thread only); the gauges are read from
+ * the core when the page is rendered. */
+struct server_metrics {
+  uint64_t leader_changes, elections_started, elections_won;
+  uint64_t commands[METRICS_OUTCOMES], queries[METRICS_OUTCOMES];
+  uint64_t sessions;
+  uint64_t written_bytes;
+  struct prom_hist batch_entries, fsync_seconds;
+  struct prom_hist snap_bytes[2], snap_seconds[2]; /* taken, installed */
+  /* what the change detection (note_changes) last saw */
+  char last_leader[RAFT_NAME_MAX];
+  uint64_t last_leader_term, last_election_term;
+  struct raft_conf last_conf;
+};
+
 struct server {
   uv_loop_t *loop;
+  struct logger log; /* this server's log configuration */
+  struct server_metrics metrics;
+  struct http_server *http; /* the metrics page, or NULL */
   struct server_opts o;
   char name[RAFT_NAME_MAX];
   char address[RAFT_ADDR_MAX];
@@ -84,7 +108,31 @@ struct server {
 
 /* server.c */
 void server__process(struct server *s);
-void server__log(struct server *s, const char *event, const char *fmt, ...);
+/* An info line with the formatted text as its msg field, and the same
+ * (event, text) to the state machine's notify hook. Prefer structured
+ * lines (logger_begin ... logger_end on s->log). */
+void server__log(struct server *s, const char *event, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* The state machine's notify hook, if any (event, human detail). */
+void server__notify(struct server *s, const char *event, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* metrics.c */
+void metrics__init(struct server *s);
+/* Serves the page on address; 0 or -1 with a sentence in err. */
+int metrics__listen(struct server *s, const char *address, char *err,
+                    size_t errlen);
+void metrics__command(struct server *s, int outcome);
+void metrics__query(struct server *s, int outcome);
+/* kind 0: taken here, 1: installed from the leader. */
+void metrics__snapshot(struct server *s, int kind, size_t bytes,
+                       double seconds);
+/* note_changes saw this role/leader/term: counts elections and leader
+ * changes, and logs them. */
+void metrics__observe_role(struct server *s, int old_role, int role,
+                           uint64_t term);
+void metrics__observe_leader(struct server *s, const char *leader,
+                             uint64_t term);
 
 /* peers.c */
 void peers__sync(struct server *s);

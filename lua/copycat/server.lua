@@ -11,7 +11,10 @@
 --- "passive", "reserve"; for join), election_timeout and
 --- heartbeat_interval (ms), snapshot_threshold (entries, default 10000)
 --- and snapshot_bytes (payload bytes, default 64 MiB): a snapshot is taken
---- when either is reached.
+--- when either is reached. Observability: metrics_address ("127.0.0.1:9100":
+--- serve the Prometheus page at http://ADDR/metrics, docs/metrics.md; off
+--- by default), log_level ("error", "warn", "info" (default), "debug") and
+--- log_format ("kv" (default) or "json"), docs/logging.md.
 --- server:bootstrap{ "127.0.0.1:5001", "127.0.0.1:5002", "127.0.0.1:5003" }
 --- -- or: server:join{ "127.0.0.1:5001" }
 ---
@@ -31,6 +34,7 @@ Server.__index = Server
 Server.__name = "copycat.Server"
 
 local TYPES = { active = true, passive = true, reserve = true }
+local LOG_LEVELS = { error = true, warn = true, info = true, debug = true }
 
 local function check_opts(o)
   if type(o) ~= "table" then error("copycat.server expects a table of options", 3) end
@@ -48,6 +52,16 @@ local function check_opts(o)
   end
   if o.type ~= nil and not TYPES[o.type] then
     error("copycat.server: type must be \"active\", \"passive\" or \"reserve\"", 3)
+  end
+  if o.log_level ~= nil and not LOG_LEVELS[o.log_level] then
+    error("copycat.server: log_level must be \"error\", \"warn\", \"info\" or \"debug\"", 3)
+  end
+  if o.log_format ~= nil and o.log_format ~= "kv" and o.log_format ~= "json" then
+    error("copycat.server: log_format must be \"kv\" or \"json\"", 3)
+  end
+  if o.metrics_address ~= nil and (type(o.metrics_address) ~= "string" or
+      not o.metrics_address:match("^.+:%d+$")) then
+    error("copycat.server: metrics_address must be \"host:port\", e.g. \"127.0.0.1:9100\"", 3)
   end
 end
 
@@ -82,6 +96,7 @@ local function new(opts)
     data_dir = opts.data_dir, memory = opts.memory, cluster = opts.cluster,
     election_ms = opts.election_timeout, heartbeat_ms = opts.heartbeat_interval,
     snapshot_entries = opts.snapshot_threshold, snapshot_bytes = opts.snapshot_bytes,
+    metrics_address = opts.metrics_address, log_level = opts.log_level, log_format = opts.log_format,
   }, {
     apply = function(index, term, time, op, args)
       return machine:command(op, args, { index = index, term = term, time = time })
@@ -112,6 +127,29 @@ end
 --- The server's view of the cluster: role, term, leader, indexes, members.
 function Server:status()
   return self.raw:status()
+end
+
+--- Writes one log line through this server's logger (its level and
+--- format): level "error", "warn", "info" or "debug", an event name and a
+--- table of fields (strings, numbers, booleans). See docs/logging.md.
+---@param level string
+---@param event string
+---@param fields? table<string, string|number|boolean>
+function Server:log(level, event, fields)
+  self.raw:log(level, event, fields)
+end
+
+--- The metrics page (Prometheus text format), as served on
+--- metrics_address; available even when no address is configured.
+---@return string
+function Server:metrics()
+  return self.raw:metrics()
+end
+
+--- Sets the copycat_sessions gauge (the number of open client sessions).
+---@param n integer
+function Server:set_sessions(n)
+  self.raw:set_sessions(n)
 end
 
 local function find(members, name)
@@ -156,8 +194,9 @@ local function resolve(self, list)
           ": start those servers too (they must bootstrap with the same list)"
       end
       if not told then
-        io.stderr:write(("copycat-lua server=%s event=bootstrap_waiting for=%d members\n")
-          :format(self.opts.name, #missing))
+        local addrs = {}
+        for _, m in ipairs(missing) do addrs[#addrs + 1] = m.address end
+        self:log("info", "bootstrap_waiting", { missing = #missing, addresses = table.concat(addrs, ",") })
         told = true
       end
       runtime.sleep(100)
