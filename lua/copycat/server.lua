@@ -146,6 +146,12 @@ function Server:metrics()
   return self.raw:metrics()
 end
 
+--- The address the metrics page is served on ("ip:port"), or nil.
+---@return string|nil
+function Server:metrics_address()
+  return self.raw:metrics_address()
+end
+
 --- Sets the copycat_sessions gauge (the number of open client sessions).
 ---@param n integer
 function Server:set_sessions(n)
