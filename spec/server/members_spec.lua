@@ -136,7 +136,7 @@ describe("cluster members", function()
       s:stop()
     ]]):format(addr, proc.tmpdir() .. "/n1", addr, addr) }, { timeout = 30 })
     assert.are.equal("snapshot_index\ttrue\n", r.stdout, r.stderr)
-    assert.matches("event=snapshot index=%d+ bytes=%d+", r.stderr)
+    assert.matches("event=snapshot_taken index=%d+ term=%d+ bytes=%d+", r.stderr)
   end)
 
   it("a server leaves the cluster and the rest go on", function()
