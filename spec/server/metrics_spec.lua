@@ -157,7 +157,8 @@ describe("the metrics page", function()
       s:stop()
     ]]):format(a, "127.0.0.1:" .. ports[2]) })
     assert.are.equal(0, r.code, r.stderr)
-    assert.matches("^true\nfalse\t[^\n]*cannot serve metrics on 127%.0%.0%.1:%d+: address already in use\ntrue\ntrue\n$",
+    assert.matches(
+      "^true\nfalse\t[^\n]*cannot serve metrics on 127%.0%.0%.1:%d+: address already in use\ntrue\ntrue\n$",
       r.stdout)
   end)
 end)
