@@ -192,15 +192,15 @@ static void put_key(struct logger_line *l, const char *key) {
 }
 
 /* Runs one field: on overflow the line goes back to where it was. */
-#define FIELD(l, body)                   \
-  do {                                   \
-    if ((l)->skip) return;               \
-    size_t field_start_ = (l)->len;      \
-    body;                                \
-    if (overflowed(l)) {                 \
-      (l)->len = field_start_;           \
-      (l)->truncated = 1;                \
-    }                                    \
+#define FIELD(l, body)              \
+  do {                              \
+    if ((l)->skip) return;          \
+    size_t field_start_ = (l)->len; \
+    body;                           \
+    if (overflowed(l)) {            \
+      (l)->len = field_start_;      \
+      (l)->truncated = 1;           \
+    }                               \
   } while (0)
 
 static void format_time(char *out, size_t n, uint64_t unix_ms) {
@@ -237,9 +237,9 @@ void logger_begin(struct logger_line *l, const struct logger *lg, int level,
                   const char *event) {
   struct timespec now;
   clock_gettime(CLOCK_REALTIME, &now);
-  logger_begin_at(l, lg, level, event,
-                  (uint64_t)now.tv_sec * 1000 +
-                      (uint64_t)now.tv_nsec / 1000000);
+  logger_begin_at(
+      l, lg, level, event,
+      (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000);
 }
 
 void logger_strn(struct logger_line *l, const char *key, const char *val,

@@ -38,9 +38,9 @@ enum { LOGGER_KV = 0, LOGGER_JSON = 1 };
 #define LOGGER_NAME_MAX 64
 
 struct logger {
-  int level;  /* lines above this level are not written */
-  int format; /* LOGGER_KV or LOGGER_JSON */
-  FILE *out;  /* NULL: stderr */
+  int level;                  /* lines above this level are not written */
+  int format;                 /* LOGGER_KV or LOGGER_JSON */
+  FILE *out;                  /* NULL: stderr */
   char name[LOGGER_NAME_MAX]; /* "" or the server's name */
 };
 

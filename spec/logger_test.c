@@ -43,11 +43,11 @@ TEST(kv_quotes_what_needs_it) {
   logger_str(&l, "f", "caf\xc3\xa9");
   logger_strn(&l, "g", "bad\xff\xc3", 5);
   logger_str(&l, "we ird=key", "v");
-  CHECK(strcmp(line(&l), "ts=2026-12-01T12:00:00.123Z level=warn event=x "
-                         "a=\"two words\" b=\"\" c=\"say \\\"hi\\\"\\\\\" "
-                         "d=\"k=v\" e=\"line\\nbreak\\ttab\\x01\" "
-                         "f=caf\xc3\xa9 g=\"bad\\xff\\xc3\" we_ird_key=v\n") ==
-        0);
+  CHECK(strcmp(line(&l),
+               "ts=2026-12-01T12:00:00.123Z level=warn event=x "
+               "a=\"two words\" b=\"\" c=\"say \\\"hi\\\"\\\\\" "
+               "d=\"k=v\" e=\"line\\nbreak\\ttab\\x01\" "
+               "f=caf\xc3\xa9 g=\"bad\\xff\\xc3\" we_ird_key=v\n") == 0);
 }
 
 TEST(json_line_escapes_and_types) {

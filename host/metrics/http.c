@@ -211,13 +211,14 @@ static void respond_text(struct hconn *c, int status, const char *text) {
 
 static void serve(struct hconn *c) {
   char method[16], path[1024];
-  int rc = http_parse_head(c->buf, c->len, method, sizeof method, path,
-                           sizeof path);
+  int rc =
+      http_parse_head(c->buf, c->len, method, sizeof method, path, sizeof path);
   if (rc == 1) return; /* wait for more */
   if (rc != 0) {
-    respond_text(c, rc, rc == 400   ? "malformed HTTP request\n"
-                        : rc == 414 ? "request target too long\n"
-                                    : "request head too large\n");
+    respond_text(c, rc,
+                 rc == 400   ? "malformed HTTP request\n"
+                 : rc == 414 ? "request target too long\n"
+                             : "request head too large\n");
     return;
   }
   int head_only = strcmp(method, "HEAD") == 0;
@@ -271,8 +272,7 @@ static void on_connection(uv_stream_t *ls, int status) {
   if (h->conns) h->conns->prev = c;
   h->conns = c;
   h->nconns++;
-  if (uv_accept(ls, (uv_stream_t *)&c->tcp) < 0 ||
-      h->nconns > HTTP_MAX_CONNS ||
+  if (uv_accept(ls, (uv_stream_t *)&c->tcp) < 0 || h->nconns > HTTP_MAX_CONNS ||
       uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) < 0) {
     conn_close(c);
     return;

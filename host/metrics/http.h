@@ -35,8 +35,7 @@ struct http_server;
  * code with a sentence in err. Ignores SIGPIPE for the process: a scraper
  * that hangs up mid-response must not end the server. */
 int http_listen(uv_loop_t *loop, const char *address, http_handler handler,
-                void *data, struct http_server **out, char *err,
-                size_t errlen);
+                void *data, struct http_server **out, char *err, size_t errlen);
 /* The bound address (useful with port 0). */
 const char *http_address(const struct http_server *h);
 /* Closes the listener and every connection; cb(data) once all is closed. */

@@ -410,8 +410,7 @@ uint64_t raft_persisted_index(const struct raft *r) {
 uint64_t raft_snapshot_index(const struct raft *r) {
   return r->snap_index;
 }
-int raft_match_index(const struct raft *r, const char *name,
-                     uint64_t *match) {
+int raft_match_index(const struct raft *r, const char *name, uint64_t *match) {
   int i = raft_conf_find(&r->conf, name);
   if (r->role != RAFT_LEADER || i < 0 || i == r->self) return RAFT_EINVAL;
   *match = r->pr[i].match;

@@ -14,15 +14,14 @@
 
 #include "server/server_int.h"
 
-static const double batch_bounds[] = {1,   2,   4,   8,    16,   32,
-                                      64,  128, 256, 512,  1024, 2048,
-                                      4096};
+static const double batch_bounds[] = {1,   2,   4,   8,    16,   32,  64,
+                                      128, 256, 512, 1024, 2048, 4096};
 static const double fsync_bounds[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025,
                                       0.005,  0.01,    0.025,  0.05,  0.1,
                                       0.25,   0.5,     1,      2.5,   10};
 static const double snap_size_bounds[] = {
-    1024,     4096,      16384,      65536,      262144,    1048576,
-    4194304,  16777216,  67108864,   268435456,  1073741824};
+    1024,    4096,     16384,    65536,     262144,    1048576,
+    4194304, 16777216, 67108864, 268435456, 1073741824};
 static const double snap_time_bounds[] = {0.001, 0.005, 0.01, 0.05, 0.1, 0.5,
                                           1,     5,     10,   30,   60};
 
@@ -41,8 +40,7 @@ void metrics__init(struct server *s) {
   prom_hist_init(&m->fsync_seconds, fsync_bounds, N(fsync_bounds));
   for (int k = 0; k < 2; k++) {
     prom_hist_init(&m->snap_bytes[k], snap_size_bounds, N(snap_size_bounds));
-    prom_hist_init(&m->snap_seconds[k], snap_time_bounds,
-                   N(snap_time_bounds));
+    prom_hist_init(&m->snap_seconds[k], snap_time_bounds, N(snap_time_bounds));
   }
   store_set_write_observer(s->store, on_write, s);
 }
@@ -272,8 +270,7 @@ char *server_metrics_render(struct server *s, size_t *len) {
                   &m->batch_entries);
   prom_family(&b, "copycat_storage_fsync_seconds", "histogram",
               "Duration of the fdatasync that ends each log write.");
-  prom_hist_write(&b, "copycat_storage_fsync_seconds", NULL,
-                  &m->fsync_seconds);
+  prom_hist_write(&b, "copycat_storage_fsync_seconds", NULL, &m->fsync_seconds);
   counter(&b, "copycat_storage_written_bytes_total",
           "Bytes of log records written.", m->written_bytes);
   gauge(&b, "copycat_storage_failed",

@@ -22,8 +22,7 @@ void server__log(struct server *s, const char *event, const char *fmt, ...) {
   if (s->o.sm && s->o.sm->notify) s->o.sm->notify(s->o.sm->data, event, msg);
 }
 
-void server__notify(struct server *s, const char *event, const char *fmt,
-                    ...) {
+void server__notify(struct server *s, const char *event, const char *fmt, ...) {
   if (!s->o.sm || !s->o.sm->notify) return;
   char msg[512];
   va_list ap;
@@ -358,8 +357,8 @@ static void note_changes(struct server *s) {
       n += (size_t)snprintf(list + n, sizeof list - n, "%s%s(%s)", i ? "," : "",
                             c->m[i].name, type_name(c->m[i].type));
     log_membership(s, ci, c, list);
-    server__notify(s, "config", "index=%llu members=%s",
-                   (unsigned long long)ci, list);
+    server__notify(s, "config", "index=%llu members=%s", (unsigned long long)ci,
+                   list);
   }
   int role = raft_role(s->raft);
   uint64_t term = raft_term(s->raft);

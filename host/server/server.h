@@ -54,9 +54,12 @@ struct server_opts {
   uint64_t snapshot_entries;  /* take a snapshot every N applied; 0: 10000 */
   uint64_t snapshot_bytes;    /* ...or every M bytes applied; 0: 64 MiB */
   uint64_t seed;              /* election randomness */
-  const char *metrics_address; /* NULL: no metrics page (docs/metrics.md) */
+
+  /* Observability: docs/metrics.md, docs/logging.md. */
+  const char *metrics_address; /* NULL: no metrics page */
   const char *log_level;       /* error|warn|info|debug; NULL: info */
-  const char *log_format;      /* kv|json; NULL: kv (docs/logging.md) */
+  const char *log_format;      /* kv|json; NULL: kv */
+
   const struct server_sm *sm;
 };
 

@@ -11,9 +11,9 @@ static int parse(const char *s, char *method, char *path) {
 
 TEST(complete_requests) {
   char m[16], p[64];
-  CHECK_INT(parse("GET /metrics HTTP/1.1\r\nHost: x\r\nAccept: */*\r\n\r\n",
-                  m, p),
-            ==, 0);
+  CHECK_INT(
+      parse("GET /metrics HTTP/1.1\r\nHost: x\r\nAccept: */*\r\n\r\n", m, p),
+      ==, 0);
   CHECK(strcmp(m, "GET") == 0 && strcmp(p, "/metrics") == 0);
   CHECK_INT(parse("HEAD /metrics?x=1 HTTP/1.0\n\n", m, p), ==, 0);
   CHECK(strcmp(m, "HEAD") == 0 && strcmp(p, "/metrics") == 0);

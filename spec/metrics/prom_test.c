@@ -41,19 +41,21 @@ TEST(histogram_is_cumulative_and_ends_with_inf) {
   prom_buf_init(&b);
   const char *l[] = {"kind", "taken", NULL};
   prom_hist_write(&b, "x_seconds", l, &h);
-  CHECK(strcmp(b.data, "x_seconds_bucket{kind=\"taken\",le=\"0.001\"} 2\n"
-                       "x_seconds_bucket{kind=\"taken\",le=\"0.01\"} 2\n"
-                       "x_seconds_bucket{kind=\"taken\",le=\"0.1\"} 3\n"
-                       "x_seconds_bucket{kind=\"taken\",le=\"+Inf\"} 4\n"
-                       "x_seconds_sum{kind=\"taken\"} 7.0515\n"
-                       "x_seconds_count{kind=\"taken\"} 4\n") == 0);
+  CHECK(strcmp(b.data,
+               "x_seconds_bucket{kind=\"taken\",le=\"0.001\"} 2\n"
+               "x_seconds_bucket{kind=\"taken\",le=\"0.01\"} 2\n"
+               "x_seconds_bucket{kind=\"taken\",le=\"0.1\"} 3\n"
+               "x_seconds_bucket{kind=\"taken\",le=\"+Inf\"} 4\n"
+               "x_seconds_sum{kind=\"taken\"} 7.0515\n"
+               "x_seconds_count{kind=\"taken\"} 4\n") == 0);
   prom_buf_free(&b);
   /* Without labels, and empty. */
   prom_hist_init(&h, bounds, 1);
   prom_buf_init(&b);
   prom_hist_write(&b, "y", NULL, &h);
-  CHECK(strcmp(b.data, "y_bucket{le=\"0.001\"} 0\ny_bucket{le=\"+Inf\"} 0\n"
-                       "y_sum 0\ny_count 0\n") == 0);
+  CHECK(strcmp(b.data,
+               "y_bucket{le=\"0.001\"} 0\ny_bucket{le=\"+Inf\"} 0\n"
+               "y_sum 0\ny_count 0\n") == 0);
   prom_buf_free(&b);
 }
 
