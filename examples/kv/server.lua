@@ -4,8 +4,12 @@
 --       [--client-address HOST:PORT] --data DIR
 --       (--bootstrap ADDR,... | --join ADDR,...) [--type active|passive|reserve]
 --       [--cluster ID] [--election-timeout MS] [--heartbeat-interval MS]
---       [--snapshot-threshold ENTRIES] [--metrics-address HOST:PORT]
---       [--log-level error|warn|info|debug] [--log-format kv|json]
+--       [--snapshot-threshold ENTRIES] [--state-machine FILE]
+--       [--metrics-address HOST:PORT] [--log-level error|warn|info|debug]
+--       [--log-format kv|json]
+--
+-- --state-machine runs another state machine file with the same server
+-- (examples/counter, examples/lock and examples/election use it).
 --
 -- --bootstrap lists the initial members (this server included) by address;
 -- --join lists any current members. On a restart either may be given: the
@@ -14,7 +18,7 @@ local usage = [=[
 usage: copycat-lua examples/kv/server.lua --name NAME --address HOST:PORT --data DIR
          (--bootstrap ADDR,... | --join ADDR,...) [--type active|passive|reserve]
          [--client-address HOST:PORT] [--cluster ID] [--election-timeout MS]
-         [--heartbeat-interval MS] [--snapshot-threshold ENTRIES]
+         [--heartbeat-interval MS] [--snapshot-threshold ENTRIES] [--state-machine FILE]
          [--metrics-address HOST:PORT] [--log-level error|warn|info|debug]
          [--log-format kv|json]]=]
 
@@ -28,6 +32,7 @@ local opts, flags = {}, {
   ["--data"] = "data", ["--bootstrap"] = "bootstrap", ["--join"] = "join", ["--type"] = "type",
   ["--cluster"] = "cluster", ["--election-timeout"] = "election_timeout",
   ["--heartbeat-interval"] = "heartbeat_interval", ["--snapshot-threshold"] = "snapshot_threshold",
+  ["--state-machine"] = "state_machine",
   ["--metrics-address"] = "metrics_address", ["--log-level"] = "log_level", ["--log-format"] = "log_format",
 }
 local i = 1
@@ -59,7 +64,7 @@ local here = arg[0]:match("^(.*)/[^/]*$") or "."
 local ok_start, server = pcall(copycat.server, {
   name = opts.name, address = opts.address, client_address = opts.client_address,
   data_dir = opts.data, cluster = opts.cluster, type = opts.type,
-  state_machine = here .. "/state_machine.lua",
+  state_machine = opts.state_machine or (here .. "/state_machine.lua"),
   election_timeout = number("election_timeout"), heartbeat_interval = number("heartbeat_interval"),
   snapshot_threshold = number("snapshot_threshold"),
   metrics_address = opts.metrics_address, log_level = opts.log_level, log_format = opts.log_format,

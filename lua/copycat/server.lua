@@ -23,6 +23,7 @@
 local core = require("copycat.core")
 local runtime = require("copycat.runtime")
 local client = require("copycat.client")
+local sessions = require("copycat.sessions")
 
 ---@class copycat.Server
 ---@field private raw userdata
@@ -91,21 +92,38 @@ local function new(opts)
   local self = setmetatable({ opts = opts, handlers = {} }, Server)
   local machine = load_machine(opts.state_machine)
   self.machine = machine
+  local layer = sessions.new(machine)
+  self.sessions = layer
+  -- The copycat_sessions gauge follows the layer's count (docs/metrics.md).
+  local reported = 0
+  local function report_sessions()
+    local n = layer:size()
+    if n ~= reported and self.raw then
+      reported = n
+      self.raw:set_sessions(n)
+    end
+  end
   local raw, err = core.server.start({
     name = opts.name, address = opts.address, client_address = opts.client_address,
     data_dir = opts.data_dir, memory = opts.memory, cluster = opts.cluster,
     election_ms = opts.election_timeout, heartbeat_ms = opts.heartbeat_interval,
     snapshot_entries = opts.snapshot_threshold, snapshot_bytes = opts.snapshot_bytes,
+    time_ms = opts.time_interval,
     metrics_address = opts.metrics_address, log_level = opts.log_level, log_format = opts.log_format,
   }, {
-    apply = function(index, term, time, op, args)
-      return machine:command(op, args, { index = index, term = term, time = time })
+    apply = function(index, term, entry)
+      local reply, events = layer:apply(index, term, entry)
+      report_sessions()
+      return reply, events
     end,
-    query = function(op, args)
-      return machine:query(op, args, {})
+    query = function(op, args, session, index) return layer:query(op, args, session, index) end,
+    snapshot = function() return layer:snapshot() end,
+    restore = function(bytes)
+      local ok, rerr = layer:restore(bytes)
+      report_sessions()
+      return ok, rerr
     end,
-    snapshot = function() return machine:snapshot() end,
-    restore = function(bytes) return machine:restore(bytes) end,
+    wants_time = function() return layer:wants_time() end,
     notify = function(event, detail)
       -- Called inside the server's step: hand over to tasks later.
       core.timer(0, 0, function() emit(self, event, detail) end)
@@ -113,6 +131,7 @@ local function new(opts)
   })
   if not raw then error("copycat.server: " .. err, 2) end
   self.raw = raw
+  report_sessions()
   runtime.on_shutdown(function() self:stop() end)
   return self
 end
@@ -124,9 +143,12 @@ function Server:on(event, fn)
   self.handlers[event] = list
 end
 
---- The server's view of the cluster: role, term, leader, indexes, members.
+--- The server's view of the cluster: role, term, leader, indexes, members,
+--- and the number of open client sessions.
 function Server:status()
-  return self.raw:status()
+  local st = self.raw:status()
+  st.sessions = self.sessions:size()
+  return st
 end
 
 --- Writes one log line through this server's logger (its level and
