@@ -112,10 +112,24 @@ describe("the metrics page", function()
     assert.are.equal(0, v(fol, "copycat_role", { role = "leader" }))
     assert.are.equal(0, #fol.copycat_replication_lag_entries.samples)
     assert.is_true(v(fol, "copycat_storage_fsync_seconds_count") > 0)
-    -- a follower answers a command with a redirect, and counts it
-    local r = cluster.kv(c, { "put", "r", "1" }, c.members[f].address)
-    assert.are.equal(0, r.code, r.stderr)
-    assert.is_true(v(scrape(mports[f]), "copycat_commands_total", { outcome = "redirect" }) >= 1)
+    -- a follower answers a command and a linearizable query with a
+    -- redirect, and counts them
+    local r = proc.run({ "-e", ([[
+      local conn = assert(copycat.net.connect(%q))
+      conn:send({ "copycat", 1, "copycat", "client", "", "" })
+      print(conn:recv(5000)[1])
+      conn:send({ "submit", 1, 1, 1, 0, "put", { key = "r", value = 1 } })
+      print(conn:recv(5000)[1])
+      conn:send({ "query", 2, "get", { key = "r" }, "linearizable", 0, 0 })
+      print(conn:recv(5000)[1])
+      conn:close()
+    ]]):format(c.members[f].address) })
+    assert.are.equal("ok\nredirect\nredirect\n", r.stdout, r.stderr)
+    local m = scrape(mports[f])
+    assert.are.equal(v(fol, "copycat_commands_total", { outcome = "redirect" }) + 1,
+      v(m, "copycat_commands_total", { outcome = "redirect" }))
+    assert.are.equal(v(fol, "copycat_queries_total", { outcome = "redirect" }) + 1,
+      v(m, "copycat_queries_total", { outcome = "redirect" }))
   end)
 
   it("answers bad requests with an error or a close, and keeps serving", function()
