@@ -317,6 +317,8 @@ static void admin(struct server *s, net_conn *c, uint64_t id, const char *verb,
   } else {
     rc = raft_transfer(s->raft, name);
   }
+  server__log_request(s, verb, name, verb[0] == 'c' ? address : NULL,
+                      verb[0] == 'c' ? member_type(type) : 0, rc);
   if (rc == RAFT_ENOTLEADER) {
     clients__redirect(s, c, id);
   } else if (rc < 0) {

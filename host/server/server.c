@@ -718,21 +718,38 @@ const char *server_leader_address(const struct server *s) {
   return i < 0 ? "" : c->m[i].address;
 }
 
+void server__log_request(struct server *s, const char *verb, const char *name,
+                         const char *address, int type, int rc) {
+  if (rc == RAFT_ENOTLEADER) return; /* redirected: the leader logs it */
+  struct logger_line l;
+  logger_begin(&l, &s->log, LOGGER_INFO,
+               verb[0] == 't' ? "transfer_requested" : "membership_requested");
+  logger_str(&l, "op", verb);
+  logger_str(&l, verb[0] == 't' ? "to" : "member", name);
+  if (address) logger_str(&l, "address", address);
+  if (type) logger_str(&l, "type", type_name(type));
+  logger_str(&l, "result", rc < 0 ? raft_strerror(rc) : "accepted");
+  logger_end(&l);
+}
+
 int server_change(struct server *s, const char *name, const char *address,
                   int type) {
   int rc = raft_change(s->raft, name, address, type);
+  server__log_request(s, "change", name, address, type, rc);
   server__process(s);
   return rc;
 }
 
 int server_remove(struct server *s, const char *name) {
   int rc = raft_remove(s->raft, name);
+  server__log_request(s, "remove", name, NULL, 0, rc);
   server__process(s);
   return rc;
 }
 
 int server_transfer(struct server *s, const char *name) {
   int rc = raft_transfer(s->raft, name);
+  server__log_request(s, "transfer", name, NULL, 0, rc);
   server__process(s);
   return rc;
 }

@@ -135,6 +135,11 @@ void server__process(struct server *s);
  * lines (logger_begin ... logger_end on s->log). */
 void server__log(struct server *s, const char *event, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* Logs a membership or leadership request (verb "change", "remove",
+ * "transfer") and the core's answer rc; nothing when rc says another
+ * member leads. address may be NULL, type 0. */
+void server__log_request(struct server *s, const char *verb, const char *name,
+                         const char *address, int type, int rc);
 /* The state machine's notify hook, if any (event, human detail). */
 void server__notify(struct server *s, const char *event, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
