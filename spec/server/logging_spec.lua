@@ -93,6 +93,33 @@ describe("server logs", function()
     assert.is_truthy(find(other, "leader_changed", { leader = c.members[second].name, previous = first }))
   end)
 
+  it("record a member joining: the request, the addition and the promotion", function()
+    local c = cluster.new(2)
+    cluster.start(c, 1, "bootstrap", c.members[1].address)
+    assert.are.equal(0, cluster.kv_until_ok(c, { "put", "a", "1" }, c.members[1].address).code)
+    local p = cluster.start(c, 2, "join", c.members[1].address)
+    assert.is_true(p:wait_output("serving on", 60), p:stderr())
+    local events = eventually(function()
+      local e = kv_events(c.procs[1]:stderr(), "n1")
+      return find(e, "member_type_changed", { member = "n2" }) and e
+    end)
+    assert.is_truthy(events, "no promotion logged")
+    assert.is_truthy(find(events, "membership_requested",
+      { op = "change", member = "n2", address = c.members[2].address, type = "passive", result = "accepted" }))
+    assert.is_truthy(find(events, "membership_requested",
+      { op = "change", member = "n2", type = "active", result = "accepted" }))
+    local added = find(events, "member_added", { member = "n2", address = c.members[2].address, type = "passive" })
+    assert.is_truthy(added)
+    local promoted = find(events, "member_type_changed", { member = "n2", from = "passive", to = "active" })
+    assert.is_true(tonumber(promoted.index) > tonumber(added.index))
+    assert.is_truthy(find(events, "membership_changed",
+      { index = promoted.index, members = "n1(active),n2(active)", voters = "2" }))
+    -- the joining server sees the leader and the configurations too
+    local joined = kv_events(p:stderr(), "n2")
+    assert.is_truthy(find(joined, "leader_changed", { leader = "n1", self = "false" }))
+    assert.is_truthy(find(joined, "membership_changed", { members = "n1(active),n2(active)" }))
+  end)
+
   it("are JSON objects with --log-format json, and obey --log-level", function()
     local port = cluster.free_ports(1)[1]
     local a = "127.0.0.1:" .. port
