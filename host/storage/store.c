@@ -105,7 +105,11 @@ int store_append(struct store *s, const struct store_entry *entries, size_t n,
     term = e->term;
     bytes += rec_size(e->len);
   }
-  if ((rc = log_append(&s->log, entries, n)) != 0) return rc;
+  writer_filling(s); /* the writer wakes while we copy and encode */
+  if ((rc = log_append(&s->log, entries, n)) != 0) {
+    writer_filled(s);
+    return rc;
+  }
   uv_mutex_lock(&s->mu);
   struct job *j = s->pending;
   assert(j->base + j->nrec == next);
@@ -114,6 +118,7 @@ int store_append(struct store *s, const struct store_entry *entries, size_t n,
         grow((void **)&j->recs, &j->rcap, j->nrec + n, sizeof *j->recs))) ||
       (cb && grow((void **)&j->w, &j->wcap, j->nw + 1, sizeof *j->w))) {
     uv_mutex_unlock(&s->mu);
+    writer_filled(s);
     log_truncate(&s->log, next); /* a failure leaves no trace */
     return STORE_ENOMEM;
   }
@@ -126,7 +131,9 @@ int store_append(struct store *s, const struct store_entry *entries, size_t n,
   j->nrec += n;
   add_waiter(j, cb, data);
   uv_mutex_unlock(&s->mu);
+  writer_filled(s);
   writer_kick(s);
+  store_prepare_memory(s);
   return 0;
 }
 

@@ -37,6 +37,8 @@ static void job_run(struct store *s, struct job *j) {
  * loop runs the callbacks, the caller appends again): wait that long without
  * sleeping, so that a waiter-and-waker round trip is saved. */
 #define WRITER_SPIN_NS 50000
+/* How long the writer waits awake for a batch being encoded. */
+#define WRITER_FILL_NS 1000000
 
 static void writer_main(void *arg) {
   struct store *s = arg;
@@ -75,7 +77,20 @@ static void writer_main(void *arg) {
       continue;
     }
     if (s->stop && (job_empty(j) || s->wfailed)) break;
-    if (spin) {
+    if (__atomic_load_n(&s->filling, __ATOMIC_ACQUIRE)) {
+      /* A batch is being added (store_append): wait for it awake, a
+       * little longer than it takes to encode a large batch. */
+      uv_mutex_unlock(&s->mu);
+      uint64_t until = uv_hrtime() + WRITER_FILL_NS;
+      while (__atomic_load_n(&s->filling, __ATOMIC_ACQUIRE) &&
+             uv_hrtime() < until)
+        sched_yield();
+      uv_mutex_lock(&s->mu);
+      if (!__atomic_load_n(&s->filling, __ATOMIC_ACQUIRE) ||
+          !job_empty(s->pending))
+        continue;
+      /* Still filling: sleep; writer_kick() wakes us when it is done. */
+    } else if (spin) {
       spin = 0;
       unsigned kicks = __atomic_load_n(&s->kicks, __ATOMIC_ACQUIRE);
       uv_mutex_unlock(&s->mu);
@@ -106,7 +121,6 @@ static void spare_work(uv_work_t *req) {
                                    s->spare_err);
 }
 
-static void maybe_free(struct store *s);
 
 static void spare_done(uv_work_t *req, int uvstatus) {
   struct store *s = req->data;
@@ -128,7 +142,7 @@ static void spare_done(uv_work_t *req, int uvstatus) {
     store_note(s, "could not prepare the next segment in advance: %s",
                s->spare_err);
   }
-  maybe_free(s);
+  store_maybe_free(s);
 }
 
 /* Prepare the next segment in the background when none is ready. */
@@ -157,6 +171,19 @@ static void update_ref(struct store *s) {
     uv_ref((uv_handle_t *)&s->async);
   else
     uv_unref((uv_handle_t *)&s->async);
+}
+
+void writer_filling(struct store *s) {
+  /* Under mu, so that the signal cannot fall between the writer's check of
+   * `filling` and its wait. */
+  uv_mutex_lock(&s->mu);
+  __atomic_store_n(&s->filling, 1, __ATOMIC_RELEASE);
+  uv_mutex_unlock(&s->mu);
+  uv_cond_signal(&s->cv);
+}
+
+void writer_filled(struct store *s) {
+  __atomic_store_n(&s->filling, 0, __ATOMIC_RELEASE);
 }
 
 void writer_kick(struct store *s) {
@@ -200,11 +227,11 @@ static void finish_job(struct store *s, struct job *j) {
 static void on_closed(uv_handle_t *h) {
   struct store *s = h->data;
   s->async_closed = 1;
-  maybe_free(s);
+  store_maybe_free(s);
 }
 
-static void maybe_free(struct store *s) {
-  if (!s->async_closed || s->spare_busy) return;
+void store_maybe_free(struct store *s) {
+  if (!s->async_closed || s->spare_busy || s->mem_busy) return;
   store_close_cb cb = s->close_cb;
   void *data = s->close_data;
   store_free(s);
