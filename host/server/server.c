@@ -286,6 +286,9 @@ void server__process(struct server *s) {
 
 static void on_tick(uv_timer_t *t) {
   struct server *s = t->data;
+  /* After a storage failure the core is no longer driven: it would run
+   * elections (and claim leadership in the log) that it cannot act on. */
+  if (s->failed) return;
   raft_tick(s->raft);
   server__process(s);
 }
