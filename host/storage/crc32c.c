@@ -82,8 +82,9 @@ __attribute__((target("sse4.2"))) uint32_t crc32c_hw(uint32_t crc,
                                                      size_t len) {
   const unsigned char *p = data;
   uint64_t c = ~crc;
-  /* Unaligned loads cost nothing extra on x86-64. Four words per iteration: the instruction's latency, not the loop's
-   * bookkeeping, then bounds the speed. */
+  /* Unaligned loads cost nothing extra on x86-64. Four words per iteration: the
+   * instruction's latency, not the loop's bookkeeping, then bounds the speed.
+   */
   while (len >= 32) {
     uint64_t w[4];
     memcpy(w, p, 32);

@@ -63,8 +63,8 @@ static void *map(size_t len, int fault_in) {
     madvise(p, len, MADV_HUGEPAGE); /* advice: failure does not matter */
 #endif
   } else {
-    p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-             -1, 0);
+    p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
+             0);
     if (p == MAP_FAILED) return NULL;
   }
   if (fault_in) populate(p, len);
@@ -78,9 +78,8 @@ static void unmap(void *p, size_t len) {
 /* A block with room for at least `need` bytes (a standard block when
  * need <= BLOCK_DATA), or NULL. */
 static struct log_block *block_new(size_t need, int fault_in) {
-  size_t len = need <= BLOCK_DATA
-                   ? LOG_BLOCK_SIZE
-                   : page_round(sizeof(struct log_block) + need);
+  size_t len = need <= BLOCK_DATA ? LOG_BLOCK_SIZE
+                                  : page_round(sizeof(struct log_block) + need);
   struct log_block *b = map(len, fault_in);
   if (!b) return NULL;
   b->next = NULL;

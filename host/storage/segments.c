@@ -336,8 +336,8 @@ int segs_compact(struct segs *g, uint64_t up_to, char *err) {
 
 /* A failure to prepare the spare is not a write error (new segments are
  * then preallocated when needed): no "takes no more writes" remedy. */
-static int spare_fail(char *err, const char *path, const char *op,
-                      uint64_t off, int e) {
+static int spare_fail(char *err, const char *path, const char *op, uint64_t off,
+                      int e) {
   store_errf(err, "%s: %s at offset %" PRIu64 " failed: %s", path, op, off,
              strerror(e));
   return store_errno_code(e);

@@ -113,19 +113,20 @@ int store_append(struct store *s, const struct store_entry *entries, size_t n,
     bytes += rec_size(e->len);
   }
   /* The batch is encoded and handed to the writer first, and copied into
-   * the in-memory log while the disk works: the copy (into memory the
-   * CPU has not touched lately) costs more than the encoding. The writer is
-   * woken before either, so that its wake-up overlaps with the encoding. */
+   * the in-memory log while the disk works: the copy (into memory the CPU
+   * has not touched lately) costs more than the encoding. The writer is
+   * woken before either, so that its wake-up overlaps with the encoding;
+   * while `filling` it leaves the pending job to us, so the encoding needs
+   * no lock (which the writer would otherwise wait for asleep). */
   writer_filling(s);
-  uv_mutex_lock(&s->mu);
   struct job *j = s->pending;
   assert(j->base + j->nrec == next);
   if ((!s->memory &&
        (grow((void **)&j->buf, &j->cap, j->len + bytes, 1) ||
         grow((void **)&j->recs, &j->rcap, j->nrec + n, sizeof *j->recs))) ||
       (cb && grow((void **)&j->w, &j->wcap, j->nw + 1, sizeof *j->w))) {
-    uv_mutex_unlock(&s->mu);
     writer_filled(s);
+    writer_kick(s);
     return STORE_ENOMEM; /* nothing changed */
   }
   for (size_t i = 0; i < n && !s->memory; i++) {
@@ -140,7 +141,6 @@ int store_append(struct store *s, const struct store_entry *entries, size_t n,
     add_waiter(j, cb, data);
     w = &j->w[j->nw - 1];
   }
-  uv_mutex_unlock(&s->mu);
   writer_filled(s);
   writer_kick(s);
   if ((rc = log_append(&s->log, entries, n)) != 0) {

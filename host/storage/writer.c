@@ -45,6 +45,20 @@ static void writer_main(void *arg) {
   int spin = 0;
   uv_mutex_lock(&s->mu);
   for (;;) {
+    if (__atomic_load_n(&s->filling, __ATOMIC_ACQUIRE)) {
+      /* store_append is adding a batch to the pending job, without the
+       * lock: leave the job alone and wait for it awake, a little longer
+       * than encoding a large batch takes. */
+      uv_mutex_unlock(&s->mu);
+      uint64_t until = uv_hrtime() + WRITER_FILL_NS;
+      while (__atomic_load_n(&s->filling, __ATOMIC_ACQUIRE) &&
+             uv_hrtime() < until)
+        sched_yield();
+      uv_mutex_lock(&s->mu);
+      if (__atomic_load_n(&s->filling, __ATOMIC_ACQUIRE))
+        uv_cond_wait(&s->cv, &s->mu); /* writer_kick wakes us */
+      continue;
+    }
     struct job *j = s->pending;
     if (!s->wfailed && !job_empty(j) && s->free_jobs) {
       struct job *next = s->free_jobs;
@@ -77,20 +91,7 @@ static void writer_main(void *arg) {
       continue;
     }
     if (s->stop && (job_empty(j) || s->wfailed)) break;
-    if (__atomic_load_n(&s->filling, __ATOMIC_ACQUIRE)) {
-      /* A batch is being added (store_append): wait for it awake, a
-       * little longer than it takes to encode a large batch. */
-      uv_mutex_unlock(&s->mu);
-      uint64_t until = uv_hrtime() + WRITER_FILL_NS;
-      while (__atomic_load_n(&s->filling, __ATOMIC_ACQUIRE) &&
-             uv_hrtime() < until)
-        sched_yield();
-      uv_mutex_lock(&s->mu);
-      if (!__atomic_load_n(&s->filling, __ATOMIC_ACQUIRE) ||
-          !job_empty(s->pending))
-        continue;
-      /* Still filling: sleep; writer_kick() wakes us when it is done. */
-    } else if (spin) {
+    if (spin) {
       spin = 0;
       unsigned kicks = __atomic_load_n(&s->kicks, __ATOMIC_ACQUIRE);
       uv_mutex_unlock(&s->mu);
@@ -120,7 +121,6 @@ static void spare_work(uv_work_t *req) {
   s->spare_rc = segs_prepare_spare(s->io, s->dir, s->seg_size, &s->spare_new_fd,
                                    s->spare_err);
 }
-
 
 static void spare_done(uv_work_t *req, int uvstatus) {
   struct store *s = req->data;
@@ -174,8 +174,8 @@ static void update_ref(struct store *s) {
 }
 
 void writer_filling(struct store *s) {
-  /* Under mu, so that the signal cannot fall between the writer's check of
-   * `filling` and its wait. */
+  /* Under mu: once it is set the writer does not touch the pending job,
+   * and the signal cannot fall between its check and its wait. */
   uv_mutex_lock(&s->mu);
   __atomic_store_n(&s->filling, 1, __ATOMIC_RELEASE);
   uv_mutex_unlock(&s->mu);
@@ -183,7 +183,9 @@ void writer_filling(struct store *s) {
 }
 
 void writer_filled(struct store *s) {
+  uv_mutex_lock(&s->mu);
   __atomic_store_n(&s->filling, 0, __ATOMIC_RELEASE);
+  uv_mutex_unlock(&s->mu);
 }
 
 void writer_kick(struct store *s) {
