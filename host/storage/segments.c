@@ -356,6 +356,12 @@ int segs_prepare_spare(struct store_io *io, const char *dir, size_t size,
     size_t n = size - at < CHUNK ? size - at : CHUNK;
     if ((rc = io_pwrite_all(io, fd, zeros, n, (off_t)at)) != 0)
       rc = spare_fail(err, path, "write of zeros", at, -rc);
+#ifdef SYNC_FILE_RANGE_WRITE
+    else /* one chunk on its way to the disk at a time (segments.h) */
+      sync_file_range(fd, (off_t)at, (off_t)n,
+                      SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+                          SYNC_FILE_RANGE_WAIT_AFTER);
+#endif
   }
   free(zeros);
   if (rc == 0 && io->fsync(io, fd) != 0)
