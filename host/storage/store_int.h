@@ -87,6 +87,8 @@ struct store {
   int async_closed; /* the async handle is closed (close in progress) */
   unsigned kicks;   /* (atomic) bumped by the loop whenever it adds work */
   int filling;      /* (atomic) store_append is adding a batch to pending */
+  uint64_t seg_fill; /* (atomic) bytes used in the open segment (0: none),
+                        set by the writer after each job */
 
   /* The next segment, prepared on libuv's thread pool (see
    * segs.spare_fd); loop thread. */

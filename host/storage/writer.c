@@ -31,6 +31,7 @@ static void job_run(struct store *s, struct job *j) {
   }
   if (rc == 0 && j->compact_upto) rc = segs_compact(g, j->compact_upto, j->err);
   j->status = rc;
+  __atomic_store_n(&s->seg_fill, g->n ? g->off : 0, __ATOMIC_RELAXED);
 }
 
 /* After a write the next batch often arrives within microseconds (the
@@ -145,9 +146,14 @@ static void spare_done(uv_work_t *req, int uvstatus) {
   store_maybe_free(s);
 }
 
-/* Prepare the next segment in the background when none is ready. */
+/* Prepare the next segment in the background when none is ready and the
+ * open one is half full: not sooner, since writing a segment's worth of
+ * zeros costs the disk as much as the log's own writes to it, and a log
+ * that grows slowly (or a store that is closed soon) may never need it. */
 static void maybe_prepare_spare(struct store *s) {
   if (s->memory || s->closing || s->failed || s->spare_busy || s->spare_failed)
+    return;
+  if (__atomic_load_n(&s->seg_fill, __ATOMIC_RELAXED) < s->seg_size / 2)
     return;
   uv_mutex_lock(&s->mu);
   int have = s->spare_offer >= 0 || s->writer_spare;
