@@ -79,14 +79,14 @@ struct store {
   struct job *taken;   /* (mu) being written */
   struct job *done_head, *done_tail; /* (mu) written, for the loop */
   struct job *free_jobs;             /* (mu) */
-  int stop;         /* (mu) writer: finish pending work, then exit */
-  int exited;       /* (mu) writer has exited */
-  int wfailed;      /* (mu) a job failed: the writer takes no more */
-  int spare_offer;  /* (mu) spare fd offered to the writer, or -1 */
-  int writer_spare; /* (mu) segs holds an unused spare */
-  int async_closed; /* the async handle is closed (close in progress) */
-  unsigned kicks;   /* (atomic) bumped by the loop whenever it adds work */
-  int filling;      /* (atomic) store_append is adding a batch to pending */
+  int stop;          /* (mu) writer: finish pending work, then exit */
+  int exited;        /* (mu) writer has exited */
+  int wfailed;       /* (mu) a job failed: the writer takes no more */
+  int spare_offer;   /* (mu) spare fd offered to the writer, or -1 */
+  int writer_spare;  /* (mu) segs holds an unused spare */
+  int async_closed;  /* the async handle is closed (close in progress) */
+  unsigned kicks;    /* (atomic) bumped by the loop whenever it adds work */
+  int filling;       /* (atomic) store_append is adding a batch to pending */
   uint64_t seg_fill; /* (atomic) bytes used in the open segment (0: none),
                         set by the writer after each job */
 

@@ -153,8 +153,7 @@ static void spare_done(uv_work_t *req, int uvstatus) {
 static void maybe_prepare_spare(struct store *s) {
   if (s->memory || s->closing || s->failed || s->spare_busy || s->spare_failed)
     return;
-  if (__atomic_load_n(&s->seg_fill, __ATOMIC_RELAXED) < s->seg_size / 2)
-    return;
+  if (__atomic_load_n(&s->seg_fill, __ATOMIC_RELAXED) < s->seg_size / 2) return;
   uv_mutex_lock(&s->mu);
   int have = s->spare_offer >= 0 || s->writer_spare;
   uv_mutex_unlock(&s->mu);
