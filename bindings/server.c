@@ -94,7 +94,10 @@ static void pack_events(lua_State *L, int idx, msgpack_sbuffer *out) {
   for (lua_Integer i = 1; i <= n; i++) {
     size_t mark = out->size;
     lua_geti(L, idx, i);
-    msgpack_sbuffer_write(out, "\x95\xa5" "event", 7);
+    msgpack_sbuffer_write(out,
+                          "\x95\xa5"
+                          "event",
+                          7);
     int bad = !lua_istable(L, -1);
     for (int f = 1; f <= 4 && !bad; f++) {
       lua_geti(L, -1, f);
@@ -117,8 +120,7 @@ static void sm_apply(void *data, uint64_t index, uint64_t term,
   push_handler(ls, "apply");
   lua_pushinteger(L, (lua_Integer)index);
   lua_pushinteger(L, (lua_Integer)term);
-  if (!payload ||
-      codec_unpack(L, payload, len, &used, err, sizeof err) < 0) {
+  if (!payload || codec_unpack(L, payload, len, &used, err, sizeof err) < 0) {
     lua_settop(L, top);
     pack_failure(out, "malformed entry", payload ? err : "empty");
     return;
@@ -135,8 +137,8 @@ static void sm_apply(void *data, uint64_t index, uint64_t term,
   lua_settop(L, top);
 }
 
-static void sm_query(void *data, const void *req, size_t len,
-                     uint64_t session, uint64_t index, msgpack_sbuffer *out) {
+static void sm_query(void *data, const void *req, size_t len, uint64_t session,
+                     uint64_t index, msgpack_sbuffer *out) {
   struct lserver *ls = data;
   lua_State *L = ls->L;
   char err[256];
@@ -264,9 +266,8 @@ static int l_start(lua_State *L) {
   lua_pop(L, 1);
   lua_pushvalue(L, 2);
   ls->handlers_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  ls->sm = (struct server_sm){ls,         sm_apply,      sm_query,
-                              sm_snapshot, sm_restore,   sm_wants_time,
-                              sm_notify};
+  ls->sm = (struct server_sm){ls,         sm_apply,      sm_query, sm_snapshot,
+                              sm_restore, sm_wants_time, sm_notify};
   o.sm = &ls->sm;
   char err[1024];
   if (server_start(uv_default_loop(), &o, &ls->s, err, sizeof err) < 0) {
