@@ -551,12 +551,16 @@ void sandbox_timers_unpack(lua_State *S, const char *in, size_t len,
     h[i].id = id;
     lua_rawseti(S, -2, E_DEADLINE);
     sandbox_decode_next(S, in, len, pos);
-    if (lua_type(S, -1) != LUA_TSTRING || lua_type(S, timers) != LUA_TTABLE ||
-        (lua_pushvalue(S, -1), lua_rawget(S, timers)) != LUA_TFUNCTION)
-      luaL_error(S, "cannot restore the timers: timer %I calls %s, which is "
-                    "not one of sm.timers",
-                 (LUAI_UACINT)id,
-                 lua_type(S, -2) == LUA_TSTRING ? lua_tostring(S, -2) : "a non-name");
+    if (lua_type(S, -1) != LUA_TSTRING)
+      luaL_error(S, "cannot restore the timers: timer %I has no name",
+                 (LUAI_UACINT)id);
+    lua_pushvalue(S, -1);
+    if (lua_type(S, timers) != LUA_TTABLE ||
+        lua_rawget(S, timers) != LUA_TFUNCTION)
+      luaL_error(S,
+                 "cannot restore the timers: timer %I calls '%s', which is "
+                 "not one of sm.timers",
+                 (LUAI_UACINT)id, lua_tostring(S, -2));
     lua_pop(S, 1);
     lua_rawseti(S, -2, E_NAME);
     start = *pos;

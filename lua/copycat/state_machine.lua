@@ -26,6 +26,8 @@ M.DEFAULT_BUDGET = 10000000
 M.DEFAULT_SETUP_BUDGET = 100000000
 --- Granularity of the budget (instructions between two checks).
 M.BUDGET_STEP = sandbox.STEP
+--- Most timers one machine:advance call fires (the rest wait for the next).
+M.MAX_TIMER_FIRINGS = sandbox.MAX_FIRINGS
 
 --- A loaded state machine: a userdata of copycat.core.sandbox whose methods
 --- are implemented in C (bindings/sandbox.c), so that argument errors point
