@@ -115,8 +115,8 @@ static void *sb_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
 
 /* Indexed by SANDBOX_* kind. */
 static const char *const kind_names[] = {
-    "load",  "command",  "query",  "session_opened", "session_closed",
-    "timer", "snapshot", "restore"};
+    "load",           "command", "query",    "session_opened",
+    "session_closed", "timer",   "snapshot", "restore"};
 
 /* What the host asks for; lives on the host's C stack during the call. */
 typedef struct Call {
@@ -291,7 +291,7 @@ static int do_restore(lua_State *S, Call *c) {
     return luaL_error(S,
                       "cannot decode the snapshot: unsupported snapshot "
                       "version (this build reads version 1)");
-  sandbox_decode_next(S, c->in, c->inlen, &pos); /* 4: state */
+  sandbox_decode_next(S, c->in, c->inlen, &pos);   /* 4: state */
   sandbox_timers_unpack(S, c->in, c->inlen, &pos); /* 5..8 */
   if (pos != c->inlen)
     return luaL_error(S, "cannot decode the snapshot: %I trailing bytes",

@@ -262,8 +262,8 @@ int sandbox_sm_schedule(lua_State *S) {
     return luaL_error(S, "not enough memory");
   for (i = 1; i <= nargs; i++)
     if (codec_pack(S, 2 + i, &sb->tmp, err, sizeof err) != 0)
-      return luaL_error(S, "sm.schedule: timer argument %d cannot be encoded (%s)",
-                        i, err);
+      return luaL_error(
+          S, "sm.schedule: timer argument %d cannot be encoded (%s)", i, err);
   sandbox_charge(S, (lua_Integer)(sb->tmp.size / 64));
   heap_reserve(S, sb);
   id = sb->timer_seq + 1;
@@ -329,8 +329,7 @@ int sandbox_timer_next(Sandbox *sb, SandboxNum *deadline) {
   return 1;
 }
 
-size_t sandbox_timer_name(Sandbox *sb, lua_Integer id, char *buf,
-                          size_t size) {
+size_t sandbox_timer_name(Sandbox *sb, lua_Integer id, char *buf, size_t size) {
   lua_State *S = sb->S;
   size_t len = 0, full;
   const char *s = "";
@@ -390,7 +389,7 @@ int sandbox_timer_take(lua_State *S, lua_Integer id, const SandboxNum *time,
   const char *args;
   int base, n;
   lua_rawgeti(S, LUA_REGISTRYINDEX, sb->timers_ref);
-  base = lua_gettop(S); /* base: timers table */
+  base = lua_gettop(S);                       /* base: timers table */
   if (lua_rawgeti(S, base, id) != LUA_TTABLE) /* base + 1: entry */
     return luaL_error(S, "timer %I is not pending", (LUAI_UACINT)id);
   lua_pushnil(S);
@@ -518,8 +517,9 @@ void sandbox_timers_unpack(lua_State *S, const char *in, size_t len,
   sandbox_decode_next(S, in, len, pos);
   seq = lua_tointegerx(S, -1, &isint);
   if (!isint || seq < 0)
-    luaL_error(S, "cannot restore the timers: the timer counter is not an "
-                  "integer >= 0");
+    luaL_error(S,
+               "cannot restore the timers: the timer counter is not an "
+               "integer >= 0");
   lua_pop(S, 1);
   n = expect_array(S, in, len, pos, -1, "the list of timers");
   if (n > (lua_Integer)(len - *pos)) /* each timer takes bytes */
@@ -538,13 +538,15 @@ void sandbox_timers_unpack(lua_State *S, const char *in, size_t len,
     sandbox_decode_next(S, in, len, pos);
     id = lua_tointegerx(S, -1, &isint);
     if (!isint || id <= prev || id > seq)
-      luaL_error(S, "cannot restore the timers: timer ids must increase and "
-                    "not exceed the timer counter");
+      luaL_error(S,
+                 "cannot restore the timers: timer ids must increase and "
+                 "not exceed the timer counter");
     lua_pop(S, 1);
     prev = id;
     lua_createtable(S, 3, 0);
     sandbox_decode_next(S, in, len, pos);
-    if (lua_type(S, -1) != LUA_TNUMBER || lua_tonumber(S, -1) != lua_tonumber(S, -1))
+    if (lua_type(S, -1) != LUA_TNUMBER ||
+        lua_tonumber(S, -1) != lua_tonumber(S, -1))
       luaL_error(S, "cannot restore the timers: timer %I has no deadline",
                  (LUAI_UACINT)id);
     sandbox_num_get(S, -1, &h[i].deadline);

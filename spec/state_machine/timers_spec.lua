@@ -232,7 +232,8 @@ describe("timers", function()
 
   it("check advance's context", function()
     local m = h.machine(body)
-    assert.has_error(function() m:advance({ index = 1, term = 1 }) end, "ctx.time is required (a number of milliseconds)")
+    assert.has_error(function() m:advance({ index = 1, term = 1 }) end,
+      "ctx.time is required (a number of milliseconds)")
     assert.has_error(function() m:advance({ term = 1, time = 1 }) end, "ctx.index is required (an integer >= 0)")
     assert.has_error(function() m:advance() end)
   end)
