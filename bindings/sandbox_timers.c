@@ -180,6 +180,12 @@ static void refuse_outside_log(lua_State *S, Sandbox *sb, const char *fn) {
   }
 }
 
+/* Is a[0..alen) bytewise before b[0..blen)? */
+static int bytes_less(const char *a, size_t alen, const char *b, size_t blen) {
+  int c = memcmp(a, b, alen < blen ? alen : blen);
+  return c < 0 || (c == 0 && alen < blen);
+}
+
 /* Push the name under which the function at idx is stored in sm.timers; of
 ** several names, the first bytewise (load forbids that; sm.timers changed
 ** later still gives the same name on every replica). */
@@ -194,8 +200,7 @@ static void push_timer_name(lua_State *S, int idx) {
       n++;
       if (lua_type(S, -2) == LUA_TSTRING && lua_rawequal(S, -1, idx)) {
         k = lua_tolstring(S, -2, &len); /* anchored in sm.timers */
-        if (!best || memcmp(k, best, len < blen ? len : blen) < 0 ||
-            (memcmp(k, best, len < blen ? len : blen) == 0 && len < blen)) {
+        if (!best || bytes_less(k, len, best, blen)) {
           best = k;
           blen = len;
         }
@@ -235,6 +240,7 @@ int sandbox_sm_schedule(lua_State *S) {
   Sandbox *sb = sandbox_get(S);
   SandboxNum delay, deadline;
   SandboxTimer *slot;
+  msgpack_packer pk;
   char err[256];
   int i, nargs = lua_gettop(S) - 2;
   lua_Integer id;
@@ -257,8 +263,8 @@ int sandbox_sm_schedule(lua_State *S) {
   add_delay(S, &sb->now, &delay, &deadline);
   push_timer_name(S, 2);
   sb->tmp.size = 0;
-  if (msgpack_pack_array(&(msgpack_packer){&sb->tmp, msgpack_sbuffer_write},
-                         (size_t)nargs) != 0)
+  msgpack_packer_init(&pk, &sb->tmp, msgpack_sbuffer_write);
+  if (msgpack_pack_array(&pk, (size_t)nargs) != 0)
     return luaL_error(S, "not enough memory");
   for (i = 1; i <= nargs; i++)
     if (codec_pack(S, 2 + i, &sb->tmp, err, sizeof err) != 0)
