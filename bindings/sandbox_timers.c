@@ -132,11 +132,12 @@ static void drop_stale(Sandbox *sb) {
 }
 
 /* Rebuild the heap without its cancelled entries, once they outnumber the
-** live ones (so the heap stays O(pending timers)). */
-static void compact(lua_State *S, Sandbox *sb) {
+** live ones (so the heap stays O(pending timers)). Not charged: how many
+** stale entries there are depends on history (a restored heap has none),
+** and budgets must not; the work is O(1) amortized per cancel. */
+static void compact(Sandbox *sb) {
   lua_Integer i, n = 0;
   if (sb->nheap <= HEAP_MIN || sb->nheap <= 2 * sb->ntimers) return;
-  sandbox_charge(S, sb->nheap);
   for (i = 0; i < sb->nheap; i++)
     if (is_live(sb, sb->heap[i].id)) sb->heap[n++] = sb->heap[i];
   sb->nheap = n;
@@ -310,7 +311,7 @@ int sandbox_sm_cancel(lua_State *S) {
   lua_pushnil(S);
   lua_rawseti(S, -2, id);
   sb->ntimers--;
-  compact(S, sb);
+  compact(sb);
   lua_pushboolean(S, 1);
   return 1;
 }
@@ -459,7 +460,7 @@ void sandbox_timers_pack(lua_State *S, msgpack_sbuffer *out) {
   size_t len;
   const char *args;
   msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
-  sandbox_charge(S, sb->nheap);
+  sandbox_charge(S, sb->ntimers); /* not nheap: that depends on history */
   lua_pushinteger(S, sb->timer_seq);
   pack_top(S, out);
   ids = (lua_Integer *)lua_newuserdatauv(

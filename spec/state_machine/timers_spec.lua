@@ -305,6 +305,25 @@ describe("timers in snapshots", function()
     assert.are.equal(8, codec.decode(a:snapshot())[3])
   end)
 
+  it("cost the same on a restored machine as on the one that built them", function()
+    local src = [[
+      sm.timers = { f = function() end }
+      function sm.commands.add(c) for i = 1, c.args do sm.schedule(i, sm.timers.f) end end
+      function sm.commands.cancel(c) for id = c.args[1], c.args[2] do sm.cancel(id) end end
+    ]]
+    local a, b = h.machine(src), h.machine(src)
+    h.ok(a, "add", 4000, at(0))
+    h.ok(a, "cancel", { 1, 1000 }, at(0)) -- leaves cancelled entries in a's heap
+    assert.is_true(b:restore(assert(a:snapshot())))
+    local costs = {}
+    for i, m in ipairs({ a, b }) do
+      h.ok(m, "cancel", { 1001, 3000 }, at(1))
+      costs[i] = m:cost()
+    end
+    assert.are.equal(costs[1], costs[2])
+    assert.are.equal(a:snapshot(), b:snapshot())
+  end)
+
   it("replace the timers of the machine restored into", function()
     local a, b = h.machine(body), h.machine(body)
     h.ok(a, "at", { { 50, "note", "from a" } }, at(0))
