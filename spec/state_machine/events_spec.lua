@@ -149,6 +149,13 @@ describe("session events", function()
   it("gives handles as plain tables with a shared, protected metatable", function()
     local m = h.machine(body)
     assert.are.same({ "table", 6, "session", "session 5", false }, { h.ok(m, "handle", nil, ctx(6)) })
+    -- An id that is a float with an integer value is sent as the integer.
+    h.ok(m, "tell", { { 2.0, "e" } }, ctx(1))
+    h.ok(m, "forged", 3.0, ctx(1))
+    local ev = m:events()
+    assert.are.same({ { session = 2, name = "e" }, { session = 3, name = "x" } }, ev)
+    assert.are.equal("integer", math.type(ev[1].session))
+    assert.are.equal("integer", math.type(ev[2].session))
   end)
 
   it("passes handles to session_opened and session_closed, which may publish", function()
