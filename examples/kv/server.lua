@@ -4,7 +4,10 @@
 --       [--client-address HOST:PORT] --data DIR
 --       (--bootstrap ADDR,... | --join ADDR,...) [--type active|passive|reserve]
 --       [--cluster ID] [--election-timeout MS] [--heartbeat-interval MS]
---       [--snapshot-threshold ENTRIES]
+--       [--snapshot-threshold ENTRIES] [--state-machine FILE]
+--
+-- --state-machine runs another state machine file with the same server
+-- (examples/counter, examples/lock and examples/election use it).
 --
 -- --bootstrap lists the initial members (this server included) by address;
 -- --join lists any current members. On a restart either may be given: the
@@ -13,7 +16,7 @@ local usage = [=[
 usage: copycat-lua examples/kv/server.lua --name NAME --address HOST:PORT --data DIR
          (--bootstrap ADDR,... | --join ADDR,...) [--type active|passive|reserve]
          [--client-address HOST:PORT] [--cluster ID] [--election-timeout MS]
-         [--heartbeat-interval MS] [--snapshot-threshold ENTRIES]]=]
+         [--heartbeat-interval MS] [--snapshot-threshold ENTRIES] [--state-machine FILE]]=]
 
 local function die(msg)
   io.stderr:write("kv server: ", msg, "\n", usage, "\n")
@@ -25,6 +28,7 @@ local opts, flags = {}, {
   ["--data"] = "data", ["--bootstrap"] = "bootstrap", ["--join"] = "join", ["--type"] = "type",
   ["--cluster"] = "cluster", ["--election-timeout"] = "election_timeout",
   ["--heartbeat-interval"] = "heartbeat_interval", ["--snapshot-threshold"] = "snapshot_threshold",
+  ["--state-machine"] = "state_machine",
 }
 local i = 1
 while i <= #arg do
@@ -55,7 +59,7 @@ local here = arg[0]:match("^(.*)/[^/]*$") or "."
 local ok_start, server = pcall(copycat.server, {
   name = opts.name, address = opts.address, client_address = opts.client_address,
   data_dir = opts.data, cluster = opts.cluster, type = opts.type,
-  state_machine = here .. "/state_machine.lua",
+  state_machine = opts.state_machine or (here .. "/state_machine.lua"),
   election_timeout = number("election_timeout"), heartbeat_interval = number("heartbeat_interval"),
   snapshot_threshold = number("snapshot_threshold"),
 })
