@@ -31,6 +31,7 @@ local MAX_TIME_MS = 600000
 local MAX_OUTPUT = 8 << 20              -- bytes of print output per script
 local MAX_REP = 1 << 20                 -- longest string.rep result
 local HELLO_MS = 5000                   -- to say hello, then to send a request
+local MAX_FRAME = 4 << 20               -- largest request (a script) accepted
 
 local function log(name, event, fmt, ...)
   io.stderr:write(("copycat-lua server=%s event=%s %s\n"):format(name, event, fmt:format(...)))
@@ -223,11 +224,25 @@ local function serve(state, conn, needs_token)
   conn:close("done", true)
 end
 
+-- A connection handler: serve, and a bug in serving costs that one
+-- connection, never the server.
+local function handler(state, needs_token)
+  return function(conn)
+    local ok, err = pcall(serve, state, conn, needs_token)
+    if not ok then
+      log(state.host.opts.name, "admin_error", "msg=%q", tostring(err))
+      conn:close("internal error")
+    end
+  end
+end
+
+local LISTEN_OPTS = { max_frame = MAX_FRAME }
+
 -- Listens on a Unix socket path; a socket file left by a server that died
 -- is replaced, one that answers is not.
-local function listen_unix(path, handler)
+local function listen_unix(path, fn)
   local address = "unix:" .. path
-  local l, err = net.listen(address, handler)
+  local l, err = net.listen(address, fn, LISTEN_OPTS)
   if l then return l end
   local c = net.connect(address)
   if c then
@@ -235,7 +250,7 @@ local function listen_unix(path, handler)
     return nil, err
   end
   os.remove(path)
-  return net.listen(address, handler)
+  return net.listen(address, fn, LISTEN_OPTS)
 end
 
 --- Starts the admin channel of a server. host = {raw=, opts=}; opts:
@@ -263,12 +278,12 @@ function admin.start(host, opts)
     state.listeners = {}
   end
   if opts.socket then
-    local l, err = listen_unix(opts.socket, function(conn) serve(state, conn, false) end)
+    local l, err = listen_unix(opts.socket, handler(state, false))
     if not l then return nil, "admin socket: " .. tostring(err) end
     state.listeners[#state.listeners + 1] = l
   end
   if opts.address then
-    local l, err = net.listen(opts.address, function(conn) serve(state, conn, true) end)
+    local l, err = net.listen(opts.address, handler(state, true), LISTEN_OPTS)
     if not l then
       self.close()
       return nil, "admin address: " .. tostring(err)
