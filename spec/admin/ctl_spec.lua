@@ -183,7 +183,8 @@ describe("ctl and the admin channel", function()
 
     it("refuses garbage and closes the connection", function()
       -- raw bytes, an undecodable frame, and a well-formed frame that is no hello
-      local inputs = { "GET / HTTP/1.0\\r\\n\\r\\n", "\\x00\\x00\\x00\\x03\\xc1\\xc1\\xc1", "\\x00\\x00\\x00\\x02\\xa1x" }
+      local inputs = { "GET / HTTP/1.0\\r\\n\\r\\n", "\\x00\\x00\\x00\\x03\\xc1\\xc1\\xc1",
+        "\\x00\\x00\\x00\\x02\\xa1x" }
       for _, bytes in ipairs(inputs) do
         local cmd = ("timeout 20 bash -c 'exec 3<>/dev/tcp/127.0.0.1/%d; printf \"%s\" >&3; cat <&3' 2>/dev/null")
           :format(admin_port, bytes)

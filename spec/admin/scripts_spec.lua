@@ -99,7 +99,8 @@ describe("operator scripts", function()
     assert.is_true(eventually(function()
       return cluster.kv(c, { "get", "added", "--consistency", "sequential" }, c.members[4].address).stdout == "yes\n"
     end))
-    assert.are.equal("1\n", cluster.kv(c, { "get", "before", "--consistency", "sequential" }, c.members[4].address).stdout)
+    local r4 = cluster.kv(c, { "get", "before", "--consistency", "sequential" }, c.members[4].address)
+    assert.are.equal("1\n", r4.stdout)
   end)
 
   it("demote.lua makes a member PASSIVE in the committed configuration; promote.lua undoes it", function()
