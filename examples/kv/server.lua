@@ -53,7 +53,7 @@ for _, k in ipairs({ "name", "address", "data" }) do
   if not opts[k] then die("--" .. k .. " is required") end
 end
 local modes = (opts.bootstrap and 1 or 0) + (opts.join and 1 or 0) + (opts.empty and 1 or 0)
-if modes ~= 1 then die("give one of --bootstrap, --join or --empty") end
+if modes ~= 1 then die("give either --bootstrap or --join (or --empty, to be added by an operator)") end
 local function number(k)
   if opts[k] == nil then return nil end
   return tonumber(opts[k]) or die("--" .. k:gsub("_", "-") .. " must be a number")
