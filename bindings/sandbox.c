@@ -113,22 +113,23 @@ static void *sb_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
 /* Calls into the sandbox                                                   */
 /* ------------------------------------------------------------------------ */
 
-enum { K_LOAD, K_COMMAND, K_QUERY, K_SESSION_CLOSED, K_SNAPSHOT, K_RESTORE };
-
+/* Indexed by SANDBOX_* kind. */
 static const char *const kind_names[] = {
-    "load", "command", "query", "session_closed", "snapshot", "restore"};
+    "load",  "command",  "query",  "session_opened", "session_closed",
+    "timer", "snapshot", "restore"};
 
 /* What the host asks for; lives on the host's C stack during the call. */
 typedef struct Call {
   int kind;
-  const char *op; /* K_COMMAND, K_QUERY: handler name; K_LOAD: chunk name */
+  const char *op; /* COMMAND, QUERY: handler name; LOAD: chunk name */
   size_t oplen;
-  const char *in; /* encoded arguments / snapshot; K_LOAD: source */
+  const char *in; /* encoded arguments / snapshot; LOAD: source */
   size_t inlen;
   int has_args;
   lua_Integer index, term, session;
-  lua_Number time;
-  int has_index, has_term, has_session, has_time, time_is_int;
+  lua_Integer timer; /* TIMER: the timer's id */
+  SandboxNum time;
+  int has_index, has_term, has_session, has_time;
   int nres; /* out: number of results encoded in sb->buf */
 } Call;
 
@@ -143,14 +144,15 @@ static void push_decoded(lua_State *S, const Call *c, const char *what) {
                (int)(c->inlen - used));
 }
 
-/* Push the table handlers receive: {args, op, index, term, time, session}. */
+/* Push the table handlers receive: {args, op, index, term, time, session},
+** session being a session handle. */
 static void push_ctx(lua_State *S, const Call *c) {
   lua_createtable(S, 0, 6);
   if (c->has_args) {
     push_decoded(S, c, "arguments");
     lua_setfield(S, -2, "args");
   }
-  if (c->op && c->kind != K_LOAD) {
+  if (c->op && c->kind != SANDBOX_LOAD) {
     lua_pushlstring(S, c->op, c->oplen);
     lua_setfield(S, -2, "op");
   }
@@ -163,14 +165,11 @@ static void push_ctx(lua_State *S, const Call *c) {
     lua_setfield(S, -2, "term");
   }
   if (c->has_time) {
-    if (c->time_is_int)
-      lua_pushinteger(S, (lua_Integer)c->time);
-    else
-      lua_pushnumber(S, c->time);
+    sandbox_num_push(S, &c->time);
     lua_setfield(S, -2, "time");
   }
   if (c->has_session) {
-    lua_pushinteger(S, c->session);
+    sandbox_push_session(S, c->session);
     lua_setfield(S, -2, "session");
   }
 }
@@ -216,12 +215,12 @@ static int do_handler(lua_State *S, Call *c) {
   const char *what = kind_names[c->kind];
   char name[96];
   lua_getfield(S, LUA_REGISTRYINDEX, SANDBOX_SM_KEY); /* 1 */
-  lua_getfield(S, 1, c->kind == K_COMMAND ? "commands" : "queries");
+  lua_getfield(S, 1, c->kind == SANDBOX_COMMAND ? "commands" : "queries");
   snprintf(name, sizeof name, "%s '%.64s%s'", what, c->op,
            c->oplen > 64 ? "..." : "");
   if (!lua_istable(S, 2))
     return luaL_error(S, "unknown %s (sm.%s is not a table)", name,
-                      c->kind == K_COMMAND ? "commands" : "queries");
+                      c->kind == SANDBOX_COMMAND ? "commands" : "queries");
   lua_pushlstring(S, c->op, c->oplen);
   if (lua_gettable(S, 2) != LUA_TFUNCTION) /* 3 */
     return luaL_error(S, "unknown %s", name);
@@ -231,38 +230,106 @@ static int do_handler(lua_State *S, Call *c) {
   return 0;
 }
 
+/* sm.session_opened / sm.session_closed (session handle, c), if defined. */
+static int do_session_hook(lua_State *S, Call *c) {
+  lua_getfield(S, LUA_REGISTRYINDEX, SANDBOX_SM_KEY);
+  if (lua_getfield(S, 1, kind_names[c->kind]) == LUA_TNIL) return 0;
+  sandbox_push_session(S, c->session);
+  push_ctx(S, c);
+  lua_call(S, 2, 0);
+  return 0;
+}
+
+/* The snapshot: [1, state, timer counter, timers] (docs/state-machine.md),
+** state being sm.snapshot()'s value, or nil for a machine that has timers
+** but no sm.snapshot. */
+static int do_snapshot(lua_State *S, Call *c) {
+  Sandbox *sb = sandbox_get(S);
+  msgpack_packer pk;
+  char err[256];
+  (void)c;
+  lua_getfield(S, LUA_REGISTRYINDEX, SANDBOX_SM_KEY); /* 1 */
+  lua_getfield(S, 1, "snapshot");                     /* 2 */
+  if (lua_isnil(S, 2) && lua_getfield(S, 1, "timers") != LUA_TTABLE)
+    return luaL_error(S, "the state machine has no sm.snapshot");
+  lua_settop(S, 2);
+  if (!lua_isnil(S, 2)) lua_call(S, 0, 1); /* 2: the state */
+  sb->buf.size = 0;
+  msgpack_packer_init(&pk, &sb->buf, msgpack_sbuffer_write);
+  if (msgpack_pack_array(&pk, 4) != 0 || msgpack_pack_int(&pk, 1) != 0)
+    return luaL_error(S, "not enough memory");
+  if (codec_pack(S, 2, &sb->buf, err, sizeof err) != 0)
+    return luaL_error(S,
+                      "sm.snapshot returned a value that cannot be encoded "
+                      "(result 1: %s)",
+                      err);
+  sandbox_timers_pack(S, &sb->buf);
+  return 0;
+}
+
+/* Replace the state and the timers with those of the snapshot c->in. The
+** timers change only once sm.restore has returned. */
+static int do_restore(lua_State *S, Call *c) {
+  size_t pos = 0;
+  lua_Integer n;
+  lua_getfield(S, LUA_REGISTRYINDEX, SANDBOX_SM_KEY); /* 1 */
+  lua_getfield(S, 1, "restore");                      /* 2 */
+  if (lua_isnil(S, 2) && lua_getfield(S, 1, "timers") != LUA_TTABLE)
+    return luaL_error(S, "the state machine has no sm.restore");
+  lua_settop(S, 2);
+  if (!sandbox_array_header(c->in, c->inlen, &n, &pos)) {
+    push_decoded(S, c, "snapshot"); /* a decoding error says why */
+    n = -1;
+  }
+  if (n != 4)
+    return luaL_error(S,
+                      "cannot decode the snapshot: not a state machine "
+                      "snapshot (an array of 4 values: version, state, timer "
+                      "counter, timers)");
+  sandbox_decode_next(S, c->in, c->inlen, &pos); /* 3: version */
+  if (!lua_isinteger(S, 3) || lua_tointeger(S, 3) != 1)
+    return luaL_error(S,
+                      "cannot decode the snapshot: unsupported snapshot "
+                      "version (this build reads version 1)");
+  sandbox_decode_next(S, c->in, c->inlen, &pos); /* 4: state */
+  sandbox_timers_unpack(S, c->in, c->inlen, &pos); /* 5..8 */
+  if (pos != c->inlen)
+    return luaL_error(S, "cannot decode the snapshot: %I trailing bytes",
+                      (LUAI_UACINT)(c->inlen - pos));
+  if (!lua_isnil(S, 2)) {
+    lua_pushvalue(S, 2);
+    lua_pushvalue(S, 4);
+    lua_call(S, 1, 0);
+  } else if (!lua_isnil(S, 4)) {
+    return luaL_error(S, "the state machine has no sm.restore");
+  }
+  sandbox_timers_install(S);
+  return 0;
+}
+
 /* Runs in S under lua_pcall; the Call is the light userdata argument. */
 static int dispatch(lua_State *S) {
   Call *c = (Call *)lua_touserdata(S, 1);
+  int n;
   lua_settop(S, 0);
   switch (c->kind) {
-    case K_LOAD:
+    case SANDBOX_LOAD:
       return do_load(S, c);
-    case K_COMMAND:
-    case K_QUERY:
+    case SANDBOX_COMMAND:
+    case SANDBOX_QUERY:
       return do_handler(S, c);
-    case K_SESSION_CLOSED:
-      lua_getfield(S, LUA_REGISTRYINDEX, SANDBOX_SM_KEY);
-      if (lua_getfield(S, 1, "session_closed") == LUA_TNIL) return 0;
-      lua_pushinteger(S, c->session);
-      push_ctx(S, c);
-      lua_call(S, 2, 0);
+    case SANDBOX_SESSION_OPENED:
+    case SANDBOX_SESSION_CLOSED:
+      return do_session_hook(S, c);
+    case SANDBOX_TIMER:
+      n = sandbox_timer_take(S, c->timer, &c->time, c->index, c->term);
+      lua_call(S, n, 0);
       return 0;
-    case K_SNAPSHOT:
-      lua_getfield(S, LUA_REGISTRYINDEX, SANDBOX_SM_KEY);
-      if (lua_getfield(S, 1, "snapshot") == LUA_TNIL)
-        return luaL_error(S, "the state machine has no sm.snapshot");
-      lua_call(S, 0, 1);
-      pack_results(S, c, 2, "sm.snapshot");
-      return 0;
+    case SANDBOX_SNAPSHOT:
+      return do_snapshot(S, c);
     default:
-      assert(c->kind == K_RESTORE);
-      lua_getfield(S, LUA_REGISTRYINDEX, SANDBOX_SM_KEY);
-      if (lua_getfield(S, 1, "restore") == LUA_TNIL)
-        return luaL_error(S, "the state machine has no sm.restore");
-      push_decoded(S, c, "snapshot");
-      lua_call(S, 1, 0);
-      return 0;
+      assert(c->kind == SANDBOX_RESTORE);
+      return do_restore(S, c);
   }
 }
 
@@ -277,7 +344,12 @@ static int run(lua_State *L, Sandbox *sb, Call *c, lua_Integer budget) {
   sb->exceeded = 0;
   sb->limit = budget;
   sb->step = budget < SANDBOX_STEP ? (int)budget : SANDBOX_STEP;
-  sandbox_seed(sb, (uint64_t)c->index, (uint64_t)c->term);
+  sb->kind = c->kind;
+  sb->has_now = c->has_time;
+  sb->now = c->time;
+  /* Timers fired by one advance share its entry: the id tells them apart. */
+  sandbox_seed(sb, (uint64_t)c->index,
+               (uint64_t)c->term ^ (uint64_t)c->timer * 0x9e3779b97f4a7c15u);
   lua_sethook(S, hook, LUA_MASKCOUNT, sb->step);
   lua_settop(S, 0);
   lua_pushcfunction(S, dispatch);
@@ -336,6 +408,11 @@ static int m_gc(lua_State *L) {
   close_state(sb);
   msgpack_sbuffer_destroy(&sb->buf);
   msgpack_sbuffer_init(&sb->buf);
+  msgpack_sbuffer_destroy(&sb->tmp);
+  msgpack_sbuffer_init(&sb->tmp);
+  msgpack_sbuffer_destroy(&sb->events);
+  msgpack_sbuffer_init(&sb->events);
+  sb->nevents = 0;
   return 0;
 }
 
@@ -372,16 +449,13 @@ static void read_ctx(lua_State *L, int idx, Call *c, int required) {
   luaL_checktype(L, idx, LUA_TTABLE);
   c->has_index = ctx_integer(L, idx, "index", &c->index, required, 0);
   c->has_term = ctx_integer(L, idx, "term", &c->term, required, 0);
-  c->has_session =
-      ctx_integer(L, idx, "session", &c->session, 0, LUA_MININTEGER);
+  c->has_session = ctx_integer(L, idx, "session", &c->session, 0, 1);
   t = lua_getfield(L, idx, "time");
   if (t == LUA_TNUMBER) {
     c->has_time = 1;
-    c->time_is_int = lua_isinteger(L, -1);
-    c->time =
-        c->time_is_int ? (lua_Number)lua_tointeger(L, -1) : lua_tonumber(L, -1);
-    if (c->time_is_int && lua_tointeger(L, -1) != (lua_Integer)c->time)
-      luaL_error(L, "ctx.time is out of range");
+    sandbox_num_get(L, -1, &c->time);
+    if (!c->time.isint && c->time.n != c->time.n)
+      luaL_error(L, "ctx.time must be a number of milliseconds (got NaN)");
   } else if (t != LUA_TNIL) {
     luaL_error(L, "ctx.time must be a number of milliseconds (got %s)",
                luaL_typename(L, -1));
@@ -423,7 +497,7 @@ static int call_values(lua_State *L, int kind) {
   c.kind = kind;
   c.op = luaL_checklstring(L, 2, &c.oplen);
   lua_settop(L, 4); /* absent args are nil */
-  read_ctx(L, 4, &c, kind == K_COMMAND);
+  read_ctx(L, 4, &c, kind == SANDBOX_COMMAND);
   sb->buf.size = 0;
   if (codec_pack(L, 3, &sb->buf, err, sizeof err) != 0)
     return luaL_error(L, "cannot encode the arguments: %s", err);
@@ -443,7 +517,7 @@ static int call_encoded(lua_State *L, int kind) {
   c.op = luaL_checklstring(L, 2, &c.oplen);
   c.in = luaL_checklstring(L, 3, &c.inlen);
   c.has_args = 1;
-  read_ctx(L, 4, &c, kind == K_COMMAND);
+  read_ctx(L, 4, &c, kind == SANDBOX_COMMAND);
   if (!run(L, sb, &c, sb->budget)) return fail(L, 1);
   lua_pushboolean(L, 1);
   lua_pushlstring(L, sb->buf.data, sb->buf.size);
@@ -451,32 +525,101 @@ static int call_encoded(lua_State *L, int kind) {
 }
 
 static int m_command(lua_State *L) {
-  return call_values(L, K_COMMAND);
+  return call_values(L, SANDBOX_COMMAND);
 }
 
 static int m_query(lua_State *L) {
-  return call_values(L, K_QUERY);
+  return call_values(L, SANDBOX_QUERY);
 }
 
 static int m_command_encoded(lua_State *L) {
-  return call_encoded(L, K_COMMAND);
+  return call_encoded(L, SANDBOX_COMMAND);
 }
 
 static int m_query_encoded(lua_State *L) {
-  return call_encoded(L, K_QUERY);
+  return call_encoded(L, SANDBOX_QUERY);
 }
 
-/* machine:session_closed(session, ctx) */
-static int m_session_closed(lua_State *L) {
+/* machine:session_opened/session_closed(session, ctx) */
+static int session_hook(lua_State *L, int kind) {
   Sandbox *sb = check_open(L);
   Call c;
   memset(&c, 0, sizeof c);
-  c.kind = K_SESSION_CLOSED;
-  read_ctx(L, 3, &c, 1);
+  c.kind = kind;
   c.session = luaL_checkinteger(L, 2);
+  luaL_argcheck(L, c.session > 0, 2, "session id must be an integer > 0");
+  read_ctx(L, 3, &c, 1);
   c.has_session = 1;
   if (!run(L, sb, &c, sb->budget)) return fail(L, 1);
   lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int m_session_opened(lua_State *L) {
+  return session_hook(L, SANDBOX_SESSION_OPENED);
+}
+
+static int m_session_closed(lua_State *L) {
+  return session_hook(L, SANDBOX_SESSION_CLOSED);
+}
+
+/* machine:advance(ctx): fire the timers due at ctx.time, in (deadline, id)
+** order, each under its own budget, at most SANDBOX_MAX_FIRINGS of them.
+** Every due timer fires even after one failed; the first failure is
+** reported. */
+static int m_advance(lua_State *L) {
+  Sandbox *sb = check_open(L);
+  Call c;
+  lua_Integer id, fired = 0, total = 0;
+  char name[68];
+  int failed = 0;
+  memset(&c, 0, sizeof c);
+  c.kind = SANDBOX_TIMER;
+  read_ctx(L, 2, &c, 1);
+  if (!c.has_time)
+    return luaL_error(L, "ctx.time is required (a number of milliseconds)");
+  c.has_session = 0;
+  lua_settop(L, 2);
+  while (fired < SANDBOX_MAX_FIRINGS && sandbox_timer_due(sb, &c.time, &id)) {
+    size_t len = sandbox_timer_name(sb, id, name, 65);
+    if (len > 64) memcpy(name + 64, "...", 4);
+    c.timer = id;
+    fired++;
+    if (run(L, sb, &c, sb->budget)) {
+      total += sb->last;
+      continue;
+    }
+    total += sb->last;
+    if (failed) {
+      lua_pop(L, 1);
+      continue;
+    }
+    failed = 1;
+    lua_pushfstring(L, "timer '%s' (id %I): ", name, (LUAI_UACINT)id);
+    lua_insert(L, -2);
+    lua_concat(L, 2); /* 3: the first error */
+  }
+  sb->last = total;
+  lua_pushboolean(L, !failed);
+  if (failed) lua_insert(L, 3);
+  lua_pushinteger(L, fired);
+  return failed ? 3 : 2;
+}
+
+/* machine:events() -> {{session =, name =, data =}, ...} */
+static int m_events(lua_State *L) {
+  Sandbox *sb = (Sandbox *)luaL_checkudata(L, 1, SANDBOX_MT);
+  return sandbox_events_take(L, sb);
+}
+
+/* machine:next_deadline() -> the smallest pending deadline, or nil */
+static int m_next_deadline(lua_State *L) {
+  Sandbox *sb = check_open(L);
+  SandboxNum d;
+  if (sandbox_timer_next(sb, &d))
+    sandbox_num_push(L, &d);
+  else
+    lua_pushnil(L);
   return 1;
 }
 
@@ -484,10 +627,9 @@ static int m_snapshot(lua_State *L) {
   Sandbox *sb = check_open(L);
   Call c;
   memset(&c, 0, sizeof c);
-  c.kind = K_SNAPSHOT;
+  c.kind = SANDBOX_SNAPSHOT;
   if (!run(L, sb, &c, sb->setup)) return fail(L, 0);
-  assert(c.nres == 1 && sb->buf.size > 1);
-  lua_pushlstring(L, sb->buf.data + 1, sb->buf.size - 1); /* skip [ */
+  lua_pushlstring(L, sb->buf.data, sb->buf.size);
   return 1;
 }
 
@@ -495,7 +637,7 @@ static int m_restore(lua_State *L) {
   Sandbox *sb = check_open(L);
   Call c;
   memset(&c, 0, sizeof c);
-  c.kind = K_RESTORE;
+  c.kind = SANDBOX_RESTORE;
   c.in = luaL_checklstring(L, 2, &c.inlen);
   if (!run(L, sb, &c, sb->setup)) return fail(L, 0);
   lua_pushboolean(L, 1);
@@ -537,6 +679,8 @@ static int l_new(lua_State *L) {
   sb = (Sandbox *)lua_newuserdatauv(L, sizeof *sb, 0);
   memset(sb, 0, sizeof *sb);
   msgpack_sbuffer_init(&sb->buf);
+  msgpack_sbuffer_init(&sb->tmp);
+  msgpack_sbuffer_init(&sb->events);
   luaL_setmetatable(L, SANDBOX_MT);
   sb->budget = budget;
   sb->setup = setup;
@@ -558,7 +702,7 @@ static int l_new(lua_State *L) {
     return 2;
   }
   memset(&c, 0, sizeof c);
-  c.kind = K_LOAD;
+  c.kind = SANDBOX_LOAD;
   c.op = lua_tostring(L, 6);
   c.in = src;
   c.inlen = len;
@@ -574,7 +718,11 @@ int sandbox_open(lua_State *L) {
                                      {"query", m_query},
                                      {"command_encoded", m_command_encoded},
                                      {"query_encoded", m_query_encoded},
+                                     {"session_opened", m_session_opened},
                                      {"session_closed", m_session_closed},
+                                     {"advance", m_advance},
+                                     {"events", m_events},
+                                     {"next_deadline", m_next_deadline},
                                      {"snapshot", m_snapshot},
                                      {"restore", m_restore},
                                      {"cost", m_cost},
@@ -592,5 +740,7 @@ int sandbox_open(lua_State *L) {
   luaL_newlib(L, funcs);
   lua_pushinteger(L, SANDBOX_STEP);
   lua_setfield(L, -2, "STEP");
+  lua_pushinteger(L, SANDBOX_MAX_FIRINGS);
+  lua_setfield(L, -2, "MAX_FIRINGS");
   return 1;
 }

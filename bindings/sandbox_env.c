@@ -72,15 +72,22 @@ static int string_index(lua_State *S) {
   return 0;
 }
 
-/* state_machine(): the one state machine of the file. */
+/* state_machine(): the one state machine of the file, with the functions
+** the sandbox provides (sm.session, sm.schedule, sm.cancel). */
 static int l_state_machine(lua_State *S) {
   if (lua_getfield(S, LUA_REGISTRYINDEX, SANDBOX_SM_KEY) != LUA_TNIL)
     return luaL_error(S, "state_machine() may be called only once per file");
-  lua_createtable(S, 0, 6);
+  lua_createtable(S, 0, 10);
   lua_newtable(S);
   lua_setfield(S, -2, "commands");
   lua_newtable(S);
   lua_setfield(S, -2, "queries");
+  lua_pushcfunction(S, sandbox_sm_session);
+  lua_setfield(S, -2, "session");
+  lua_pushcfunction(S, sandbox_sm_schedule);
+  lua_setfield(S, -2, "schedule");
+  lua_pushcfunction(S, sandbox_sm_cancel);
+  lua_setfield(S, -2, "cancel");
   lua_pushvalue(S, -1);
   lua_setfield(S, LUA_REGISTRYINDEX, SANDBOX_SM_KEY);
   return 1;
@@ -93,8 +100,9 @@ static const char validate_src[] =
     "local pairs, ipairs, type, error, rawequal, tostring, format =\n"
     "  pairs, ipairs, type, error, rawequal, tostring, string.format\n"
     "local fields = { commands = 'table', queries = 'table',\n"
-    "  snapshot = 'function', restore = 'function',\n"
-    "  session_closed = 'function' }\n"
+    "  timers = 'table', snapshot = 'function', restore = 'function',\n"
+    "  session_opened = 'function', session_closed = 'function',\n"
+    "  session = 'function', schedule = 'function', cancel = 'function' }\n"
     "return function(result, sm, name)\n"
     "  if sm == nil then\n"
     "    error(format('%s: the file must create its state machine with '\n"
@@ -109,8 +117,9 @@ static const char validate_src[] =
     "    local want = fields[k]\n"
     "    if not want then\n"
     "      error(format('%s: unknown field %s in the state machine '\n"
-    "        .. '(expected commands, queries, snapshot, restore or '\n"
-    "        .. 'session_closed)', name, type(k) == 'string' and\n"
+    "        .. '(expected commands, queries, timers, snapshot, restore, '\n"
+    "        .. 'session_opened or session_closed)', name,\n"
+    "        type(k) == 'string' and\n"
     "        \"'\" .. k .. \"'\" or tostring(k)), 0)\n"
     "    end\n"
     "    if type(v) ~= want then\n"
@@ -138,6 +147,23 @@ static const char validate_src[] =
     "          what, op, type(fn)), 0)\n"
     "      end\n"
     "    end\n"
+    "  end\n"
+    "  local seen = {}\n"
+    "  for k, fn in pairs(sm.timers or {}) do\n"
+    "    if type(k) ~= 'string' then\n"
+    "      error(format('%s: timer names must be strings (found %s %s)',\n"
+    "        name, type(k), tostring(k)), 0)\n"
+    "    end\n"
+    "    if type(fn) ~= 'function' then\n"
+    "      error(format(\"%s: timer '%s' is not a function (got %s)\", name,\n"
+    "        k, type(fn)), 0)\n"
+    "    end\n"
+    "    if seen[fn] then\n"
+    "      error(format(\"%s: sm.timers.%s and sm.timers.%s are the same \"\n"
+    "        .. 'function (a timer is saved by the name of its function)',\n"
+    "        name, seen[fn], k), 0)\n"
+    "    end\n"
+    "    seen[fn] = k\n"
     "  end\n"
     "end\n";
 
@@ -186,6 +212,8 @@ int sandbox_env_open(lua_State *S) {
   lua_pop(S, 1);
 
   sandbox_openlib(S);
+  sandbox_session_open(S);
+  sandbox_timers_open(S);
   lua_pushcfunction(S, l_state_machine);
   lua_setfield(S, g, "state_machine");
 

@@ -6,10 +6,13 @@
  *           tick_ms, election_ms, heartbeat_ms, snapshot_entries,
  *           snapshot_bytes, seed
  *     handlers (Lua functions, called on the loop, must not wait):
- *       apply(index, term, time, op, args) -> ok, value_or_message
- *       query(op, args) -> ok, value_or_message
+ *       apply(index, term, entry) -> reply, events
+ *           entry: the decoded log entry {time, kind, ...}
+ *           reply: {ok, value_or_message[, code]}, sent to the proposer
+ *           events: nil or {{session, seq, name, data}, ...} to push
+ *       query(op, args, session, index) -> reply
  *       snapshot() -> string           restore(string) -> true | nil, err
- *       notify(event, detail)
+ *       wants_time() -> boolean        notify(event, detail)
  *   server:bootstrap({{name=, address=, type=}, ...}) -> true | nil, err
  *   server:status() -> table
  *   server:change(name, address, type) / remove(name) / transfer(name)
@@ -54,94 +57,127 @@ static int push_handler(struct lserver *ls, const char *name) {
   return lua_isfunction(L, -1);
 }
 
-/* Packs [ok, value] from the two results on top of the stack (popped). */
-static void pack_reply(lua_State *L, msgpack_sbuffer *out) {
-  char err[256];
-  msgpack_sbuffer_write(out, "\x92", 1);
-  msgpack_sbuffer_write(out, lua_toboolean(L, -2) ? "\xc3" : "\xc2", 1);
-  if (codec_pack(L, -1, out, err, sizeof err) < 0) {
-    out->size -= 2;
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
-    msgpack_pack_array(&pk, 2);
-    msgpack_pack_false(&pk);
-    char msg[300];
-    snprintf(msg, sizeof msg, "the result cannot be sent: %s", err);
-    msgpack_pack_str(&pk, strlen(msg));
-    msgpack_pack_str_body(&pk, msg, strlen(msg));
-  }
-  lua_pop(L, 2);
-}
-
-static void pack_failure(lua_State *L, msgpack_sbuffer *out, const char *what) {
-  const char *msg = lua_tostring(L, -1);
+/* Packs a failure reply [false, message, "internal"]. */
+static void pack_failure(msgpack_sbuffer *out, const char *what,
+                         const char *msg) {
   char buf[512];
   snprintf(buf, sizeof buf, "%s: %s", what, msg ? msg : "(no message)");
-  lua_pop(L, 1);
-  lua_pushboolean(L, 0);
-  lua_pushstring(L, buf);
-  pack_reply(L, out);
+  msgpack_packer pk;
+  msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
+  msgpack_pack_array(&pk, 3);
+  msgpack_pack_false(&pk);
+  msgpack_pack_str(&pk, strlen(buf));
+  msgpack_pack_str_body(&pk, buf, strlen(buf));
+  msgpack_pack_str(&pk, 8);
+  msgpack_pack_str_body(&pk, "internal", 8);
 }
 
-/* Decodes msgpack bytes and pushes the array's elements from `first`
- * (1-based); returns how many were pushed, or -1 (message pushed). */
-static int push_array(lua_State *L, const void *data, size_t len, int first,
-                      int count) {
+/* Packs the reply table at idx; a reply that cannot be encoded becomes a
+ * failure naming why. */
+static void pack_reply(lua_State *L, int idx, msgpack_sbuffer *out) {
   char err[256];
-  size_t used;
-  if (!data || codec_unpack(L, data, len, &used, err, sizeof err) < 0 ||
-      !lua_istable(L, -1)) {
-    if (data) lua_pop(L, lua_istable(L, -1) ? 1 : 0);
-    lua_pushstring(L, "malformed entry");
-    return -1;
+  size_t mark = out->size;
+  if (!lua_istable(L, idx)) {
+    pack_failure(out, "internal error", "the session layer gave no reply");
+    return;
   }
-  for (int i = 0; i < count; i++)
-    lua_geti(L, -1 - i, first + i);
-  lua_remove(L, -1 - count);
-  return count;
+  if (codec_pack(L, idx, out, err, sizeof err) < 0) {
+    out->size = mark;
+    pack_failure(out, "the result cannot be sent", err);
+  }
+}
+
+/* Packs each {session, seq, name, data} of the table at idx as
+ * ["event", session, seq, name, data]. An event that cannot be encoded
+ * was already checked by the sandbox when it was published; it is
+ * skipped. */
+static void pack_events(lua_State *L, int idx, msgpack_sbuffer *out) {
+  if (!lua_istable(L, idx)) return;
+  lua_Integer n = luaL_len(L, idx);
+  char err[256];
+  for (lua_Integer i = 1; i <= n; i++) {
+    size_t mark = out->size;
+    lua_geti(L, idx, i);
+    msgpack_sbuffer_write(out, "\x95\xa5" "event", 7);
+    int bad = !lua_istable(L, -1);
+    for (int f = 1; f <= 4 && !bad; f++) {
+      lua_geti(L, -1, f);
+      bad = codec_pack(L, -1, out, err, sizeof err) < 0;
+      lua_pop(L, 1);
+    }
+    if (bad) out->size = mark;
+    lua_pop(L, 1);
+  }
 }
 
 static void sm_apply(void *data, uint64_t index, uint64_t term,
-                     const void *payload, size_t len, msgpack_sbuffer *out) {
+                     const void *payload, size_t len, msgpack_sbuffer *out,
+                     msgpack_sbuffer *events) {
   struct lserver *ls = data;
   lua_State *L = ls->L;
+  char err[256];
+  size_t used;
+  int top = lua_gettop(L);
   push_handler(ls, "apply");
   lua_pushinteger(L, (lua_Integer)index);
   lua_pushinteger(L, (lua_Integer)term);
-  if (push_array(L, payload, len, 1, 3) < 0) { /* time, op, args */
-    lua_remove(L, -4);
-    lua_pop(L, 3);
-    lua_pushboolean(L, 0);
-    lua_pushliteral(L, "malformed command entry");
-    pack_reply(L, out);
+  if (!payload ||
+      codec_unpack(L, payload, len, &used, err, sizeof err) < 0) {
+    lua_settop(L, top);
+    pack_failure(out, "malformed entry", payload ? err : "empty");
     return;
   }
-  if (lua_pcall(L, 5, 2, 0) != LUA_OK) {
+  if (lua_pcall(L, 3, 2, 0) != LUA_OK) {
     fprintf(stderr, "copycat-lua: error applying entry %llu: %s\n",
             (unsigned long long)index, lua_tostring(L, -1));
-    pack_failure(L, out, "internal error");
+    pack_failure(out, "internal error", lua_tostring(L, -1));
+    lua_settop(L, top);
     return;
   }
-  pack_reply(L, out);
+  pack_reply(L, top + 1, out);
+  pack_events(L, top + 2, events);
+  lua_settop(L, top);
 }
 
 static void sm_query(void *data, const void *req, size_t len,
-                     msgpack_sbuffer *out) {
+                     uint64_t session, uint64_t index, msgpack_sbuffer *out) {
   struct lserver *ls = data;
   lua_State *L = ls->L;
+  char err[256];
+  size_t used;
+  int top = lua_gettop(L);
   push_handler(ls, "query");
-  if (push_array(L, req, len, 1, 2) < 0) {
-    lua_remove(L, -2);
-    lua_pushboolean(L, 0);
-    lua_insert(L, -2);
-    pack_reply(L, out);
+  if (codec_unpack(L, req, len, &used, err, sizeof err) < 0 ||
+      !lua_istable(L, -1)) {
+    lua_settop(L, top);
+    pack_failure(out, "malformed query", err);
     return;
   }
-  if (lua_pcall(L, 2, 2, 0) != LUA_OK) {
-    pack_failure(L, out, "internal error");
+  lua_geti(L, -1, 1);
+  lua_geti(L, -2, 2);
+  lua_remove(L, -3);
+  lua_pushinteger(L, (lua_Integer)session);
+  lua_pushinteger(L, (lua_Integer)index);
+  if (lua_pcall(L, 4, 1, 0) != LUA_OK) {
+    pack_failure(out, "internal error", lua_tostring(L, -1));
+    lua_settop(L, top);
     return;
   }
-  pack_reply(L, out);
+  pack_reply(L, top + 1, out);
+  lua_settop(L, top);
+}
+
+static int sm_wants_time(void *data) {
+  struct lserver *ls = data;
+  lua_State *L = ls->L;
+  int top = lua_gettop(L);
+  if (!push_handler(ls, "wants_time")) {
+    lua_settop(L, top);
+    return 0;
+  }
+  int want = lua_pcall(L, 0, 1, 0) == LUA_OK && lua_toboolean(L, -1);
+  lua_settop(L, top);
+  return want;
 }
 
 static int sm_snapshot(void *data, msgpack_sbuffer *out) {
@@ -221,6 +257,7 @@ static int l_start(lua_State *L) {
   o.snapshot_entries = (uint64_t)opt_int(L, "snapshot_entries", 0);
   o.snapshot_bytes = (uint64_t)opt_int(L, "snapshot_bytes", 0);
   o.seed = (uint64_t)opt_int(L, "seed", 0);
+  o.time_ms = (unsigned)opt_int(L, "time_ms", 0);
 
   struct lserver *ls = lua_newuserdatauv(L, sizeof *ls, 0);
   memset(ls, 0, sizeof *ls);
@@ -231,8 +268,9 @@ static int l_start(lua_State *L) {
   lua_pop(L, 1);
   lua_pushvalue(L, 2);
   ls->handlers_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  ls->sm = (struct server_sm){ls,          sm_apply,   sm_query,
-                              sm_snapshot, sm_restore, sm_notify};
+  ls->sm = (struct server_sm){ls,         sm_apply,      sm_query,
+                              sm_snapshot, sm_restore,   sm_wants_time,
+                              sm_notify};
   o.sm = &ls->sm;
   char err[1024];
   if (server_start(uv_default_loop(), &o, &ls->s, err, sizeof err) < 0) {

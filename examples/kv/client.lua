@@ -7,10 +7,11 @@
 --     cas KEY EXPECTED NEW   prints "ok" or "failed" (the value was not EXPECTED)
 --     keys PREFIX            prints matching keys, one per line
 --   --consistency linearizable|lease|sequential applies to get and keys.
---   --timeout MS (default 5000). Errors go to stderr, exit status 1.
+--   --timeout MS (default 5000), --session-timeout MS (default 5000).
+--   Errors go to stderr, exit status 1.
 local usage = [=[
 usage: copycat-lua examples/kv/client.lua --cluster ADDR,... [--consistency linearizable|lease|sequential]
-         [--cluster-id ID] [--timeout MS]
+         [--cluster-id ID] [--timeout MS] [--session-timeout MS]
          (put KEY VALUE | get KEY | delete KEY | cas KEY EXPECTED NEW | keys PREFIX)]=]
 
 local function fail(msg, code)
@@ -23,7 +24,8 @@ local i = 1
 while i <= #arg do
   local a = arg[i]
   if a == "-h" or a == "--help" then print(usage) os.exit(0) end
-  if a == "--cluster" or a == "--consistency" or a == "--cluster-id" or a == "--timeout" then
+  if a == "--cluster" or a == "--consistency" or a == "--cluster-id" or a == "--timeout" or
+      a == "--session-timeout" then
     if not arg[i + 1] then fail(a .. " needs a value\n" .. usage, 2) end
     opts[a:sub(3)] = arg[i + 1]
     i = i + 2
@@ -50,7 +52,8 @@ if #words - 1 ~= arity[cmd] then
 end
 
 local client = copycat.client{ cluster = members, cluster_id = opts["cluster-id"],
-  timeout = tonumber(opts.timeout) or 5000 }
+  timeout = tonumber(opts.timeout) or 5000,
+  session_timeout = math.tointeger(tonumber(opts["session-timeout"])) or 5000 }
 local q = { consistency = level }
 local r, err
 if cmd == "put" then

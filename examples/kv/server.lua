@@ -5,8 +5,11 @@
 --       (--bootstrap ADDR,... | --join ADDR,... | --empty)
 --       [--type active|passive|reserve]
 --       [--cluster ID] [--election-timeout MS] [--heartbeat-interval MS]
---       [--snapshot-threshold ENTRIES]
+--       [--snapshot-threshold ENTRIES] [--state-machine FILE]
 --       [--admin-socket PATH] [--admin-address HOST:PORT --admin-token-file FILE]
+--
+-- --state-machine runs another state machine file with the same server
+-- (examples/counter, examples/lock and examples/election use it).
 --
 -- --bootstrap lists the initial members (this server included) by address;
 -- --join lists any current members; --empty starts without either and
@@ -18,7 +21,7 @@ local usage = [=[
 usage: copycat-lua examples/kv/server.lua --name NAME --address HOST:PORT --data DIR
          (--bootstrap ADDR,... | --join ADDR,... | --empty) [--type active|passive|reserve]
          [--client-address HOST:PORT] [--cluster ID] [--election-timeout MS]
-         [--heartbeat-interval MS] [--snapshot-threshold ENTRIES]
+         [--heartbeat-interval MS] [--snapshot-threshold ENTRIES] [--state-machine FILE]
          [--admin-socket PATH] [--admin-address HOST:PORT --admin-token-file FILE]]=]
 
 local function die(msg)
@@ -31,6 +34,7 @@ local opts, flags = {}, {
   ["--data"] = "data", ["--bootstrap"] = "bootstrap", ["--join"] = "join", ["--type"] = "type",
   ["--cluster"] = "cluster", ["--election-timeout"] = "election_timeout",
   ["--heartbeat-interval"] = "heartbeat_interval", ["--snapshot-threshold"] = "snapshot_threshold",
+  ["--state-machine"] = "state_machine",
   ["--admin-socket"] = "admin_socket", ["--admin-address"] = "admin_address",
   ["--admin-token-file"] = "admin_token_file",
 }
@@ -69,7 +73,7 @@ local here = arg[0]:match("^(.*)/[^/]*$") or "."
 local ok_start, server = pcall(copycat.server, {
   name = opts.name, address = opts.address, client_address = opts.client_address,
   data_dir = opts.data, cluster = opts.cluster, type = opts.type,
-  state_machine = here .. "/state_machine.lua",
+  state_machine = opts.state_machine or (here .. "/state_machine.lua"),
   election_timeout = number("election_timeout"), heartbeat_interval = number("heartbeat_interval"),
   snapshot_threshold = number("snapshot_threshold"),
   admin_socket = opts.admin_socket, admin_address = opts.admin_address,

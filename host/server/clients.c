@@ -2,18 +2,26 @@
  * clients.c — requests from clients: commands, queries, membership.
  *
  * Requests and replies are msgpack arrays (docs/protocol.md):
- *   ["submit", id, op, args]               -> ["result", id, [ok, value]]
- *   ["query", id, op, args, consistency]   -> ["result", id, [ok, value]]
+ *   ["open", id, timeout_ms]                         -> result: session id
+ *   ["keepalive", id, session, cmd_ack, event_ack]   -> result: [unknown ids]
+ *   ["close", id, session]                           -> result
+ *   ["submit", id, session, seq, ack, op, args]      -> result
+ *   ["query", id, op, args, consistency, session, min_index] -> result
  *   ["change", id, name, address, type]    -> ["ok", id] once committed
  *   ["remove", id, name]                   -> ["ok", id] once committed
  *   ["transfer", id, name]                 -> ["ok", id] once started
+ * where result is ["result", id, [ok, value, code?], index]: the session
+ * layer's reply and the index it reflects (the client's "seen" index).
  * Any of them may get ["redirect", id, leader_address_or_nil] (this server
- * does not lead) or ["error", id, message].
+ * does not lead) or ["error", id, message]. Events reach the connection
+ * whose client last named its session as ["event", session, seq, name,
+ * data] (host/server/sessions.c).
  *
  * A command's reply is sent when its entry is applied here, so the client
  * learns the state machine's own result. If the entry at that index turns
  * out to be another one (leadership changed before it committed), the
- * client is told it was not applied and may retry.
+ * client is told it was not applied and may retry: the session's sequence
+ * numbers make the retry exactly-once.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,7 +51,7 @@ static void finish(net_conn *c, msgpack_sbuffer *sb) {
   msgpack_sbuffer_destroy(sb);
 }
 
-static void reply_error(net_conn *c, uint64_t id, const char *msg) {
+void clients__reply_error(net_conn *c, uint64_t id, const char *msg) {
   msgpack_sbuffer sb;
   msgpack_packer pk;
   begin(&sb, &pk, 3, "error", id);
@@ -58,7 +66,7 @@ static void reply_ok(net_conn *c, uint64_t id) {
   finish(c, &sb);
 }
 
-static void redirect(struct server *s, net_conn *c, uint64_t id) {
+void clients__redirect(struct server *s, net_conn *c, uint64_t id) {
   msgpack_sbuffer sb;
   msgpack_packer pk;
   begin(&sb, &pk, 3, "redirect", id);
@@ -70,17 +78,18 @@ static void redirect(struct server *s, net_conn *c, uint64_t id) {
   finish(c, &sb);
 }
 
-/* ["result", id, <reply>] where reply is already msgpack. */
+/* ["result", id, <reply>, index] where reply is already msgpack. */
 static void reply_result(net_conn *c, uint64_t id, const char *reply,
-                         size_t len) {
+                         size_t len, uint64_t index) {
   msgpack_sbuffer sb;
   msgpack_packer pk;
-  begin(&sb, &pk, 3, "result", id);
+  begin(&sb, &pk, 4, "result", id);
   msgpack_sbuffer_write(&sb, reply, len);
+  msgpack_pack_uint64(&pk, index);
   finish(c, &sb);
 }
 
-static const char *error_text(int rc) {
+const char *clients__error_text(int rc) {
   switch (rc) {
     case RAFT_EBACKLOG:
       return "busy: too much uncommitted data (is a quorum of servers up?)";
@@ -99,16 +108,10 @@ static const char *error_text(int rc) {
   }
 }
 
-static uint64_t wall_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* ---- commands ---- */
 
-static void add_pending(struct server *s, net_conn *c, uint64_t id,
-                        uint64_t index, int admin) {
+void clients__add_pending(struct server *s, net_conn *c, uint64_t id,
+                          uint64_t index, int admin) {
   struct pending *p = calloc(1, sizeof *p);
   if (!p) return; /* the client times out and retries */
   p->index = index;
@@ -123,37 +126,23 @@ static void add_pending(struct server *s, net_conn *c, uint64_t id,
   s->pending_tail = p;
 }
 
-static void submit(struct server *s, net_conn *c, uint64_t id,
-                   const unsigned char *op, size_t oplen) {
-  /* op points at the raw [op, args] tail of the request: the entry is
-   * [time, op, args], written without decoding args. */
-  uint64_t now = wall_ms();
-  if (now < s->last_time) now = s->last_time; /* time never goes back */
-  s->last_time = now;
-  msgpack_sbuffer sb;
-  msgpack_sbuffer_init(&sb);
-  msgpack_packer pk;
-  msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-  msgpack_pack_array(&pk, 3);
-  msgpack_pack_uint64(&pk, now);
-  msgpack_sbuffer_write(&sb, (const char *)op, oplen);
-  struct raft_buf *buf = raft_buf_from(sb.data, sb.size);
-  msgpack_sbuffer_destroy(&sb);
-  if (!buf) {
-    reply_error(c, id, "out of memory");
-    return;
-  }
-  int64_t index = raft_propose(s->raft, RAFT_COMMAND, buf);
-  raft_buf_unref(buf);
+/* tail points at the raw [session, seq, ack, op, args] of the request:
+ * the entry is [time, "c", session, seq, ack, op, args], written without
+ * decoding args. */
+static void submit(struct inconn *ic, uint64_t id, uint64_t session,
+                   const unsigned char *tail, size_t len) {
+  struct server *s = ic->s;
+  ic->session = session;
+  int64_t index = sessions__propose(s, "c", tail, len, 5);
   if (index == RAFT_ENOTLEADER) {
-    redirect(s, c, id);
+    clients__redirect(s, ic->conn, id);
     return;
   }
   if (index < 0) {
-    reply_error(c, id, error_text((int)index));
+    clients__reply_error(ic->conn, id, clients__error_text((int)index));
     return;
   }
-  add_pending(s, c, id, (uint64_t)index, 0);
+  clients__add_pending(s, ic->conn, id, (uint64_t)index, 0);
   server__process(s);
 }
 
@@ -166,9 +155,9 @@ void clients__applied(struct server *s, uint64_t index, uint64_t term,
     if (p->index == index && p->term == term && p->admin)
       reply_ok(p->conn, p->id);
     else if (p->index == index && p->term == term && reply)
-      reply_result(p->conn, p->id, reply, len);
+      reply_result(p->conn, p->id, reply, len, index);
     else
-      reply_error(p->conn, p->id,
+      clients__reply_error(p->conn, p->id,
                   "not applied: leadership changed before the command "
                   "committed; it is safe to retry");
     free(p);
@@ -178,68 +167,84 @@ void clients__applied(struct server *s, uint64_t index, uint64_t term,
 /* ---- queries ---- */
 
 static void run_query(struct server *s, net_conn *c, uint64_t id,
-                      const void *req, size_t len) {
+                      uint64_t session, const void *req, size_t len) {
   msgpack_sbuffer *out = &s->scratch;
   size_t mark = out->size;
-  s->o.sm->query(s->o.sm->data, req, len, out);
-  reply_result(c, id, out->data + mark, out->size - mark);
+  s->o.sm->query(s->o.sm->data, req, len, session, s->applied, out);
+  reply_result(c, id, out->data + mark, out->size - mark, s->applied);
   out->size = mark;
 }
 
+/* A query runs once its read index is known (linearizable, lease) and this
+ * server has applied both it and what the client has already seen
+ * (min_index): a sequential query on a lagging follower waits rather than
+ * going back in time. */
 static void query(struct server *s, net_conn *c, uint64_t id,
-                  const unsigned char *req, size_t len, const char *level) {
+                  const unsigned char *req, size_t len, const char *level,
+                  uint64_t session, uint64_t min_index) {
+  int sequential = strcmp(level, "sequential") == 0;
+  int lease = strcmp(level, "lease") == 0;
+  if (!sequential && !lease && strcmp(level, "linearizable") != 0) {
+    clients__reply_error(c, id,
+                         "unknown consistency: use linearizable, lease or "
+                         "sequential");
+    return;
+  }
   /* req is the raw [op, args] pair: make it an array for the machine. */
   msgpack_sbuffer sb;
   msgpack_sbuffer_init(&sb);
   msgpack_sbuffer_write(&sb, "\x92", 1);
   msgpack_sbuffer_write(&sb, (const char *)req, len);
-  if (strcmp(level, "sequential") == 0) {
-    run_query(s, c, id, sb.data, sb.size);
+  if (sequential && min_index <= s->applied) {
+    run_query(s, c, id, session, sb.data, sb.size);
     msgpack_sbuffer_destroy(&sb);
     return;
   }
-  int lease = strcmp(level, "lease") == 0;
-  if (!lease && strcmp(level, "linearizable") != 0) {
-    reply_error(c, id,
-                "unknown consistency: use linearizable, lease or "
-                "sequential");
-    msgpack_sbuffer_destroy(&sb);
-    return;
-  }
-  uint64_t ctx = ++s->next_read_ctx;
-  int rc = raft_read(s->raft, ctx, lease);
-  if (rc == RAFT_ENOTLEADER) {
-    redirect(s, c, id);
-  } else if (rc < 0) {
-    reply_error(c, id, error_text(rc));
-  } else {
-    struct pending_read *r = calloc(1, sizeof *r);
-    if (r) {
-      r->ctx = ctx;
-      r->conn = c;
-      r->id = id;
-      r->req = raft_buf_from(sb.data, sb.size);
-      r->next = s->reads;
-      s->reads = r;
+  uint64_t ctx = 0;
+  if (!sequential) {
+    server__catch_up(s); /* a lease must not outlive a pause */
+    ctx = ++s->next_read_ctx;
+    int rc = raft_read(s->raft, ctx, lease);
+    if (rc == RAFT_ENOTLEADER) {
+      clients__redirect(s, c, id);
+      msgpack_sbuffer_destroy(&sb);
+      return;
     }
-    server__process(s);
+    if (rc < 0) {
+      clients__reply_error(c, id, clients__error_text(rc));
+      msgpack_sbuffer_destroy(&sb);
+      return;
+    }
   }
+  struct pending_read *r = calloc(1, sizeof *r);
+  if (r) r->req = raft_buf_from(sb.data, sb.size);
   msgpack_sbuffer_destroy(&sb);
+  if (!r || !r->req) {
+    free(r);
+    clients__reply_error(c, id, "out of memory: retry shortly");
+    return;
+  }
+  r->ctx = ctx;
+  r->ready = sequential;
+  r->min_index = min_index;
+  r->session = session;
+  r->conn = c;
+  r->id = id;
+  r->next = s->reads;
+  s->reads = r;
+  server__process(s);
 }
 
 void clients__reads_ready(struct server *s, const struct raft_read_result *rr,
                           size_t n) {
   for (size_t i = 0; i < n; i++) {
     for (struct pending_read *r = s->reads; r; r = r->next) {
-      if (r->ctx != rr[i].ctx) continue;
-      if (rr[i].status < 0) {
-        redirect(s, r->conn, r->id);
-        r->conn = NULL;
-        r->index = 1; /* served (with a redirect): drop below */
-        r->ctx = 0;
-      } else {
-        r->index = rr[i].index ? rr[i].index : 1;
-      }
+      if (!r->ctx || r->ctx != rr[i].ctx) continue;
+      r->ready = 1;
+      if (rr[i].status < 0)
+        r->redirect = 1;
+      else
+        r->index = rr[i].index;
     }
   }
 }
@@ -248,9 +253,12 @@ void clients__serve_reads(struct server *s) {
   struct pending_read **pp = &s->reads;
   while (*pp) {
     struct pending_read *r = *pp;
-    if (r->index && r->index <= s->applied) {
-      if (r->ctx && r->conn && r->req)
-        run_query(s, r->conn, r->id, r->req->data, r->req->len);
+    uint64_t need = r->index > r->min_index ? r->index : r->min_index;
+    if (r->ready && (r->redirect || need <= s->applied)) {
+      if (r->redirect)
+        clients__redirect(s, r->conn, r->id);
+      else if (r->conn)
+        run_query(s, r->conn, r->id, r->session, r->req->data, r->req->len);
       *pp = r->next;
       raft_buf_unref(r->req);
       free(r);
@@ -274,13 +282,13 @@ static void admin(struct server *s, net_conn *c, uint64_t id, const char *verb,
   char name[RAFT_NAME_MAX], address[RAFT_ADDR_MAX], type[16];
   int rc;
   if (mp_read_name(r, name, sizeof name) < 0) {
-    reply_error(c, id, "malformed request: expected a member name");
+    clients__reply_error(c, id, "malformed request: expected a member name");
     return;
   }
   if (strcmp(verb, "change") == 0) {
     if (mp_read_name(r, address, sizeof address) < 0 ||
         mp_read_name(r, type, sizeof type) < 0 || !member_type(type)) {
-      reply_error(c, id,
+      clients__reply_error(c, id,
                   "malformed change: expected name, address and "
                   "type (active, passive or reserve)");
       return;
@@ -292,14 +300,14 @@ static void admin(struct server *s, net_conn *c, uint64_t id, const char *verb,
     rc = raft_transfer(s->raft, name);
   }
   if (rc == RAFT_ENOTLEADER) {
-    redirect(s, c, id);
+    clients__redirect(s, c, id);
   } else if (rc < 0) {
-    reply_error(c, id, error_text(rc));
+    clients__reply_error(c, id, clients__error_text(rc));
   } else if (verb[0] == 't') {
     reply_ok(c, id); /* transfer: the caller watches the leader change */
   } else {
     /* Answer once the new configuration has committed. */
-    add_pending(s, c, id, raft_configuration_index(s->raft), 1);
+    clients__add_pending(s, c, id, raft_configuration_index(s->raft), 1);
   }
   server__process(s);
 }
@@ -317,41 +325,53 @@ void clients__request(struct inconn *ic, const char *data, size_t len) {
     return;
   }
   if (s->failed) {
-    reply_error(ic->conn, id,
+    clients__reply_error(ic->conn, id,
                 "this server stopped accepting writes after "
                 "a storage failure (see its log)");
     return;
   }
-  if ((strcmp(verb, "submit") == 0 && n == 4) ||
-      (strcmp(verb, "query") == 0 && n == 5)) {
+  if (strcmp(verb, "submit") == 0 && n == 7) {
     const unsigned char *start = r.p;
+    uint64_t session, seq, ack;
+    if (mp_read_uint(&r, &session) < 0 || mp_read_uint(&r, &seq) < 0 ||
+        mp_read_uint(&r, &ack) < 0 || mp_skip(&r) < 0 || mp_skip(&r) < 0 ||
+        mp_left(&r) != 0) {
+      clients__reply_error(ic->conn, id,
+                           "malformed submit: expected session, seq, ack, "
+                           "op and args");
+      return;
+    }
+    submit(ic, id, session, start, (size_t)(r.p - start));
+  } else if (strcmp(verb, "query") == 0 && n == 7) {
+    const unsigned char *start = r.p;
+    char level[16];
+    uint64_t session, min_index;
     if (mp_skip(&r) < 0 || mp_skip(&r) < 0) {
-      reply_error(ic->conn, id, "malformed request: bad op or args");
+      clients__reply_error(ic->conn, id, "malformed query: bad op or args");
       return;
     }
     size_t oplen = (size_t)(r.p - start);
-    if (verb[0] == 's') {
-      if (mp_left(&r) != 0) {
-        reply_error(ic->conn, id, "malformed request: trailing data");
-        return;
-      }
-      submit(s, ic->conn, id, start, oplen);
-    } else {
-      char level[16];
-      if (mp_read_name(&r, level, sizeof level) < 0 || mp_left(&r) != 0) {
-        reply_error(ic->conn, id,
-                    "malformed query: expected a consistency "
-                    "level");
-        return;
-      }
-      query(s, ic->conn, id, start, oplen, level);
+    if (mp_read_name(&r, level, sizeof level) < 0 ||
+        mp_read_uint(&r, &session) < 0 || mp_read_uint(&r, &min_index) < 0 ||
+        mp_left(&r) != 0) {
+      clients__reply_error(ic->conn, id,
+                           "malformed query: expected op, args, consistency, "
+                           "session and min_index");
+      return;
     }
+    query(s, ic->conn, id, start, oplen, level, session, min_index);
+  } else if (strcmp(verb, "open") == 0 && n == 3) {
+    sessions__open(ic, id, &r);
+  } else if (strcmp(verb, "keepalive") == 0 && n == 5) {
+    sessions__keepalive(ic, id, &r);
+  } else if (strcmp(verb, "close") == 0 && n == 3) {
+    sessions__close(ic, id, &r);
   } else if ((strcmp(verb, "change") == 0 && n == 5) ||
              ((strcmp(verb, "remove") == 0 || strcmp(verb, "transfer") == 0) &&
               n == 3)) {
     admin(s, ic->conn, id, verb, &r);
   } else {
-    reply_error(ic->conn, id,
+    clients__reply_error(ic->conn, id,
                 "unknown request (expected submit, query, "
                 "change, remove or transfer)");
   }
@@ -360,22 +380,36 @@ void clients__request(struct inconn *ic, const char *data, size_t len) {
 void clients__conn_gone(struct server *s, net_conn *c) {
   for (struct pending *p = s->pending; p; p = p->next)
     if (p->conn == c) p->conn = NULL;
-  for (struct pending_read *r = s->reads; r; r = r->next)
-    if (r->conn == c) r->conn = NULL;
+  for (uint32_t i = 0; i < s->ka_n; i++)
+    if (s->ka_waits[i].conn == c) s->ka_waits[i].conn = NULL;
+  /* Reads of a gone client are dropped now: a sequential read may wait
+   * for an index this server never reaches. Linearizable ones leave their
+   * context with the core, which finds nobody to answer. */
+  struct pending_read **pp = &s->reads;
+  while (*pp) {
+    struct pending_read *r = *pp;
+    if (r->conn == c) {
+      *pp = r->next;
+      raft_buf_unref(r->req);
+      free(r);
+    } else {
+      pp = &r->next;
+    }
+  }
 }
 
 void clients__fail_all(struct server *s, const char *why) {
   while (s->pending) {
     struct pending *p = s->pending;
     s->pending = p->next;
-    reply_error(p->conn, p->id, why);
+    clients__reply_error(p->conn, p->id, why);
     free(p);
   }
   s->pending_tail = NULL;
   while (s->reads) {
     struct pending_read *r = s->reads;
     s->reads = r->next;
-    reply_error(r->conn, r->id, why);
+    clients__reply_error(r->conn, r->id, why);
     raft_buf_unref(r->req);
     free(r);
   }

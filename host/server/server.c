@@ -151,9 +151,13 @@ static void apply(struct server *s, uint64_t index,
     if (t > s->last_time) s->last_time = t;
     msgpack_sbuffer *out = &s->scratch;
     out->size = 0;
+    s->events.size = 0;
     s->o.sm->apply(s->o.sm->data, index, e->term, e->buf ? e->buf->data : NULL,
-                   e->buf ? e->buf->len : 0, out);
+                   e->buf ? e->buf->len : 0, out, &s->events);
+    /* The reply first: a client sees a command's result before the events
+     * it caused. */
     clients__applied(s, index, e->term, out->data, out->size);
+    if (s->events.size) sessions__push(s, s->events.data, s->events.size);
   } else {
     clients__applied(s, index, e->term, NULL, 0);
   }
@@ -288,10 +292,27 @@ void server__process(struct server *s) {
   s->in_ready = 0;
 }
 
+/* The core counts time in ticks. A timer that fires late (a loaded
+ * machine, a process paused with SIGSTOP) still fires once, so the ticks
+ * are counted from the monotonic clock instead: every tick that is due is
+ * given, up to a bound (past an election timeout more ticks change
+ * nothing). Called before anything that depends on elapsed time, such as a
+ * lease read: after a pause, network callbacks can run before the timer. */
+void server__catch_up(struct server *s) {
+  uint64_t now = uv_hrtime() / 1000000;
+  uint64_t due = (now - s->tick_start_ms) / s->o.tick_ms;
+  uint64_t max = 2ull * s->o.election_ms / s->o.tick_ms + 2;
+  if (due > s->ticks + max) s->ticks = due - max;
+  while (s->ticks < due) {
+    raft_tick(s->raft);
+    s->ticks++;
+  }
+}
+
 static void on_tick(uv_timer_t *t) {
   struct server *s = t->data;
-  raft_tick(s->raft);
-  server__process(s);
+  server__catch_up(s);
+  sessions__tick(s); /* ends with server__process */
 }
 
 /* ---- start and stop ---- */
@@ -384,8 +405,11 @@ int server_start(uv_loop_t *loop, const struct server_opts *o,
   if (!s->o.heartbeat_ms) s->o.heartbeat_ms = 50;
   if (!s->o.snapshot_entries) s->o.snapshot_entries = 10000;
   if (!s->o.snapshot_bytes) s->o.snapshot_bytes = 64u << 20;
+  if (!s->o.time_ms) s->o.time_ms = 200;
   msgpack_sbuffer_init(&s->scratch);
   msgpack_sbuffer_init(&s->snap_in);
+  msgpack_sbuffer_init(&s->events);
+  msgpack_sbuffer_init(&s->ka);
 
   struct raft_options ro;
   raft_options_default(&ro, s->name);
@@ -430,6 +454,7 @@ int server_start(uv_loop_t *loop, const struct server_opts *o,
   }
   uv_timer_init(loop, &s->tick);
   s->tick.data = s;
+  s->tick_start_ms = uv_hrtime() / 1000000;
   uv_timer_start(&s->tick, on_tick, s->o.tick_ms, s->o.tick_ms);
   peers__sync(s);
   *out = s;
@@ -439,6 +464,7 @@ fail:
   raft_free(s->raft);
   msgpack_sbuffer_destroy(&s->scratch);
   msgpack_sbuffer_destroy(&s->snap_in);
+  sessions__free(s);
   free(s);
   return -1;
 }
@@ -469,6 +495,7 @@ static void closed_one(struct server *s) {
   raft_free(s->raft);
   msgpack_sbuffer_destroy(&s->scratch);
   msgpack_sbuffer_destroy(&s->snap_in);
+  sessions__free(s);
   void (*cb)(void *) = s->stop_cb;
   void *data = s->stop_data;
   free(s);
@@ -494,6 +521,10 @@ void server_stop(struct server *s, void (*cb)(void *data), void *data) {
   net_listener_close(s->listener);
   if (s->client_listener) net_listener_close(s->client_listener);
   clients__fail_all(s, "server is stopping");
+  for (uint32_t i = 0; i < s->ka_n; i++)
+    clients__reply_error(s->ka_waits[i].conn, s->ka_waits[i].id,
+                         "server is stopping");
+  s->ka_n = 0;
   peers__close_all(s);
   store_close(s->store, on_store_closed, s);
 }

@@ -25,16 +25,24 @@ struct server;
 
 struct server_sm {
   void *data;
-  /* Apply committed command `payload` (msgpack [time, op, args]) at
-   * index/term; append the reply (msgpack [ok, result_or_message]) to out. */
+  /* Apply committed entry `payload` (msgpack [time, kind, ...], see
+   * docs/sessions.md) at index/term. Appends the reply for the client that
+   * proposed it to out (one msgpack array [ok, value_or_message, code?]),
+   * and the events to push to connected clients to events: zero or more
+   * msgpack arrays ["event", session, seq, name, data], back to back. */
   void (*apply)(void *data, uint64_t index, uint64_t term, const void *payload,
-                size_t len, msgpack_sbuffer *out);
-  /* Run a query (msgpack [op, args]); append [ok, result] to out. */
-  void (*query)(void *data, const void *req, size_t len, msgpack_sbuffer *out);
+                size_t len, msgpack_sbuffer *out, msgpack_sbuffer *events);
+  /* Run a query (msgpack [op, args]) for session (0: none) with the state
+   * applied up to index; append [ok, result_or_message, code?] to out. */
+  void (*query)(void *data, const void *req, size_t len, uint64_t session,
+                uint64_t index, msgpack_sbuffer *out);
   /* Append the state machine's snapshot bytes to out; 0 or -1. */
   int (*snapshot)(void *data, msgpack_sbuffer *out);
   /* Replace the state with a snapshot; 0 or -1. */
   int (*restore)(void *data, const void *snap, size_t len);
+  /* Nonzero while replicated time must advance on an idle cluster (open
+   * sessions to expire, timers to fire). May be NULL (never). */
+  int (*wants_time)(void *data);
   /* Something an operator wants to know happened ("leader", "config",
    * "role"), with a human sentence. May be NULL. */
   void (*notify)(void *data, const char *event, const char *detail);
@@ -53,6 +61,8 @@ struct server_opts {
   uint64_t snapshot_entries;  /* take a snapshot every N applied; 0: 10000 */
   uint64_t snapshot_bytes;    /* ...or every M bytes applied; 0: 64 MiB */
   uint64_t seed;              /* election randomness */
+  unsigned time_ms; /* an idle leader commits the passing of time this often
+                       while wants_time says so; default 200 */
   const struct server_sm *sm;
 };
 

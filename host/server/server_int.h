@@ -33,14 +33,25 @@ struct pending {
   struct pending *next;
 };
 
-/* A linearizable/lease query waiting for its read index. */
+/* A query waiting for its read index (linearizable, lease) or for this
+ * server to apply what its client has already seen (min_index). */
 struct pending_read {
-  uint64_t ctx;
-  uint64_t index; /* 0 until the core confirmed */
+  uint64_t ctx;       /* the core's read context; 0 for sequential */
+  uint64_t index;     /* read index, once the core confirmed it */
+  uint64_t min_index; /* the client has seen this index */
+  uint64_t session;
+  int ready;     /* the read index is known (or not needed) */
+  int redirect;  /* the core refused: tell the client to go elsewhere */
   net_conn *conn;
   uint64_t id;
   struct raft_buf *req; /* msgpack [op, args] */
   struct pending_read *next;
+};
+
+/* A keep-alive waiting for the next batch to be proposed. */
+struct ka_wait {
+  net_conn *conn;
+  uint64_t id;
 };
 
 /* Per incoming connection state. */
@@ -49,6 +60,7 @@ struct inconn {
   net_conn *conn;
   int role; /* 0 until the hello arrived */
   char name[RAFT_NAME_MAX];
+  uint64_t session; /* the client session last named here; events go here */
   struct inconn *next, *prev;
 };
 
@@ -80,11 +92,21 @@ struct server {
   int closing_handles;
   msgpack_sbuffer scratch;
   msgpack_sbuffer snap_in; /* snapshot chunks received so far */
+  msgpack_sbuffer events;  /* events produced by the entry being applied */
+  /* Keep-alives gathered since the last batch (sessions.c). */
+  msgpack_sbuffer ka;
+  uint32_t ka_n;
+  struct ka_wait *ka_waits;
+  size_t ka_cap;
+  uint64_t last_propose_ms; /* loop time of our last proposal */
+  uint64_t tick_start_ms;   /* monotonic ms when ticking started */
+  uint64_t ticks;           /* ticks given to the core since then */
 };
 
 /* server.c */
 void server__process(struct server *s);
 void server__log(struct server *s, const char *event, const char *fmt, ...);
+void server__catch_up(struct server *s);
 
 /* peers.c */
 void peers__sync(struct server *s);
@@ -101,5 +123,20 @@ void clients__reads_ready(struct server *s, const struct raft_read_result *r,
 void clients__serve_reads(struct server *s);
 void clients__conn_gone(struct server *s, net_conn *c);
 void clients__fail_all(struct server *s, const char *why);
+void clients__reply_error(net_conn *c, uint64_t id, const char *msg);
+void clients__redirect(struct server *s, net_conn *c, uint64_t id);
+const char *clients__error_text(int rc);
+void clients__add_pending(struct server *s, net_conn *c, uint64_t id,
+                          uint64_t index, int admin);
+
+/* sessions.c */
+int64_t sessions__propose(struct server *s, const char *kind,
+                          const void *tail, size_t len, uint32_t n);
+void sessions__open(struct inconn *ic, uint64_t id, struct mp_reader *r);
+void sessions__keepalive(struct inconn *ic, uint64_t id, struct mp_reader *r);
+void sessions__close(struct inconn *ic, uint64_t id, struct mp_reader *r);
+void sessions__tick(struct server *s);
+void sessions__push(struct server *s, const char *events, size_t len);
+void sessions__free(struct server *s);
 
 #endif

@@ -253,7 +253,8 @@ local function listen_unix(path, fn)
   return net.listen(address, fn, LISTEN_OPTS)
 end
 
---- Starts the admin channel of a server. host = {raw=, opts=}; opts:
+--- Starts the admin channel of a server. host = {raw=, opts=, status=}
+--- (see copycat.operator); opts:
 ---   socket   path of the Unix socket, or false for none
 ---   address  TCP "host:port" (needs token), or nil
 ---   token    the token for the TCP address

@@ -3,7 +3,9 @@
 ---
 --- It is built per script run, on the server that runs the script:
 ---   local api = operator.new(host, run)
---- host = { raw = <copycat.core server>, opts = <the server's options> };
+--- host = { raw = <copycat.core server>, opts = <the server's options>,
+--- status = function() -> the server's status, with `sessions` when the
+--- server counts them (optional; raw:status() otherwise) };
 --- run = { deadline = ms (copycat.now() based), check = function() that
 --- raises once the script's time is up }.
 ---
@@ -32,7 +34,7 @@ local function permanent(err)
     err:find("unknown request", 1, true) or err:find("must be", 1, true)
 end
 
----@param host {raw: userdata, opts: table}
+---@param host {raw: userdata, opts: table, status: fun(): table|nil}
 ---@param run {deadline: number, check: fun()}
 ---@return table api
 function operator.new(host, run)
@@ -66,7 +68,7 @@ function operator.new(host, run)
   --- This server's status: role, term, leader, indexes, log size, members
   --- with their progress (on the leader), sessions.
   function api.status()
-    local st, pr = raw:status(), raw:progress()
+    local st, pr = host.status and host.status() or raw:status(), raw:progress()
     local out = {
       name = opts.name, address = opts.address, role = st.role, term = st.term,
       leader = st.leader, leader_address = st.leader_address,
@@ -75,8 +77,7 @@ function operator.new(host, run)
       snapshot_index = st.snapshot_index, config_index = st.config_index,
       config_committed = committed(st), leader_ready = pr.leader_ready,
       log_entries = math.max(0, st.last_index - pr.first_index + 1),
-      -- Sessions are counted by the server once it has them.
-      sessions = st.sessions,
+      sessions = st.sessions, -- open client sessions, when the server counts them
       members = {},
     }
     for i, m in ipairs(st.members) do

@@ -26,6 +26,7 @@
 local core = require("copycat.core")
 local runtime = require("copycat.runtime")
 local client = require("copycat.client")
+local sessions = require("copycat.sessions")
 local admin = require("copycat.admin")
 
 ---@class copycat.Server
@@ -97,7 +98,7 @@ local function start_admin(self)
     token, terr = admin_token(o)
     if terr then return nil, terr end
   end
-  return admin.start({ raw = self.raw, opts = o }, {
+  return admin.start({ raw = self.raw, opts = o, status = function() return self:status() end }, {
     socket = socket or nil, address = o.admin_address, token = token,
     budget = o.admin_budget, time_ms = o.admin_timeout,
   })
@@ -113,20 +114,20 @@ local function new(opts)
   local self = setmetatable({ opts = opts, handlers = {} }, Server)
   local machine = load_machine(opts.state_machine)
   self.machine = machine
+  local layer = sessions.new(machine)
+  self.sessions = layer
   local raw, err = core.server.start({
     name = opts.name, address = opts.address, client_address = opts.client_address,
     data_dir = opts.data_dir, memory = opts.memory, cluster = opts.cluster,
     election_ms = opts.election_timeout, heartbeat_ms = opts.heartbeat_interval,
     snapshot_entries = opts.snapshot_threshold, snapshot_bytes = opts.snapshot_bytes,
+    time_ms = opts.time_interval,
   }, {
-    apply = function(index, term, time, op, args)
-      return machine:command(op, args, { index = index, term = term, time = time })
-    end,
-    query = function(op, args)
-      return machine:query(op, args, {})
-    end,
-    snapshot = function() return machine:snapshot() end,
-    restore = function(bytes) return machine:restore(bytes) end,
+    apply = function(index, term, entry) return layer:apply(index, term, entry) end,
+    query = function(op, args, session, index) return layer:query(op, args, session, index) end,
+    snapshot = function() return layer:snapshot() end,
+    restore = function(bytes) return layer:restore(bytes) end,
+    wants_time = function() return layer:wants_time() end,
     notify = function(event, detail)
       -- Called inside the server's step: hand over to tasks later.
       core.timer(0, 0, function() emit(self, event, detail) end)
@@ -151,9 +152,12 @@ function Server:on(event, fn)
   self.handlers[event] = list
 end
 
---- The server's view of the cluster: role, term, leader, indexes, members.
+--- The server's view of the cluster: role, term, leader, indexes, members,
+--- and the number of open client sessions.
 function Server:status()
-  return self.raw:status()
+  local st = self.raw:status()
+  st.sessions = self.sessions:size()
+  return st
 end
 
 local function find(members, name)

@@ -69,8 +69,16 @@ describe("copycat.state_machine", function()
         load_error(sm .. "sm.snapshot = 'x' return sm"))
       assert.are.equal("bad: sm.snapshot and sm.restore must be defined together",
         load_error(sm .. "function sm.snapshot() end return sm"))
-      assert.are.equal("bad: unknown field 'command' in the state machine (expected commands, queries, snapshot, " ..
-        "restore or session_closed)", load_error(sm .. "sm.command = {} return sm"))
+      assert.are.equal("bad: unknown field 'command' in the state machine (expected commands, queries, timers, " ..
+        "snapshot, restore, session_opened or session_closed)", load_error(sm .. "sm.command = {} return sm"))
+      assert.are.equal("bad: sm.timers must be a table (got function)", load_error(sm .. "sm.timers = print return sm"))
+      assert.are.equal("bad: timer 'x' is not a function (got number)", load_error(sm .. "sm.timers = { x = 1 } return sm"))
+      assert.are.equal("bad: timer names must be strings (found number 1)",
+        load_error(sm .. "sm.timers = { print } return sm"))
+      assert.are.equal("bad: sm.timers.a and sm.timers.b are the same function (a timer is saved by the name of its " ..
+        "function)", load_error(sm .. "sm.timers = { b = print, a = print } return sm"))
+      assert.are.equal("bad: sm.session_opened must be a function (got table)",
+        load_error(sm .. "sm.session_opened = {} return sm"))
       -- Several problems: the first in key order is reported, on every replica.
       assert.are.equal("bad: command 'a' is not a function (got number)",
         load_error(sm .. "sm.commands.z = 1 sm.commands.b = 2 sm.commands.a = 3 return sm"))
@@ -112,7 +120,7 @@ describe("copycat.state_machine", function()
     local m = h.machine([[
       local n = 0
       function sm.commands.inc() n = n + 1; return n end
-      function sm.commands.ctx(c) return c.op, c.index, c.term, c.time, c.session end
+      function sm.commands.ctx(c) return c.op, c.index, c.term, c.time, c.session and c.session.id end
       function sm.commands.echo(c) return c.args end
       function sm.commands.multi() return nil, 2, nil end
       function sm.commands.mutate(c) c.args.x = "changed"; return c.args.x end
@@ -123,13 +131,14 @@ describe("copycat.state_machine", function()
       function sm.commands.bad_result() return 1, print end
       function sm.commands.nested_bad() return { ok = { print } } end
       function sm.queries.n(q) return n, q.index end
-      function sm.queries.ctx(q) return q.op, q.index, q.term, q.time, q.session end
+      function sm.queries.ctx(q) return q.op, q.index, q.term, q.time, q.session and q.session.id end
     ]])
 
     it("passes args and the entry's context, and returns every result", function()
       assert.are.same({ "ctx", 7, 2, 1500, 99 },
         { h.ok(m, "ctx", nil, { index = 7, term = 2, time = 1500, session = 99 }) })
       assert.are.same({ "ctx", 8, 2 }, { h.ok(m, "ctx", nil, { index = 8, term = 2 }) })
+      assert.are.same({ true, "ctx", 3, 1, 5.5, 4 }, { m:query("ctx", nil, { index = 3, term = 1, time = 5.5, session = 4 }) })
       assert.are.same({ a = { 1, 2, "x" }, b = "\0\255" }, h.ok(m, "echo", { a = { 1, 2, "x" }, b = "\0\255" }))
       local r = table.pack(m:command("multi", nil, h.ctx()))
       assert.are.equal(4, r.n)
@@ -184,6 +193,10 @@ describe("copycat.state_machine", function()
         "ctx.index must be an integer >= 0 (got number)")
       assert.has_error(function() m:command("inc", nil, { index = 1, term = 1, time = "now" }) end,
         "ctx.time must be a number of milliseconds (got string)")
+      assert.has_error(function() m:command("inc", nil, { index = 1, term = 1, session = 0 }) end,
+        "ctx.session must be an integer >= 1 (got number)")
+      assert.has_error(function() m:command("inc", nil, { index = 1, term = 1, time = 0 / 0 }) end,
+        "ctx.time must be a number of milliseconds (got NaN)")
       assert.has_error(function() m:command("inc", nil) end)
       assert.has_error(function() m:command(nil, nil, h.ctx()) end)
     end)
@@ -217,18 +230,26 @@ describe("copycat.state_machine", function()
   end)
 
   describe("sessions", function()
-    it("calls session_closed with the session id and the context", function()
+    it("calls session_opened and session_closed with a session handle and the context", function()
       local m = h.machine([[
-        local closed = {}
-        function sm.session_closed(session, c) closed[#closed + 1] = { session, c.index, c.time } end
-        function sm.queries.closed() return closed end
+        local log = {}
+        function sm.session_opened(session, c)
+          log[#log + 1] = { "opened", session.id, c.index, c.time, c.session.id, tostring(session) }
+        end
+        function sm.session_closed(session, c) log[#log + 1] = { "closed", session.id, c.index, c.time } end
+        function sm.queries.log() return log end
       ]])
+      assert.are.same({ true }, { m:session_opened(17, { index = 4, term = 1, time = 90 }) })
       assert.are.same({ true }, { m:session_closed(17, { index = 5, term = 1, time = 99 }) })
-      assert.are.same({ true, { { 17, 5, 99 } } }, { m:query("closed") })
+      assert.are.same({ true, { { "opened", 17, 4, 90, 17, "session 17" }, { "closed", 17, 5, 99 } } },
+        { m:query("log") })
       local plain = h.machine("")
+      assert.are.same({ true }, { plain:session_opened(1, h.ctx()) })
       assert.are.same({ true }, { plain:session_closed(1, h.ctx()) })
       local failing = h.machine("function sm.session_closed() error('no', 0) end")
       assert.are.same({ false, "no" }, { failing:session_closed(1, h.ctx()) })
+      assert.has_error(function() plain:session_opened(0, h.ctx()) end)
+      assert.has_error(function() plain:session_closed(1, { term = 1 }) end, "ctx.index is required (an integer >= 0)")
     end)
   end)
 
@@ -241,6 +262,14 @@ describe("copycat.state_machine", function()
       function sm.snapshot() return { store = store } end
       function sm.restore(s) store = s.store end
     ]]
+
+    it("wraps the state machine's value: [version 1, state, timer counter, timers]", function()
+      local a = h.machine(body)
+      h.ok(a, "put", { k = "x", v = { 1, "y" } })
+      local bytes = assert(a:snapshot())
+      assert.are.equal(h.snapshot_bytes({ store = { x = { 1, "y" } } }), bytes)
+      assert.are.same({ 1, { store = { x = { 1, "y" } } }, 0, {} }, codec.decode(bytes))
+    end)
 
     it("equal states give identical bytes whatever the history", function()
       local a, b = h.machine(body), h.machine(body)
@@ -268,10 +297,18 @@ describe("copycat.state_machine", function()
         "function at value.f)" }, { bad:snapshot() })
       assert.are.same({ nil, "cannot decode the snapshot: invalid type byte 0xc1 at offset 0 (never used by " ..
         "msgpack)" }, { bad:restore("\193") })
-      assert.are.same({ nil, "cannot restore 1" }, { bad:restore(codec.encode(1)) })
+      assert.are.same({ nil, "cannot restore 1" }, { bad:restore(h.snapshot_bytes(1)) })
+      local wrapper = "cannot decode the snapshot: not a state machine snapshot (an array of 4 values: version, " ..
+        "state, timer counter, timers)"
+      assert.are.same({ nil, wrapper }, { bad:restore(codec.encode(1)) })
+      assert.are.same({ nil, wrapper }, { bad:restore(codec.encode({ 1, 2, 3 })) })
+      assert.are.same({ nil, "cannot decode the snapshot: 1 trailing bytes" },
+        { bad:restore(h.snapshot_bytes(1) .. "\192") })
+      assert.are.same({ nil, "cannot decode the snapshot: unsupported snapshot version (this build reads version 1)" },
+        { bad:restore(codec.encode({ 2, 1, 0, codec.array({}) })) })
       local none = h.machine("")
       assert.are.same({ nil, "the state machine has no sm.snapshot" }, { none:snapshot() })
-      assert.are.same({ nil, "the state machine has no sm.restore" }, { none:restore(codec.encode({})) })
+      assert.are.same({ nil, "the state machine has no sm.restore" }, { none:restore(h.snapshot_bytes({})) })
     end)
   end)
 

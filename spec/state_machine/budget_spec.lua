@@ -168,7 +168,7 @@ describe("instruction budget", function()
       function sm.restore() while true do end end
     ]], { setup_budget = 5000 })
     assert.are.same({ nil, "instruction budget exceeded (5000 instructions)" }, { s:snapshot() })
-    assert.are.same({ nil, "instruction budget exceeded (5000 instructions)" }, { s:restore("\192") })
+    assert.are.same({ nil, "instruction budget exceeded (5000 instructions)" }, { s:restore(h.snapshot_bytes(nil)) })
   end)
 
   it("reports the instructions a call used", function()

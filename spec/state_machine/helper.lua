@@ -1,5 +1,6 @@
 --- Helpers for the state machine specs.
 local state_machine = require("copycat.state_machine")
+local codec = require("copycat.codec")
 
 local M = {}
 
@@ -36,6 +37,15 @@ function M.fails(m, op, args, ctx)
   local ok, err = m:command(op, args, ctx or M.ctx())
   assert(ok == false, ("command %s should have failed"):format(op))
   return err
+end
+
+--- The bytes of a machine snapshot (docs/state-machine.md): format version 1,
+--- the state machine's own state, the timer counter and the pending timers
+--- ({id, deadline, name, args}, in id order).
+function M.snapshot_bytes(state, counter, timers)
+  local list = {}
+  for i, t in ipairs(timers or {}) do list[i] = codec.array({ t[1], t[2], t[3], codec.array(t[4] or {}) }) end
+  return codec.encode(codec.array({ 1, state, counter or 0, codec.array(list) }))
 end
 
 return M

@@ -1,0 +1,195 @@
+/*
+ * sessions.c — the server's part of client sessions (docs/sessions.md).
+ *
+ * Sessions themselves are state-machine state, kept by the Lua session
+ * layer (lua/copycat/sessions.lua) from committed entries. The server only:
+ *   - turns session requests into entries: open, close, and keep-alives,
+ *     which it gathers and proposes as one entry per tick (a busy cluster
+ *     with many clients writes one keep-alive entry, not one per client);
+ *   - lets a leader commit the passing of time when nothing else is
+ *     proposed, so sessions expire and timers fire on an idle cluster;
+ *   - pushes the events an applied entry produced to the connections whose
+ *     client last named that session here.
+ *
+ * Every entry is [time, kind, ...]: the leader's wall clock in
+ * milliseconds, never older than a time already in the log.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "server/server_int.h"
+
+static uint64_t wall_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Proposes [time, kind, <tail>] where tail holds n msgpack values already
+ * encoded. Returns the index or a negative RAFT_E* code. */
+int64_t sessions__propose(struct server *s, const char *kind, const void *tail,
+                          size_t len, uint32_t n) {
+  uint64_t now = wall_ms();
+  if (now < s->last_time) now = s->last_time; /* time never goes back */
+  s->last_time = now;
+  msgpack_sbuffer sb;
+  msgpack_sbuffer_init(&sb);
+  msgpack_packer pk;
+  msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+  msgpack_pack_array(&pk, 2 + n);
+  msgpack_pack_uint64(&pk, now);
+  msgpack_pack_str(&pk, strlen(kind));
+  msgpack_pack_str_body(&pk, kind, strlen(kind));
+  if (len) msgpack_sbuffer_write(&sb, tail, len);
+  struct raft_buf *buf = raft_buf_from(sb.data, sb.size);
+  msgpack_sbuffer_destroy(&sb);
+  if (!buf) return RAFT_ENOMEM;
+  int64_t index = raft_propose(s->raft, RAFT_COMMAND, buf);
+  raft_buf_unref(buf);
+  if (index > 0) s->last_propose_ms = uv_now(s->loop);
+  return index;
+}
+
+/* Proposes a one-off session entry and answers the client when it has been
+ * applied (the reply is the session layer's). */
+static void propose_for(struct inconn *ic, uint64_t id, const char *kind,
+                        const void *tail, size_t len, uint32_t n) {
+  struct server *s = ic->s;
+  int64_t index = sessions__propose(s, kind, tail, len, n);
+  if (index == RAFT_ENOTLEADER) {
+    clients__redirect(s, ic->conn, id);
+  } else if (index < 0) {
+    clients__reply_error(ic->conn, id, clients__error_text((int)index));
+  } else {
+    clients__add_pending(s, ic->conn, id, (uint64_t)index, 0);
+    server__process(s);
+  }
+}
+
+/* ["open", id, timeout_ms] */
+void sessions__open(struct inconn *ic, uint64_t id, struct mp_reader *r) {
+  const unsigned char *start = r->p;
+  uint64_t timeout;
+  if (mp_read_uint(r, &timeout) < 0 || mp_left(r) != 0) {
+    clients__reply_error(ic->conn, id,
+                         "malformed open: expected a timeout in ms");
+    return;
+  }
+  propose_for(ic, id, "o", start, (size_t)(r->p - start), 1);
+}
+
+/* ["close", id, session] */
+void sessions__close(struct inconn *ic, uint64_t id, struct mp_reader *r) {
+  const unsigned char *start = r->p;
+  uint64_t session;
+  if (mp_read_uint(r, &session) < 0 || mp_left(r) != 0) {
+    clients__reply_error(ic->conn, id, "malformed close: expected a session");
+    return;
+  }
+  if (ic->session == session) ic->session = 0;
+  propose_for(ic, id, "x", start, (size_t)(r->p - start), 1);
+}
+
+/* ["keepalive", id, session, command_ack, event_ack]: gathered into the
+ * next batch; answered when that batch has been applied. */
+void sessions__keepalive(struct inconn *ic, uint64_t id, struct mp_reader *r) {
+  struct server *s = ic->s;
+  const unsigned char *start = r->p;
+  uint64_t session, ack, event_ack;
+  if (mp_read_uint(r, &session) < 0 || mp_read_uint(r, &ack) < 0 ||
+      mp_read_uint(r, &event_ack) < 0 || mp_left(r) != 0) {
+    clients__reply_error(ic->conn, id,
+                         "malformed keepalive: expected session, "
+                         "command ack and event ack");
+    return;
+  }
+  ic->session = session;
+  if (raft_role(s->raft) != RAFT_LEADER) {
+    clients__redirect(s, ic->conn, id);
+    return;
+  }
+  if (s->ka_n == s->ka_cap) {
+    size_t cap = s->ka_cap ? s->ka_cap * 2 : 16;
+    struct ka_wait *w = realloc(s->ka_waits, cap * sizeof *w);
+    if (!w) {
+      clients__reply_error(ic->conn, id, "out of memory: retry shortly");
+      return;
+    }
+    s->ka_waits = w;
+    s->ka_cap = cap;
+  }
+  msgpack_sbuffer_write(&s->ka, "\x93", 1);
+  msgpack_sbuffer_write(&s->ka, (const char *)start, (size_t)(r->p - start));
+  s->ka_waits[s->ka_n].conn = ic->conn;
+  s->ka_waits[s->ka_n].id = id;
+  s->ka_n++;
+}
+
+/* Proposes the gathered keep-alives as one entry [time, "k", [...]]. */
+static void flush_keepalives(struct server *s) {
+  if (s->ka_n == 0) return;
+  msgpack_sbuffer tail;
+  msgpack_sbuffer_init(&tail);
+  msgpack_packer pk;
+  msgpack_packer_init(&pk, &tail, msgpack_sbuffer_write);
+  msgpack_pack_array(&pk, s->ka_n);
+  msgpack_sbuffer_write(&tail, s->ka.data, s->ka.size);
+  int64_t index = sessions__propose(s, "k", tail.data, tail.size, 1);
+  msgpack_sbuffer_destroy(&tail);
+  for (uint32_t i = 0; i < s->ka_n; i++) {
+    struct ka_wait *w = &s->ka_waits[i];
+    if (index == RAFT_ENOTLEADER)
+      clients__redirect(s, w->conn, w->id);
+    else if (index < 0)
+      clients__reply_error(w->conn, w->id, clients__error_text((int)index));
+    else
+      clients__add_pending(s, w->conn, w->id, (uint64_t)index, 0);
+  }
+  s->ka_n = 0;
+  s->ka.size = 0;
+}
+
+void sessions__tick(struct server *s) {
+  if (s->failed || s->stopping) return;
+  flush_keepalives(s);
+  if (raft_role(s->raft) == RAFT_LEADER && s->o.sm->wants_time &&
+      uv_now(s->loop) - s->last_propose_ms >= s->o.time_ms &&
+      s->o.sm->wants_time(s->o.sm->data)) {
+    /* Refusals (a transfer in progress, a full backlog) just wait for the
+     * next tick. */
+    (void)sessions__propose(s, "t", NULL, 0, 0);
+  }
+  server__process(s);
+}
+
+/* events holds arrays ["event", session, seq, name, data] back to back. */
+void sessions__push(struct server *s, const char *events, size_t len) {
+  struct mp_reader r;
+  mp_reader_init(&r, events, len);
+  while (mp_left(&r) > 0) {
+    const unsigned char *start = r.p;
+    uint32_t n;
+    char verb[8];
+    uint64_t session;
+    if (mp_read_array(&r, &n) < 0 || n != 5 ||
+        mp_read_name(&r, verb, sizeof verb) < 0 ||
+        mp_read_uint(&r, &session) < 0 || mp_skip(&r) < 0 ||
+        mp_skip(&r) < 0 || mp_skip(&r) < 0)
+      return; /* the binding wrote these: cannot happen */
+    for (struct inconn *ic = s->inconns; ic; ic = ic->next)
+      if (ic->role == PROTO_CLIENT && ic->session == session)
+        net_conn_send(ic->conn, start, (size_t)(r.p - start));
+  }
+}
+
+void sessions__free(struct server *s) {
+  for (uint32_t i = 0; i < s->ka_n; i++)
+    clients__reply_error(s->ka_waits[i].conn, s->ka_waits[i].id,
+                         "server is stopping");
+  s->ka_n = 0;
+  free(s->ka_waits);
+  s->ka_waits = NULL;
+  msgpack_sbuffer_destroy(&s->ka);
+  msgpack_sbuffer_destroy(&s->events);
+}

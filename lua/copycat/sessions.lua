@@ -1,0 +1,328 @@
+--- copycat.sessions: client sessions on top of a state machine, applied
+--- from the log.
+---
+--- Every server runs one of these between its Raft log and its state
+--- machine. It turns committed entries into calls on the machine and keeps,
+--- for each client session, what makes commands exactly-once and events
+--- reliable: the last applied sequence number, the results the client has
+--- not acknowledged yet, and the events it has not acknowledged yet. All of
+--- it is a function of the log alone (times come from the entries, which the
+--- leader stamps), so every replica holds the same sessions, expires them at
+--- the same index and writes the same snapshot bytes. docs/sessions.md
+--- describes the entries and the rules.
+---
+--- Entries (msgpack arrays, decoded): every one starts with the leader's
+--- time in milliseconds.
+---   {time, "o", timeout_ms}                    open a session -> its id (the index)
+---   {time, "c", session, seq, ack, op, args}   a command
+---   {time, "k", {{session, cmd_ack, event_ack}, ...}}  keep-alives
+---   {time, "x", session}                       close a session
+---   {time, "t"}                                time passes (idle leader)
+---
+--- apply returns the reply for the client that proposed the entry, as
+--- {ok, value[, code]} (code: "expired", "sequence", "busy", "lost",
+--- "application", "malformed"), and the events to push to connected
+--- clients: an array of {session, seq, name, data}.
+local codec = require("copycat.codec")
+
+local M = {}
+
+--- Results a session may hold unacknowledged; beyond it commands are
+--- refused with code "busy" until the client acknowledges.
+M.MAX_RESULTS = 4096
+--- Events a session may hold unacknowledged; beyond it the session is
+--- closed (a client that stopped reading must not grow every server).
+M.MAX_EVENTS = 10000
+--- Bounds on the session timeout a client may ask for (ms).
+M.MIN_TIMEOUT = 200
+M.MAX_TIMEOUT = 3600 * 1000
+--- Snapshot format version.
+M.FORMAT = 1
+
+---@class copycat.Sessions
+---@field private machine copycat.StateMachine
+---@field private sessions table<integer, table> id -> session record
+---@field private count integer open sessions
+---@field private time integer replicated time of the last entry (ms)
+---@field private term integer term of the last entry applied
+---@field private next_expiry integer|nil no session expires before this time
+local Sessions = {}
+Sessions.__index = Sessions
+
+--- Creates the layer over a loaded state machine.
+---@param machine copycat.StateMachine
+---@return copycat.Sessions
+function M.new(machine)
+  return setmetatable({ machine = machine, sessions = {}, count = 0, time = 0, term = 0 }, Sessions)
+end
+
+local function reply_error(code, msg) return { false, msg, code } end
+
+-- Moves what the machine published into the sessions' queues and into out.
+-- An event for a session that is not open (or is closing) is dropped.
+local function collect(self, out)
+  local published = self.machine:events()
+  for i = 1, #published do
+    local e = published[i]
+    local s = self.sessions[e.session]
+    if s then
+      s.event_seq = s.event_seq + 1
+      local ev = { s.event_seq, e.name, e.data }
+      s.events[#s.events + 1] = ev
+      out[#out + 1] = { s.id, ev[1], ev[2], ev[3] }
+      if #s.events > M.MAX_EVENTS then
+        s.overflow = true
+        self.next_expiry = self.time -- closed at the end of this entry
+      end
+    end
+  end
+end
+
+local function ctx(self, index, term, id)
+  return { index = index, term = term, time = self.time, session = id }
+end
+
+-- Closes session s (expiry, overflow or the client's request), telling the
+-- machine; the record goes first so that its own events are dropped.
+local function close(self, s, index, term, out)
+  self.sessions[s.id] = nil
+  self.count = self.count - 1
+  self.machine:session_closed(s.id, ctx(self, index, term))
+  collect(self, out)
+end
+
+local function sorted_ids(self)
+  local ids = {}
+  for id in pairs(self.sessions) do ids[#ids + 1] = id end
+  table.sort(ids)
+  return ids
+end
+
+-- Expires, in id order, every session whose last contact is more than its
+-- timeout ago, and closes sessions that overflowed their event queue.
+local function expire(self, index, term, out)
+  if not self.next_expiry or self.time < self.next_expiry then return end
+  local next_expiry
+  for _, id in ipairs(sorted_ids(self)) do
+    local s = self.sessions[id]
+    local deadline = s.seen + s.timeout
+    if self.time > deadline or s.overflow then
+      close(self, s, index, term, out)
+    elseif not next_expiry or deadline < next_expiry then
+      next_expiry = deadline
+    end
+  end
+  -- Strictly after the deadline: one millisecond later.
+  self.next_expiry = next_expiry and next_expiry + 1
+end
+
+local function touch(self, s)
+  s.seen = self.time
+  local e = s.seen + s.timeout + 1
+  if not self.next_expiry or e < self.next_expiry then self.next_expiry = e end
+end
+
+-- Drops cached results up to ack and events up to event_ack.
+local function acknowledge(s, ack, event_ack)
+  if ack and ack > s.acked then
+    for seq = s.acked + 1, math.min(ack, s.applied_seq) do s.results[seq] = nil end
+    s.acked = math.min(ack, s.applied_seq)
+  end
+  if event_ack and event_ack > 0 then
+    local keep, n = {}, 0
+    for i = 1, #s.events do
+      if s.events[i][1] > event_ack then n = n + 1; keep[n] = s.events[i] end
+    end
+    s.events = keep
+    if s.overflow and n <= M.MAX_EVENTS then s.overflow = nil end
+  end
+end
+
+local function is_count(v) return math.type(v) == "integer" and v >= 0 end
+
+local function open(self, index, term, e, out)
+  local timeout = e[3]
+  if not is_count(timeout) then return reply_error("malformed", "malformed open: timeout must be an integer") end
+  timeout = math.max(M.MIN_TIMEOUT, math.min(M.MAX_TIMEOUT, timeout))
+  local s = {
+    id = index, timeout = timeout, seen = self.time, applied_seq = 0, acked = 0,
+    results = {}, events = {}, event_seq = 0,
+  }
+  self.sessions[index] = s
+  self.count = self.count + 1
+  touch(self, s)
+  -- A failing hook is the machine's own affair: the session is open.
+  self.machine:session_opened(index, ctx(self, index, term, index))
+  collect(self, out)
+  return { true, index }
+end
+
+local function command(self, index, term, e, out)
+  local id, seq, ack, op, args = e[3], e[4], e[5], e[6], e[7]
+  if not (is_count(id) and is_count(seq) and is_count(ack)) or type(op) ~= "string" then
+    return reply_error("malformed", "malformed command entry")
+  end
+  local s = self.sessions[id]
+  if not s then
+    return reply_error("expired", ("session %d is not open: it expired or was closed"):format(id))
+  end
+  touch(self, s)
+  acknowledge(s, ack)
+  if seq <= s.applied_seq then
+    local r = s.results[seq]
+    if r then return r end
+    return reply_error("lost", ("command %d was applied, but its result was already acknowledged"):format(seq))
+  end
+  if seq ~= s.applied_seq + 1 then
+    return reply_error("sequence", ("command %d arrived before command %d: resend in order"):format(seq,
+      s.applied_seq + 1))
+  end
+  if s.applied_seq - s.acked >= M.MAX_RESULTS then
+    return reply_error("busy", "busy: too many unacknowledged results in this session; retry shortly")
+  end
+  local ok, value = self.machine:command(op, args, ctx(self, index, term, id))
+  collect(self, out)
+  local r
+  if ok then r = { true, value } else r = { false, value, "application" } end
+  s.applied_seq = seq
+  s.results[seq] = r
+  return r
+end
+
+local function keepalive(self, e, out)
+  local list = e[3]
+  if type(list) ~= "table" then return reply_error("malformed", "malformed keep-alive entry") end
+  local unknown = {}
+  for _, k in ipairs(list) do
+    local id = type(k) == "table" and k[1]
+    local s = is_count(id) and self.sessions[id]
+    if s and is_count(k[2]) and is_count(k[3]) then
+      touch(self, s)
+      acknowledge(s, k[2], k[3])
+      -- Resend what is not acknowledged: a pushed event may have been lost
+      -- with a connection.
+      for i = 1, #s.events do
+        local ev = s.events[i]
+        out[#out + 1] = { s.id, ev[1], ev[2], ev[3] }
+      end
+    elseif is_count(id) then
+      unknown[#unknown + 1] = id
+    end
+  end
+  return { true, unknown }
+end
+
+--- Applies one committed entry. Returns the reply and the events to push.
+---@param index integer
+---@param term integer
+---@param e table the decoded entry
+---@return table reply {ok, value[, code]}
+---@return table events {{session, seq, name, data}, ...}
+function Sessions:apply(index, term, e)
+  local out = {}
+  if type(e) ~= "table" or not is_count(e[1]) or type(e[2]) ~= "string" then
+    return reply_error("malformed", "malformed entry"), out
+  end
+  -- Time never goes back, whatever a new leader's clock says.
+  if e[1] > self.time then self.time = e[1] end
+  if term > self.term then
+    -- A new leader: clients could not reach the cluster during the
+    -- election, so every session starts its timeout afresh.
+    self.term = term
+    for _, s in pairs(self.sessions) do s.seen = self.time end
+    self.next_expiry = self.count > 0 and self.time or nil
+  end
+  expire(self, index, term, out)
+  self.machine:advance({ index = index, term = term, time = self.time })
+  collect(self, out)
+  local kind = e[2]
+  local r
+  if kind == "c" then
+    r = command(self, index, term, e, out)
+  elseif kind == "k" then
+    r = keepalive(self, e, out)
+  elseif kind == "o" then
+    r = open(self, index, term, e, out)
+  elseif kind == "x" then
+    local s = is_count(e[3]) and self.sessions[e[3]]
+    if s then close(self, s, index, term, out) end
+    r = { true }
+  elseif kind == "t" then
+    r = { true }
+  else
+    r = reply_error("malformed", "unknown entry kind " .. kind)
+  end
+  -- A queue that overflowed closes its session now, at this index.
+  expire(self, index, term, out)
+  return r, out
+end
+
+--- Runs a query against the machine. Returns {ok, value[, code]}.
+---@param op string
+---@param args any
+---@param session integer|nil
+---@param index integer the index applied when the query runs
+function Sessions:query(op, args, session, index)
+  local ok, value = self.machine:query(op, args, {
+    index = index, time = self.time, session = (session and session > 0) and session or nil,
+  })
+  if ok then return { true, value } end
+  return { false, value, "application" }
+end
+
+--- True while replicated time must keep moving on an idle cluster: there
+--- are sessions to expire or timers to fire.
+function Sessions:wants_time()
+  return self.count > 0 or self.machine:next_deadline() ~= nil
+end
+
+--- Open sessions.
+function Sessions:size() return self.count end
+
+--- The unacknowledged events of a session ({{seq, name, data}, ...}), or nil.
+function Sessions:events_of(id)
+  local s = self.sessions[id]
+  return s and s.events
+end
+
+--- The whole state as bytes: sessions and the machine's own snapshot.
+function Sessions:snapshot()
+  local list = {}
+  for i, id in ipairs(sorted_ids(self)) do
+    local s = self.sessions[id]
+    local results = {}
+    for seq = s.acked + 1, s.applied_seq do
+      if s.results[seq] then results[#results + 1] = { seq, s.results[seq] } end
+    end
+    list[i] = { s.id, s.timeout, s.seen, s.applied_seq, s.acked, s.event_seq, results, s.events }
+  end
+  local machine, err = self.machine:snapshot()
+  if not machine then return nil, err end
+  return codec.encode({ M.FORMAT, self.time, self.term, list, machine })
+end
+
+--- Replaces the state with a snapshot's.
+function Sessions:restore(bytes)
+  local ok, v = pcall(codec.decode, bytes)
+  if not ok or type(v) ~= "table" or v[1] ~= M.FORMAT then
+    return nil, "not a session snapshot of format " .. M.FORMAT
+  end
+  local rok, err = self.machine:restore(v[5])
+  if not rok then return nil, err end
+  self.time, self.term = v[2], v[3]
+  self.sessions, self.count, self.next_expiry = {}, 0, nil
+  for _, r in ipairs(v[4]) do
+    local s = {
+      id = r[1], timeout = r[2], seen = r[3], applied_seq = r[4], acked = r[5],
+      event_seq = r[6], results = {}, events = r[8] or {},
+    }
+    for _, pair in ipairs(r[7] or {}) do s.results[pair[1]] = pair[2] end
+    self.sessions[s.id] = s
+    self.count = self.count + 1
+    local e = s.seen + s.timeout + 1
+    if not self.next_expiry or e < self.next_expiry then self.next_expiry = e end
+  end
+  return true
+end
+
+return M
