@@ -236,8 +236,7 @@ void net_conn_pause(net_conn *c) {
 void net_conn_resume(net_conn *c) {
   if (!c->paused || c->closing) return;
   c->paused = 0;
-  if (!c->close_after_flush)
-    uv_read_start(&c->h.stream, on_alloc, on_read);
+  if (!c->close_after_flush) uv_read_start(&c->h.stream, on_alloc, on_read);
   /* Frames already buffered would wait for the next read: hand them over
    * on the next loop turn (not now: the caller may be inside on_frame). */
   if (net_reader_ready(&c->reader)) {

@@ -119,8 +119,8 @@ int net_listen(uv_loop_t *loop, const char *address,
              address, NET_UNIX_PATH_MAX - 1);
     return NET_EADDR;
   }
-  if (is_unix) return listen_unix(loop, address, path, opts, cb, data, out,
-                                  err, errlen);
+  if (is_unix)
+    return listen_unix(loop, address, path, opts, cb, data, out, err, errlen);
   if (net_split_address(address, host, sizeof host, &port) < 0 ||
       net__parse_ip(host, port, &ss) < 0) {
     snprintf(err, errlen,

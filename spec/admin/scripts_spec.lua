@@ -77,6 +77,7 @@ describe("operator scripts", function()
     assert.are.equal(3, #st.members)
     assert.is_true(st.commit_index >= 1 and st.applied_index >= 1 and st.last_index >= st.commit_index)
     assert.is_number(member(st, "n2").match_index) -- progress is known on the leader
+    assert.is_number(st.sessions)
   end)
 
   it("a script run without its arguments prints its usage line", function()
