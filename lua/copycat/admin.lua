@@ -29,6 +29,7 @@ local DEFAULT_BUDGET = 10000000         -- instructions per script
 local DEFAULT_TIME_MS = 30000           -- per script, unless the request asks
 local MAX_TIME_MS = 600000
 local MAX_OUTPUT = 8 << 20              -- bytes of print output per script
+                                        -- (each line at most MAX_FRAME)
 local MAX_REP = 1 << 20                 -- longest string.rep result
 local HELLO_MS = 5000                   -- to say hello, then to send a request
 local MAX_FRAME = 4 << 20               -- largest request (a script) accepted
@@ -136,11 +137,11 @@ local function run_limited(text, source, args, limits)
   debug.sethook(co)
   if not res[1] then
     local err = res[2]
-    if type(err) ~= "string" then
-      local mt = getmetatable(err)
-      err = mt and mt.__tostring and tostring(err) or ("(error object is a %s value)"):format(type(err))
+    -- No __tostring here: it is the script's code, and the hook is off.
+    if type(err) ~= "string" and math.type(err) == nil then
+      err = ("(error object is a %s value)"):format(type(err))
     end
-    return false, run.stopped or err
+    return false, run.stopped or tostring(err)
   end
   return true, table.move(res, 2, res.n, 1, { n = res.n - 1 })
 end
@@ -205,7 +206,8 @@ local function serve(state, conn, needs_token)
     local line = table.concat(parts, "\t", 1, parts.n)
     sent = sent + #line + 1
     if sent > MAX_OUTPUT then error(("output limit of %d bytes exceeded"):format(MAX_OUTPUT), 2) end
-    conn:send({ "print", line })
+    local ok, err = conn:send({ "print", line })
+    if not ok and not conn:closed() then error("print: " .. tostring(err), 2) end
   end
   local limits = {
     host = state.host, budget = state.budget, time_ms = time_ms,
@@ -213,9 +215,9 @@ local function serve(state, conn, needs_token)
   }
   local ok, res = run_limited(source, chunkname, args, limits)
   if ok then
-    local sok, send_err = pcall(conn.send, conn, { "result", res, res.n })
-    if not sok then
-      conn:send({ "error", "the script's result cannot be sent: " .. tostring(send_err) })
+    local sok, sent_ok, send_err = pcall(conn.send, conn, { "result", res, res.n })
+    if not (sok and sent_ok) and not conn:closed() then
+      conn:send({ "error", "the script's result cannot be sent: " .. tostring(sok and send_err or sent_ok) })
     end
   else
     log(name, "admin_script_failed", "script=%q msg=%q", chunk, tostring(res))

@@ -85,6 +85,14 @@ describe("ctl and the admin channel", function()
     assert.are.equal(1, r.code)
     assert.are.equal("before\n", r.stdout)
     assert.matches("ctl: error: script%.lua:3: attempt to index a nil value", r.stderr)
+    -- an error object is not turned into text by running the script's code
+    r = run_source(1, "error(setmetatable({}, { __tostring = function() while true do end end }))")
+    assert.are.equal(1, r.code)
+    assert.matches("ctl: error: %(error object is a table value%)", r.stderr)
+    -- a result too large to send is an error, not a hang
+    r = run_source(1, "local s = string.rep('x', 1 << 20) return s .. s .. s .. s .. s")
+    assert.are.equal(1, r.code)
+    assert.matches("ctl: error: the script's result cannot be sent: frame larger than the limit", r.stderr)
     still_serving("runtime")
   end)
 
