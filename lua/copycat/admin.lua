@@ -206,8 +206,8 @@ local function serve(state, conn, needs_token)
     local line = table.concat(parts, "\t", 1, parts.n)
     sent = sent + #line + 1
     if sent > MAX_OUTPUT then error(("output limit of %d bytes exceeded"):format(MAX_OUTPUT), 2) end
-    local ok, err = conn:send({ "print", line })
-    if not ok and not conn:closed() then error("print: " .. tostring(err), 2) end
+    local sent_ok, send_err = conn:send({ "print", line })
+    if not sent_ok and not conn:closed() then error("print: " .. tostring(send_err), 2) end
   end
   local limits = {
     host = state.host, budget = state.budget, time_ms = time_ms,
