@@ -15,8 +15,8 @@
 --- A script runs as a task of the server, in an environment built from an
 --- allow-list (no io, os.execute, require, load, debug, nor anything of
 --- the state machine) plus the operator API as the global `cluster`
---- (copycat.operator). An instruction budget and a time limit stop it;
---- the server keeps serving meanwhile and afterwards.
+--- (copycat.operator). An instruction budget, a memory limit and a time
+--- limit stop it; the server keeps serving meanwhile and afterwards.
 local runtime = require("copycat.runtime")
 local net = require("copycat.net")
 local operator = require("copycat.operator")
@@ -27,6 +27,7 @@ local VERSION = 1
 local HOOK_STEP = 1000                  -- instructions between budget checks
 local DEFAULT_BUDGET = 10000000         -- instructions per script
 local DEFAULT_TIME_MS = 30000           -- per script, unless the request asks
+local DEFAULT_MEMORY = 64 << 20         -- bytes a script may add to the heap
 local MAX_TIME_MS = 600000
 local MAX_OUTPUT = 8 << 20              -- bytes of print output per script
                                         -- (each line at most MAX_FRAME)
@@ -95,6 +96,9 @@ end
 local function run_limited(text, source, args, limits)
   local co = coroutine.running()
   local run = { used = 0, stopped = nil }
+  -- The heap is shared with the server, so growth is what is limited;
+  -- it is checked with the budget, every HOOK_STEP instructions.
+  local heap_limit = collectgarbage("count") + limits.memory / 1024
   run.deadline = runtime.now() + limits.time_ms
   function run.check()
     if run.stopped then error(run.stopped, 0) end
@@ -120,6 +124,8 @@ local function run_limited(text, source, args, limits)
       run.used = run.used + HOOK_STEP
       if run.used >= limits.budget then
         stop(("instruction budget of %d exceeded"):format(limits.budget))
+      elseif collectgarbage("count") > heap_limit then
+        stop(("memory limit of %d bytes exceeded"):format(limits.memory))
       elseif runtime.now() > run.deadline then
         stop(("time limit of %d ms exceeded"):format(limits.time_ms))
       else
@@ -210,7 +216,7 @@ local function serve(state, conn, needs_token)
     if not sent_ok and not conn:closed() then error("print: " .. tostring(send_err), 2) end
   end
   local limits = {
-    host = state.host, budget = state.budget, time_ms = time_ms,
+    host = state.host, budget = state.budget, time_ms = time_ms, memory = state.memory,
     make_env = function(api) return environment(api, print_fn, args) end,
   }
   local ok, res = run_limited(source, chunkname, args, limits)
@@ -261,6 +267,7 @@ end
 ---   address  TCP "host:port" (needs token), or nil
 ---   token    the token for the TCP address
 ---   budget   instructions per script (default 10 million)
+---   memory   bytes a script may grow the heap by (default 64 MiB)
 ---   time_ms  time limit per script (default 30000; a request may ask
 ---            for up to 600000)
 --- Returns an object with :close() and .socket / .address, or nil, err.
@@ -269,6 +276,7 @@ function admin.start(host, opts)
   local state = {
     host = host, token = opts.token,
     budget = opts.budget or DEFAULT_BUDGET, time_ms = opts.time_ms or DEFAULT_TIME_MS,
+    memory = opts.memory or DEFAULT_MEMORY,
     listeners = {},
   }
   if opts.address and (type(opts.token) ~= "string" or opts.token == "") then

@@ -16,8 +16,8 @@
 --- false for none; default "admin.sock" in data_dir, none for memory
 --- servers), admin_address (TCP "host:port", needs a token: admin_token,
 --- or admin_token_file, or the environment variable COPYCAT_ADMIN_TOKEN),
---- admin_budget (instructions per script) and admin_timeout (ms per
---- script).
+--- admin_budget (instructions per script), admin_memory (bytes a script
+--- may grow the heap by) and admin_timeout (ms per script).
 --- server:bootstrap{ "127.0.0.1:5001", "127.0.0.1:5002", "127.0.0.1:5003" }
 --- -- or: server:join{ "127.0.0.1:5001" }
 ---
@@ -100,7 +100,7 @@ local function start_admin(self)
   end
   return admin.start({ raw = self.raw, opts = o, status = function() return self:status() end }, {
     socket = socket or nil, address = o.admin_address, token = token,
-    budget = o.admin_budget, time_ms = o.admin_timeout,
+    budget = o.admin_budget, time_ms = o.admin_timeout, memory = o.admin_memory,
   })
 end
 
