@@ -4,4 +4,8 @@ local name = ...
 if not name then error("usage: ctl run scripts/transfer-leadership.lua NAME", 0) end
 local before = cluster.leader()
 cluster.transfer(name)
-print(("leadership moved from %s to %s"):format(before or "nobody", name))
+if before == name then
+  print(name .. " already leads")
+else
+  print(("leadership moved from %s to %s"):format(before or "nobody", name))
+end
