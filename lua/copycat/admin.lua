@@ -147,7 +147,10 @@ local function run_limited(text, source, args, limits)
     if type(err) ~= "string" and math.type(err) == nil then
       err = ("(error object is a %s value)"):format(type(err))
     end
-    return false, run.stopped or tostring(err)
+    err = tostring(err)
+    -- What was going on when the limit struck says more than the limit.
+    if run.stopped and err ~= run.stopped then err = run.stopped .. ": " .. err end
+    return false, err
   end
   return true, table.move(res, 2, res.n, 1, { n = res.n - 1 })
 end

@@ -142,16 +142,27 @@ function operator.new(host, run)
     local addresses = {}
     for _, m in ipairs(raw:status().members) do addresses[#addresses + 1] = m.address end
     if #addresses == 0 then addresses[1] = opts.address end
-    local c = client.new({ cluster = addresses, cluster_id = opts.cluster, timeout = 2000 })
+    -- A client request retries for three times its timeout: keep that
+    -- within the script's time.
+    local left = run.deadline - runtime.now()
+    local c = client.new({ cluster = addresses, cluster_id = opts.cluster,
+      timeout = math.max(50, math.min(2000, left // 4)) })
     local ok, err
-    while true do
-      ok, err = send(c)
-      if ok or permanent(err) or runtime.now() >= run.deadline then break end
-      sleep(200)
-    end
+    -- The client is closed even when the script's time runs out here.
+    local done, stopped = pcall(function()
+      while true do
+        ok, err = send(c)
+        if ok or permanent(err) then break end
+        if runtime.now() + 200 >= run.deadline then
+          err = tostring(err) .. " (gave up: the script's time limit is near)"
+          break
+        end
+        sleep(200)
+      end
+    end)
     c:close()
-    run.check()
-    if not ok then error(("%s: %s"):format(what, tostring(err)), 3) end
+    if not done then error(stopped, 0) end
+    if not ok then error(("%s: %s"):format(what, tostring(err)), 0) end
   end
 
   local function member(name, what)
@@ -167,7 +178,7 @@ function operator.new(host, run)
       local st = raw:status()
       return committed(st) and pred(st.members)
     end)
-    if not ok then error(what .. ": the change did not commit here in time", 3) end
+    if not ok then error(what .. ": the change did not commit here in time", 0) end
   end
 
   -- Sets member name's type and waits until it is committed here.
@@ -201,8 +212,10 @@ function operator.new(host, run)
   end
 
   --- Makes member `name` ACTIVE (a voter); returns once that is committed.
+  --- A RESERVE member, which has no log, catches up as PASSIVE first.
   function api.promote(name)
     local m = member(name, "promote")
+    if m.type == "reserve" then set_type("promote", name, m.address, "passive") end
     if m.type ~= "active" then set_type("promote", name, m.address, "active") end
     return true
   end

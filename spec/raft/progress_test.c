@@ -55,9 +55,32 @@ TEST(leader_ready_once_its_term_has_an_entry_committed) {
   fx_free(&f);
 }
 
+/* A PASSIVE member that never answered is not caught up, even on a log
+ * shorter than the catch-up margin: promoting a dead server would make a
+ * voter of it. */
+TEST(progress_promotion_needs_a_passive_member_that_answered) {
+  struct fx f;
+  fx_init_with(&f, 4, 3, NULL);
+  CHECK(fx_elect(&f, 0));
+  fx_isolate(&f, 3, true);
+  CHECK_INT(raft_change(f.nodes[0].r, "d", "addr-d", RAFT_PASSIVE), ==, 0);
+  fx_drain(&f, 0);
+  for (int k = 0; k < 4; k++)
+    fx_round(&f);
+  CHECK_INT(raft_last_index(f.nodes[0].r), <, 64); /* within the margin */
+  CHECK_INT(raft_change(f.nodes[0].r, "d", "addr-d", RAFT_ACTIVE), ==,
+            RAFT_ENOTCAUGHTUP);
+  fx_isolate(&f, 3, false);
+  for (int k = 0; k < 6; k++)
+    fx_round(&f);
+  CHECK_INT(raft_change(f.nodes[0].r, "d", "addr-d", RAFT_ACTIVE), ==, 0);
+  fx_free(&f);
+}
+
 int main(void) {
   RUN(progress_only_on_the_leader);
   RUN(progress_follows_replication);
   RUN(leader_ready_once_its_term_has_an_entry_committed);
+  RUN(progress_promotion_needs_a_passive_member_that_answered);
   return harness_done();
 }
