@@ -17,6 +17,10 @@
  *   server:status() -> table
  *   server:change(name, address, type) / remove(name) / transfer(name)
  *       -> true | nil, err
+ *   server:progress() -> {first_index=, commit_term=, leader_ready=,
+ *       peers={[name]=
+ *       {match=, next=}} (leader only)}
+ *   server:snapshot() -> index (of the newest snapshot) | nil, err
  *   server:stop(fn)   fn() once everything is closed
  *
  * A handler that raises is a bug in the runtime layer above (it catches
@@ -404,6 +408,46 @@ static int l_transfer(lua_State *L) {
   return result(L, server_transfer(ls->s, luaL_checkstring(L, 2)));
 }
 
+static int l_progress(lua_State *L) {
+  struct lserver *ls = check_running(L);
+  struct server_status st;
+  struct server_progress p;
+  server_status(ls->s, &st);
+  server_progress(ls->s, &p);
+  lua_createtable(L, 0, 4);
+  lua_pushinteger(L, (lua_Integer)st.first_index);
+  lua_setfield(L, -2, "first_index");
+  lua_pushinteger(L, (lua_Integer)p.commit_term);
+  lua_setfield(L, -2, "commit_term");
+  lua_pushboolean(L, p.leader_ready);
+  lua_setfield(L, -2, "leader_ready");
+  if (p.have_peers) {
+    lua_createtable(L, 0, (int)st.conf->n);
+    for (unsigned i = 0; i < st.conf->n; i++) {
+      lua_createtable(L, 0, 2);
+      lua_pushinteger(L, (lua_Integer)p.peer[i].match);
+      lua_setfield(L, -2, "match");
+      lua_pushinteger(L, (lua_Integer)p.peer[i].next);
+      lua_setfield(L, -2, "next");
+      lua_setfield(L, -2, st.conf->m[i].name);
+    }
+    lua_setfield(L, -2, "peers");
+  }
+  return 1;
+}
+
+static int l_snapshot(lua_State *L) {
+  struct lserver *ls = check_running(L);
+  uint64_t index = 0;
+  if (server_snapshot_now(ls->s, &index) < 0) {
+    luaL_pushfail(L);
+    lua_pushliteral(L, "the snapshot failed (see the server's log)");
+    return 2;
+  }
+  lua_pushinteger(L, (lua_Integer)index);
+  return 1;
+}
+
 static void on_stopped(void *data) {
   struct lserver *ls = data;
   lua_State *L = ls->L;
@@ -441,6 +485,8 @@ int server_open(lua_State *L) {
                                      {"change", l_change},
                                      {"remove", l_remove},
                                      {"transfer", l_transfer},
+                                     {"progress", l_progress},
+                                     {"snapshot", l_snapshot},
                                      {"stop", l_stop},
                                      {NULL, NULL}};
   if (luaL_newmetatable(L, SERVER_MT)) {
