@@ -362,6 +362,32 @@ describe("sessions on a cluster", function()
     end)
   end
 
+  it("not serve a lease query from a leader resumed after a pause longer than its lease", function()
+    local c = start()
+    wait_ready(c)
+    local li = cluster.index_of(c, cluster.leader(c))
+    local pids = {}
+    for i = 1, 3 do if i ~= li then pids[#pids + 1] = c.procs[i].pid end end
+    pids[#pids + 1] = c.procs[li].pid -- the leader last, so it notices nothing
+    -- Nobody can tell the old leader anything: the whole cluster is paused,
+    -- and only its own clock says that its lease is over.
+    local r = client(c, ([[
+      local conn = assert(copycat.net.connect(%q))
+      conn:send({ "copycat", 1, "copycat", "client", "", "" })
+      assert(conn:recv(2000)[1] == "ok")
+      os.execute("kill -STOP %s")
+      os.execute("sleep 1")
+      conn:send({ "query", 1, "count", {}, "lease", 0, 0 })
+      os.execute("kill -CONT %d")
+      local reply, err = conn:recv(3000)
+      os.execute("kill -CONT %s")
+      print(reply and reply[1] or err)
+      os.exit(0)
+    ]]):format(c.members[li].address, table.concat(pids, " "), c.procs[li].pid, table.concat(pids, " ")))
+    assert.equal(0, r.code, r.stderr)
+    assert.is_nil(r.stdout:find("^result"), "served from an expired lease: " .. r.stdout)
+  end)
+
   it("fire a state machine timer at the same index on every server, across a snapshot and restart", function()
     local c = start({ snapshot = 5 })
     wait_ready(c)
