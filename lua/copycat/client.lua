@@ -231,7 +231,7 @@ local function request(self, req, give_up, timeout)
     prefer = nil
     if not conn then
       last_err = cerr
-      runtime.sleep(math.min(500, 50 * attempt))
+      runtime.sleep(math.min(200, 20 * attempt))
     else
       local reply, err = exchange(self, conn, req, timeout)
       if reply == nil then
@@ -250,7 +250,11 @@ local function request(self, req, give_up, timeout)
         last_err = "no leader known"
         -- Right after a leader fails, followers still name it for a
         -- while: back off rather than bounce between them.
-        if not prefer or attempt > 2 then runtime.sleep(math.min(500, 20 * attempt)) end
+        if not prefer then
+          runtime.sleep(math.min(100, 10 * attempt))
+        elseif attempt > 2 then
+          runtime.sleep(10)
+        end
       elseif reply[1] == "error" then
         local msg = tostring(reply[3])
         if not retryable(msg) then return nil, msg end
