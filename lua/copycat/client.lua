@@ -91,11 +91,17 @@ end
 
 local keepalive -- defined below; a new connection sends one at once
 
--- Fails every request waiting on conn with err (their connection is gone).
-local function fail_waiting(self, err)
-  local waiting = self.waiting
-  self.waiting = {}
-  for _, w in pairs(waiting) do
+-- Fails every request waiting on conn with err (their connection is gone);
+-- requests sent on a newer connection are not affected.
+local function fail_waiting(self, conn, err)
+  local gone = {}
+  for id, w in pairs(self.waiting) do
+    if w.conn == conn then gone[#gone + 1] = id end
+  end
+  table.sort(gone) -- wake in the order the requests were sent
+  for _, id in ipairs(gone) do
+    local w = self.waiting[id]
+    self.waiting[id] = nil
     if w.timer then w.timer:stop() end
     runtime.wake(w.task, nil, err)
   end
@@ -106,7 +112,7 @@ local function reader(self, conn)
     local msg, err = conn:recv()
     if msg == nil then
       if self.conn == conn then self.conn = nil end
-      fail_waiting(self, "connection lost: " .. tostring(err))
+      fail_waiting(self, conn, "connection lost: " .. tostring(err))
       return
     end
     if type(msg) == "table" and msg[1] == "event" then
@@ -187,7 +193,7 @@ local function exchange(self, conn, request, timeout)
   local id = self.next_id
   request[2] = id
   local me = runtime.current("client request")
-  local w = { task = me }
+  local w = { task = me, conn = conn }
   self.waiting[id] = w
   local ok, err = conn:send(request)
   if not ok then
@@ -231,7 +237,7 @@ local function request(self, req, give_up, timeout)
     prefer = nil
     if not conn then
       last_err = cerr
-      runtime.sleep(math.min(500, 50 * attempt))
+      runtime.sleep(math.min(200, 20 * attempt))
     else
       local reply, err = exchange(self, conn, req, timeout)
       if reply == nil then
@@ -250,7 +256,11 @@ local function request(self, req, give_up, timeout)
         last_err = "no leader known"
         -- Right after a leader fails, followers still name it for a
         -- while: back off rather than bounce between them.
-        if not prefer or attempt > 2 then runtime.sleep(math.min(500, 20 * attempt)) end
+        if not prefer then
+          runtime.sleep(math.min(100, 10 * attempt))
+        elseif attempt > 2 then
+          runtime.sleep(10)
+        end
       elseif reply[1] == "error" then
         local msg = tostring(reply[3])
         if not retryable(msg) then return nil, msg end

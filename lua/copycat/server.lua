@@ -11,7 +11,9 @@
 --- "passive", "reserve"; for join), election_timeout and
 --- heartbeat_interval (ms), snapshot_threshold (entries, default 10000)
 --- and snapshot_bytes (payload bytes, default 64 MiB): a snapshot is taken
---- when either is reached.
+--- when either is reached. time_interval (ms, default 200): how often an
+--- idle leader commits the passing of time while client sessions are open
+--- or state machine timers pending (docs/sessions.md).
 --- Admin channel (docs/operators.md): admin_socket (a Unix socket path, or
 --- false for none; default "admin.sock" in data_dir, none for memory
 --- servers), admin_address (TCP "host:port", needs a token: admin_token,

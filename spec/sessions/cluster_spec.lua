@@ -128,7 +128,9 @@ describe("sessions on a cluster", function()
     local writer = client_bg(c, [[
       local members = {}
       for a in arg[1]:gmatch("[^,]+") do members[#members + 1] = a end
-      local c = copycat.client{ cluster = members, session_timeout = 5000 }
+      -- A long session timeout: a slow disk may slow the election down,
+      -- and this spec is about order, not expiry.
+      local c = copycat.client{ cluster = members, session_timeout = 20000 }
       local next_v, tasks, failed = 0, {}, nil
       for t = 1, 8 do
         tasks[t] = copycat.spawn(function()
@@ -158,7 +160,12 @@ describe("sessions on a cluster", function()
       os.execute("sleep 0.05")
     end
     assert.is_not_nil(killed, "the writer made no progress")
-    assert.equal(0, writer:wait(90), writer:stderr())
+    local rc = writer:wait(90)
+    if rc ~= 0 then
+      local logs = {}
+      for i = 1, 3 do logs[i] = c.procs[i]:stderr():sub(-800) end -- the servers' last words
+      error(writer:stderr() .. "\n" .. table.concat(logs, "\n---\n"))
+    end
     local other = killed % 3 + 1
     local list = query_at(c, other, "list")
     local values = {}
@@ -193,6 +200,34 @@ describe("sessions on a cluster", function()
     assert.same(at[1], at[3])
   end)
 
+  it("tell a client that was paused past its session timeout that its session expired", function()
+    local c = start()
+    wait_ready(c)
+    local paused = client_bg(c, [[
+      local members = {}
+      for a in arg[1]:gmatch("[^,]+") do members[#members + 1] = a end
+      local c = copycat.client{ cluster = members, session_timeout = 500 }
+      local lost
+      c:on("session:lost", function(why) lost = why end)
+      assert(c:submit("append", { v = "before" }))
+      print("ready")
+      io.stdout:flush()
+      copycat.sleep(1500) -- paused by the spec meanwhile
+      local ok, err = c:submit("append", { v = "after" })
+      copycat.sleep(100)
+      print(tostring(ok), err, lost)
+      os.exit(0)
+    ]])
+    assert.is_true(paused:wait_output("ready", 30), paused:stderr())
+    paused:kill("STOP")
+    os.execute("sleep 2")
+    paused:kill("CONT")
+    assert.equal(0, paused:wait(30), paused:stderr())
+    assert.matches("^ready\nnil\t[^\n]*expired[^\n]*\t[^\n]*expired", paused:stdout())
+    local list = query_at(c, 1, "list")
+    assert.equal("before", list[#list]) -- the command after expiry was not applied
+  end)
+
   it("run session_closed at once when a client closes its session", function()
     local c = start()
     wait_ready(c)
@@ -221,7 +256,7 @@ describe("sessions on a cluster", function()
     local listener = client_bg(c, [[
       local members = {}
       for a in arg[1]:gmatch("[^,]+") do members[#members + 1] = a end
-      local c = copycat.client{ cluster = members, session_timeout = 5000 }
+      local c = copycat.client{ cluster = members, session_timeout = 20000 }
       local got = {}
       c:on("n", function(i) got[#got + 1] = i end)
       assert(c:open())
@@ -326,6 +361,32 @@ describe("sessions on a cluster", function()
       assert.truthy(r.stdout:find("^redirect") or r.stdout:find("^result\tnew"), r.stdout)
     end)
   end
+
+  it("not serve a lease query from a leader resumed after a pause longer than its lease", function()
+    local c = start()
+    wait_ready(c)
+    local li = cluster.index_of(c, cluster.leader(c))
+    local pids = {}
+    for i = 1, 3 do if i ~= li then pids[#pids + 1] = c.procs[i].pid end end
+    pids[#pids + 1] = c.procs[li].pid -- the leader last, so it notices nothing
+    -- Nobody can tell the old leader anything: the whole cluster is paused,
+    -- and only its own clock says that its lease is over.
+    local r = client(c, ([[
+      local conn = assert(copycat.net.connect(%q))
+      conn:send({ "copycat", 1, "copycat", "client", "", "" })
+      assert(conn:recv(2000)[1] == "ok")
+      os.execute("kill -STOP %s")
+      os.execute("sleep 1")
+      conn:send({ "query", 1, "count", {}, "lease", 0, 0 })
+      os.execute("kill -CONT %d")
+      local reply, err = conn:recv(3000)
+      os.execute("kill -CONT %s")
+      print(reply and reply[1] or err)
+      os.exit(0)
+    ]]):format(c.members[li].address, table.concat(pids, " "), c.procs[li].pid, table.concat(pids, " ")))
+    assert.equal(0, r.code, r.stderr)
+    assert.is_nil(r.stdout:find("^result"), "served from an expired lease: " .. r.stdout)
+  end)
 
   it("fire a state machine timer at the same index on every server, across a snapshot and restart", function()
     local c = start({ snapshot = 5 })
