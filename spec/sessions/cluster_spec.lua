@@ -18,14 +18,18 @@ local function start(opts)
   return c
 end
 
--- Runs a Lua client script (its arg[1] is the cluster's address list).
+-- Client scripts get arg[1], the addresses to use, also as the list
+-- `members`.
+local PRELUDE = 'local members = {} for a in arg[1]:gmatch("[^,]+") do members[#members + 1] = a end\n'
+
+-- Runs a Lua client script against the cluster (or the given members).
 local function client(c, source, members, timeout)
-  local path = proc.script(source)
+  local path = proc.script(PRELUDE .. source)
   return proc.run({ path, members or cluster.addresses(c) }, { timeout = timeout or 60 })
 end
 
 local function client_bg(c, source, members)
-  return proc.start({ proc.script(source), members or cluster.addresses(c) }, { timeout = 120 })
+  return proc.start({ proc.script(PRELUDE .. source), members or cluster.addresses(c) }, { timeout = 120 })
 end
 
 -- A query answered by one member (sequential: no redirect); prints the
@@ -45,8 +49,6 @@ end
 
 local function wait_ready(c)
   local r = client(c, [[
-    local members = {}
-    for a in arg[1]:gmatch("[^,]+") do members[#members + 1] = a end
     local c = copycat.client{ cluster = members }
     for _ = 1, 100 do
       if c:submit("append", { v = 0 }) then os.exit(0) end
@@ -67,8 +69,6 @@ describe("sessions on a cluster", function()
     -- dropped at once), then the same (session, seq) goes again.
     local r = client(c, [[
       local net = copycat.net
-      local members = {}
-      for a in arg[1]:gmatch("[^,]+") do members[#members + 1] = a end
       local function ask(req)
         for _ = 1, 50 do
           for _, a in ipairs(members) do
@@ -126,8 +126,6 @@ describe("sessions on a cluster", function()
     local c = start()
     wait_ready(c)
     local writer = client_bg(c, [[
-      local members = {}
-      for a in arg[1]:gmatch("[^,]+") do members[#members + 1] = a end
       -- A long session timeout: a slow disk may slow the election down,
       -- and this spec is about order, not expiry.
       local c = copycat.client{ cluster = members, session_timeout = 20000 }
@@ -204,8 +202,6 @@ describe("sessions on a cluster", function()
     local c = start()
     wait_ready(c)
     local paused = client_bg(c, [[
-      local members = {}
-      for a in arg[1]:gmatch("[^,]+") do members[#members + 1] = a end
       local c = copycat.client{ cluster = members, session_timeout = 500 }
       local lost
       c:on("session:lost", function(why) lost = why end)
@@ -232,8 +228,6 @@ describe("sessions on a cluster", function()
     local c = start()
     wait_ready(c)
     local r = client(c, [[
-      local members = {}
-      for a in arg[1]:gmatch("[^,]+") do members[#members + 1] = a end
       local c = copycat.client{ cluster = members, session_timeout = 60000 }
       assert(c:submit("append", { v = 1 }))
       print(c:session_id())
@@ -254,8 +248,6 @@ describe("sessions on a cluster", function()
     local c = start()
     wait_ready(c)
     local listener = client_bg(c, [[
-      local members = {}
-      for a in arg[1]:gmatch("[^,]+") do members[#members + 1] = a end
       local c = copycat.client{ cluster = members, session_timeout = 20000 }
       local got = {}
       c:on("n", function(i) got[#got + 1] = i end)
@@ -271,8 +263,6 @@ describe("sessions on a cluster", function()
     assert.is_true(listener:wait_output("session ", 30), listener:stderr())
     local session = listener:stdout():match("session (%d+)")
     local publisher = client_bg(c, ([[
-      local members = {}
-      for a in arg[1]:gmatch("[^,]+") do members[#members + 1] = a end
       local c = copycat.client{ cluster = members }
       for i = 1, 300, 10 do
         local _, err = c:submit("publish", { session = %s, from = i, to = i + 9 })
@@ -297,8 +287,6 @@ describe("sessions on a cluster", function()
     local leader = cluster.leader(c)
     local f = cluster.index_of(c, leader) % 3 + 1
     local r = client(c, ([[
-      local members = {}
-      for a in arg[1]:gmatch("[^,]+") do members[#members + 1] = a end
       local follower = %q
       local c = copycat.client{ cluster = members }
       assert(c:submit("append", { v = "old" }))
@@ -337,8 +325,6 @@ describe("sessions on a cluster", function()
       local others = {}
       for i = 1, 3 do if i ~= li then others[#others + 1] = c.members[i].address end end
       local r = client(c, ([[
-        local members = {}
-        for a in arg[1]:gmatch("[^,]+") do members[#members + 1] = a end
         local old = %q
         local c = copycat.client{ cluster = members }
         assert(c:submit("append", { v = "old" }))
@@ -392,8 +378,6 @@ describe("sessions on a cluster", function()
     local c = start({ snapshot = 5 })
     wait_ready(c)
     local r = client(c, [[
-      local members = {}
-      for a in arg[1]:gmatch("[^,]+") do members[#members + 1] = a end
       local c = copycat.client{ cluster = members }
       assert(c:submit("later", { delay = 2500, key = "t" }))
       for i = 1, 12 do assert(c:submit("append", { v = i })) end -- snapshots include the timer
