@@ -9,7 +9,8 @@ files["spec/support"] = { std = "+busted" }
 
 -- Scripts run by copycat-lua see the library as the global `copycat`.
 files["examples"] = { read_globals = { "copycat" } }
-files["scripts"] = { read_globals = { "copycat" } }
+-- Operator scripts run in the operator environment, which provides `cluster`.
+files["scripts"] = { read_globals = { "cluster" } }
 files["bench"] = { read_globals = { "copycat" } }
 -- State machines run in the sandbox, which provides state_machine().
 files["examples/*/state_machine.lua"] = { read_globals = { "state_machine" } }

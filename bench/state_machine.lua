@@ -52,10 +52,14 @@ local body = [[
     for i = 1, c.args.n do x = x + i end
     return x
   end
+  sm.timers = sm.timers or {}
+  function sm.timers.touch(t, key) rev = rev + 1 end
+  function sm.commands.later(c) return sm.schedule(c.args.delay, sm.timers.touch, c.args.key) end
+  function sm.commands.notify(c) c.session:publish("changed", c.args) end
 ]]
 local machine = assert(state_machine.load("local sm = state_machine()\n" .. body .. "\nreturn sm",
   { source = true, name = "bench", budget = 1 << 40 }))
-local host = { commands = {} }
+local host = { commands = {}, timers = {} }
 assert(load("local sm = ...\n" .. body, "=host", "t"))(host)
 
 local index = 0
@@ -94,6 +98,36 @@ end, 20), measure(function(n)
   local sort = host.commands.sort
   for _ = 1, n do sink = sort({ args = { n = 10000 } }) end
 end, 20), "sorts/s")
+
+-- Timers and events have no direct baseline: raw rates.
+local function rate(name, r, unit) print(("%-44s %12.0f %s"):format(name, r, unit)) end
+
+rate("schedule + fire a timer (command, advance)", measure(function(n)
+  for i = 1, n do
+    local c = ctx()
+    sink = machine:command("later", { delay = 0, key = keys[i % 1000 + 1] }, c)
+    sink = machine:advance(c)
+  end
+end, 50000), "timers/s")
+
+rate("1000 pending timers fired by one advance", measure(function(n)
+  for _ = 1, n do
+    local c = ctx()
+    for i = 1, 1000 do machine:command("later", { delay = i % 97, key = keys[i] }, c) end
+    c = ctx()
+    c.time = c.time + 100
+    sink = machine:advance(c)
+  end
+end, 20) * 1000, "timers/s (incl. scheduling)")
+
+rate("publish one event + events()", measure(function(n)
+  for i = 1, n do
+    local c = ctx()
+    c.session = i % 100 + 1
+    sink = machine:command("notify", { key = keys[i % 1000 + 1], value = i }, c)
+    sink = machine:events()
+  end
+end, 50000), "commands/s")
 
 report("1e6-iteration loop (budget hook)", measure(function(n)
   for _ = 1, n do sink = machine:command("spin", { n = 1000000 }, ctx()) end

@@ -8,7 +8,7 @@
  *   listener:address(), listener:close()
  *   conn:start(on_message, on_close)  on_message(value); on_close(reason)
  *   conn:send(value) -> true | nil, err     (encoded with copycat.codec)
- *   conn:close([reason]), conn:peer(), conn:pause(), conn:resume(),
+ *   conn:close([reason [, flush]]), conn:peer(), conn:pause(), conn:resume(),
  *   conn:queued()
  *   opts: { max_frame = bytes, max_queue = bytes }
  *
@@ -195,7 +195,11 @@ static int l_send(lua_State *L) {
 static int l_close(lua_State *L) {
   struct lconn *lc = check_conn(L);
   const char *reason = luaL_optstring(L, 2, "closed by this side");
-  if (lc->c) net_conn_close(lc->c, reason);
+  if (!lc->c) return 0;
+  if (lua_toboolean(L, 3)) /* a last reply must reach the peer first */
+    net_conn_close_after_flush(lc->c, reason);
+  else
+    net_conn_close(lc->c, reason);
   return 0;
 }
 

@@ -14,17 +14,28 @@
 **     Run sm.commands[op] / sm.queries[op] under `budget`. The encoded forms
 **     take the arguments as copycat.codec bytes and return the results as
 **     the bytes of one msgpack array.
+**   machine:session_opened(session, ctx)      -> true | false, err
 **   machine:session_closed(session, ctx)      -> true | false, err
+**     Call sm.session_opened / sm.session_closed (session handle, c), if
+**     defined, under `budget`.
+**   machine:advance(ctx)       -> true, fired | false, err, fired
+**     Fires the timers due at ctx.time (sandbox_timers.c).
+**   machine:next_deadline()    -> the smallest pending deadline | nil
+**   machine:events()           -> {{session =, name =, data =}, ...}
+**     The events published since the last call, which clears them.
 **   machine:snapshot()                        -> bytes | nil, err
 **   machine:restore(bytes)                    -> true | nil, err
+**     bytes = msgpack [1, state, timer counter, timers]: the format version,
+**     sm.snapshot()'s value, and the timers (docs/state-machine.md).
 **   machine:cost()    instructions counted by the last call
 **   machine:memory()  bytes allocated by the sandbox state
 **   machine:close()   frees the sandbox state (also done by the collector)
 **
 ** ctx = {index =, term =, time =, session =}; index and term are required
-** (non-negative integers) for commands and session_closed, optional for
-** queries; they seed math.random. The sandbox rules are in sandbox_lib.c
-** and docs/state-machine.md.
+** (non-negative integers) for commands, session hooks and advance, optional
+** for queries; they seed math.random. time is required by advance, and by
+** sm.schedule in the call that uses it. The sandbox rules are in
+** sandbox_lib.c and docs/state-machine.md.
 */
 #include <assert.h>
 #include <stdio.h>
@@ -115,8 +126,8 @@ static void *sb_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
 
 /* Indexed by SANDBOX_* kind. */
 static const char *const kind_names[] = {
-    "load",  "command",  "query",  "session_opened", "session_closed",
-    "timer", "snapshot", "restore"};
+    "load",           "command", "query",    "session_opened",
+    "session_closed", "timer",   "snapshot", "restore"};
 
 /* What the host asks for; lives on the host's C stack during the call. */
 typedef struct Call {
@@ -291,7 +302,7 @@ static int do_restore(lua_State *S, Call *c) {
     return luaL_error(S,
                       "cannot decode the snapshot: unsupported snapshot "
                       "version (this build reads version 1)");
-  sandbox_decode_next(S, c->in, c->inlen, &pos); /* 4: state */
+  sandbox_decode_next(S, c->in, c->inlen, &pos);   /* 4: state */
   sandbox_timers_unpack(S, c->in, c->inlen, &pos); /* 5..8 */
   if (pos != c->inlen)
     return luaL_error(S, "cannot decode the snapshot: %I trailing bytes",

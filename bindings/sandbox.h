@@ -180,13 +180,11 @@ int sandbox_timer_take(lua_State *S, lua_Integer id, const SandboxNum *time,
 /* Host side, between calls (never allocates in S): copy the name of pending
 ** timer `id` into buf (truncated to size - 1 bytes; "" if not pending) and
 ** return its full length. */
-size_t sandbox_timer_name(Sandbox *sb, lua_Integer id, char *buf,
-                          size_t size);
+size_t sandbox_timer_name(Sandbox *sb, lua_Integer id, char *buf, size_t size);
 
 /* Decode the value at in[*pos..len) onto S's stack and advance *pos; raise
 ** "cannot decode the snapshot: ..." if it does not decode. */
-void sandbox_decode_next(lua_State *S, const char *in, size_t len,
-                         size_t *pos);
+void sandbox_decode_next(lua_State *S, const char *in, size_t len, size_t *pos);
 
 /* The msgpack array header at p[0..len): sets *n (elements) and *hdr (its
 ** size in bytes) and returns 1, or returns 0 if p holds no array header. */

@@ -56,15 +56,15 @@ static int session_publish(lua_State *S) {
                       "publish: call it as a method, session:publish(name, "
                       "data)");
   lua_settop(S, 3);
-  lua_getfield(S, 1, "id"); /* 4 */
-  check_id(S, 4, "publish");
+  lua_getfield(S, 1, "id");
+  lua_pushinteger(S, check_id(S, 4, "publish")); /* 5: 5.0 becomes 5 */
   if (lua_type(S, 2) != LUA_TSTRING || (lua_tolstring(S, 2, &nlen), nlen == 0))
     return luaL_error(S,
                       "publish: the event name must be a non-empty string "
                       "(got %s)",
                       lua_type(S, 2) == LUA_TSTRING ? "an empty string"
                                                     : luaL_typename(S, 2));
-  if (append(S, sb, 4, err, sizeof err) != 0 ||
+  if (append(S, sb, 5, err, sizeof err) != 0 ||
       append(S, sb, 2, err, sizeof err) != 0)
     goto nomem;
   if (append(S, sb, 3, err, sizeof err) != 0) {
@@ -82,7 +82,8 @@ nomem:
 
 static int session_tostring(lua_State *S) {
   lua_getfield(S, 1, "id");
-  lua_pushfstring(S, "session %s", lua_tostring(S, -1));
+  lua_pushfstring(S, "session %s",
+                  lua_type(S, -1) == LUA_TNUMBER ? lua_tostring(S, -1) : "?");
   return 1;
 }
 

@@ -132,11 +132,12 @@ static void drop_stale(Sandbox *sb) {
 }
 
 /* Rebuild the heap without its cancelled entries, once they outnumber the
-** live ones (so the heap stays O(pending timers)). */
-static void compact(lua_State *S, Sandbox *sb) {
+** live ones (so the heap stays O(pending timers)). Not charged: how many
+** stale entries there are depends on history (a restored heap has none),
+** and budgets must not; the work is O(1) amortized per cancel. */
+static void compact(Sandbox *sb) {
   lua_Integer i, n = 0;
   if (sb->nheap <= HEAP_MIN || sb->nheap <= 2 * sb->ntimers) return;
-  sandbox_charge(S, sb->nheap);
   for (i = 0; i < sb->nheap; i++)
     if (is_live(sb, sb->heap[i].id)) sb->heap[n++] = sb->heap[i];
   sb->nheap = n;
@@ -180,6 +181,12 @@ static void refuse_outside_log(lua_State *S, Sandbox *sb, const char *fn) {
   }
 }
 
+/* Is a[0..alen) bytewise before b[0..blen)? */
+static int bytes_less(const char *a, size_t alen, const char *b, size_t blen) {
+  int c = memcmp(a, b, alen < blen ? alen : blen);
+  return c < 0 || (c == 0 && alen < blen);
+}
+
 /* Push the name under which the function at idx is stored in sm.timers; of
 ** several names, the first bytewise (load forbids that; sm.timers changed
 ** later still gives the same name on every replica). */
@@ -194,8 +201,7 @@ static void push_timer_name(lua_State *S, int idx) {
       n++;
       if (lua_type(S, -2) == LUA_TSTRING && lua_rawequal(S, -1, idx)) {
         k = lua_tolstring(S, -2, &len); /* anchored in sm.timers */
-        if (!best || memcmp(k, best, len < blen ? len : blen) < 0 ||
-            (memcmp(k, best, len < blen ? len : blen) == 0 && len < blen)) {
+        if (!best || bytes_less(k, len, best, blen)) {
           best = k;
           blen = len;
         }
@@ -235,6 +241,7 @@ int sandbox_sm_schedule(lua_State *S) {
   Sandbox *sb = sandbox_get(S);
   SandboxNum delay, deadline;
   SandboxTimer *slot;
+  msgpack_packer pk;
   char err[256];
   int i, nargs = lua_gettop(S) - 2;
   lua_Integer id;
@@ -257,13 +264,13 @@ int sandbox_sm_schedule(lua_State *S) {
   add_delay(S, &sb->now, &delay, &deadline);
   push_timer_name(S, 2);
   sb->tmp.size = 0;
-  if (msgpack_pack_array(&(msgpack_packer){&sb->tmp, msgpack_sbuffer_write},
-                         (size_t)nargs) != 0)
+  msgpack_packer_init(&pk, &sb->tmp, msgpack_sbuffer_write);
+  if (msgpack_pack_array(&pk, (size_t)nargs) != 0)
     return luaL_error(S, "not enough memory");
   for (i = 1; i <= nargs; i++)
     if (codec_pack(S, 2 + i, &sb->tmp, err, sizeof err) != 0)
-      return luaL_error(S, "sm.schedule: timer argument %d cannot be encoded (%s)",
-                        i, err);
+      return luaL_error(
+          S, "sm.schedule: timer argument %d cannot be encoded (%s)", i, err);
   sandbox_charge(S, (lua_Integer)(sb->tmp.size / 64));
   heap_reserve(S, sb);
   id = sb->timer_seq + 1;
@@ -304,7 +311,7 @@ int sandbox_sm_cancel(lua_State *S) {
   lua_pushnil(S);
   lua_rawseti(S, -2, id);
   sb->ntimers--;
-  compact(S, sb);
+  compact(sb);
   lua_pushboolean(S, 1);
   return 1;
 }
@@ -329,8 +336,7 @@ int sandbox_timer_next(Sandbox *sb, SandboxNum *deadline) {
   return 1;
 }
 
-size_t sandbox_timer_name(Sandbox *sb, lua_Integer id, char *buf,
-                          size_t size) {
+size_t sandbox_timer_name(Sandbox *sb, lua_Integer id, char *buf, size_t size) {
   lua_State *S = sb->S;
   size_t len = 0, full;
   const char *s = "";
@@ -390,7 +396,7 @@ int sandbox_timer_take(lua_State *S, lua_Integer id, const SandboxNum *time,
   const char *args;
   int base, n;
   lua_rawgeti(S, LUA_REGISTRYINDEX, sb->timers_ref);
-  base = lua_gettop(S); /* base: timers table */
+  base = lua_gettop(S);                       /* base: timers table */
   if (lua_rawgeti(S, base, id) != LUA_TTABLE) /* base + 1: entry */
     return luaL_error(S, "timer %I is not pending", (LUAI_UACINT)id);
   lua_pushnil(S);
@@ -454,7 +460,7 @@ void sandbox_timers_pack(lua_State *S, msgpack_sbuffer *out) {
   size_t len;
   const char *args;
   msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
-  sandbox_charge(S, sb->nheap);
+  sandbox_charge(S, sb->ntimers); /* not nheap: that depends on history */
   lua_pushinteger(S, sb->timer_seq);
   pack_top(S, out);
   ids = (lua_Integer *)lua_newuserdatauv(
@@ -518,8 +524,9 @@ void sandbox_timers_unpack(lua_State *S, const char *in, size_t len,
   sandbox_decode_next(S, in, len, pos);
   seq = lua_tointegerx(S, -1, &isint);
   if (!isint || seq < 0)
-    luaL_error(S, "cannot restore the timers: the timer counter is not an "
-                  "integer >= 0");
+    luaL_error(S,
+               "cannot restore the timers: the timer counter is not an "
+               "integer >= 0");
   lua_pop(S, 1);
   n = expect_array(S, in, len, pos, -1, "the list of timers");
   if (n > (lua_Integer)(len - *pos)) /* each timer takes bytes */
@@ -538,25 +545,31 @@ void sandbox_timers_unpack(lua_State *S, const char *in, size_t len,
     sandbox_decode_next(S, in, len, pos);
     id = lua_tointegerx(S, -1, &isint);
     if (!isint || id <= prev || id > seq)
-      luaL_error(S, "cannot restore the timers: timer ids must increase and "
-                    "not exceed the timer counter");
+      luaL_error(S,
+                 "cannot restore the timers: timer ids must increase and "
+                 "not exceed the timer counter");
     lua_pop(S, 1);
     prev = id;
     lua_createtable(S, 3, 0);
     sandbox_decode_next(S, in, len, pos);
-    if (lua_type(S, -1) != LUA_TNUMBER || lua_tonumber(S, -1) != lua_tonumber(S, -1))
+    if (lua_type(S, -1) != LUA_TNUMBER ||
+        lua_tonumber(S, -1) != lua_tonumber(S, -1))
       luaL_error(S, "cannot restore the timers: timer %I has no deadline",
                  (LUAI_UACINT)id);
     sandbox_num_get(S, -1, &h[i].deadline);
     h[i].id = id;
     lua_rawseti(S, -2, E_DEADLINE);
     sandbox_decode_next(S, in, len, pos);
-    if (lua_type(S, -1) != LUA_TSTRING || lua_type(S, timers) != LUA_TTABLE ||
-        (lua_pushvalue(S, -1), lua_rawget(S, timers)) != LUA_TFUNCTION)
-      luaL_error(S, "cannot restore the timers: timer %I calls %s, which is "
-                    "not one of sm.timers",
-                 (LUAI_UACINT)id,
-                 lua_type(S, -2) == LUA_TSTRING ? lua_tostring(S, -2) : "a non-name");
+    if (lua_type(S, -1) != LUA_TSTRING)
+      luaL_error(S, "cannot restore the timers: timer %I has no name",
+                 (LUAI_UACINT)id);
+    lua_pushvalue(S, -1);
+    if (lua_type(S, timers) != LUA_TTABLE ||
+        lua_rawget(S, timers) != LUA_TFUNCTION)
+      luaL_error(S,
+                 "cannot restore the timers: timer %I calls '%s', which is "
+                 "not one of sm.timers",
+                 (LUAI_UACINT)id, lua_tostring(S, -2));
     lua_pop(S, 1);
     lua_rawseti(S, -2, E_NAME);
     start = *pos;

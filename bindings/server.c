@@ -18,6 +18,10 @@
  *   server:status() -> table
  *   server:change(name, address, type) / remove(name) / transfer(name)
  *       -> true | nil, err
+ *   server:progress() -> {first_index=, commit_term=, leader_ready=,
+ *       peers={[name]=
+ *       {match=, next=}} (leader only)}
+ *   server:snapshot() -> index (of the newest snapshot) | nil, err
  *   server:stop(fn)   fn() once everything is closed
  *   server:set_sessions(n)      the copycat_sessions gauge (docs/metrics.md)
  *   server:metrics() -> string  the metrics page (Prometheus text)
@@ -102,7 +106,10 @@ static void pack_events(lua_State *L, int idx, msgpack_sbuffer *out) {
   for (lua_Integer i = 1; i <= n; i++) {
     size_t mark = out->size;
     lua_geti(L, idx, i);
-    msgpack_sbuffer_write(out, "\x95\xa5" "event", 7);
+    msgpack_sbuffer_write(out,
+                          "\x95\xa5"
+                          "event",
+                          7);
     int bad = !lua_istable(L, -1);
     for (int f = 1; f <= 4 && !bad; f++) {
       lua_geti(L, -1, f);
@@ -137,8 +144,7 @@ static void sm_apply(void *data, uint64_t index, uint64_t term,
   push_handler(ls, "apply");
   lua_pushinteger(L, (lua_Integer)index);
   lua_pushinteger(L, (lua_Integer)term);
-  if (!payload ||
-      codec_unpack(L, payload, len, &used, err, sizeof err) < 0) {
+  if (!payload || codec_unpack(L, payload, len, &used, err, sizeof err) < 0) {
     lua_settop(L, top);
     pack_failure(out, "malformed entry", payload ? err : "empty");
     return;
@@ -154,8 +160,8 @@ static void sm_apply(void *data, uint64_t index, uint64_t term,
   lua_settop(L, top);
 }
 
-static void sm_query(void *data, const void *req, size_t len,
-                     uint64_t session, uint64_t index, msgpack_sbuffer *out) {
+static void sm_query(void *data, const void *req, size_t len, uint64_t session,
+                     uint64_t index, msgpack_sbuffer *out) {
   struct lserver *ls = data;
   lua_State *L = ls->L;
   char err[256];
@@ -291,9 +297,8 @@ static int l_start(lua_State *L) {
   lua_pop(L, 1);
   lua_pushvalue(L, 2);
   ls->handlers_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  ls->sm = (struct server_sm){ls,         sm_apply,      sm_query,
-                              sm_snapshot, sm_restore,   sm_wants_time,
-                              sm_notify};
+  ls->sm = (struct server_sm){ls,         sm_apply,      sm_query, sm_snapshot,
+                              sm_restore, sm_wants_time, sm_notify};
   o.sm = &ls->sm;
   char err[1024];
   if (server_start(uv_default_loop(), &o, &ls->s, err, sizeof err) < 0) {
@@ -494,6 +499,46 @@ static int l_log(lua_State *L) {
   return 0;
 }
 
+static int l_progress(lua_State *L) {
+  struct lserver *ls = check_running(L);
+  struct server_status st;
+  struct server_progress p;
+  server_status(ls->s, &st);
+  server_progress(ls->s, &p);
+  lua_createtable(L, 0, 4);
+  lua_pushinteger(L, (lua_Integer)st.first_index);
+  lua_setfield(L, -2, "first_index");
+  lua_pushinteger(L, (lua_Integer)p.commit_term);
+  lua_setfield(L, -2, "commit_term");
+  lua_pushboolean(L, p.leader_ready);
+  lua_setfield(L, -2, "leader_ready");
+  if (p.have_peers) {
+    lua_createtable(L, 0, (int)st.conf->n);
+    for (unsigned i = 0; i < st.conf->n; i++) {
+      lua_createtable(L, 0, 2);
+      lua_pushinteger(L, (lua_Integer)p.peer[i].match);
+      lua_setfield(L, -2, "match");
+      lua_pushinteger(L, (lua_Integer)p.peer[i].next);
+      lua_setfield(L, -2, "next");
+      lua_setfield(L, -2, st.conf->m[i].name);
+    }
+    lua_setfield(L, -2, "peers");
+  }
+  return 1;
+}
+
+static int l_snapshot(lua_State *L) {
+  struct lserver *ls = check_running(L);
+  uint64_t index = 0;
+  if (server_snapshot_now(ls->s, &index) < 0) {
+    luaL_pushfail(L);
+    lua_pushliteral(L, "the snapshot failed (see the server's log)");
+    return 2;
+  }
+  lua_pushinteger(L, (lua_Integer)index);
+  return 1;
+}
+
 static void on_stopped(void *data) {
   struct lserver *ls = data;
   lua_State *L = ls->L;
@@ -531,6 +576,8 @@ int server_open(lua_State *L) {
                                      {"change", l_change},
                                      {"remove", l_remove},
                                      {"transfer", l_transfer},
+                                     {"progress", l_progress},
+                                     {"snapshot", l_snapshot},
                                      {"stop", l_stop},
                                      {"set_sessions", l_set_sessions},
                                      {"metrics", l_metrics},

@@ -7,6 +7,9 @@
  * and the program ends when the main chunk has returned and nothing is
  * pending, or when an error escapes a task, or on SIGINT/SIGTERM after the
  * shutdown hooks have run.
+ *
+ * `copycat-lua ctl ARGS...` runs the built-in module copycat.ctl instead of
+ * a script file (an operator's command line; lua/copycat/ctl.lua).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,7 +27,9 @@
 
 static const char usage_text[] =
     "usage: copycat-lua [options] [script [args]]\n"
-    "Runs a Lua 5.4 script on the copycat event loop.\n"
+    "       copycat-lua ctl [--socket PATH | --server ADDR] COMMAND ...\n"
+    "Runs a Lua 5.4 script on the copycat event loop; 'ctl' operates a\n"
+    "running server (copycat-lua ctl help).\n"
     "Options:\n"
     "  -e code        run the string 'code' (before the script)\n"
     "  -l name        require library 'name' into global 'name'\n"
@@ -200,7 +205,12 @@ static int setup(lua_State *L, int argc, char **argv, struct options *o) {
     return -1;
   int last = o->script ? o->script : argc;
   if (report(L, load_actions(L, argc, argv, last)) != LUA_OK) return -1;
-  if (o->script || o->stdin_script) {
+  if (o->script && !o->stdin_script && strcmp(argv[o->script], "ctl") == 0) {
+    static const char ctl_src[] = "return require('copycat.ctl').main(...)";
+    if (report(L, luaL_loadbuffer(L, ctl_src, sizeof ctl_src - 1, "=ctl")) !=
+        LUA_OK)
+      return -1;
+  } else if (o->script || o->stdin_script) {
     const char *file = o->stdin_script ? NULL : argv[o->script];
     if (report(L, luaL_loadfile(L, file)) != LUA_OK) return -1;
   } else if (!o->actions) {

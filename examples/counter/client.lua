@@ -39,7 +39,8 @@ for addr in cluster:gmatch("[^,%s]+") do members[#members + 1] = addr end
 local client = copycat.client{ cluster = members }
 local cmd, r, err = words[1], nil, nil
 if cmd == "add" then
-  r, err = client:submit("add", { name = words[2], by = math.tointeger(tonumber(words[3] or "1")) })
+  local by = tonumber(words[3] or "1") -- the state machine checks it is whole
+  r, err = client:submit("add", { name = words[2], by = math.tointeger(by) or by })
 elseif cmd == "get" then
   r, err = client:query("get", { name = words[2] }, { consistency = level })
 elseif cmd == "reset" and words[2] then

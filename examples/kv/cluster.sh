@@ -29,6 +29,9 @@ cat <<MSG
 Talk to it from another terminal:
   $BIN examples/kv/client.lua --cluster $MEMBERS put greeting hello
   $BIN examples/kv/client.lua --cluster $MEMBERS get greeting
+Operate it (see "Operating a cluster" in README.md):
+  $BIN ctl --socket $DATA/n1 status
+  $BIN ctl --socket $DATA/n1 run scripts/transfer-leadership.lua n2
 Ctrl-C stops all three servers.
 MSG
 wait

@@ -107,6 +107,7 @@ function sm.restore(s)
   store, rev = s.store, s.rev
 end
 
+-- session is a handle: session.id, session:publish(name, data).
 function sm.session_closed(session) -- luacheck: no unused args
   -- The store keeps no per-session state.
 end

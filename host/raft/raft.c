@@ -434,3 +434,13 @@ const struct raft_conf *raft_configuration(const struct raft *r) {
 uint64_t raft_configuration_index(const struct raft *r) {
   return r->conf_index;
 }
+int raft_progress(const struct raft *r, unsigned i, uint64_t *match,
+                  uint64_t *next) {
+  if (r->role != RAFT_LEADER || i >= r->conf.n) return -1;
+  *match = r->pr[i].match;
+  *next = r->pr[i].next;
+  return 0;
+}
+bool raft_leader_ready(const struct raft *r) {
+  return r->role == RAFT_LEADER && r->own_term_committed;
+}

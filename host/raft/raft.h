@@ -358,5 +358,14 @@ const struct raft_conf *raft_configuration(const struct raft *r);
 uint64_t raft_configuration_index(const struct raft *r);
 bool raft_lease_valid(const struct raft *r);
 const char *raft_role_name(int role);
+/* Leader only: what it knows of member i of raft_configuration(): the
+ * highest index known to match its log and the next index to send (its
+ * own entry: what is durable here). 0, or -1 if this core does not lead or
+ * i is out of range. */
+int raft_progress(const struct raft *r, unsigned i, uint64_t *match,
+                  uint64_t *next);
+/* True when this core leads and an entry of its term has committed: only
+ * then does it serve reads and membership changes. */
+bool raft_leader_ready(const struct raft *r);
 
 #endif

@@ -66,8 +66,13 @@ int raft_change(struct raft *r, const char *name, const char *address,
   } else {
     if (c.m[i].type == type && strcmp(c.m[i].address, address) == 0)
       return RAFT_EINVAL; /* nothing to change */
+    /* Caught up: within the margin of our log; and a PASSIVE member, which
+     * is sent the log, must have answered at all (on a log shorter than
+     * the margin, one that never did would pass, and a dead voter could
+     * cost the quorum). */
     if (type == RAFT_ACTIVE && c.m[i].type != RAFT_ACTIVE &&
-        r->pr[i].match + r->opt.catchup_margin < raft_log_last(&r->log))
+        ((c.m[i].type == RAFT_PASSIVE && r->pr[i].match == 0) ||
+         r->pr[i].match + r->opt.catchup_margin < raft_log_last(&r->log)))
       return RAFT_ENOTCAUGHTUP;
     c.m[i].type = (uint8_t)type;
     strcpy(c.m[i].address, address);

@@ -169,8 +169,8 @@ void clients__applied(struct server *s, uint64_t index, uint64_t term,
       reply_result(p->conn, p->id, reply, len, index);
     else
       clients__reply_error(p->conn, p->id,
-                  "not applied: leadership changed before the command "
-                  "committed; it is safe to retry");
+                           "not applied: leadership changed before the command "
+                           "committed; it is safe to retry");
     free(p);
   }
 }
@@ -307,8 +307,8 @@ static void admin(struct server *s, net_conn *c, uint64_t id, const char *verb,
     if (mp_read_name(r, address, sizeof address) < 0 ||
         mp_read_name(r, type, sizeof type) < 0 || !member_type(type)) {
       clients__reply_error(c, id,
-                  "malformed change: expected name, address and "
-                  "type (active, passive or reserve)");
+                           "malformed change: expected name, address and "
+                           "type (active, passive or reserve)");
       return;
     }
     rc = raft_change(s->raft, name, address, member_type(type));
@@ -346,8 +346,8 @@ void clients__request(struct inconn *ic, const char *data, size_t len) {
   }
   if (s->failed) {
     clients__reply_error(ic->conn, id,
-                "this server stopped accepting writes after "
-                "a storage failure (see its log)");
+                         "this server stopped accepting writes after "
+                         "a storage failure (see its log)");
     return;
   }
   if (strcmp(verb, "submit") == 0 && n == 7) {
@@ -392,8 +392,8 @@ void clients__request(struct inconn *ic, const char *data, size_t len) {
     admin(s, ic->conn, id, verb, &r);
   } else {
     clients__reply_error(ic->conn, id,
-                "unknown request (expected submit, query, "
-                "change, remove or transfer)");
+                         "unknown request (expected submit, query, "
+                         "change, remove or transfer)");
   }
 }
 

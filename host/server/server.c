@@ -119,21 +119,24 @@ static int write_snapshot(struct server *s, uint64_t index, uint64_t term,
   return rc;
 }
 
-/* Takes a snapshot of the state machine at s->applied (after a ready). */
-static void take_snapshot(struct server *s) {
+/* Takes a snapshot of the state machine at s->applied (after a ready).
+ * Returns 0 (taken, or nothing to take yet) or -1 (it failed). */
+static int take_snapshot(struct server *s) {
   uint64_t index = s->applied;
   uint64_t term = raft_term_at(s->raft, index);
   /* Only what is durable here may be covered: a snapshot past our own
    * log's durable end could, after a crash, sit in front of entries of
    * another history. The next ready tries again. */
-  if (index > raft_persisted_index(s->raft)) return;
-  if (index <= s->last_snapshot || term == 0) return;
+  if (index > raft_persisted_index(s->raft)) return 0;
+  if (index <= s->last_snapshot || term == 0) return 0;
   msgpack_sbuffer sb;
   msgpack_sbuffer_init(&sb);
   uint64_t t0 = uv_hrtime();
+  int rc = -1;
   if (s->o.sm->snapshot(s->o.sm->data, &sb) == 0 &&
       write_snapshot(s, index, term, raft_configuration(s->raft), sb.data,
                      sb.size) == 0) {
+    rc = 0;
     s->last_snapshot = index;
     s->bytes_since_snapshot = 0;
     raft_snapshot_taken(s->raft, index);
@@ -150,6 +153,7 @@ static void take_snapshot(struct server *s) {
                    (unsigned long long)index, sb.size);
   }
   msgpack_sbuffer_destroy(&sb);
+  return rc;
 }
 
 static void install_snapshot(struct server *s, const struct raft_ready *rd,
@@ -426,6 +430,9 @@ void server__catch_up(struct server *s) {
 
 static void on_tick(uv_timer_t *t) {
   struct server *s = t->data;
+  /* After a storage failure the core is no longer driven: it would run
+   * elections (and claim leadership in the log) that it cannot act on. */
+  if (s->failed) return;
   server__catch_up(s);
   sessions__tick(s); /* ends with server__process */
 }
@@ -751,5 +758,11 @@ int server_transfer(struct server *s, const char *name) {
   int rc = raft_transfer(s->raft, name);
   server__log_request(s, "transfer", name, NULL, 0, rc);
   server__process(s);
+  return rc;
+}
+
+int server_snapshot_now(struct server *s, uint64_t *index) {
+  int rc = s->stopping || s->failed ? -1 : take_snapshot(s);
+  *index = s->last_snapshot;
   return rc;
 }

@@ -101,6 +101,23 @@ void server_status(const struct server *s, struct server_status *st);
  * on its peer address, so this is where a redirected client goes. */
 const char *server_leader_address(const struct server *s);
 
+/* What an operator sees beyond server_status (host/server/progress.c). */
+struct server_progress {
+  uint64_t commit_term; /* term of the entry at the commit index, 0 if gone */
+  int leader_ready;     /* leads, and an entry of its term has committed */
+  int have_peers;       /* this server leads: peer[] is filled */
+  struct {
+    uint64_t match, next;
+  } peer[RAFT_MAX_MEMBERS]; /* parallel to server_status.conf->m */
+};
+void server_progress(const struct server *s, struct server_progress *p);
+
+/* Takes a snapshot now (if anything was applied since the last one and is
+ * durable here). Returns 0 with *index the newest snapshot's index (which
+ * is the old one when there was nothing new), or -1 when the state machine
+ * or the disk failed (logged). */
+int server_snapshot_now(struct server *s, uint64_t *index);
+
 /* Membership and leadership, from an operator or a joining server's
  * request. 0 or a RAFT_E* code. */
 int server_change(struct server *s, const char *name, const char *address,

@@ -44,8 +44,8 @@ struct pending_read {
   uint64_t index;     /* read index, once the core confirmed it */
   uint64_t min_index; /* the client has seen this index */
   uint64_t session;
-  int ready;     /* the read index is known (or not needed) */
-  int redirect;  /* the core refused: tell the client to go elsewhere */
+  int ready;    /* the read index is known (or not needed) */
+  int redirect; /* the core refused: tell the client to go elsewhere */
   net_conn *conn;
   uint64_t id;
   struct raft_buf *req; /* msgpack [op, args] */
@@ -184,8 +184,8 @@ void clients__add_pending(struct server *s, net_conn *c, uint64_t id,
                           uint64_t index, int admin);
 
 /* sessions.c */
-int64_t sessions__propose(struct server *s, const char *kind,
-                          const void *tail, size_t len, uint32_t n);
+int64_t sessions__propose(struct server *s, const char *kind, const void *tail,
+                          size_t len, uint32_t n);
 void sessions__open(struct inconn *ic, uint64_t id, struct mp_reader *r);
 void sessions__keepalive(struct inconn *ic, uint64_t id, struct mp_reader *r);
 void sessions__close(struct inconn *ic, uint64_t id, struct mp_reader *r);

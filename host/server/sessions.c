@@ -174,8 +174,8 @@ void sessions__push(struct server *s, const char *events, size_t len) {
     uint64_t session;
     if (mp_read_array(&r, &n) < 0 || n != 5 ||
         mp_read_name(&r, verb, sizeof verb) < 0 ||
-        mp_read_uint(&r, &session) < 0 || mp_skip(&r) < 0 ||
-        mp_skip(&r) < 0 || mp_skip(&r) < 0)
+        mp_read_uint(&r, &session) < 0 || mp_skip(&r) < 0 || mp_skip(&r) < 0 ||
+        mp_skip(&r) < 0)
       return; /* the binding wrote these: cannot happen */
     for (struct inconn *ic = s->inconns; ic; ic = ic->next)
       if (ic->role == PROTO_CLIENT && ic->session == session)

@@ -82,9 +82,18 @@ __attribute__((target("sse4.2"))) uint32_t crc32c_hw(uint32_t crc,
                                                      size_t len) {
   const unsigned char *p = data;
   uint64_t c = ~crc;
-  while (len && ((uintptr_t)p & 7)) {
-    c = __builtin_ia32_crc32qi((uint32_t)c, *p++);
-    len--;
+  /* Unaligned loads cost nothing extra on x86-64. Four words per iteration: the
+   * instruction's latency, not the loop's bookkeeping, then bounds the speed.
+   */
+  while (len >= 32) {
+    uint64_t w[4];
+    memcpy(w, p, 32);
+    c = __builtin_ia32_crc32di(c, w[0]);
+    c = __builtin_ia32_crc32di(c, w[1]);
+    c = __builtin_ia32_crc32di(c, w[2]);
+    c = __builtin_ia32_crc32di(c, w[3]);
+    p += 32;
+    len -= 32;
   }
   while (len >= 8) {
     uint64_t w;
@@ -92,6 +101,13 @@ __attribute__((target("sse4.2"))) uint32_t crc32c_hw(uint32_t crc,
     c = __builtin_ia32_crc32di(c, w);
     p += 8;
     len -= 8;
+  }
+  if (len >= 4) {
+    uint32_t w;
+    memcpy(&w, p, 4);
+    c = __builtin_ia32_crc32si((uint32_t)c, w);
+    p += 4;
+    len -= 4;
   }
   while (len--)
     c = __builtin_ia32_crc32qi((uint32_t)c, *p++);

@@ -77,7 +77,7 @@ void rec_encode(uint8_t *out, uint64_t index, uint64_t term, uint8_t type,
   put_u64(out + 24, term);
   put_u32(out, crc32c(0, out + 4, REC_HEADER_SIZE - 4));
   if (len) memcpy(out + REC_HEADER_SIZE, payload, len);
-  memset(out + REC_HEADER_SIZE + len, 0, padded - len);
+  if (padded > len) memset(out + REC_HEADER_SIZE + len, 0, padded - len);
   memcpy(out + REC_HEADER_SIZE + padded, REC_END_MARK, REC_END_SIZE);
 }
 

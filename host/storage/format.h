@@ -37,15 +37,32 @@
  * arithmetic and a corrupt length cannot make us allocate gigabytes. */
 #define REC_MAX_PAYLOAD (256u * 1024 * 1024)
 
+/* Little-endian stores and loads. On a little-endian host each is one
+ * unaligned move (memcpy of a fixed size compiles to it); elsewhere bytes
+ * are assembled one by one. */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define FORMAT_NATIVE_LE 1
+#else
+#define FORMAT_NATIVE_LE 0
+#endif
+
 static inline void put_u16(uint8_t *p, uint16_t v) {
   p[0] = (uint8_t)v;
   p[1] = (uint8_t)(v >> 8);
 }
 static inline void put_u32(uint8_t *p, uint32_t v) {
+  if (FORMAT_NATIVE_LE) {
+    memcpy(p, &v, 4);
+    return;
+  }
   for (int i = 0; i < 4; i++)
     p[i] = (uint8_t)(v >> (8 * i));
 }
 static inline void put_u64(uint8_t *p, uint64_t v) {
+  if (FORMAT_NATIVE_LE) {
+    memcpy(p, &v, 8);
+    return;
+  }
   for (int i = 0; i < 8; i++)
     p[i] = (uint8_t)(v >> (8 * i));
 }
@@ -54,12 +71,20 @@ static inline uint16_t get_u16(const uint8_t *p) {
 }
 static inline uint32_t get_u32(const uint8_t *p) {
   uint32_t v = 0;
+  if (FORMAT_NATIVE_LE) {
+    memcpy(&v, p, 4);
+    return v;
+  }
   for (int i = 3; i >= 0; i--)
     v = (v << 8) | p[i];
   return v;
 }
 static inline uint64_t get_u64(const uint8_t *p) {
   uint64_t v = 0;
+  if (FORMAT_NATIVE_LE) {
+    memcpy(&v, p, 8);
+    return v;
+  }
   for (int i = 7; i >= 0; i--)
     v = (v << 8) | p[i];
   return v;

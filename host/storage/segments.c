@@ -338,23 +338,38 @@ int segs_compact(struct segs *g, uint64_t up_to, char *err) {
   return 0;
 }
 
+/* A failure to prepare the spare is not a write error (new segments are
+ * then preallocated when needed): no "takes no more writes" remedy. */
+static int spare_fail(char *err, const char *path, const char *op, uint64_t off,
+                      int e) {
+  store_errf(err, "%s: %s at offset %" PRIu64 " failed: %s", path, op, off,
+             strerror(e));
+  return store_errno_code(e);
+}
+
 int segs_prepare_spare(struct store_io *io, const char *dir, size_t size,
                        int *out, char *err) {
   char path[PATH_MAX + 32];
   snprintf(path, sizeof path, "%s/" SEG_SPARE, dir);
   int fd = io->open(io, path, O_RDWR | O_CREAT | O_TRUNC, 0644);
-  if (fd < 0) return fail(err, path, "create", 0, errno);
+  if (fd < 0) return spare_fail(err, path, "create", 0, errno);
   enum { CHUNK = 256 * 1024 };
   uint8_t *zeros = calloc(1, CHUNK);
   int rc = zeros ? 0 : STORE_ENOMEM;
   for (size_t at = 0; rc == 0 && at < size; at += CHUNK) {
     size_t n = size - at < CHUNK ? size - at : CHUNK;
     if ((rc = io_pwrite_all(io, fd, zeros, n, (off_t)at)) != 0)
-      rc = fail(err, path, "write of zeros", at, -rc);
+      rc = spare_fail(err, path, "write of zeros", at, -rc);
+#ifdef SYNC_FILE_RANGE_WRITE
+    else /* one chunk on its way to the disk at a time (segments.h) */
+      sync_file_range(fd, (off_t)at, (off_t)n,
+                      SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+                          SYNC_FILE_RANGE_WAIT_AFTER);
+#endif
   }
   free(zeros);
   if (rc == 0 && io->fsync(io, fd) != 0)
-    rc = fail(err, path, "fsync", 0, errno);
+    rc = spare_fail(err, path, "fsync", 0, errno);
   if (rc) {
     io->close(io, fd);
     io->unlink(io, path);

@@ -56,7 +56,10 @@ struct segs {
 #define SEG_SPARE "segment-spare.tmp"
 
 /* Create dir/SEG_SPARE: `size` bytes of zeros, fsynced; *fd receives it.
- * Safe on any thread (touches no struct segs). 0 or STORE_E* + err. */
+ * The zeros go to the disk a chunk at a time (sync_file_range), so that the
+ * log's own fdatasyncs, which run meanwhile, never queue behind the whole
+ * file at once. Safe on any thread (touches no struct segs). 0 or STORE_E*
+ * + err. */
 int segs_prepare_spare(struct store_io *io, const char *dir, size_t size,
                        int *fd, char *err);
 

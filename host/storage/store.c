@@ -54,6 +54,13 @@ static int add_waiter(struct job *j, store_cb cb, void *data) {
   return 0;
 }
 
+/* Stands in for the callback of an append that failed after its batch was
+ * queued (store_append). */
+static void ignore_cb(struct store *s, uint64_t durable, int status,
+                      void *data) {
+  (void)s, (void)durable, (void)status, (void)data;
+}
+
 static int check_writable(const struct store *s) {
   if (s->closing) return STORE_ECLOSED;
   if (s->failed) return STORE_EFAILED;
@@ -106,17 +113,22 @@ int store_append(struct store *s, const struct store_entry *entries, size_t n,
     term = e->term;
     bytes += rec_size(e->len);
   }
-  if ((rc = log_append(&s->log, entries, n)) != 0) return rc;
-  uv_mutex_lock(&s->mu);
+  /* The batch is encoded and handed to the writer first, and copied into
+   * the in-memory log while the disk works: the copy (into memory the CPU
+   * has not touched lately) costs more than the encoding. The writer is
+   * woken before either, so that its wake-up overlaps with the encoding;
+   * while `filling` it leaves the pending job to us, so the encoding needs
+   * no lock (which the writer would otherwise wait for asleep). */
+  writer_filling(s);
   struct job *j = s->pending;
   assert(j->base + j->nrec == next);
   if ((!s->memory &&
        (grow((void **)&j->buf, &j->cap, j->len + bytes, 1) ||
         grow((void **)&j->recs, &j->rcap, j->nrec + n, sizeof *j->recs))) ||
       (cb && grow((void **)&j->w, &j->wcap, j->nw + 1, sizeof *j->w))) {
-    uv_mutex_unlock(&s->mu);
-    log_truncate(&s->log, next); /* a failure leaves no trace */
-    return STORE_ENOMEM;
+    writer_filled(s);
+    writer_kick(s);
+    return STORE_ENOMEM; /* nothing changed */
   }
   for (size_t i = 0; i < n && !s->memory; i++) {
     const struct store_entry *e = &entries[i];
@@ -125,9 +137,29 @@ int store_append(struct store *s, const struct store_entry *entries, size_t n,
     j->len += rec_size(e->len);
   }
   j->nrec += n;
-  add_waiter(j, cb, data);
-  uv_mutex_unlock(&s->mu);
+  struct waiter *w = NULL;
+  if (cb) {
+    add_waiter(j, cb, data);
+    w = &j->w[j->nw - 1];
+  }
+  writer_filled(s);
   writer_kick(s);
+  if ((rc = log_append(&s->log, entries, n)) != 0) {
+    /* The batch is being written but cannot be held in memory: stop, as
+     * after a write error (durable indexes never pass the in-memory log,
+     * and a restart finds the entries on disk like after a crash). */
+    uv_mutex_lock(&s->mu);
+    if (w) w->cb = ignore_cb; /* the caller is told now, not later */
+    uv_mutex_unlock(&s->mu);
+    s->failed = STORE_ENOMEM;
+    snprintf(s->errmsg, sizeof s->errmsg,
+             "out of memory holding entries %" PRIu64 "..%" PRIu64
+             " in memory: the store takes no more writes; restart the "
+             "server",
+             next, next + n - 1);
+    return rc;
+  }
+  store_prepare_memory(s);
   return 0;
 }
 

@@ -80,13 +80,16 @@ struct store {
   struct job *taken;   /* (mu) being written */
   struct job *done_head, *done_tail; /* (mu) written, for the loop */
   struct job *free_jobs;             /* (mu) */
-  int stop;         /* (mu) writer: finish pending work, then exit */
-  int exited;       /* (mu) writer has exited */
-  int wfailed;      /* (mu) a job failed: the writer takes no more */
-  int spare_offer;  /* (mu) spare fd offered to the writer, or -1 */
-  int writer_spare; /* (mu) segs holds an unused spare */
-  int async_closed; /* the async handle is closed (close in progress) */
-  unsigned kicks;   /* (atomic) bumped by the loop whenever it adds work */
+  int stop;          /* (mu) writer: finish pending work, then exit */
+  int exited;        /* (mu) writer has exited */
+  int wfailed;       /* (mu) a job failed: the writer takes no more */
+  int spare_offer;   /* (mu) spare fd offered to the writer, or -1 */
+  int writer_spare;  /* (mu) segs holds an unused spare */
+  int async_closed;  /* the async handle is closed (close in progress) */
+  unsigned kicks;    /* (atomic) bumped by the loop whenever it adds work */
+  int filling;       /* (atomic) store_append is adding a batch to pending */
+  uint64_t seg_fill; /* (atomic) bytes used in the open segment (0: none),
+                        set by the writer after each job */
 
   /* The next segment, prepared on libuv's thread pool (see
    * segs.spare_fd); loop thread. */
@@ -96,6 +99,14 @@ struct store {
   int spare_new_fd; /* result of the preparation (pool thread) */
   int spare_rc;
   char spare_err[STORE_ERR_MAX];
+
+  /* Log memory faulted in ahead on libuv's thread pool (prepare.c); loop
+   * thread, except mem_want/mem_prep while mem_busy (the pool thread). */
+  uv_work_t mem_req;
+  int mem_busy;
+  int mem_failed; /* preparation found no memory once: do not retry */
+  struct log_want mem_want;
+  struct log_prep mem_prep;
 
   store_write_cb write_cb; /* observer of finished writes (loop thread) */
   void *write_data;
@@ -119,11 +130,26 @@ int writer_start(struct store *s);
 /* After the loop changed the pending job (with mu held, then released):
  * wake the writer and keep the loop alive while work is outstanding. */
 void writer_kick(struct store *s);
+/* Before store_append copies and encodes a batch: wake the writer now, so
+ * that its wake-up overlaps with that work; it waits for the batch awake
+ * until writer_filled() (then writer_kick()). */
+void writer_filling(struct store *s);
+void writer_filled(struct store *s);
 /* With mu held: a truncation at `from` happened; jobs the writer took
  * cannot make anything from `from` on durable. */
 void writer_cap_taken(struct store *s, uint64_t from);
 /* Begin closing: the writer finishes what was accepted, then the store is
  * freed and close_cb called (from the loop). */
 void writer_close(struct store *s);
+/* While closing: free the store and call close_cb once nothing (writer,
+ * background preparation) is outstanding any more. */
+void store_maybe_free(struct store *s);
+
+/* prepare.c */
+/* Loop thread: if the log will soon need fresh memory, fault it in on
+ * libuv's thread pool (one preparation at a time). */
+void store_prepare_memory(struct store *s);
+/* The same, synchronously (start-up). */
+void store_prepare_memory_now(struct store *s);
 
 #endif

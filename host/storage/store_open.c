@@ -462,6 +462,8 @@ int store_open(uv_loop_t *loop, const char *dir, const struct store_opts *opts,
   }
   s->jobs[0].base = log_last(&s->log) + 1;
   assert(s->memory || s->segs.next == s->jobs[0].base);
+  store_prepare_memory_now(s); /* the first appends fault in nothing */
+  s->seg_fill = s->segs.n ? s->segs.off : 0;
   if ((rc = writer_start(s)) != 0) {
     store_free(s);
     return rc;

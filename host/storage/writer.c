@@ -32,18 +32,35 @@ static void job_run(struct store *s, struct job *j) {
   }
   if (rc == 0 && j->compact_upto) rc = segs_compact(g, j->compact_upto, j->err);
   j->status = rc;
+  __atomic_store_n(&s->seg_fill, g->n ? g->off : 0, __ATOMIC_RELAXED);
 }
 
 /* After a write the next batch often arrives within microseconds (the
  * loop runs the callbacks, the caller appends again): wait that long without
  * sleeping, so that a waiter-and-waker round trip is saved. */
 #define WRITER_SPIN_NS 50000
+/* How long the writer waits awake for a batch being encoded. */
+#define WRITER_FILL_NS 1000000
 
 static void writer_main(void *arg) {
   struct store *s = arg;
   int spin = 0;
   uv_mutex_lock(&s->mu);
   for (;;) {
+    if (__atomic_load_n(&s->filling, __ATOMIC_ACQUIRE)) {
+      /* store_append is adding a batch to the pending job, without the
+       * lock: leave the job alone and wait for it awake, a little longer
+       * than encoding a large batch takes. */
+      uv_mutex_unlock(&s->mu);
+      uint64_t until = uv_hrtime() + WRITER_FILL_NS;
+      while (__atomic_load_n(&s->filling, __ATOMIC_ACQUIRE) &&
+             uv_hrtime() < until)
+        sched_yield();
+      uv_mutex_lock(&s->mu);
+      if (__atomic_load_n(&s->filling, __ATOMIC_ACQUIRE))
+        uv_cond_wait(&s->cv, &s->mu); /* writer_kick wakes us */
+      continue;
+    }
     struct job *j = s->pending;
     if (!s->wfailed && !job_empty(j) && s->free_jobs) {
       struct job *next = s->free_jobs;
@@ -107,8 +124,6 @@ static void spare_work(uv_work_t *req) {
                                    s->spare_err);
 }
 
-static void maybe_free(struct store *s);
-
 static void spare_done(uv_work_t *req, int uvstatus) {
   struct store *s = req->data;
   s->spare_busy = 0;
@@ -129,13 +144,17 @@ static void spare_done(uv_work_t *req, int uvstatus) {
     store_note(s, "could not prepare the next segment in advance: %s",
                s->spare_err);
   }
-  maybe_free(s);
+  store_maybe_free(s);
 }
 
-/* Prepare the next segment in the background when none is ready. */
+/* Prepare the next segment in the background when none is ready and the
+ * open one is half full: not sooner, since writing a segment's worth of
+ * zeros costs the disk as much as the log's own writes to it, and a log
+ * that grows slowly (or a store that is closed soon) may never need it. */
 static void maybe_prepare_spare(struct store *s) {
   if (s->memory || s->closing || s->failed || s->spare_busy || s->spare_failed)
     return;
+  if (__atomic_load_n(&s->seg_fill, __ATOMIC_RELAXED) < s->seg_size / 2) return;
   uv_mutex_lock(&s->mu);
   int have = s->spare_offer >= 0 || s->writer_spare;
   uv_mutex_unlock(&s->mu);
@@ -158,6 +177,21 @@ static void update_ref(struct store *s) {
     uv_ref((uv_handle_t *)&s->async);
   else
     uv_unref((uv_handle_t *)&s->async);
+}
+
+void writer_filling(struct store *s) {
+  /* Under mu: once it is set the writer does not touch the pending job,
+   * and the signal cannot fall between its check and its wait. */
+  uv_mutex_lock(&s->mu);
+  __atomic_store_n(&s->filling, 1, __ATOMIC_RELEASE);
+  uv_mutex_unlock(&s->mu);
+  uv_cond_signal(&s->cv);
+}
+
+void writer_filled(struct store *s) {
+  uv_mutex_lock(&s->mu);
+  __atomic_store_n(&s->filling, 0, __ATOMIC_RELEASE);
+  uv_mutex_unlock(&s->mu);
 }
 
 void writer_kick(struct store *s) {
@@ -205,11 +239,11 @@ static void finish_job(struct store *s, struct job *j) {
 static void on_closed(uv_handle_t *h) {
   struct store *s = h->data;
   s->async_closed = 1;
-  maybe_free(s);
+  store_maybe_free(s);
 }
 
-static void maybe_free(struct store *s) {
-  if (!s->async_closed || s->spare_busy) return;
+void store_maybe_free(struct store *s) {
+  if (!s->async_closed || s->spare_busy || s->mem_busy) return;
   store_close_cb cb = s->close_cb;
   void *data = s->close_data;
   store_free(s);

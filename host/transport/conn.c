@@ -1,5 +1,6 @@
 /*
- * conn.c — a TCP connection carrying frames, and outgoing connects.
+ * conn.c — a connection (TCP or Unix socket) carrying frames, and
+ * outgoing connects.
  *
  * Reads go straight into the frame reader's buffer. Writes accumulate in
  * `pend` while a write is in flight (`fly`); when it completes the two
@@ -28,7 +29,8 @@ size_t net_conn_queued(net_conn *c) {
   return c->pend.len + c->fly.len;
 }
 
-net_conn *net__conn_new(uv_loop_t *loop, const struct net_conn_opts *opts) {
+net_conn *net__conn_new(uv_loop_t *loop, const struct net_conn_opts *opts,
+                        int is_unix) {
   net_conn *c = calloc(1, sizeof *c);
   if (!c) return NULL;
   uint32_t max_frame =
@@ -36,8 +38,12 @@ net_conn *net__conn_new(uv_loop_t *loop, const struct net_conn_opts *opts) {
   net_reader_init(&c->reader, max_frame);
   c->max_queue =
       opts && opts->max_queue ? opts->max_queue : NET_DEFAULT_MAX_QUEUE;
-  uv_tcp_init(loop, &c->tcp);
-  c->tcp.data = c;
+  c->is_unix = is_unix;
+  if (is_unix)
+    uv_pipe_init(loop, &c->h.pipe, 0);
+  else
+    uv_tcp_init(loop, &c->h.tcp);
+  c->h.handle.data = c;
   return c;
 }
 
@@ -45,9 +51,13 @@ void net__conn_fill_peer(net_conn *c) {
   struct sockaddr_storage ss;
   int len = sizeof ss;
   c->peer[0] = '\0';
-  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0)
+  if (c->is_unix) { /* the peer of a Unix socket has no address: say so */
+    snprintf(c->peer, sizeof c->peer, "unix socket");
+    return;
+  }
+  if (uv_tcp_getpeername(&c->h.tcp, (struct sockaddr *)&ss, &len) == 0)
     net__format_addr((struct sockaddr *)&ss, c->peer, sizeof c->peer);
-  uv_tcp_nodelay(&c->tcp, 1);
+  uv_tcp_nodelay(&c->h.tcp, 1);
 }
 
 /* Frees the conn once its last handle (tcp, and drain if used) closed. */
@@ -66,13 +76,13 @@ static void close_with(net_conn *c, int status, const char *reason) {
   c->closing = 1;
   c->status = status;
   snprintf(c->reason, sizeof c->reason, "%s", reason ? reason : "closed");
-  uv_read_stop((uv_stream_t *)&c->tcp);
+  uv_read_stop(&c->h.stream);
   c->open_handles = 1;
   if (c->drain_active) {
     c->open_handles++;
     uv_close((uv_handle_t *)&c->drain, on_closed);
   }
-  uv_close((uv_handle_t *)&c->tcp, on_closed);
+  uv_close(&c->h.handle, on_closed);
 }
 
 void net_conn_close(net_conn *c, const char *reason) {
@@ -87,7 +97,7 @@ void net_conn_close_after_flush(net_conn *c, const char *reason) {
   }
   c->close_after_flush = 1;
   snprintf(c->reason, sizeof c->reason, "%s", reason ? reason : "closed");
-  uv_read_stop((uv_stream_t *)&c->tcp);
+  uv_read_stop(&c->h.stream);
 }
 
 static void fail(net_conn *c, int status, const char *what) {
@@ -124,7 +134,7 @@ static void flush(net_conn *c) {
   c->pend.len = 0;
   uv_buf_t b = uv_buf_init(c->fly.buf, (unsigned)c->fly.len);
   c->wreq.data = c;
-  int rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write);
+  int rc = uv_write(&c->wreq, &c->h.stream, &b, 1, on_write);
   if (rc < 0) {
     c->fly.len = 0;
     fail(c, rc, "write failed");
@@ -213,26 +223,25 @@ void net_conn_start(net_conn *c, const struct net_conn_cbs *cbs) {
   assert(cbs && cbs->on_frame && cbs->on_close);
   c->cbs = *cbs;
   if (c->closing) return;
-  int rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+  int rc = uv_read_start(&c->h.stream, on_alloc, on_read);
   if (rc < 0) fail(c, rc, "cannot read");
 }
 
 void net_conn_pause(net_conn *c) {
   if (c->paused || c->closing) return;
   c->paused = 1;
-  uv_read_stop((uv_stream_t *)&c->tcp);
+  uv_read_stop(&c->h.stream);
 }
 
 void net_conn_resume(net_conn *c) {
   if (!c->paused || c->closing) return;
   c->paused = 0;
-  if (!c->close_after_flush)
-    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+  if (!c->close_after_flush) uv_read_start(&c->h.stream, on_alloc, on_read);
   /* Frames already buffered would wait for the next read: hand them over
    * on the next loop turn (not now: the caller may be inside on_frame). */
   if (net_reader_ready(&c->reader)) {
     if (!c->drain_active) {
-      uv_idle_init(c->tcp.loop, &c->drain);
+      uv_idle_init(c->h.handle.loop, &c->drain);
       c->drain.data = c;
       c->drain_active = 1;
     }
@@ -267,7 +276,7 @@ static void connect_failed(struct connect_req *r, int status) {
   snprintf(r->reason, sizeof r->reason, "cannot connect to %s: %s", r->address,
            net_strerror(status));
   r->c->data = r;
-  uv_close((uv_handle_t *)&r->c->tcp, on_failed_conn_closed);
+  uv_close(&r->c->h.handle, on_failed_conn_closed);
 }
 
 static void on_connect(uv_connect_t *req, int status) {
@@ -284,7 +293,7 @@ static void on_connect(uv_connect_t *req, int status) {
 
 static void start_connect(struct connect_req *r, const struct sockaddr *sa) {
   r->req.data = r;
-  int rc = uv_tcp_connect(&r->req, &r->c->tcp, sa, on_connect);
+  int rc = uv_tcp_connect(&r->req, &r->c->h.tcp, sa, on_connect);
   if (rc < 0) connect_failed(r, rc);
 }
 
@@ -302,12 +311,15 @@ int net_connect(uv_loop_t *loop, const char *address,
                 const struct net_conn_opts *opts, net_connect_cb cb,
                 void *data) {
   char host[256];
-  int port;
-  if (net_split_address(address, host, sizeof host, &port) < 0)
+  int port = 0;
+  char path[NET_UNIX_PATH_MAX];
+  int is_unix = net__unix_path(address, path);
+  if (is_unix < 0 ||
+      (!is_unix && net_split_address(address, host, sizeof host, &port) < 0))
     return NET_EADDR;
   struct connect_req *r = calloc(1, sizeof *r);
   if (!r) return UV_ENOMEM;
-  r->c = net__conn_new(loop, opts);
+  r->c = net__conn_new(loop, opts, is_unix);
   if (!r->c) {
     free(r);
     return UV_ENOMEM;
@@ -315,6 +327,11 @@ int net_connect(uv_loop_t *loop, const char *address,
   r->cb = cb;
   r->data = data;
   snprintf(r->address, sizeof r->address, "%s", address);
+  if (is_unix) {
+    r->req.data = r;
+    uv_pipe_connect(&r->req, &r->c->h.pipe, path, on_connect);
+    return 0;
+  }
   struct sockaddr_storage ss;
   if (net__parse_ip(host, port, &ss) == 0) {
     start_connect(r, (struct sockaddr *)&ss);

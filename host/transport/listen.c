@@ -4,17 +4,32 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "net.h"
 #include "net_int.h"
 
 struct net_listener {
-  uv_tcp_t tcp;
+  union {
+    uv_handle_t handle;
+    uv_stream_t stream;
+    uv_tcp_t tcp;
+    uv_pipe_t pipe;
+  } h;
+  int is_unix;
   net_accept_cb cb;
   void *data;
   struct net_conn_opts opts;
-  char address[64];
+  char address[NET_UNIX_PATH_MAX + 8];
 };
+
+int net__unix_path(const char *address, char *out) {
+  if (strncmp(address, "unix:", 5) != 0) return 0;
+  size_t n = strlen(address + 5);
+  if (n == 0 || n >= NET_UNIX_PATH_MAX) return NET_EADDR;
+  memcpy(out, address + 5, n + 1);
+  return 1;
+}
 
 int net__parse_ip(const char *host, int port, struct sockaddr_storage *ss) {
   memset(ss, 0, sizeof *ss);
@@ -45,14 +60,47 @@ void net__format_addr(const struct sockaddr *sa, char *out, size_t len) {
 static void on_connection(uv_stream_t *server, int status) {
   net_listener *l = server->data;
   if (status < 0) return; /* e.g. EMFILE: the client will retry */
-  net_conn *c = net__conn_new(server->loop, &l->opts);
+  net_conn *c = net__conn_new(server->loop, &l->opts, l->is_unix);
   if (!c) return;
-  if (uv_accept(server, (uv_stream_t *)&c->tcp) < 0) {
+  if (uv_accept(server, &c->h.stream) < 0) {
     net_conn_close(c, "accept failed");
     return;
   }
   net__conn_fill_peer(c);
   l->cb(l, c);
+}
+
+/* Binds, makes the socket file 0600, then listens: nobody else can connect
+ * in between, because a socket that is not listening refuses connections.
+ * libuv removes the socket file on close; one left by a process that
+ * died makes the next bind fail, so whoever owns the path removes a stale
+ * one first. */
+static int listen_unix(uv_loop_t *loop, const char *address, const char *path,
+                       const struct net_conn_opts *opts, net_accept_cb cb,
+                       void *data, net_listener **out, char *err,
+                       size_t errlen) {
+  net_listener *l = calloc(1, sizeof *l);
+  if (!l) return UV_ENOMEM;
+  l->cb = cb;
+  l->data = data;
+  l->is_unix = 1;
+  if (opts) l->opts = *opts;
+  uv_pipe_init(loop, &l->h.pipe, 0);
+  l->h.handle.data = l;
+  int rc = uv_pipe_bind(&l->h.pipe, path);
+  if (rc == 0 && chmod(path, S_IRUSR | S_IWUSR) != 0) rc = UV_EPERM;
+  if (rc == 0) rc = uv_listen(&l->h.stream, 64, on_connection);
+  if (rc < 0) {
+    snprintf(err, errlen, "cannot listen on %s: %s%s", address, uv_strerror(rc),
+             rc == UV_EADDRINUSE ? " (the socket file exists: is another "
+                                   "server using it? If not, remove it)"
+                                 : "");
+    uv_close(&l->h.handle, (uv_close_cb)free);
+    return rc;
+  }
+  snprintf(l->address, sizeof l->address, "%s", address);
+  *out = l;
+  return 0;
 }
 
 int net_listen(uv_loop_t *loop, const char *address,
@@ -62,6 +110,17 @@ int net_listen(uv_loop_t *loop, const char *address,
   int port, rc;
   struct sockaddr_storage ss;
   *out = NULL;
+  char path[NET_UNIX_PATH_MAX];
+  int is_unix = net__unix_path(address, path);
+  if (is_unix < 0) {
+    snprintf(err, errlen,
+             "cannot listen on '%s': a Unix socket path must be 1 to %d "
+             "bytes long",
+             address, NET_UNIX_PATH_MAX - 1);
+    return NET_EADDR;
+  }
+  if (is_unix)
+    return listen_unix(loop, address, path, opts, cb, data, out, err, errlen);
   if (net_split_address(address, host, sizeof host, &port) < 0 ||
       net__parse_ip(host, port, &ss) < 0) {
     snprintf(err, errlen,
@@ -74,21 +133,21 @@ int net_listen(uv_loop_t *loop, const char *address,
   l->cb = cb;
   l->data = data;
   if (opts) l->opts = *opts;
-  uv_tcp_init(loop, &l->tcp);
-  l->tcp.data = l;
-  rc = uv_tcp_bind(&l->tcp, (struct sockaddr *)&ss, 0);
-  if (rc == 0) rc = uv_listen((uv_stream_t *)&l->tcp, 511, on_connection);
+  uv_tcp_init(loop, &l->h.tcp);
+  l->h.handle.data = l;
+  rc = uv_tcp_bind(&l->h.tcp, (struct sockaddr *)&ss, 0);
+  if (rc == 0) rc = uv_listen(&l->h.stream, 511, on_connection);
   if (rc < 0) {
     snprintf(err, errlen, "cannot listen on %s: %s%s", address, uv_strerror(rc),
              rc == UV_EADDRINUSE
                  ? " (another process uses this port: stop it or pick "
                    "another address)"
                  : "");
-    uv_close((uv_handle_t *)&l->tcp, (uv_close_cb)free);
+    uv_close(&l->h.handle, (uv_close_cb)free);
     return rc;
   }
   int len = sizeof ss;
-  uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&ss, &len);
+  uv_tcp_getsockname(&l->h.tcp, (struct sockaddr *)&ss, &len);
   net__format_addr((struct sockaddr *)&ss, l->address, sizeof l->address);
   *out = l;
   return 0;
@@ -103,5 +162,5 @@ const char *net_listener_address(net_listener *l) {
 }
 
 void net_listener_close(net_listener *l) {
-  uv_close((uv_handle_t *)&l->tcp, (uv_close_cb)free);
+  uv_close(&l->h.handle, (uv_close_cb)free);
 }

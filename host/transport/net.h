@@ -1,6 +1,10 @@
 /*
  * net.h — TCP transport: length-prefixed frames over libuv streams.
  *
+ * An address is "host:port", or "unix:PATH" for a Unix socket (the admin
+ * channel uses one). A Unix socket is created with mode 0600, before it
+ * accepts anything, so only its owner can connect.
+ *
  * A frame is a 4-byte big-endian length followed by that many bytes (one
  * msgpack value, by the protocol's convention; this layer does not look
  * inside). Frames longer than the connection's max_frame close the
@@ -29,6 +33,9 @@
 #define NET_EQUEUE (-20002)  /* outgoing queue over max_queue */
 #define NET_ECLOSED (-20003) /* connection already closing */
 #define NET_EADDR (-20004)   /* address not of the form host:port */
+
+/* Longest Unix socket path, with its NUL (the size of sun_path). */
+#define NET_UNIX_PATH_MAX 108
 
 const char *net_strerror(int code);
 
@@ -128,13 +135,14 @@ typedef struct net_listener net_listener;
 /* A new connection: start it with net_conn_start (or close it). */
 typedef void (*net_accept_cb)(net_listener *l, net_conn *c);
 
-/* Listens on "host:port" (port 0 picks a free one). Returns 0 or an error
+/* Listens on "host:port" (port 0 picks a free one) or "unix:PATH" (the
+ * socket file must not exist; it is made mode 0600). Returns 0 or an error
  * code with a sentence in err (e.g. the address is in use). */
 int net_listen(uv_loop_t *loop, const char *address,
                const struct net_conn_opts *opts, net_accept_cb cb, void *data,
                net_listener **out, char *err, size_t errlen);
 void *net_listener_data(net_listener *l);
-/* The bound address as "ip:port". */
+/* The bound address as "ip:port" (or "unix:PATH"). */
 const char *net_listener_address(net_listener *l);
 /* Stops listening and frees the listener (asynchronously). */
 void net_listener_close(net_listener *l);

@@ -10,7 +10,13 @@ struct net_buf {
 };
 
 struct net_conn {
-  uv_tcp_t tcp;
+  union { /* a TCP socket, or a Unix socket for "unix:PATH" addresses */
+    uv_handle_t handle;
+    uv_stream_t stream;
+    uv_tcp_t tcp;
+    uv_pipe_t pipe;
+  } h;
+  int is_unix;
   struct net_conn_cbs cbs;
   struct net_reader reader;
   void *data;
@@ -26,10 +32,15 @@ struct net_conn {
   char reason[192];
 };
 
-net_conn *net__conn_new(uv_loop_t *loop, const struct net_conn_opts *opts);
+net_conn *net__conn_new(uv_loop_t *loop, const struct net_conn_opts *opts,
+                        int is_unix);
 void net__conn_fill_peer(net_conn *c);
 /* Parses an IP literal ("localhost" counts as 127.0.0.1). 0 or error. */
 int net__parse_ip(const char *host, int port, struct sockaddr_storage *ss);
 void net__format_addr(const struct sockaddr *sa, char *out, size_t len);
+/* For "unix:PATH": the path (NUL-terminated in out, which must hold at
+ * least NET_UNIX_PATH_MAX bytes) and 1; 0 for any other address; NET_EADDR
+ * if the path is empty or too long for a socket address. */
+int net__unix_path(const char *address, char *out);
 
 #endif

@@ -91,11 +91,17 @@ end
 
 local keepalive -- defined below; a new connection sends one at once
 
--- Fails every request waiting on conn with err (their connection is gone).
-local function fail_waiting(self, err)
-  local waiting = self.waiting
-  self.waiting = {}
-  for _, w in pairs(waiting) do
+-- Fails every request waiting on conn with err (their connection is gone);
+-- requests sent on a newer connection are not affected.
+local function fail_waiting(self, conn, err)
+  local gone = {}
+  for id, w in pairs(self.waiting) do
+    if w.conn == conn then gone[#gone + 1] = id end
+  end
+  table.sort(gone) -- wake in the order the requests were sent
+  for _, id in ipairs(gone) do
+    local w = self.waiting[id]
+    self.waiting[id] = nil
     if w.timer then w.timer:stop() end
     runtime.wake(w.task, nil, err)
   end
@@ -106,7 +112,7 @@ local function reader(self, conn)
     local msg, err = conn:recv()
     if msg == nil then
       if self.conn == conn then self.conn = nil end
-      fail_waiting(self, "connection lost: " .. tostring(err))
+      fail_waiting(self, conn, "connection lost: " .. tostring(err))
       return
     end
     if type(msg) == "table" and msg[1] == "event" then
@@ -187,7 +193,7 @@ local function exchange(self, conn, request, timeout)
   local id = self.next_id
   request[2] = id
   local me = runtime.current("client request")
-  local w = { task = me }
+  local w = { task = me, conn = conn }
   self.waiting[id] = w
   local ok, err = conn:send(request)
   if not ok then
@@ -216,19 +222,22 @@ local function note_index(self, index)
 end
 
 -- Runs a request until it has an answer: follows redirects and retries
--- what is safe to retry, until `until_fn()` says to stop (it returns an
--- error) or 50 attempts. Returns the reply table, or nil and an error.
+-- what is safe to retry, until `give_up(attempt)` says to stop (it returns
+-- an error; every give_up is bounded in time). Returns the reply table, or
+-- nil and an error.
 local function request(self, req, give_up, timeout)
   local prefer
   local last_err = "no attempt made"
-  for attempt = 1, 50 do
+  local attempt = 0
+  while true do
+    attempt = attempt + 1
     local stop = give_up(attempt)
     if stop then return nil, stop .. " (last error: " .. tostring(last_err) .. ")" end
     local conn, cerr = connection(self, prefer)
     prefer = nil
     if not conn then
       last_err = cerr
-      runtime.sleep(math.min(500, 50 * attempt))
+      runtime.sleep(math.min(200, 20 * attempt))
     else
       local reply, err = exchange(self, conn, req, timeout)
       if reply == nil then
@@ -245,7 +254,13 @@ local function request(self, req, give_up, timeout)
       elseif reply[1] == "redirect" then
         prefer = reply[3]
         last_err = "no leader known"
-        if not prefer then runtime.sleep(math.min(500, 50 * attempt)) end
+        -- Right after a leader fails, followers still name it for a
+        -- while: back off rather than bounce between them.
+        if not prefer then
+          runtime.sleep(math.min(100, 10 * attempt))
+        elseif attempt > 2 then
+          runtime.sleep(10)
+        end
       elseif reply[1] == "error" then
         local msg = tostring(reply[3])
         if not retryable(msg) then return nil, msg end
@@ -260,7 +275,6 @@ local function request(self, req, give_up, timeout)
       end
     end
   end
-  return nil, "gave up: " .. tostring(last_err)
 end
 
 -- Gives up after the client's usual deadline (queries, membership).
@@ -331,6 +345,9 @@ function Client:open()
     self.ka = runtime.every(math.max(50, self.session_timeout // 4), function() keepalive(self) end)
   else
     self.open_error = "cannot open a session: " .. tostring(err)
+    -- Every command numbered meanwhile waits for this open and fails with
+    -- it: the next session starts counting afresh.
+    self.seq = 0
   end
   local waiters = self.opening
   self.opening = nil
@@ -377,10 +394,12 @@ end
 ---@param args any
 function Client:submit(op, args)
   if type(op) ~= "string" then error("bad argument #1 to 'submit' (command name expected)", 2) end
-  local session, err = self:open()
-  if not session then return nil, err end
+  -- Numbered now, before any wait: the order of submit calls is the
+  -- order of application, even while the session is being opened.
   self.seq = self.seq + 1
   local seq = self.seq
+  local session, err = self:open()
+  if not session then return nil, err end
   local alive = session_alive(self)
   while true do
     local reply, rerr = request(self, { "submit", 0, session, seq, self.acked, op, args }, alive,

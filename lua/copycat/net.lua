@@ -87,9 +87,12 @@ function Conn:recv(timeout_ms)
   return msg, err
 end
 
---- Closes the connection (queued sends are dropped).
-function Conn:close(reason)
-  self.raw:close(reason)
+--- Closes the connection. Queued sends are dropped, unless `flush` is
+--- true: then they are written first (for a last reply before hanging up).
+---@param reason string|nil
+---@param flush boolean|nil
+function Conn:close(reason, flush)
+  self.raw:close(reason, flush)
 end
 
 --- The reason the connection closed, or nil while it is open.

@@ -11,10 +11,19 @@
 --- "passive", "reserve"; for join), election_timeout and
 --- heartbeat_interval (ms), snapshot_threshold (entries, default 10000)
 --- and snapshot_bytes (payload bytes, default 64 MiB): a snapshot is taken
---- when either is reached. Observability: metrics_address ("127.0.0.1:9100":
---- serve the Prometheus page at http://ADDR/metrics, docs/metrics.md; off
---- by default), log_level ("error", "warn", "info" (default), "debug") and
---- log_format ("kv" (default) or "json"), docs/logging.md.
+--- when either is reached. time_interval (ms, default 200): how often an
+--- idle leader commits the passing of time while client sessions are open
+--- or state machine timers pending (docs/sessions.md).
+--- Admin channel (docs/operators.md): admin_socket (a Unix socket path, or
+--- false for none; default "admin.sock" in data_dir, none for memory
+--- servers), admin_address (TCP "host:port", needs a token: admin_token,
+--- or admin_token_file, or the environment variable COPYCAT_ADMIN_TOKEN),
+--- admin_budget (instructions per script), admin_memory (bytes a script
+--- may grow the heap by) and admin_timeout (ms per script).
+--- Observability: metrics_address ("127.0.0.1:9100": serve the Prometheus
+--- page at http://ADDR/metrics, docs/metrics.md; off by default), log_level
+--- ("error", "warn", "info" (default), "debug") and log_format ("kv"
+--- (default) or "json"), docs/logging.md.
 --- server:bootstrap{ "127.0.0.1:5001", "127.0.0.1:5002", "127.0.0.1:5003" }
 --- -- or: server:join{ "127.0.0.1:5001" }
 ---
@@ -24,6 +33,7 @@ local core = require("copycat.core")
 local runtime = require("copycat.runtime")
 local client = require("copycat.client")
 local sessions = require("copycat.sessions")
+local admin = require("copycat.admin")
 
 ---@class copycat.Server
 ---@field private raw userdata
@@ -82,6 +92,35 @@ local function emit(self, event, ...)
   end
 end
 
+-- The admin token: given, in a file, or in COPYCAT_ADMIN_TOKEN.
+local function admin_token(o)
+  if o.admin_token then return o.admin_token end
+  if o.admin_token_file then
+    local f, err = io.open(o.admin_token_file, "rb")
+    if not f then return nil, "cannot read the admin token file: " .. tostring(err) end
+    local token = f:read("a"):gsub("%s+$", "")
+    f:close()
+    if token == "" then return nil, "the admin token file " .. o.admin_token_file .. " is empty" end
+    return token
+  end
+  return os.getenv("COPYCAT_ADMIN_TOKEN")
+end
+
+local function start_admin(self)
+  local o = self.opts
+  local socket = o.admin_socket
+  if socket == nil and o.data_dir then socket = o.data_dir .. "/admin.sock" end
+  local token, terr
+  if o.admin_address then
+    token, terr = admin_token(o)
+    if terr then return nil, terr end
+  end
+  return admin.start({ raw = self.raw, opts = o, status = function() return self:status() end }, {
+    socket = socket or nil, address = o.admin_address, token = token,
+    budget = o.admin_budget, time_ms = o.admin_timeout, memory = o.admin_memory,
+  })
+end
+
 --- Starts a server: opens its data directory, restores its state and
 --- listens. It takes part in a cluster after bootstrap or join (or at once,
 --- if its data directory already holds a configuration).
@@ -132,6 +171,12 @@ local function new(opts)
   if not raw then error("copycat.server: " .. err, 2) end
   self.raw = raw
   report_sessions()
+  local aerr
+  self.admin, aerr = start_admin(self)
+  if not self.admin then
+    raw:stop()
+    error("copycat.server: " .. aerr, 2)
+  end
   runtime.on_shutdown(function() self:stop() end)
   return self
 end
@@ -336,6 +381,7 @@ end
 function Server:stop()
   if self.stopped then return end
   self.stopped = true
+  self.admin.close()
   local me = runtime.current("server:stop")
   self.raw:stop(function() runtime.wake(me) end)
   runtime.suspend("server:stop")

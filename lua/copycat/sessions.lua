@@ -233,8 +233,11 @@ function Sessions:apply(index, term, e)
     self.next_expiry = self.count > 0 and self.time or nil
   end
   expire(self, index, term, out)
-  self.machine:advance({ index = index, term = term, time = self.time })
-  collect(self, out)
+  local due = self.machine:next_deadline()
+  if due and due <= self.time then
+    self.machine:advance({ index = index, term = term, time = self.time })
+    collect(self, out)
+  end
   local kind = e[2]
   local r
   if kind == "c" then

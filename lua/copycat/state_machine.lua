@@ -20,12 +20,14 @@ local sandbox = core.sandbox
 
 local M = {}
 
---- Instructions a command, query or session_closed call may run.
+--- Instructions a command, query, session hook or timer may run.
 M.DEFAULT_BUDGET = 10000000
 --- Instructions loading the file, sm.snapshot and sm.restore may run.
 M.DEFAULT_SETUP_BUDGET = 100000000
 --- Granularity of the budget (instructions between two checks).
 M.BUDGET_STEP = sandbox.STEP
+--- Most timers one machine:advance call fires (the rest wait for the next).
+M.MAX_TIMER_FIRINGS = sandbox.MAX_FIRINGS
 
 --- A loaded state machine: a userdata of copycat.core.sandbox whose methods
 --- are implemented in C (bindings/sandbox.c), so that argument errors point
@@ -33,27 +35,51 @@ M.BUDGET_STEP = sandbox.STEP
 ---
 --- machine:command(op, args, ctx) -> true, results... | false, err
 ---   Runs `sm.commands[op]` with `c = {args, op, index, term, time,
----   session}`. err: unknown command, an error raised by the handler (its
----   message), results that cannot be encoded, "instruction budget exceeded
----   (N instructions)", "not enough memory". After an error the machine
----   stays usable, and what the handler changed before failing stays
----   changed, identically on every replica. Misuse raises instead: args that
----   copycat.codec cannot encode, a bad ctx, a closed machine.
+---   session}` (c.session: a session handle when ctx.session is given).
+---   err: unknown command, an error raised by the handler (its message),
+---   results that cannot be encoded, "instruction budget exceeded (N
+---   instructions)", "not enough memory". After an error the machine stays
+---   usable, and what the handler changed before failing stays changed
+---   (timers it scheduled and events it published included), identically on
+---   every replica. Misuse raises instead: args that copycat.codec cannot
+---   encode, a bad ctx, a closed machine.
 --- machine:query(op, args [, ctx]) -> same shape, `sm.queries[op]`. Queries
 ---   run on one replica only and must not change the state (documented, not
----   enforced).
+---   enforced; publish, sm.schedule and sm.cancel raise in a query).
 --- machine:command_encoded(op, args_bytes, ctx) -> true, bytes | false, err
 --- machine:query_encoded(op, args_bytes [, ctx]) -> true, bytes | false, err
 ---   Arguments as copycat.codec bytes (as stored in the log); results as the
 ---   bytes of one msgpack array.
+--- machine:session_opened(session, ctx) -> true | false, err
 --- machine:session_closed(session, ctx) -> true | false, err
----   Calls `sm.session_closed(session, c)` if the state machine defines it.
+---   session: the integer id (> 0). Calls `sm.session_opened(handle, c)` /
+---   `sm.session_closed(handle, c)` if the state machine defines it (true
+---   otherwise). ctx.index and ctx.term are required.
+--- machine:advance(ctx) -> true, fired | false, err, fired
+---   ctx = {index, term, time}, all required. Fires, in (deadline, id) order,
+---   every pending timer whose deadline <= ctx.time, including those that
+---   firing timers schedule when they are due too, each under its own
+---   budget; at most MAX_TIMER_FIRINGS per call (then next_deadline() is
+---   still <= ctx.time: call again). A timer that raises is consumed, the
+---   others still fire, and the first failure is returned as
+---   "timer 'NAME' (id N): message". fired counts every timer run.
+--- machine:next_deadline() -> number | nil
+---   The smallest pending deadline (replicated time must reach it for the
+---   timer to fire), or nil when no timer is pending.
+--- machine:events() -> { {session = id, name = string, data = any}, ... }
+---   The events published since the last call, in publish order (decoded
+---   copies), and clears them. Not part of the state: drain it after each
+---   call that may publish; snapshot and restore leave it alone.
 --- machine:snapshot() -> bytes | nil, err
----   The canonical copycat.codec encoding of `sm.snapshot()`'s value: equal
----   states give identical bytes on every replica.
+---   msgpack [1, state, timer counter, timers]: the canonical copycat.codec
+---   encoding of `sm.snapshot()`'s value (nil if the machine has sm.timers
+---   but no sm.snapshot) and the pending timers. Equal states give identical
+---   bytes on every replica.
 --- machine:restore(bytes) -> true | nil, err
----   Passes the decoded value to `sm.restore`, which replaces the state.
---- machine:cost()   instructions counted by the last call (steps of BUDGET_STEP)
+---   Passes the decoded state to `sm.restore`, which replaces the state, then
+---   replaces the timers.
+--- machine:cost()   instructions counted by the last call (steps of
+---                  BUDGET_STEP; advance: all the timers it fired)
 --- machine:memory() bytes allocated by the sandbox's Lua state
 --- machine:close()  frees the sandbox; later calls raise an error
 ---@class copycat.StateMachine
@@ -61,25 +87,34 @@ M.BUDGET_STEP = sandbox.STEP
 ---@field query fun(self: copycat.StateMachine, op: string, args: any, ctx?: copycat.Context): boolean, ...
 ---@field command_encoded fun(self: copycat.StateMachine, op: string, args: string, ctx: copycat.Context): boolean, any
 ---@field query_encoded fun(self: copycat.StateMachine, op: string, args: string, ctx?: copycat.Context): boolean, any
+---@field session_opened fun(self: copycat.StateMachine, session: integer, ctx: copycat.Context): boolean, string?
 ---@field session_closed fun(self: copycat.StateMachine, session: integer, ctx: copycat.Context): boolean, string?
+---@field advance fun(self: copycat.StateMachine, ctx: copycat.Context): boolean, any, integer?
+---@field next_deadline fun(self: copycat.StateMachine): number?
+---@field events fun(self: copycat.StateMachine): copycat.SessionEvent[]
 ---@field snapshot fun(self: copycat.StateMachine): string?, string?
 ---@field restore fun(self: copycat.StateMachine, bytes: string): boolean?, string?
 ---@field cost fun(self: copycat.StateMachine): integer
 ---@field memory fun(self: copycat.StateMachine): integer
 ---@field close fun(self: copycat.StateMachine)
 
+---@class copycat.SessionEvent
+---@field session integer the session the event is for (dropped by the session layer if it is not open)
+---@field name string
+---@field data any
+
 ---@class copycat.StateMachineOptions
 ---@field name? string name for error messages (default: the file's base name, or "state_machine" for source)
 ---@field source? boolean the first argument is Lua source text, not a path
----@field budget? integer instructions per command/query/session_closed (default M.DEFAULT_BUDGET)
+---@field budget? integer instructions per command, query, session hook or timer (default M.DEFAULT_BUDGET)
 ---@field setup_budget? integer instructions for loading, snapshot and restore (default M.DEFAULT_SETUP_BUDGET)
 ---@field memory? integer bytes the sandbox may allocate (default 0: no limit)
 
 ---@class copycat.Context
----@field index integer the log index of the entry (required for commands and session_closed)
----@field term integer the term of the entry (required for commands and session_closed)
----@field time? number milliseconds, assigned by the leader and replicated
----@field session? integer the client session id
+---@field index integer the log index of the entry (required but for queries)
+---@field term integer the term of the entry (required but for queries)
+---@field time? number milliseconds, assigned by the leader and replicated (required by advance and sm.schedule)
+---@field session? integer the client session id (> 0): c.session is a handle for it
 
 local function bad_arg(n, fname, msg)
   error(("bad argument #%d to '%s' (%s)"):format(n, fname, msg), 3)

@@ -17,7 +17,7 @@ local function fake()
     self.state.n = self.state.n + 1
     return true, self.state.n
   end
-  function m:query(op, args, ctx)
+  function m:query(op, _, ctx)
     return true, { op = op, n = self.state.n, session = ctx.session }
   end
   function m:session_opened(id, ctx)
@@ -33,8 +33,8 @@ local function fake()
     self.published = {}
     return e
   end
-  function m:advance() return true, 0 end
-  function m:next_deadline() return nil end
+  function m.advance() return true, 0 end
+  function m.next_deadline() return nil end
   function m:snapshot() return codec.encode(self.state) end
   function m:restore(bytes)
     self.state = codec.decode(bytes)
@@ -239,7 +239,8 @@ describe("sessions", function()
     assert.is_true(c:restore(snap))
     assert.equal(snap, c:snapshot())
     -- the restored layer answers a resend from its cache and expires on time
-    assert.same((a:apply(7, 1, { 1600, "c", 1, 2, 0, "incr", {} })), (c:apply(7, 1, { 1600, "c", 1, 2, 0, "incr", {} })))
+    local resend = { 1600, "c", 1, 2, 0, "incr", {} }
+    assert.same((a:apply(7, 1, resend)), (c:apply(7, 1, resend)))
     local _, ea = a:apply(8, 1, { 2100, "t" })
     local _, ec = c:apply(8, 1, { 2100, "t" })
     assert.same(ea, ec)

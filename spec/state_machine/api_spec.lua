@@ -72,7 +72,8 @@ describe("copycat.state_machine", function()
       assert.are.equal("bad: unknown field 'command' in the state machine (expected commands, queries, timers, " ..
         "snapshot, restore, session_opened or session_closed)", load_error(sm .. "sm.command = {} return sm"))
       assert.are.equal("bad: sm.timers must be a table (got function)", load_error(sm .. "sm.timers = print return sm"))
-      assert.are.equal("bad: timer 'x' is not a function (got number)", load_error(sm .. "sm.timers = { x = 1 } return sm"))
+      assert.are.equal("bad: timer 'x' is not a function (got number)",
+        load_error(sm .. "sm.timers = { x = 1 } return sm"))
       assert.are.equal("bad: timer names must be strings (found number 1)",
         load_error(sm .. "sm.timers = { print } return sm"))
       assert.are.equal("bad: sm.timers.a and sm.timers.b are the same function (a timer is saved by the name of its " ..
@@ -138,7 +139,8 @@ describe("copycat.state_machine", function()
       assert.are.same({ "ctx", 7, 2, 1500, 99 },
         { h.ok(m, "ctx", nil, { index = 7, term = 2, time = 1500, session = 99 }) })
       assert.are.same({ "ctx", 8, 2 }, { h.ok(m, "ctx", nil, { index = 8, term = 2 }) })
-      assert.are.same({ true, "ctx", 3, 1, 5.5, 4 }, { m:query("ctx", nil, { index = 3, term = 1, time = 5.5, session = 4 }) })
+      assert.are.same({ true, "ctx", 3, 1, 5.5, 4 },
+        { m:query("ctx", nil, { index = 3, term = 1, time = 5.5, session = 4 }) })
       assert.are.same({ a = { 1, 2, "x" }, b = "\0\255" }, h.ok(m, "echo", { a = { 1, 2, "x" }, b = "\0\255" }))
       local r = table.pack(m:command("multi", nil, h.ctx()))
       assert.are.equal(4, r.n)

@@ -1,6 +1,7 @@
 -- Cross-process determinism: separate copycat-lua processes, whose Lua
 -- states hash strings with different per-process seeds, apply the same log
--- to the kv example and agree on every result and on the snapshot bytes.
+-- to the kv example (and a workload of timers and events, timers_driver.lua)
+-- and agree on every result, every event and on the snapshot bytes.
 local proc = require("support.proc")
 
 local function distinct(list)
@@ -84,5 +85,19 @@ describe("state machines across processes", function()
     end
     -- The same keys in the host's own tables: the order differs.
     assert.is_true(distinct(stock) >= 2, "stock pairs agreed across processes: the test would prove nothing")
+  end)
+
+  it("replicas agree on timer firings, published events and snapshots carrying timers", function()
+    local outs = {}
+    for i, mode in ipairs({ "replay", "replay", "restore", "restore" }) do
+      outs[i] = run({ "spec/state_machine/timers_driver.lua", mode, "3000" })
+    end
+    for i = 2, #outs do assert.are.equal(outs[1], outs[i]) end
+    -- The workload is not trivial: thousands of firings and events, failures
+    -- included, and timers still pending in the final snapshot.
+    local commands, events, fired, failures = outs[1]:match("commands (%d+), events (%d+), fired (%d+), failures (%d+)")
+    assert.is_true(tonumber(commands) > 2000 and tonumber(events) > 5000, outs[1])
+    assert.is_true(tonumber(fired) > 5000 and tonumber(failures) > 10, outs[1])
+    assert.matches("next deadline %d+", outs[1])
   end)
 end)

@@ -1,7 +1,7 @@
 /*
  * log_test.c — the in-memory log: payload copies across block boundaries,
  * entries larger than a block, truncation and compaction reusing blocks,
- * all-or-nothing appends.
+ * all-or-nothing appends, memory prepared ahead being the memory used.
  */
 #include "harness.h"
 #include "storage/log.h"
@@ -68,8 +68,51 @@ TEST(truncate_and_compact_reuse_memory_safely) {
   log_free(&l);
 }
 
+TEST(prepared_memory_is_the_memory_used) {
+  struct log l;
+  struct log_want w;
+  struct log_prep p;
+  log_init(&l, 1);
+  /* An empty log has no payload room: it wants a block. */
+  CHECK_INT(log_wants(&l, &w), ==, 1);
+  CHECK_INT(w.block, ==, 1);
+  CHECK_INT(w.cap, ==, 0);
+  log_prep_make(&w, &p);
+  CHECK(p.block != NULL);
+  log_prep_give(&l, &p);
+  CHECK(p.block == NULL);
+  CHECK_INT(l.npool, ==, 1);
+  CHECK_INT(log_wants(&l, &w), ==, 0); /* a block of room is ready */
+  append_n(&l, 1, 10, 1);
+  CHECK_INT(l.npool, ==, 0); /* the appends took the prepared block */
+  /* Half-full arrays want doubled ones; growing then uses them. */
+  while (l.n < l.cap / 2)
+    append_n(&l, log_last(&l) + 1, 1, 1);
+  CHECK_INT(log_wants(&l, &w), ==, 1);
+  CHECK_INT(w.cap, ==, 2 * l.cap);
+  w.block = 0;
+  log_prep_make(&w, &p);
+  CHECK_INT(p.cap, ==, w.cap);
+  struct store_entry *prepared = p.e;
+  log_prep_give(&l, &p);
+  CHECK_INT(p.cap, ==, 0);
+  size_t cap = l.cap;
+  while (l.cap == cap)
+    append_n(&l, log_last(&l) + 1, 1, 1);
+  CHECK(l.e == prepared);
+  check(&l, 1, log_last(&l), 1);
+  /* Arrays no larger than the log's own are not taken. */
+  w.block = 0;
+  w.cap = l.cap;
+  log_prep_make(&w, &p);
+  log_prep_give(&l, &p);
+  CHECK_INT(l.spare_arrays.cap, ==, 0);
+  log_free(&l);
+}
+
 int main(void) {
   RUN(copies_survive_block_boundaries_and_big_entries);
   RUN(truncate_and_compact_reuse_memory_safely);
+  RUN(prepared_memory_is_the_memory_used);
   return harness_done();
 }

@@ -1,0 +1,286 @@
+--- copycat.operator: the operator API, seen by admin scripts as the global
+--- `cluster` (docs/operators.md is the reference).
+---
+--- It is built per script run, on the server that runs the script:
+---   local api = operator.new(host, run)
+--- host = { raw = <copycat.core server>, opts = <the server's options>,
+--- status = function() -> the server's status, with `sessions` when the
+--- server counts them (optional; raw:status() otherwise) };
+--- run = { deadline = ms (copycat.now() based), check = function() that
+--- raises once the script's time is up }.
+---
+--- Reads (status, members, leader) are this server's view. Changes go
+--- through the client protocol to any member, which forwards them to the
+--- leader, and return only when they are committed and in effect here:
+--- a call that cannot complete raises an error that says why.
+local runtime = require("copycat.runtime")
+local client = require("copycat.client")
+
+local operator = {}
+
+local TYPES = { active = true, passive = true, reserve = true }
+local POLL_MS = 20
+
+local function find(members, name)
+  for _, m in ipairs(members) do
+    if m.name == name then return m end
+  end
+end
+
+-- Errors that retrying cannot fix.
+local function permanent(err)
+  err = tostring(err)
+  return err:find("no such member", 1, true) or err:find("malformed", 1, true) or
+    err:find("unknown request", 1, true) or err:find("must be", 1, true)
+end
+
+---@param host {raw: userdata, opts: table, status: fun(): table|nil}
+---@param run {deadline: number, check: fun()}
+---@return table api
+function operator.new(host, run)
+  local raw, opts = host.raw, host.opts
+  local api = {}
+
+  -- Sleeps ms (bounded by the script's time), then enforces the limit.
+  local function sleep(ms)
+    local left = run.deadline - runtime.now()
+    runtime.sleep(math.max(0, math.min(ms, left)))
+    run.check()
+  end
+
+  -- Polls pred() until it holds or timeout_ms passes; true if it held.
+  local function poll(pred, timeout_ms)
+    local deadline = math.min(run.deadline, runtime.now() + (timeout_ms or math.huge))
+    while true do
+      if pred() then return true end
+      if runtime.now() >= deadline then
+        run.check()
+        return false
+      end
+      sleep(POLL_MS)
+    end
+  end
+
+  local function committed(st)
+    return st.commit_index >= (st.config_index or 0)
+  end
+
+  --- This server's status: role, term, leader, indexes, log size, members
+  --- with their progress (on the leader), sessions.
+  function api.status()
+    local st, pr = host.status and host.status() or raw:status(), raw:progress()
+    local out = {
+      name = opts.name, address = opts.address, role = st.role, term = st.term,
+      leader = st.leader, leader_address = st.leader_address,
+      commit_index = st.commit_index, applied_index = st.applied_index,
+      first_index = pr.first_index, last_index = st.last_index,
+      snapshot_index = st.snapshot_index, config_index = st.config_index,
+      config_committed = committed(st), leader_ready = pr.leader_ready,
+      log_entries = math.max(0, st.last_index - pr.first_index + 1),
+      sessions = st.sessions, -- open client sessions, when the server counts them
+      members = {},
+    }
+    for i, m in ipairs(st.members) do
+      local p = pr.peers and pr.peers[m.name]
+      out.members[i] = {
+        name = m.name, address = m.address, type = m.type,
+        leader = m.name == st.leader, self = m.name == opts.name,
+        match_index = p and p.match, next_index = p and p.next,
+        lag = p and math.max(0, st.last_index - p.match),
+      }
+    end
+    return out
+  end
+
+  --- The members in this server's configuration, with progress when this
+  --- server leads: {name, address, type, leader, self, match_index, lag}.
+  function api.members()
+    return api.status().members
+  end
+
+  --- The leader's name and address, or nil when none is known.
+  function api.leader()
+    local st = raw:status()
+    if not st.leader then return nil end
+    return st.leader, st.leader_address
+  end
+
+  --- This server's name.
+  function api.name()
+    return opts.name
+  end
+
+  --- Sleeps ms milliseconds (within the script's time limit).
+  function api.sleep(ms)
+    if type(ms) ~= "number" or ms < 0 then error("sleep: give milliseconds (a number >= 0)", 2) end
+    sleep(ms)
+  end
+
+  --- Waits until pred(status) is true (a function) or until this server
+  --- has committed and applied index n (a number). Returns true, or false
+  --- and a reason after timeout_ms (default: the script's remaining time).
+  function api.wait_for(target, timeout_ms)
+    local pred
+    if type(target) == "number" then
+      pred = function()
+        local st = raw:status()
+        return st.commit_index >= target and st.applied_index >= target
+      end
+    elseif type(target) == "function" then
+      pred = function() return target(api.status()) end
+    else
+      error("wait_for: give a commit index (number) or a function(status) -> boolean", 2)
+    end
+    if poll(pred, timeout_ms) then return true end
+    return false, "wait_for: timed out"
+  end
+
+  -- Sends one membership request through the client protocol (any member
+  -- forwards it to the leader), retrying what may succeed later, until
+  -- the script's time is up.
+  local function request(what, send)
+    local addresses = {}
+    for _, m in ipairs(raw:status().members) do addresses[#addresses + 1] = m.address end
+    if #addresses == 0 then addresses[1] = opts.address end
+    -- A client request retries for three times its timeout: keep that
+    -- within the script's time.
+    local left = run.deadline - runtime.now()
+    local c = client.new({ cluster = addresses, cluster_id = opts.cluster,
+      timeout = math.max(50, math.min(2000, left // 4)) })
+    local ok, err
+    -- The client is closed even when the script's time runs out here.
+    local done, stopped = pcall(function()
+      while true do
+        ok, err = send(c)
+        if ok or permanent(err) then break end
+        if runtime.now() + 200 >= run.deadline then
+          err = tostring(err) .. " (gave up: the script's time limit is near)"
+          break
+        end
+        sleep(200)
+      end
+    end)
+    c:close()
+    if not done then error(stopped, 0) end
+    if not ok then error(("%s: %s"):format(what, tostring(err)), 0) end
+  end
+
+  local function member(name, what)
+    if type(name) ~= "string" or name == "" then error(what .. ": give a member name", 3) end
+    local m = find(raw:status().members, name)
+    if not m then error(("%s: no member named '%s' in the configuration"):format(what, name), 3) end
+    return m
+  end
+
+  -- Waits until this server's committed configuration satisfies pred.
+  local function await_config(what, pred)
+    local ok = poll(function()
+      local st = raw:status()
+      return committed(st) and pred(st.members)
+    end)
+    if not ok then error(what .. ": the change did not commit here in time", 0) end
+  end
+
+  -- Sets member name's type and waits until it is committed here.
+  local function set_type(what, name, address, type_)
+    request(what, function(c) return c:change(name, address, type_) end)
+    await_config(what, function(ms)
+      local m = find(ms, name)
+      return m and m.type == type_
+    end)
+  end
+
+  --- Adds member `name` at `address` as `type_` ("active" by default;
+  --- "passive" or "reserve"). An ACTIVE member first catches up as
+  --- PASSIVE, then becomes a voter. The server must be running (started
+  --- empty, e.g. `examples/kv/server.lua --empty`). Returns true once the
+  --- configuration with it has committed.
+  function api.add(name, address, type_)
+    type_ = type_ or "active"
+    if type(name) ~= "string" or name == "" then error("add: give the new member's name", 2) end
+    if type(address) ~= "string" or not address:match("^.+:%d+$") then
+      error("add: give the new member's address as host:port", 2)
+    end
+    if not TYPES[type_] then error("add: type must be active, passive or reserve", 2) end
+    local m = find(raw:status().members, name)
+    if m and m.type == type_ then return true end
+    if type_ == "active" and not (m and m.type == "passive") then
+      set_type("add", name, address, "passive")
+    end
+    set_type("add", name, address, type_)
+    return true
+  end
+
+  --- Makes member `name` ACTIVE (a voter); returns once that is committed.
+  --- A RESERVE member, which has no log, catches up as PASSIVE first.
+  function api.promote(name)
+    local m = member(name, "promote")
+    if m.type == "reserve" then set_type("promote", name, m.address, "passive") end
+    if m.type ~= "active" then set_type("promote", name, m.address, "active") end
+    return true
+  end
+
+  --- Makes member `name` PASSIVE (receives the log, does not vote);
+  --- returns once that is committed.
+  function api.demote(name)
+    local m = member(name, "demote")
+    if m.type ~= "passive" then set_type("demote", name, m.address, "passive") end
+    return true
+  end
+
+  --- Removes member `name`; returns once the removal has committed.
+  function api.remove(name)
+    member(name, "remove")
+    request("remove", function(c) return c:remove(name) end)
+    -- A removed server may never hear that its removal committed: the
+    -- leader's answer is the proof then.
+    if name ~= opts.name then
+      await_config("remove", function(ms) return find(ms, name) == nil end)
+    end
+    return true
+  end
+
+  -- Whether this server sees `name` leading and serving: it leads a
+  -- term in which an entry has committed.
+  local function serving(name)
+    local st = raw:status()
+    if st.leader ~= name then return false end
+    local pr = raw:progress()
+    if name == opts.name then return pr.leader_ready end
+    return pr.commit_term == st.term
+  end
+
+  --- Transfers leadership to member `name` (ACTIVE); returns once this
+  --- server sees `name` leading and serving (an entry of its term has
+  --- committed). timeout_ms defaults to the script's remaining time.
+  function api.transfer(name, timeout_ms)
+    local m = member(name, "transfer")
+    if m.type ~= "active" then error(("transfer: %s is %s; only an ACTIVE member can lead"):format(name, m.type), 2) end
+    local deadline = math.min(run.deadline, runtime.now() + (timeout_ms or math.huge))
+    while not serving(name) do
+      if runtime.now() >= deadline then
+        run.check()
+        error(("transfer: %s did not take over in time"):format(name), 2)
+      end
+      if raw:status().leader ~= name then
+        request("transfer", function(c) return c:transfer(name) end)
+      end
+      -- An attempt lasts about an election timeout; then ask again.
+      poll(function() return serving(name) end,
+        math.max(0, math.min(3000, deadline - runtime.now())))
+    end
+    return true
+  end
+
+  --- Takes a snapshot of this server's state machine now; returns its
+  --- index (the previous snapshot's when nothing new has been applied).
+  function api.snapshot()
+    local index, err = raw:snapshot()
+    if not index then error("snapshot: " .. tostring(err), 2) end
+    return index
+  end
+
+  return api
+end
+
+return operator
