@@ -463,6 +463,14 @@ static int l_metrics_address(lua_State *L) {
   return 1;
 }
 
+/* The string on top of the stack, any bytes (its length is taken before
+ * the call: argument evaluation order is unspecified). */
+static void log_string(struct logger_line *l, const char *key, lua_State *L) {
+  size_t n;
+  const char *v = lua_tolstring(L, -1, &n);
+  logger_strn(l, key, v, n);
+}
+
 /* server:log(level, event, fields): fields' keys are written in the order
  * lua_next gives (unspecified); non-string keys are skipped. */
 static int l_log(lua_State *L) {
@@ -480,7 +488,6 @@ static int l_log(lua_State *L) {
     while (lua_next(L, 4)) {
       if (lua_type(L, -2) == LUA_TSTRING) {
         const char *k = lua_tostring(L, -2);
-        size_t n;
         if (lua_isinteger(L, -1))
           logger_i64(&l, k, (int64_t)lua_tointeger(L, -1));
         else if (lua_type(L, -1) == LUA_TNUMBER)
@@ -488,7 +495,7 @@ static int l_log(lua_State *L) {
         else if (lua_isboolean(L, -1))
           logger_bool(&l, k, lua_toboolean(L, -1));
         else if (lua_type(L, -1) == LUA_TSTRING)
-          logger_strn(&l, k, lua_tolstring(L, -1, &n), n);
+          log_string(&l, k, L);
         else
           logger_str(&l, k, luaL_typename(L, -1));
       }

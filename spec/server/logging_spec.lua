@@ -163,6 +163,26 @@ describe("server logs", function()
     assert.are.equal("", q:stderr())
   end)
 
+  it("carry a script's own lines through server:log", function()
+    local r = proc.run({ "-e", [[
+      local s = copycat.server{ name = "s1", address = "127.0.0.1:0", memory = true, log_format = "json",
+        state_machine = "examples/kv/state_machine.lua" }
+      s:log("warn", "custom", { text = "hello \"world\"\n", n = 3, f = 1.5, b = true, [1] = "skipped" })
+      s:log("debug", "hidden", { x = 1 })
+      print(pcall(s.log, s, "loud", "x"))
+      s:stop()
+    ]] })
+    assert.are.equal(0, r.code, r.stderr)
+    assert.matches("^false\t[^\n]*level must be error, warn, info or debug", r.stdout)
+    local events = {}
+    for _, line in ipairs(obs.lines(r.stderr)) do events[#events + 1] = obs.json_decode(line) end
+    local e = find(events, "custom")
+    assert.is_truthy(e, r.stderr)
+    assert.are.same({ "warn", "s1", "hello \"world\"\n", 3, 1.5, true },
+      { e.level, e.server, e.text, e.n, e.f, e.b })
+    assert.is_nil(find(events, "hidden"))
+  end)
+
   it("refuses an unknown level or format", function()
     local r = proc.run({ "examples/kv/server.lua", "--name", "n1", "--address", "127.0.0.1:1", "--data",
       proc.tmpdir(), "--bootstrap", "127.0.0.1:1", "--log-level", "loud" })
