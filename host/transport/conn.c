@@ -7,6 +7,7 @@
  * buffers swap, so whatever was queued meanwhile leaves in one write.
  */
 #include <assert.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +32,10 @@ size_t net_conn_queued(net_conn *c) {
 
 net_conn *net__conn_new(uv_loop_t *loop, const struct net_conn_opts *opts,
                         int is_unix) {
+  /* A write to a connection the peer has reset fails with EPIPE, which
+   * closes that one connection; left at its default, SIGPIPE would kill the
+   * whole process first. (libuv's writes cannot pass MSG_NOSIGNAL.) */
+  signal(SIGPIPE, SIG_IGN);
   net_conn *c = calloc(1, sizeof *c);
   if (!c) return NULL;
   uint32_t max_frame =
