@@ -215,7 +215,7 @@ int main(void) {
   for (int i = 0; i < ENTRY; i++)
     payload[i] = (uint8_t)(i * 31 + 7);
   static const int sizes[] = {1, 16, 256};
-  static const int batches[] = {400, 200, 200};
+  static const int batches[] = {2000, 1000, 1000};
   const uint64_t every = 16384; /* entries between snapshots (4 MiB) */
   printf("storage: %d-byte entries, median of %d runs, directory %s\n", ENTRY,
          RUNS, base);

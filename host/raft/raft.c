@@ -70,8 +70,10 @@ void raft_free(struct raft *r) {
   raft_log_free(&r->log);
   for (size_t i = 0; i < r->n_msgs; i++)
     raft_msg_clear(&r->msgs[i]);
-  for (size_t i = 0; i < r->n_crecv; i++)
+  for (size_t i = 0; i < r->n_crecv; i++) {
     raft_buf_unref(r->crecv[i].data);
+    raft_buf_unref(r->crecv[i].conf);
+  }
   free(r->msgs);
   free(r->reads);
   free(r->read_out);
@@ -372,8 +374,10 @@ void raft_ready_done(struct raft *r, struct raft_ready *rd) {
   free(rd->msgs);
   free(rd->reads);
   free(rd->chunk_reqs);
-  for (size_t i = 0; i < rd->n_chunks; i++)
+  for (size_t i = 0; i < rd->n_chunks; i++) {
     raft_buf_unref(rd->chunks[i].data);
+    raft_buf_unref(rd->chunks[i].conf);
+  }
   free(rd->chunks);
   memset(rd, 0, sizeof *rd);
 }

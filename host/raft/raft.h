@@ -290,6 +290,10 @@ struct raft_chunk_req { /* leader: please read snapshot bytes */
 struct raft_chunk_recv { /* follower: snapshot bytes to store */
   uint64_t index, term, offset;
   struct raft_buf *data;
+  /* offset 0 only (else NULL): the snapshot's configuration, encoded
+   * (raft_conf_encode), so that a host can start the snapshot file before
+   * the last chunk arrives. */
+  struct raft_buf *conf;
   bool last;
 };
 

@@ -195,7 +195,11 @@ void raft_handle_snapshot(struct raft *r, const struct raft_msg *m) {
     r->crecv = p;
     r->cap_crecv = cap;
   }
+  struct raft_buf *conf = NULL;
+  if (m->u.snapshot.offset == 0 && !(conf = raft_conf_encode(&r->recv_conf)))
+    return; /* out of memory: the leader sends the chunk again */
   struct raft_chunk_recv *c = &r->crecv[r->n_crecv++];
+  c->conf = conf;
   c->index = index;
   c->term = m->u.snapshot.term;
   c->offset = m->u.snapshot.offset;

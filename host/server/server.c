@@ -129,6 +129,14 @@ static int take_snapshot(struct server *s) {
    * another history. The next ready tries again. */
   if (index > raft_persisted_index(s->raft)) return 0;
   if (index <= s->last_snapshot || term == 0) return 0;
+  if (s->snap_in) {
+    /* A transfer from the leader is open. If this server has since
+     * applied past it, it is moot (the core answers its later chunks with
+     * "done"); otherwise it is still wanted, and the local snapshot waits. */
+    if (snap_writer_index(s->snap_in) > index) return 0;
+    store_snap_abort(s->store, s->snap_in);
+    s->snap_in = NULL;
+  }
   msgpack_sbuffer sb;
   msgpack_sbuffer_init(&sb);
   uint64_t t0 = uv_hrtime();
@@ -156,19 +164,68 @@ static int take_snapshot(struct server *s) {
   return rc;
 }
 
-static void install_snapshot(struct server *s, const struct raft_ready *rd,
-                             msgpack_sbuffer *in) {
+/* One chunk of the snapshot the leader is sending: written to the
+ * snapshot's temporary file as it arrives, so a large snapshot is never
+ * held whole in memory twice and a crash mid-transfer leaves only a .tmp
+ * file (which start-up deletes). The core hands chunks over in order and
+ * starts every transfer at offset 0, where it names the configuration. */
+static void receive_chunk(struct server *s, const struct raft_chunk_recv *c) {
+  char err[512] = "";
+  int rc = 0;
+  if (c->offset == 0) {
+    store_snap_abort(s->store, s->snap_in); /* a transfer started over */
+    s->snap_in = NULL;
+    if (!c->conf) return;
+    rc = store_snap_begin(s->store, c->index, c->term, c->conf->data,
+                          c->conf->len, &s->snap_in, err);
+  } else if (!s->snap_in || snap_writer_index(s->snap_in) != c->index ||
+             snap_writer_term(s->snap_in) != c->term) {
+    return; /* not one we are writing: its install fails below */
+  }
+  if (rc == 0 && c->data)
+    rc = store_snap_write(s->store, s->snap_in, c->offset, c->data->data,
+                          c->data->len, err);
+  if (rc < 0) {
+    store_snap_abort(s->store, s->snap_in);
+    s->snap_in = NULL;
+    storage_failed(s, "snapshot_receive", err[0] ? err : store_strerror(rc));
+    s->failed = 1;
+  }
+}
+
+static void install_snapshot(struct server *s, const struct raft_ready *rd) {
   uint64_t t0 = uv_hrtime();
   struct logger_line l;
-  if (write_snapshot(s, rd->snap.index, rd->snap.term, &rd->snap.conf, in->data,
-                     in->size) < 0) {
+  char err[512] = "";
+  struct snap_writer *w = s->snap_in;
+  s->snap_in = NULL;
+  int rc;
+  if (!w || snap_writer_index(w) != rd->snap.index ||
+      snap_writer_term(w) != rd->snap.term) {
+    store_snap_abort(s->store, w);
+    snprintf(err, sizeof err,
+             "snapshot %llu: its chunks were not all received here",
+             (unsigned long long)rd->snap.index);
+    rc = -1;
+  } else {
+    rc = store_snap_finish(s->store, w, err);
+  }
+  if (rc < 0) {
+    logger_begin(&l, &s->log, LOGGER_ERROR, "snapshot_failed");
+    logger_u64(&l, "index", rd->snap.index);
+    logger_u64(&l, "term", rd->snap.term);
+    logger_str(&l, "msg", err);
+    logger_end(&l);
     s->failed = 1;
     return;
   }
-  if (s->o.sm->restore(s->o.sm->data, in->data, in->size) < 0) {
+  /* The store holds the snapshot it just made durable, read back from the
+   * file and checksummed: the state machine is restored from that. */
+  const struct store_snapshot *snap = store_snapshot(s->store);
+  if (s->o.sm->restore(s->o.sm->data, snap->data, snap->data_len) < 0) {
     logger_begin(&l, &s->log, LOGGER_ERROR, "snapshot_restore_failed");
     logger_u64(&l, "index", rd->snap.index);
-    logger_u64(&l, "bytes", in->size);
+    logger_u64(&l, "bytes", snap->data_len);
     logger_str(&l, "msg",
                "the state machine refused the leader's snapshot; this "
                "server accepts no more writes");
@@ -178,16 +235,16 @@ static void install_snapshot(struct server *s, const struct raft_ready *rd,
   }
   s->applied = s->last_snapshot = rd->snap.index;
   double secs = seconds_since(t0);
-  metrics__snapshot(s, 1, in->size, secs);
+  metrics__snapshot(s, 1, snap->data_len, secs);
   logger_begin(&l, &s->log, LOGGER_INFO, "snapshot_installed");
   logger_u64(&l, "index", rd->snap.index);
   logger_u64(&l, "term", rd->snap.term);
-  logger_u64(&l, "bytes", in->size);
+  logger_u64(&l, "bytes", snap->data_len);
   logger_f64(&l, "duration_ms", secs * 1e3);
   logger_str(&l, "leader", raft_leader(s->raft));
   logger_end(&l);
   server__notify(s, "snapshot_installed", "index=%llu bytes=%zu",
-                 (unsigned long long)rd->snap.index, in->size);
+                 (unsigned long long)rd->snap.index, snap->data_len);
 }
 
 /* ---- applying ---- */
@@ -253,7 +310,7 @@ static void answer_chunks(struct server *s, struct chunk_answer *a, size_t n) {
 }
 
 static void handle(struct server *s, struct raft_ready *rd,
-                   msgpack_sbuffer *snap_in, struct chunk_answer **answers,
+                   struct chunk_answer **answers,
                    size_t *n_answers) {
   if (rd->hs_changed) {
     char err[512];
@@ -264,13 +321,9 @@ static void handle(struct server *s, struct raft_ready *rd,
       return; /* no message that depends on it may leave */
     }
   }
-  for (size_t i = 0; i < rd->n_chunks; i++) {
-    const struct raft_chunk_recv *c = &rd->chunks[i];
-    if (c->offset == 0) snap_in->size = 0;
-    if (c->offset == snap_in->size && c->data)
-      msgpack_sbuffer_write(snap_in, (const char *)c->data->data, c->data->len);
-  }
-  if (rd->snap_install) install_snapshot(s, rd, snap_in);
+  for (size_t i = 0; i < rd->n_chunks && !s->failed; i++)
+    receive_chunk(s, &rd->chunks[i]);
+  if (rd->snap_install && !s->failed) install_snapshot(s, rd);
   if (s->failed) return;
   int rc = persist(s, rd);
   if (rc < 0) {
@@ -389,13 +442,12 @@ static void note_changes(struct server *s) {
 void server__process(struct server *s) {
   if (s->in_ready || s->stopping) return;
   s->in_ready = 1;
-  msgpack_sbuffer *snap_in = &s->snap_in;
   while (!s->failed && raft_has_ready(s->raft)) {
     struct raft_ready rd;
     struct chunk_answer *answers = NULL;
     size_t n_answers = 0;
     raft_ready_get(s->raft, &rd);
-    handle(s, &rd, snap_in, &answers, &n_answers);
+    handle(s, &rd, &answers, &n_answers);
     raft_ready_done(s->raft, &rd);
     if (answers) {
       answer_chunks(s, answers, n_answers);
@@ -546,7 +598,6 @@ int server_start(uv_loop_t *loop, const struct server_opts *o,
   if (!s->o.snapshot_bytes) s->o.snapshot_bytes = 64u << 20;
   if (!s->o.time_ms) s->o.time_ms = 200;
   msgpack_sbuffer_init(&s->scratch);
-  msgpack_sbuffer_init(&s->snap_in);
   msgpack_sbuffer_init(&s->events);
   msgpack_sbuffer_init(&s->ka);
 
@@ -628,7 +679,6 @@ fail:
   store_close(s->store, NULL, NULL);
   raft_free(s->raft);
   msgpack_sbuffer_destroy(&s->scratch);
-  msgpack_sbuffer_destroy(&s->snap_in);
   sessions__free(s);
   free(s);
   return -1;
@@ -659,7 +709,6 @@ static void closed_one(struct server *s) {
   if (--s->closing_handles > 0) return;
   raft_free(s->raft);
   msgpack_sbuffer_destroy(&s->scratch);
-  msgpack_sbuffer_destroy(&s->snap_in);
   sessions__free(s);
   void (*cb)(void *) = s->stop_cb;
   void *data = s->stop_data;

@@ -116,7 +116,9 @@ struct server {
   void *stop_data;
   int closing_handles;
   msgpack_sbuffer scratch;
-  msgpack_sbuffer snap_in; /* snapshot chunks received so far */
+  /* The snapshot being received from the leader: chunks go straight to
+   * its temporary file (storage/snap.h); NULL when none is. */
+  struct snap_writer *snap_in;
   msgpack_sbuffer events;  /* events produced by the entry being applied */
   /* Keep-alives gathered since the last batch (sessions.c). */
   msgpack_sbuffer ka;

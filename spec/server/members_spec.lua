@@ -119,6 +119,47 @@ describe("cluster members", function()
     assert.are.equal("1\n", seq_get(c, down, "c1"))
   end)
 
+  it("a snapshot larger than one chunk is received into its file and installed", function()
+    -- 1 MiB chunks: about 3.6 MB of state takes four. The chunks go to
+    -- snapshot-<n>.tmp as they arrive; after the install only the final
+    -- file is left, whole.
+    local c = cluster.new(3, {})
+    local all = cluster.addresses(c)
+    local opts = { "--snapshot-threshold", "200" }
+    for i = 1, 3 do cluster.start(c, i, "bootstrap", all, opts) end
+    assert.are.equal(0, cluster.kv_until_ok(c, { "put", "b0", "0" }).code)
+    local li = cluster.index_of(c, cluster.leader(c))
+    local down = li % 3 + 1
+    c.procs[down]:kill("KILL")
+    c.procs[down]:wait(5)
+    local up = {}
+    for i = 1, 3 do if i ~= down then up[#up + 1] = c.members[i].address end end
+    local r = proc.run({ "-e", ([[
+      local c = copycat.client{ cluster = { %q, %q } }
+      local pad = string.rep("x", 3000)
+      for i = 1, 1200 do
+        local ok, err = c:submit("put", { key = "b" .. i, value = i .. pad })
+        if err then print("put failed", i, err) os.exit(1) end
+      end
+      print("done") c:close()
+    ]]):format(up[1], up[2]) }, { timeout = 90 })
+    assert.are.equal("done\n", r.stdout, r.stderr)
+    cluster.start(c, down, "bootstrap", all, opts)
+    assert.is_true(eventually(function()
+      local got = cluster.kv(c, { "get", "b1200", "--consistency", "sequential" }, c.members[down].address)
+      return got.stdout == "1200" .. string.rep("x", 3000) .. "\n"
+    end, 150))
+    local bytes = tonumber(c.procs[down]:stderr():match("event=snapshot_installed index=%d+ term=%d+ bytes=(%d+)"))
+    assert.is_truthy(bytes, c.procs[down]:stderr())
+    assert.is_true(bytes > 3 * 1024 * 1024, "snapshot of " .. bytes .. " bytes")
+    local ls = assert(io.popen("ls " .. c.members[down].data))
+    local files = ls:read("a")
+    ls:close()
+    assert.matches("snapshot%-%d+\n", files)
+    assert.is_falsy(files:find(".tmp", 1, true), files)
+    assert.are.equal("1" .. string.rep("x", 3000) .. "\n", seq_get(c, down, "b1"))
+  end)
+
   it("snapshots after a number of payload bytes as well as of entries", function()
     local ports = cluster.free_ports(1)
     local addr = "127.0.0.1:" .. ports[1]
