@@ -40,7 +40,7 @@ SIM_OBJS  := $(SIM_SRCS:%.c=$(BUILD)/obj/%.o)
 BIN       := $(BUILD)/copycat-lua
 CORE_SO   := $(BUILD)/copycat/core.so
 
-.PHONY: all deps test asan lint format bench sim run clean help check-deps
+.PHONY: all deps test asan lint format bench sim crash run clean help check-deps
 all: check-deps $(BIN) $(CORE_SO) $(CTEST_BINS) $(CTOOL_BINS) $(BENCH_BINS) $(if $(SIM_SRCS),$(BUILD)/sim)
 
 help:
@@ -51,6 +51,7 @@ help:
 	@echo "make asan    the same suites under AddressSanitizer + UBSan"
 	@echo "make lint    luacheck + C warnings (+ clang-format check)"
 	@echo "make sim     run the simulator: make sim SEEDS=10000 STEPS=20000"
+	@echo "make crash   the storage SIGKILL test at length: make crash RUNS=2000"
 	@echo "make bench   benchmarks (codec, storage, core)"
 
 deps:
@@ -131,6 +132,12 @@ SEEDS ?= 10000
 STEPS ?= 10000
 sim: all
 	$(BUILD)/sim --seeds $(SEEDS) --steps $(STEPS)
+
+# The storage crash test at length: RUNS SIGKILLs of a child appending to a
+# store, every acknowledged entry checked after each restart.
+RUNS ?= 2000
+crash: all
+	STORAGE_CRASH_RUNS=$(RUNS) COPYCAT_BUILD=$(BUILD) $(BUILD)/test/storage/crash_test
 
 bench: deps
 	@$(MAKE) --no-print-directory all
