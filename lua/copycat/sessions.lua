@@ -33,6 +33,9 @@ M.MAX_RESULTS = 4096
 --- Events a session may hold unacknowledged; beyond it the session is
 --- closed (a client that stopped reading must not grow every server).
 M.MAX_EVENTS = 10000
+--- Sessions open at once; an open beyond it is refused with code "busy"
+--- (every open session costs every server memory until it expires).
+M.MAX_SESSIONS = 65536
 --- Bounds on the session timeout a client may ask for (ms).
 M.MIN_TIMEOUT = 200
 M.MAX_TIMEOUT = 3600 * 1000
@@ -144,6 +147,10 @@ local function open(self, index, term, e, out)
   local timeout = e[3]
   if not is_count(timeout) then return reply_error("malformed", "malformed open: timeout must be an integer") end
   timeout = math.max(M.MIN_TIMEOUT, math.min(M.MAX_TIMEOUT, timeout))
+  if self.count >= M.MAX_SESSIONS then
+    return reply_error("busy", ("too many open sessions (%d): close sessions that are no longer used, "
+      .. "or wait for abandoned ones to expire"):format(self.count))
+  end
   local s = {
     id = index, timeout = timeout, seen = self.time, applied_seq = 0, acked = 0,
     results = {}, events = {}, event_seq = 0,

@@ -210,6 +210,26 @@ describe("sessions", function()
     assert.equal(3, #calls_of(m, "command"))
   end)
 
+  it("refuses to open more than MAX_SESSIONS sessions, and opens again once one is closed", function()
+    local saved = sessions.MAX_SESSIONS
+    sessions.MAX_SESSIONS = 2
+    local l = layer()
+    local a = l:apply(1, 1, { 1000, "o", 5000 })
+    local b = l:apply(2, 1, { 1001, "o", 5000 })
+    local refused = l:apply(3, 1, { 1002, "o", 5000 })
+    local closed = l:apply(4, 1, { 1003, "x", 1 })
+    local again = l:apply(5, 1, { 1004, "o", 5000 })
+    sessions.MAX_SESSIONS = saved
+    assert.same({ true, 1 }, a)
+    assert.same({ true, 2 }, b)
+    assert.is_false(refused[1])
+    assert.equal("busy", refused[3])
+    assert.matches("too many open sessions %(2%)", refused[2])
+    assert.is_true(closed[1])
+    assert.same({ true, 5 }, again)
+    assert.equal(2, l:size())
+  end)
+
   it("answers malformed entries with an error and changes nothing", function()
     local l, m = layer()
     for i, e in ipairs({ "x", {}, { "t" }, { 1, 2 }, { 1, "zz" }, { 1, "c", "a" }, { 1, "o", -5 },
