@@ -91,7 +91,8 @@ stop_all() { # SIGTERM the servers of this round, SIGKILL after 5 s
   round_pids=""
 }
 
-# Each run appends "writes/s p50 p99" to $DIR/<system>.res and prints its lines.
+# Each run prints its lines and appends "writes/s p50 p99 server-us client-us"
+# (the last two: CPU time per write) to $DIR/<system>.res.
 run_copycat() { # ROUND
   d=$DIR/cc$1
   round_pids=""
@@ -202,10 +203,18 @@ report() { # NAME LOADOUT RESULTS FSYNCS_BEFORE FSYNCS_AFTER
     busy=$(sed -n 's/^cpu  client [0-9]*% ([0-9]* process[es]*: \([0-9% ]*\)).*/\1/p' "$2" |
       tr ' ' '\n' | tr -d % | awk '$1 >= 85' | head -n 1)
     [ -z "$busy" ] || echo "  $(printf '%-12s' "$1")note: a client process used $busy% of a core: the client may limit these figures"
+    # CPU time per write: the client's, and the three servers' together.
+    wps=$(sed -n 's/^writes\/s \([0-9.]*\) .*/\1/p' "$2")
+    per=$(grep '^cpu ' "$2" | awk -v w="$wps" 'w > 0 {
+      c = $3; sub(/%/, "", c); s = $0; sub(/^[^)]*\)/, "", s); k = split(s, f, " "); t = 0
+      for (i = 1; i <= k; i++) if (f[i] ~ /%$/) { sub(/%/, "", f[i]); t += f[i] }
+      printf "%.0f %.0f\n", t / 100 / w * 1e6, c / 100 / w * 1e6 }')
+    [ -n "$per" ] || per="- -"
+    echo "  $(printf '%-12s' "$1")cpu per write: servers $(echo "$per" | cut -d' ' -f1) us (all three), client $(echo "$per" | cut -d' ' -f2) us"
     ok=$(sed -n 's/.*  ok \([0-9]*\).*/\1/p' "$2")
     echo "$4 $5 $ok" | awk -v n="$(printf '%-12s' "$1")" '$1 != "-" && $3 != "-" && $3 > $1 {
       c = $3 - $1; printf "  %sleader log fdatasyncs %d: %.1f writes each, mean %.2f ms\n", n, c, $5 / c, ($4 - $2) / c * 1000 }'
-    sed -n 's/^writes\/s \([0-9.]*\)  p50 \([0-9.]*\) ms  p99 \([0-9.]*\) ms.*/\1 \2 \3/p' "$2" >>"$3"
+    echo "$(sed -n 's/^writes\/s \([0-9.]*\)  p50 \([0-9.]*\) ms  p99 \([0-9.]*\) ms.*/\1 \2 \3/p' "$2") $per" >>"$3"
   else
     echo "  $1: the load client failed:" >&2
     sed 's/^/    /' "$2" >&2
@@ -230,7 +239,7 @@ while [ $r -le "$ROUNDS" ]; do
 done
 
 median() { # FILE COLUMN
-  cut -d' ' -f"$2" "$1" | sort -n | awk '{ v[NR] = $1 } END {
+  cut -d' ' -f"$2" "$1" | grep -v '^-' | sort -n | awk '{ v[NR] = $1 } END {
     if (NR == 0) print "-"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 if [ ! -s "$DIR/copycat.res" ] || [ ! -s "$DIR/etcd.res" ]; then
@@ -239,10 +248,13 @@ if [ ! -s "$DIR/copycat.res" ] || [ ! -s "$DIR/etcd.res" ]; then
 fi
 nc=$(wc -l <"$DIR/copycat.res") ne=$(wc -l <"$DIR/etcd.res")
 echo "medians (copycat-lua of $nc runs, etcd of $ne runs); ratio copycat/etcd"
-for col in 1 2 3; do
-  case $col in 1) name="writes/s" ;; 2) name="p50 ms" ;; 3) name="p99 ms" ;; esac
+for col in 1 2 3 4 5; do
+  case $col in
+    1) name="writes/s" ;; 2) name="p50 ms" ;; 3) name="p99 ms" ;;
+    4) name="server cpu us/write" ;; 5) name="client cpu us/write" ;;
+  esac
   c=$(median "$DIR/copycat.res" $col) e=$(median "$DIR/etcd.res" $col)
   awk -v n="$name" -v c="$c" -v e="$e" 'BEGIN {
-    printf "  %-9s copycat-lua %9s   etcd %9s   ratio %s\n", n, c, e, (e > 0 ? sprintf("%.2f", c / e) : "-") }'
+    printf "  %-19s copycat-lua %8s   etcd %8s   ratio %s\n", n, c, e, (e > 0 ? sprintf("%.2f", c / e) : "-") }'
 done
-echo "  (writes/s: above 1 favours copycat-lua; p50, p99: below 1 favours copycat-lua)"
+echo "  (writes/s: above 1 favours copycat-lua; the others: below 1 does)"
