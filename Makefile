@@ -40,7 +40,7 @@ SIM_OBJS  := $(SIM_SRCS:%.c=$(BUILD)/obj/%.o)
 BIN       := $(BUILD)/copycat-lua
 CORE_SO   := $(BUILD)/copycat/core.so
 
-.PHONY: all deps test asan lint format bench sim crash run clean help check-deps
+.PHONY: all deps test asan lint format bench bench-etcd sim crash run clean help check-deps
 all: check-deps $(BIN) $(CORE_SO) $(CTEST_BINS) $(CTOOL_BINS) $(BENCH_BINS) $(if $(SIM_SRCS),$(BUILD)/sim)
 
 help:
@@ -52,7 +52,8 @@ help:
 	@echo "make lint    luacheck + C warnings (+ clang-format check)"
 	@echo "make sim     run the simulator: make sim SEEDS=10000 STEPS=20000"
 	@echo "make crash   the storage SIGKILL test at length: make crash RUNS=2000"
-	@echo "make bench   benchmarks (codec, storage, core)"
+	@echo "make bench   benchmarks (codec, storage, core, kv cluster; etcd comparison if etcd is installed)"
+	@echo "make bench-etcd  install etcd + python3-grpcio (apt-get), compare a 3-node kv cluster with 3-node etcd"
 
 deps:
 	@tools/deps.sh
@@ -142,6 +143,13 @@ crash: all
 bench: deps
 	@$(MAKE) --no-print-directory all
 	@tools/bench.sh $(BUILD)
+
+# Installs etcd and Python's gRPC (tools/deps.sh --etcd) only here: make deps,
+# make test and make bench never do.
+bench-etcd: deps
+	@tools/deps.sh --etcd
+	@$(MAKE) --no-print-directory check-deps $(BIN)
+	@bench/etcd_compare.sh $(BUILD)
 
 run: deps
 	@$(MAKE) --no-print-directory check-deps $(BIN)

@@ -1,9 +1,18 @@
 #!/bin/sh
 # Install the Debian packages copycat-lua needs, if any are missing.
 # Idempotent and silent when everything is present. Needs root (or sudo).
+#   tools/deps.sh          what the build, the tests and `make bench` need
+#   tools/deps.sh --etcd   what bench/etcd_compare.sh needs (etcd, gRPC for
+#                          Python); the packages' etcd service is not started
 set -eu
 
 PKGS="gcc make pkg-config liblua5.4-dev lua5.4 libuv1-dev libmsgpack-dev lua-busted lua-check"
+ETCD=0
+case "${1:-}" in
+  --etcd) ETCD=1; PKGS="etcd-server etcd-client python3-grpcio python3-grpc-tools" ;;
+  "") ;;
+  *) echo "usage: tools/deps.sh [--etcd]" >&2; exit 2 ;;
+esac
 
 missing=""
 for p in $PKGS; do
@@ -24,9 +33,27 @@ if [ "$(id -u)" -ne 0 ]; then
     exit 1
   fi
 fi
+
+# etcd-server's maintainer scripts start a system etcd on 2379/2380. While
+# installing it, a policy-rc.d (when the machine has none) tells invoke-rc.d
+# not to start services; on systemd, the unit is then stopped and disabled.
+POLICY=/usr/sbin/policy-rc.d
+OWN_POLICY=0
+cleanup() { [ "$OWN_POLICY" -eq 1 ] && $SUDO rm -f "$POLICY"; }
+trap cleanup EXIT INT TERM
+if [ "$ETCD" -eq 1 ] && [ ! -e "$POLICY" ]; then
+  printf '#!/bin/sh\n# written by copycat-lua tools/deps.sh --etcd during apt-get install\nexit 101\n' |
+    $SUDO tee "$POLICY" >/dev/null
+  $SUDO chmod 755 "$POLICY"
+  OWN_POLICY=1
+fi
+
 echo "deps: installing$missing"
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq >/dev/null
 # shellcheck disable=SC2086
 $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
+if [ "$ETCD" -eq 1 ] && [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+  $SUDO systemctl disable --now etcd.service >/dev/null 2>&1 || true
+fi
 echo "deps: done"
