@@ -205,16 +205,30 @@ static int sm_snapshot(void *data, msgpack_sbuffer *out) {
   struct lserver *ls = data;
   lua_State *L = ls->L;
   push_handler(ls, "snapshot");
-  if (lua_pcall(L, 0, 1, 0) != LUA_OK || !lua_isstring(L, -1)) {
+  /* bytes, or nil and a message (or an error raised) */
+  if (lua_pcall(L, 0, 2, 0) != LUA_OK) {
     log_failure(ls, "snapshot_failed", 0, L);
     lua_pop(L, 1);
     return -1;
   }
+  if (lua_type(L, -2) != LUA_TSTRING) {
+    log_failure(ls, "snapshot_failed", 0, L); /* the message, at -1 */
+    lua_pop(L, 2);
+    return -1;
+  }
   size_t n;
-  const char *s = lua_tolstring(L, -1, &n);
+  const char *s = lua_tolstring(L, -2, &n);
   msgpack_sbuffer_write(out, s, n);
-  lua_pop(L, 1);
+  lua_pop(L, 2);
   return 0;
+}
+
+/* In a forked child that is about to write a snapshot: no garbage
+ * collection, whose finalizers (connections, timers) would call into the
+ * event loop. The child exits right after. */
+static void sm_child_prepare(void *data) {
+  struct lserver *ls = data;
+  lua_gc(ls->L, LUA_GCSTOP);
 }
 
 static int sm_restore(void *data, const void *snap, size_t len) {
@@ -297,8 +311,14 @@ static int l_start(lua_State *L) {
   lua_pop(L, 1);
   lua_pushvalue(L, 2);
   ls->handlers_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  ls->sm = (struct server_sm){ls,         sm_apply,      sm_query, sm_snapshot,
-                              sm_restore, sm_wants_time, sm_notify};
+  ls->sm = (struct server_sm){.data = ls,
+                              .apply = sm_apply,
+                              .query = sm_query,
+                              .snapshot = sm_snapshot,
+                              .child_prepare = sm_child_prepare,
+                              .restore = sm_restore,
+                              .wants_time = sm_wants_time,
+                              .notify = sm_notify};
   o.sm = &ls->sm;
   char err[1024];
   if (server_start(uv_default_loop(), &o, &ls->s, err, sizeof err) < 0) {

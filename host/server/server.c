@@ -119,11 +119,44 @@ static int write_snapshot(struct server *s, uint64_t index, uint64_t term,
   return rc;
 }
 
-/* Takes a snapshot of the state machine at s->applied (after a ready).
- * Returns 0 (taken, or nothing to take yet) or -1 (it failed). */
-static int take_snapshot(struct server *s) {
+void server__snapshot_taken(struct server *s, uint64_t index, uint64_t term,
+                            size_t bytes, double secs, int forked) {
+  if (index > s->last_snapshot) s->last_snapshot = index;
+  raft_snapshot_taken(s->raft, index);
+  metrics__snapshot(s, 0, bytes, secs);
+  struct logger_line l;
+  logger_begin(&l, &s->log, LOGGER_INFO, "snapshot_taken");
+  logger_u64(&l, "index", index);
+  logger_u64(&l, "term", term);
+  logger_u64(&l, "bytes", bytes);
+  logger_f64(&l, "duration_ms", secs * 1e3);
+  logger_str(&l, "by", forked ? "child" : "server");
+  logger_end(&l);
+  server__notify(s, "snapshot", "index=%llu bytes=%zu",
+                 (unsigned long long)index, bytes);
+  /* The core may now compact, or send what waited for the snapshot. */
+  if (forked) server__process(s);
+}
+
+void server__snapshot_failed(struct server *s, uint64_t index, uint64_t term,
+                             const char *msg) {
+  struct logger_line l;
+  logger_begin(&l, &s->log, LOGGER_ERROR, "snapshot_failed");
+  logger_u64(&l, "index", index);
+  logger_u64(&l, "term", term);
+  logger_str(&l, "msg", msg);
+  logger_end(&l);
+}
+
+/* Takes a snapshot of the state machine at s->applied (after a ready): in
+ * a forked child when `may_fork` and the store has files, so that the loop
+ * goes on serving while it is serialized and written; in-process
+ * otherwise. Returns 0 (taken, started, or nothing to take yet) or -1 (it
+ * failed, or one is already being written). */
+static int take_snapshot(struct server *s, int may_fork) {
   uint64_t index = s->applied;
   uint64_t term = raft_term_at(s->raft, index);
+  if (snapshot__busy(s)) return may_fork ? 0 : -1;
   /* Only what is durable here may be covered: a snapshot past our own
    * log's durable end could, after a crash, sit in front of entries of
    * another history. The next ready tries again. */
@@ -137,6 +170,12 @@ static int take_snapshot(struct server *s) {
     store_snap_abort(s->store, s->snap_in);
     s->snap_in = NULL;
   }
+  /* The thresholds count again from here, whatever the outcome: a
+   * snapshot that fails is tried again a threshold later, not at once. */
+  s->snap_attempt = index;
+  s->bytes_since_snapshot = 0;
+  /* last_snapshot moves when the child has written the file. */
+  if (may_fork && snapshot__fork(s, index, term) == 0) return 0;
   msgpack_sbuffer sb;
   msgpack_sbuffer_init(&sb);
   uint64_t t0 = uv_hrtime();
@@ -145,20 +184,7 @@ static int take_snapshot(struct server *s) {
       write_snapshot(s, index, term, raft_configuration(s->raft), sb.data,
                      sb.size) == 0) {
     rc = 0;
-    s->last_snapshot = index;
-    s->bytes_since_snapshot = 0;
-    raft_snapshot_taken(s->raft, index);
-    double secs = seconds_since(t0);
-    metrics__snapshot(s, 0, sb.size, secs);
-    struct logger_line l;
-    logger_begin(&l, &s->log, LOGGER_INFO, "snapshot_taken");
-    logger_u64(&l, "index", index);
-    logger_u64(&l, "term", term);
-    logger_u64(&l, "bytes", sb.size);
-    logger_f64(&l, "duration_ms", secs * 1e3);
-    logger_end(&l);
-    server__notify(s, "snapshot", "index=%llu bytes=%zu",
-                   (unsigned long long)index, sb.size);
+    server__snapshot_taken(s, index, term, sb.size, seconds_since(t0), 0);
   }
   msgpack_sbuffer_destroy(&sb);
   return rc;
@@ -233,7 +259,7 @@ static void install_snapshot(struct server *s, const struct raft_ready *rd) {
     s->failed = 1;
     return;
   }
-  s->applied = s->last_snapshot = rd->snap.index;
+  s->applied = s->last_snapshot = s->snap_attempt = rd->snap.index;
   double secs = seconds_since(t0);
   metrics__snapshot(s, 1, snap->data_len, secs);
   logger_begin(&l, &s->log, LOGGER_INFO, "snapshot_installed");
@@ -453,9 +479,9 @@ void server__process(struct server *s) {
       answer_chunks(s, answers, n_answers);
       free(answers);
     }
-    if (s->applied >= s->last_snapshot + s->o.snapshot_entries ||
+    if (s->applied >= s->snap_attempt + s->o.snapshot_entries ||
         s->bytes_since_snapshot >= s->o.snapshot_bytes)
-      take_snapshot(s);
+      take_snapshot(s, 1);
     peers__sync(s);
     clients__serve_reads(s);
   }
@@ -518,7 +544,7 @@ static int load(struct server *s, char *err, size_t errlen) {
                (unsigned long long)ss->last_index);
       return -1;
     }
-    s->applied = s->last_snapshot = ss->last_index;
+    s->applied = s->last_snapshot = s->snap_attempt = ss->last_index;
     sp = &snap;
   }
   uint64_t first = store_first_index(s->store);
@@ -705,7 +731,7 @@ int server_bootstrap(struct server *s, const struct raft_conf *conf, char *err,
   return 0;
 }
 
-static void closed_one(struct server *s) {
+void server__closed_one(struct server *s) {
   if (--s->closing_handles > 0) return;
   raft_free(s->raft);
   msgpack_sbuffer_destroy(&s->scratch);
@@ -717,15 +743,15 @@ static void closed_one(struct server *s) {
 }
 
 static void on_tick_closed(uv_handle_t *h) {
-  closed_one(h->data);
+  server__closed_one(h->data);
 }
 
 static void on_store_closed(void *data) {
-  closed_one(data);
+  server__closed_one(data);
 }
 
 static void on_http_closed(void *data) {
-  closed_one(data);
+  server__closed_one(data);
 }
 
 void server_stop(struct server *s, void (*cb)(void *data), void *data) {
@@ -734,6 +760,7 @@ void server_stop(struct server *s, void (*cb)(void *data), void *data) {
   s->stop_cb = cb;
   s->stop_data = data;
   s->closing_handles = 2 + (s->http != NULL);
+  snapshot__stop(s); /* one more handle while a child writes a snapshot */
   struct logger_line l;
   logger_begin(&l, &s->log, LOGGER_INFO, "server_stopping");
   logger_u64(&l, "term", raft_term(s->raft));
@@ -811,7 +838,7 @@ int server_transfer(struct server *s, const char *name) {
 }
 
 int server_snapshot_now(struct server *s, uint64_t *index) {
-  int rc = s->stopping || s->failed ? -1 : take_snapshot(s);
+  int rc = s->stopping || s->failed ? -1 : take_snapshot(s, 0);
   *index = s->last_snapshot;
   return rc;
 }

@@ -37,8 +37,14 @@ struct server_sm {
    * applied up to index; append [ok, result_or_message, code?] to out. */
   void (*query)(void *data, const void *req, size_t len, uint64_t session,
                 uint64_t index, msgpack_sbuffer *out);
-  /* Append the state machine's snapshot bytes to out; 0 or -1. */
+  /* Append the state machine's snapshot bytes to out; 0 or -1. Also
+   * called in a forked child process (see server/snapshot.c), so it must
+   * not rely on the event loop. */
   int (*snapshot)(void *data, msgpack_sbuffer *out);
+  /* In that child, before snapshot: stop anything that could run code
+   * touching the event loop (the Lua garbage collector's finalizers). May
+   * be NULL. */
+  void (*child_prepare)(void *data);
   /* Replace the state with a snapshot; 0 or -1. */
   int (*restore)(void *data, const void *snap, size_t len);
   /* Nonzero while replicated time must advance on an idle cluster (open

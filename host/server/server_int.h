@@ -86,6 +86,17 @@ struct server_metrics {
   struct raft_conf last_conf;
 };
 
+/* A snapshot being written by a forked child (snapshot.c). */
+struct snap_child {
+  int pid;             /* 0: none */
+  uv_pipe_t pipe;      /* the child's report ("ok" or an error), then EOF */
+  uint64_t index, term;
+  uint64_t t0;         /* uv_hrtime() at the fork */
+  int closing;         /* the pipe of a child that failed to start */
+  char msg[512];
+  size_t msglen;
+};
+
 struct server {
   uv_loop_t *loop;
   struct logger log; /* this server's log configuration */
@@ -106,6 +117,7 @@ struct server {
   uint64_t next_read_ctx;
   uint64_t last_time; /* leader's command timestamps never go back */
   uint64_t applied, last_snapshot;
+  uint64_t snap_attempt; /* index of the last snapshot tried (or taken) */
   uint64_t bytes_since_snapshot; /* payload bytes applied since then */
   char leader[RAFT_NAME_MAX];
   int role;
@@ -128,6 +140,7 @@ struct server {
   uint64_t last_propose_ms; /* loop time of our last proposal */
   uint64_t tick_start_ms;   /* monotonic ms when ticking started */
   uint64_t ticks;           /* ticks given to the core since then */
+  struct snap_child child;
 };
 
 /* server.c */
@@ -163,6 +176,21 @@ void metrics__observe_role(struct server *s, int old_role, int role,
 void metrics__observe_leader(struct server *s, const char *leader,
                              uint64_t term);
 void server__catch_up(struct server *s);
+
+/* The bookkeeping once a snapshot of index/term (bytes of state) is
+ * durable and installed in the store; `secs` it took. */
+void server__snapshot_taken(struct server *s, uint64_t index, uint64_t term,
+                            size_t bytes, double secs, int forked);
+/* One of the handles closed while stopping; the last one frees s. */
+void server__closed_one(struct server *s);
+/* Logs a failed snapshot. */
+void server__snapshot_failed(struct server *s, uint64_t index, uint64_t term,
+                             const char *msg);
+
+/* snapshot.c */
+int snapshot__fork(struct server *s, uint64_t index, uint64_t term);
+int snapshot__busy(const struct server *s);
+void snapshot__stop(struct server *s);
 
 /* peers.c */
 void peers__sync(struct server *s);

@@ -289,12 +289,9 @@ void store_snap_abort(struct store *s, struct snap_writer *w) {
   snap_abort(w);
 }
 
-int store_snap_finish(struct store *s, struct snap_writer *w, char *err) {
-  if (w == NULL || w != s->writer) return STORE_EINVAL;
-  s->writer = NULL;
-  struct store_snapshot ns;
-  int rc = snap_finish(w, &ns, err);
-  if (rc) return rc;
+/* Snapshot ns is durable under its final name: it replaces the current
+ * one, and the log is compacted behind it (or reset). */
+static void install_snapshot(struct store *s, struct store_snapshot *ns) {
   if (s->has_snap) {
     /* The new snapshot is durable: the old one is redundant. A failure to
      * delete it only leaves a file that start-up removes. */
@@ -306,13 +303,77 @@ int store_snap_finish(struct store *s, struct snap_writer *w, char *err) {
     }
     snap_free(&s->snap);
   }
-  s->snap = ns;
+  s->snap = *ns;
   s->has_snap = 1;
-  const struct store_entry *e = log_get(&s->log, ns.last_index);
-  if (e && e->term == ns.last_term)
-    compact(s, ns.last_index);
+  const struct store_entry *e = log_get(&s->log, ns->last_index);
+  if (e && e->term == ns->last_term)
+    compact(s, ns->last_index);
   else
-    reset_log(s, ns.last_index + 1);
+    reset_log(s, ns->last_index + 1);
+}
+
+int store_snap_finish(struct store *s, struct snap_writer *w, char *err) {
+  if (w == NULL || w != s->writer) return STORE_EINVAL;
+  s->writer = NULL;
+  struct store_snapshot ns;
+  int rc = snap_finish(w, &ns, err);
+  if (rc) return rc;
+  install_snapshot(s, &ns);
+  return 0;
+}
+
+int store_is_memory(const struct store *s) {
+  return s->memory;
+}
+
+int store_snap_write_detached(const struct store *s, uint64_t last_index,
+                              uint64_t last_term, const void *config,
+                              size_t config_len, const void *data, size_t len,
+                              char *err) {
+  if (s->memory) {
+    store_errf(err, "a memory-only store has no snapshot files");
+    return STORE_EINVAL;
+  }
+  struct snap_writer *w;
+  struct store_snapshot ns;
+  int rc = snap_begin(s->io, s->dir, last_index, last_term, config,
+                      config_len, &w, err);
+  if (rc) return rc;
+  if ((rc = snap_write(w, 0, data, len, err)) != 0) {
+    snap_abort(w);
+    return rc;
+  }
+  if ((rc = snap_finish(w, &ns, err)) != 0) return rc;
+  snap_free(&ns);
+  return 0;
+}
+
+int store_snap_adopt(struct store *s, uint64_t last_index, char *err) {
+  if (s->closing) return STORE_ECLOSED;
+  char path[PATH_MAX + 64], name[64];
+  snap_name(name, sizeof name, last_index);
+  snprintf(path, sizeof path, "%s/%s", s->dir, name);
+  if (s->memory) {
+    store_errf(err, "a memory-only store has no snapshot files");
+    return STORE_EINVAL;
+  }
+  if (s->has_snap && last_index <= s->snap.last_index) {
+    if (s->io->unlink(s->io, path) == 0) io_sync_dir(s->io, s->dir);
+    store_errf(err,
+               "snapshot %" PRIu64 " not installed: snapshot %" PRIu64
+               " is newer",
+               last_index, s->snap.last_index);
+    return STORE_EINVAL;
+  }
+  struct store_snapshot ns;
+  int rc = snap_load(s->io, path, &ns, err);
+  if (rc) return rc;
+  if (ns.last_index != last_index) {
+    store_errf(err, "%s holds snapshot %" PRIu64, path, ns.last_index);
+    snap_free(&ns);
+    return STORE_ECORRUPT;
+  }
+  install_snapshot(s, &ns);
   return 0;
 }
 

@@ -153,6 +153,27 @@ int store_snap_finish(struct store *s, struct snap_writer *w, char *err);
 void store_snap_abort(struct store *s, struct snap_writer *w);
 const struct store_snapshot *store_snapshot(const struct store *s);
 
+/*
+ * Snapshots made by another process (the server forks one, so that
+ * serializing a large state never stalls its event loop):
+ *   - store_snap_write_detached writes the complete snapshot file
+ *     "snapshot-<last_index>" (temporary file, fsync, rename, directory
+ *     fsync) and changes nothing else: it reads only the store's directory
+ *     and I/O table, so a forked child may call it on its copy of the
+ *     store. STORE_EINVAL in memory mode.
+ *   - store_snap_adopt then, in the store's own process, loads and checks
+ *     that file and installs it as store_snap_finish does. If a snapshot as
+ *     new or newer is installed meanwhile, the file is deleted and the call
+ *     fails with STORE_EINVAL.
+ */
+int store_snap_write_detached(const struct store *s, uint64_t last_index,
+                              uint64_t last_term, const void *config,
+                              size_t config_len, const void *data, size_t len,
+                              char *err);
+int store_snap_adopt(struct store *s, uint64_t last_index, char *err);
+/* 1 when the store keeps everything in memory (store_opts.memory). */
+int store_is_memory(const struct store *s);
+
 /* What one write of the writer thread did: `entries` records of `bytes`
  * bytes made durable by one fdatasync that took sync_ns nanoseconds (group
  * commit: one write carries every append made while the previous one was
