@@ -320,9 +320,10 @@ int main(void) {
   printf("storage: %d-byte entries, median of %d runs, directory %s\n", ENTRY,
          RUNS, base);
   double fresh = touch_rate(256), again = touch_rate(256);
-  printf("memory: 256 MiB put to use at %.0f MB/s, the same again at %.0f "
-         "MB/s\n",
-         fresh, again);
+  printf(
+      "memory: 256 MiB put to use at %.0f MB/s, the same again at %.0f "
+      "MB/s\n",
+      fresh, again);
   printf("%-6s %-32s %10s %7s %9s %7s %5s  %s\n", "batch", "mode", "appends/s",
          "MB/s", "batch us", "append", "syncs", "ratio [lowest, highest]");
   for (int k = 0; k < 3; k++) {
@@ -364,11 +365,12 @@ int main(void) {
              entries / tm, mb / tm, tm / n * 1e6, as, (double)syncs[m] / n, rs);
     }
   }
-  printf("\nalternating, batch by batch: raw append (write+fdatasync on a "
-         "growing file), raw\noverwrite (the same into a file zero-filled "
-         "beforehand), store (append, wait;\nsnapshots every 4 MiB); "
-         "%d rounds; medians of rounds, [lowest, highest] round\n",
-         RUNS);
+  printf(
+      "\nalternating, batch by batch: raw append (write+fdatasync on a "
+      "growing file), raw\noverwrite (the same into a file zero-filled "
+      "beforehand), store (append, wait;\nsnapshots every 4 MiB); "
+      "%d rounds; medians of rounds, [lowest, highest] round\n",
+      RUNS);
   printf("%-6s %-8s %12s %9s  %-20s %s\n", "batch", "mode", "appends/s",
          "p50 us", "throughput: store/x", "p50 latency: x/store");
   for (int k = 0; k < 3; k++) {

@@ -557,9 +557,15 @@ static int l_progress(lua_State *L) {
 static int l_snapshot(lua_State *L) {
   struct lserver *ls = check_running(L);
   uint64_t index = 0;
-  if (server_snapshot_now(ls->s, &index) < 0) {
+  int rc = server_snapshot_now(ls->s, &index);
+  if (rc < 0) {
     luaL_pushfail(L);
-    lua_pushliteral(L, "the snapshot failed (see the server's log)");
+    if (rc == -2)
+      lua_pushliteral(L,
+                      "a snapshot is being written by a child process "
+                      "already; try again once it is done");
+    else
+      lua_pushliteral(L, "the snapshot failed (see the server's log)");
     return 2;
   }
   lua_pushinteger(L, (lua_Integer)index);

@@ -336,8 +336,7 @@ static void answer_chunks(struct server *s, struct chunk_answer *a, size_t n) {
 }
 
 static void handle(struct server *s, struct raft_ready *rd,
-                   struct chunk_answer **answers,
-                   size_t *n_answers) {
+                   struct chunk_answer **answers, size_t *n_answers) {
   if (rd->hs_changed) {
     char err[512];
     if (store_save_meta(s->store, rd->hs.term, rd->hs.vote, 0, NULL, 0, err) <
@@ -838,7 +837,9 @@ int server_transfer(struct server *s, const char *name) {
 }
 
 int server_snapshot_now(struct server *s, uint64_t *index) {
-  int rc = s->stopping || s->failed ? -1 : take_snapshot(s, 0);
+  int rc = s->stopping || s->failed ? -1
+           : snapshot__busy(s)      ? -2
+                                    : take_snapshot(s, 0);
   *index = s->last_snapshot;
   return rc;
 }

@@ -120,8 +120,9 @@ void server_progress(const struct server *s, struct server_progress *p);
 
 /* Takes a snapshot now (if anything was applied since the last one and is
  * durable here). Returns 0 with *index the newest snapshot's index (which
- * is the old one when there was nothing new), or -1 when the state machine
- * or the disk failed (logged). */
+ * is the old one when there was nothing new), -1 when the state machine
+ * or the disk failed (logged), or -2 while a child process is writing a
+ * snapshot (try again once its snapshot_taken line is out). */
 int server_snapshot_now(struct server *s, uint64_t *index);
 
 /* Membership and leadership, from an operator or a joining server's

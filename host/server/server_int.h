@@ -88,11 +88,11 @@ struct server_metrics {
 
 /* A snapshot being written by a forked child (snapshot.c). */
 struct snap_child {
-  int pid;             /* 0: none */
-  uv_pipe_t pipe;      /* the child's report ("ok" or an error), then EOF */
+  int pid;        /* 0: none */
+  uv_pipe_t pipe; /* the child's report ("ok" or an error), then EOF */
   uint64_t index, term;
-  uint64_t t0;         /* uv_hrtime() at the fork */
-  int closing;         /* the pipe of a child that failed to start */
+  uint64_t t0; /* uv_hrtime() at the fork */
+  int closing; /* the pipe of a child that failed to start */
   char msg[512];
   size_t msglen;
 };
@@ -131,7 +131,7 @@ struct server {
   /* The snapshot being received from the leader: chunks go straight to
    * its temporary file (storage/snap.h); NULL when none is. */
   struct snap_writer *snap_in;
-  msgpack_sbuffer events;  /* events produced by the entry being applied */
+  msgpack_sbuffer events; /* events produced by the entry being applied */
   /* Keep-alives gathered since the last batch (sessions.c). */
   msgpack_sbuffer ka;
   uint32_t ka_n;

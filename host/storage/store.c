@@ -336,8 +336,8 @@ int store_snap_write_detached(const struct store *s, uint64_t last_index,
   }
   struct snap_writer *w;
   struct store_snapshot ns;
-  int rc = snap_begin(s->io, s->dir, last_index, last_term, config,
-                      config_len, &w, err);
+  int rc = snap_begin(s->io, s->dir, last_index, last_term, config, config_len,
+                      &w, err);
   if (rc) return rc;
   if ((rc = snap_write(w, 0, data, len, err)) != 0) {
     snap_abort(w);
