@@ -1,6 +1,8 @@
 -- Load generator for bench/kv_cluster.sh and bench/etcd_compare.sh (not run
 -- on its own by make bench: it needs a cluster).
--- Usage: copycat-lua bench/kv_load.lua ADDRS TASKS OPS
+-- Usage: copycat-lua bench/kv_load.lua ADDRS TASKS OPS [distinct]
+-- Each task puts OPS values to 100 keys of its own, or with "distinct" to
+-- OPS keys of its own (the state then grows with every put).
 -- With BENCH_CPU_PIDS="label:pid,..." set, a second line gives the CPU use
 -- during the load, in % of one core, of this client and of each listed
 -- process (the format of bench/etcd_load.py):
@@ -12,6 +14,7 @@ end
 local members = {}
 for a in arg[1]:gmatch("[^,]+") do members[#members + 1] = a end
 local tasks, ops = tonumber(arg[2]), tonumber(arg[3])
+local key_span = arg[4] == "distinct" and math.huge or 100
 local client = copycat.client{ cluster = members, timeout = 10000 }
 assert(client:submit("put", { key = "warmup", value = 0 }) ~= false)
 local lat, failed = {}, 0
@@ -38,7 +41,7 @@ for t = 1, tasks do
   all[t] = copycat.spawn(function()
     for i = 1, ops do
       local s = copycat.now()
-      local _, err = client:submit("put", { key = ("k%d-%d"):format(t, i % 100), value = value })
+      local _, err = client:submit("put", { key = ("k%d-%d"):format(t, key_span == math.huge and i or i % 100), value = value })
       if err then failed = failed + 1 else lat[#lat + 1] = copycat.now() - s end
     end
   end)
@@ -49,8 +52,8 @@ local cpu1 = os.clock()
 for _, w in ipairs(watch) do w.after = process_cpu(w.pid) end
 table.sort(lat)
 local function pct(p) return lat[math.max(1, math.ceil(#lat * p))] or 0 end
-print(("writes/s %.0f  p50 %.2f ms  p99 %.2f ms  ok %d  failed %d"):format(
-  #lat / elapsed * 1000, pct(0.5), pct(0.99), #lat, failed))
+print(("writes/s %.0f  p50 %.2f ms  p99 %.2f ms  ok %d  failed %d  max %.1f ms"):format(
+  #lat / elapsed * 1000, pct(0.5), pct(0.99), #lat, failed, lat[#lat] or 0))
 if #watch > 0 then
   local own = (cpu1 - cpu0) / elapsed * 100000
   local line = ("cpu  client %.0f%% (1 process: %.0f%%)"):format(own, own)
