@@ -93,6 +93,11 @@ struct snap_child {
   uint64_t index, term;
   uint64_t t0; /* uv_hrtime() at the fork */
   int closing; /* the pipe of a child that failed to start */
+  int loading; /* the written file is being read back (thread pool) */
+  uv_work_t load_req;
+  struct store_snapshot loaded;
+  int load_rc;
+  char load_err[STORE_ERR_MAX];
   char msg[512];
   size_t msglen;
 };

@@ -84,6 +84,39 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   *buf = uv_buf_init(c->msg + c->msglen, (unsigned)room);
 }
 
+static void load_work(uv_work_t *req) {
+  struct server *s = req->data;
+  struct snap_child *c = &s->child;
+  c->load_rc = store_snap_read(s->store, c->index, &c->loaded, c->load_err);
+}
+
+static void load_done(uv_work_t *req, int status) {
+  struct server *s = req->data;
+  struct snap_child *c = &s->child;
+  c->loading = 0;
+  if (s->stopping) {
+    snap_free(&c->loaded);
+    server__closed_one(s);
+    return;
+  }
+  if (status != 0 || c->load_rc != 0) {
+    snap_free(&c->loaded);
+    server__snapshot_failed(
+        s, c->index, c->term,
+        c->load_err[0] ? c->load_err : "reading the snapshot back failed");
+    return;
+  }
+  char err[STORE_ERR_MAX] = "";
+  double secs = (double)(uv_hrtime() - c->t0) / 1e9;
+  if (store_snap_adopt(s->store, &c->loaded, err) != 0) {
+    server__snapshot_failed(s, c->index, c->term, err);
+    return;
+  }
+  const struct store_snapshot *snap = store_snapshot(s->store);
+  server__snapshot_taken(s, c->index, c->term, snap ? snap->data_len : 0, secs,
+                         1);
+}
+
 /* The pipe is closed: the child has exited (or is about to). */
 static void on_closed(uv_handle_t *h) {
   struct server *s = h->data;
@@ -99,8 +132,6 @@ static void on_closed(uv_handle_t *h) {
     server__closed_one(s);
     return;
   }
-  double secs = (double)(uv_hrtime() - c->t0) / 1e9;
-  char err[STORE_ERR_MAX] = "";
   if (!(WIFEXITED(st) && WEXITSTATUS(st) == 0 && strcmp(c->msg, "ok") == 0)) {
     char why[600];
     if (c->msglen && strcmp(c->msg, "ok") != 0)
@@ -116,13 +147,14 @@ static void on_closed(uv_handle_t *h) {
     server__snapshot_failed(s, c->index, c->term, why);
     return;
   }
-  if (store_snap_adopt(s->store, c->index, err) != 0) {
-    server__snapshot_failed(s, c->index, c->term, err);
-    return;
+  /* Read the file back (and check it) on the thread pool: for a large
+   * state that is tens of milliseconds the loop need not wait. */
+  c->loading = 1;
+  c->load_req.data = s;
+  if (uv_queue_work(s->loop, &c->load_req, load_work, load_done) != 0) {
+    c->load_rc = store_snap_read(s->store, c->index, &c->loaded, c->load_err);
+    load_done(&c->load_req, 0);
   }
-  const struct store_snapshot *snap = store_snapshot(s->store);
-  server__snapshot_taken(s, c->index, c->term, snap ? snap->data_len : 0, secs,
-                         1);
 }
 
 static void on_dead_closed(uv_handle_t *h) {
@@ -146,7 +178,7 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf) {
 }
 
 int snapshot__busy(const struct server *s) {
-  return s->child.pid != 0;
+  return s->child.pid != 0 || s->child.loading;
 }
 
 /* Start a child that writes the snapshot of `index`. 0: started (the
@@ -154,7 +186,8 @@ int snapshot__busy(const struct server *s) {
  * the caller snapshots in-process instead. */
 int snapshot__fork(struct server *s, uint64_t index, uint64_t term) {
   struct snap_child *c = &s->child;
-  if (c->pid || c->closing || store_is_memory(s->store)) return -1;
+  if (c->pid || c->loading || c->closing || store_is_memory(s->store))
+    return -1;
   struct raft_buf *conf = raft_conf_encode(raft_configuration(s->raft));
   if (!conf) return -1;
   int fds[2];
@@ -165,6 +198,7 @@ int snapshot__fork(struct server *s, uint64_t index, uint64_t term) {
   /* Anything buffered in stdio would be written twice. */
   fflush(NULL);
   pid_t parent = getpid();
+  uint64_t t0 = uv_hrtime();
   pid_t pid = fork();
   if (pid == 0) {
     close(fds[0]);
@@ -180,13 +214,14 @@ int snapshot__fork(struct server *s, uint64_t index, uint64_t term) {
   c->pid = pid;
   c->index = index;
   c->term = term;
-  c->t0 = uv_hrtime();
+  c->t0 = t0;
   c->pipe.data = s;
   struct logger_line l;
   logger_begin(&l, &s->log, LOGGER_INFO, "snapshot_started");
   logger_u64(&l, "index", index);
   logger_u64(&l, "term", term);
   logger_u64(&l, "pid", (uint64_t)pid);
+  logger_f64(&l, "fork_ms", (double)(uv_hrtime() - t0) / 1e6);
   logger_end(&l);
   if (uv_pipe_init(s->loop, &c->pipe, 0) != 0 ||
       uv_pipe_open(&c->pipe, fds[0]) != 0 ||
@@ -208,6 +243,10 @@ int snapshot__fork(struct server *s, uint64_t index, uint64_t term) {
  * as one of the server's closing handles. */
 void snapshot__stop(struct server *s) {
   struct snap_child *c = &s->child;
+  if (c->loading) {
+    s->closing_handles++; /* load_done counts it */
+    return;
+  }
   if (!c->pid) return;
   kill(c->pid, SIGKILL);
   s->closing_handles++;

@@ -348,32 +348,45 @@ int store_snap_write_detached(const struct store *s, uint64_t last_index,
   return 0;
 }
 
-int store_snap_adopt(struct store *s, uint64_t last_index, char *err) {
-  if (s->closing) return STORE_ECLOSED;
-  char path[PATH_MAX + 64], name[64];
-  snap_name(name, sizeof name, last_index);
-  snprintf(path, sizeof path, "%s/%s", s->dir, name);
+int store_snap_read(const struct store *s, uint64_t last_index,
+                    struct store_snapshot *out, char *err) {
+  memset(out, 0, sizeof *out);
   if (s->memory) {
     store_errf(err, "a memory-only store has no snapshot files");
     return STORE_EINVAL;
   }
-  if (s->has_snap && last_index <= s->snap.last_index) {
+  char path[PATH_MAX + 64], name[64];
+  snap_name(name, sizeof name, last_index);
+  snprintf(path, sizeof path, "%s/%s", s->dir, name);
+  int rc = snap_load(s->io, path, out, err);
+  if (rc) return rc;
+  if (out->last_index != last_index) {
+    store_errf(err, "%s holds snapshot %" PRIu64, path, out->last_index);
+    snap_free(out);
+    return STORE_ECORRUPT;
+  }
+  return 0;
+}
+
+int store_snap_adopt(struct store *s, struct store_snapshot *ns, char *err) {
+  if (s->closing) {
+    snap_free(ns);
+    return STORE_ECLOSED;
+  }
+  if (s->has_snap && ns->last_index <= s->snap.last_index) {
+    char path[PATH_MAX + 64], name[64];
+    snap_name(name, sizeof name, ns->last_index);
+    snprintf(path, sizeof path, "%s/%s", s->dir, name);
     if (s->io->unlink(s->io, path) == 0) io_sync_dir(s->io, s->dir);
     store_errf(err,
                "snapshot %" PRIu64 " not installed: snapshot %" PRIu64
                " is newer",
-               last_index, s->snap.last_index);
+               ns->last_index, s->snap.last_index);
+    snap_free(ns);
     return STORE_EINVAL;
   }
-  struct store_snapshot ns;
-  int rc = snap_load(s->io, path, &ns, err);
-  if (rc) return rc;
-  if (ns.last_index != last_index) {
-    store_errf(err, "%s holds snapshot %" PRIu64, path, ns.last_index);
-    snap_free(&ns);
-    return STORE_ECORRUPT;
-  }
-  install_snapshot(s, &ns);
+  install_snapshot(s, ns);
+  memset(ns, 0, sizeof *ns); /* the store owns it now */
   return 0;
 }
 

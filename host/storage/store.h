@@ -161,16 +161,20 @@ const struct store_snapshot *store_snapshot(const struct store *s);
  *     fsync) and changes nothing else: it reads only the store's directory
  *     and I/O table, so a forked child may call it on its copy of the
  *     store. STORE_EINVAL in memory mode.
- *   - store_snap_adopt then, in the store's own process, loads and checks
- *     that file and installs it as store_snap_finish does. If a snapshot as
- *     new or newer is installed meanwhile, the file is deleted and the call
- *     fails with STORE_EINVAL.
+ *   - store_snap_read loads and checks that file; like the writer it only
+ *     reads the directory and I/O table, so it may run on another thread.
+ *   - store_snap_adopt then installs what was read, on the loop thread, as
+ *     store_snap_finish does, and takes ns over (it is freed on failure).
+ *     If a snapshot as new or newer is installed meanwhile, the file is
+ *     deleted and the call fails with STORE_EINVAL.
  */
 int store_snap_write_detached(const struct store *s, uint64_t last_index,
                               uint64_t last_term, const void *config,
                               size_t config_len, const void *data, size_t len,
                               char *err);
-int store_snap_adopt(struct store *s, uint64_t last_index, char *err);
+int store_snap_read(const struct store *s, uint64_t last_index,
+                    struct store_snapshot *out, char *err);
+int store_snap_adopt(struct store *s, struct store_snapshot *ns, char *err);
 /* 1 when the store keeps everything in memory (store_opts.memory). */
 int store_is_memory(const struct store *s);
 
