@@ -75,9 +75,18 @@ local function put(c, key, value)
   return cluster.kv_until_ok(c, { "put", key, value })
 end
 
--- A large state, then puts until a snapshot starts; returns the pid of the
--- child writing it, stopped (SIGSTOP) so that it cannot finish before the
--- test has looked.
+local function state_of(pid)
+  local f = io.open(("/proc/%d/stat"):format(pid))
+  if not f then return nil end
+  local st = f:read("a"):match("^%d+ %b() (%a)")
+  f:close()
+  return st
+end
+
+-- A large state, then puts until a child is found writing a snapshot;
+-- returns its pid, stopped (SIGSTOP) so that it cannot finish before the
+-- test has looked. (Each snapshot of the large state takes the child a
+-- second or more; a put takes a fraction of that.)
 local function snapshot_child(c, p, prefix)
   local r = proc.run({ "-e", ([[
     local c = copycat.client{ cluster = { %q } }
@@ -86,16 +95,14 @@ local function snapshot_child(c, p, prefix)
     c:close()
   ]]):format(c.members[1].address) }, { timeout = 60 })
   assert.are.equal(0, r.code, r.stdout .. r.stderr)
-  local before = count(p:stderr(), "event=snapshot_started")
-  for i = 1, 8 do
+  for i = 1, 60 do
+    for _, kid in ipairs(children_of(p.pid)) do
+      os.execute("kill -STOP " .. kid)
+      if state_of(kid) == "T" then return kid end
+    end
     assert.are.equal(0, put(c, prefix .. i, tostring(i)).code)
-    if count(p:stderr(), "event=snapshot_started") > before then break end
   end
-  assert.is_truthy(wait_log(p, "event=snapshot_started", 20), p:stderr())
-  local kids = until_true(function() local k = children_of(p.pid); return #k > 0 and k end, 10)
-  assert.is_truthy(kids, "no snapshot process found:\n" .. p:stderr())
-  os.execute("kill -STOP " .. kids[1])
-  return kids[1]
+  error("no snapshot process found:\n" .. p:stderr())
 end
 
 describe("forked snapshots", function()
