@@ -108,7 +108,18 @@ static void load_done(uv_work_t *req, int status) {
   }
   char err[STORE_ERR_MAX] = "";
   double secs = (double)(uv_hrtime() - c->t0) / 1e9;
-  if (store_snap_adopt(s->store, &c->loaded, err) != 0) {
+  int rc = store_snap_adopt(s->store, &c->loaded, err);
+  if (rc == STORE_EINVAL) {
+    /* The leader's snapshot, newer, was installed while the child wrote
+     * this one: nothing was lost. */
+    struct logger_line l;
+    logger_begin(&l, &s->log, LOGGER_INFO, "snapshot_superseded");
+    logger_u64(&l, "index", c->index);
+    logger_str(&l, "msg", err);
+    logger_end(&l);
+    return;
+  }
+  if (rc != 0) {
     server__snapshot_failed(s, c->index, c->term, err);
     return;
   }
