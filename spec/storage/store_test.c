@@ -372,6 +372,79 @@ TEST(snapshot_compacts_the_log) {
   free(dir);
 }
 
+/* A snapshot written by another process (as the server's forked child
+ * does): the file appears complete, and installing it compacts the log. */
+TEST(detached_snapshot_is_read_and_adopted) {
+  char *dir = tmp_dir();
+  struct store *s = open_dir(dir, 4096, NULL);
+  struct waitc w = {0};
+  CHECK_INT(append_range(s, 1, 120, 1, &w), ==, 0);
+  run_until(&loop, &w.calls, 1);
+  uint8_t data[3000];
+  payload_fill(data, sizeof data, 100, 1);
+  char err[STORE_ERR_MAX];
+  CHECK_INT(
+      store_snap_write_detached(s, 100, 1, "cfg", 3, data, sizeof data, err),
+      ==, 0);
+  /* Written, not yet installed: the store goes on as before. */
+  CHECK_INT(count_files(dir, "snapshot-"), ==, 1);
+  CHECK(store_snapshot(s) == NULL);
+  CHECK_INT(store_first_index(s), ==, 1);
+  struct store_snapshot ns;
+  CHECK_INT(store_snap_read(s, 100, &ns, err), ==, 0);
+  CHECK_INT(store_snap_adopt(s, &ns, err), ==, 0);
+  check_snapshot(s, 100, 1, sizeof data);
+  CHECK_INT(store_first_index(s), ==, 101);
+  close_store(&loop, s);
+  s = open_dir(dir, 4096, NULL);
+  check_snapshot(s, 100, 1, sizeof data);
+  check_range(s, 101, 120, 1);
+  close_store(&loop, s);
+  rm_rf(dir);
+  free(dir);
+}
+
+/* A detached snapshot overtaken by a newer one installed meanwhile is
+ * refused and its file deleted; a damaged one is refused when read. */
+TEST(detached_snapshot_older_or_damaged_is_refused) {
+  char *dir = tmp_dir();
+  struct store *s = open_dir(dir, 4096, NULL);
+  struct waitc w = {0};
+  CHECK_INT(append_range(s, 1, 60, 1, &w), ==, 0);
+  run_until(&loop, &w.calls, 1);
+  uint8_t data[500];
+  payload_fill(data, sizeof data, 30, 1);
+  char err[STORE_ERR_MAX];
+  CHECK_INT(
+      store_snap_write_detached(s, 30, 1, "cfg", 3, data, sizeof data, err), ==,
+      0);
+  struct store_snapshot ns;
+  CHECK_INT(store_snap_read(s, 30, &ns, err), ==, 0);
+  write_snapshot(s, 40, 1, 800, 1); /* installed first */
+  CHECK_INT(store_snap_adopt(s, &ns, err), ==, STORE_EINVAL);
+  CHECK(strstr(err, "newer") != NULL);
+  CHECK_INT(count_files(dir, "snapshot-"), ==, 1);
+  check_snapshot(s, 40, 1, 800);
+  /* One flipped byte in the data: read refuses it, naming the file. */
+  CHECK_INT(
+      store_snap_write_detached(s, 50, 1, "cfg", 3, data, sizeof data, err), ==,
+      0);
+  char path[600];
+  snprintf(path, sizeof path, "%s/snapshot-%020d", dir, 50);
+  int fd = open(path, O_RDWR);
+  CHECK(fd >= 0);
+  uint8_t b;
+  CHECK_INT(pread(fd, &b, 1, 200), ==, 1);
+  b ^= 0x10;
+  CHECK_INT(pwrite(fd, &b, 1, 200), ==, 1);
+  close(fd);
+  CHECK_INT(store_snap_read(s, 50, &ns, err), ==, STORE_ECORRUPT);
+  CHECK(strstr(err, "snapshot-") != NULL);
+  close_store(&loop, s);
+  rm_rf(dir);
+  free(dir);
+}
+
 /* A crash between installing a snapshot and deleting the previous one (the
  * failing unlink stands for it) leaves two: the newest is loaded. */
 TEST(the_newest_of_two_snapshots_is_loaded) {
@@ -618,6 +691,8 @@ int main(void) {
   RUN(cut_across_segments_interrupted_at_each_step);
   RUN(truncate_while_a_write_is_in_flight);
   RUN(snapshot_compacts_the_log);
+  RUN(detached_snapshot_is_read_and_adopted);
+  RUN(detached_snapshot_older_or_damaged_is_refused);
   RUN(the_newest_of_two_snapshots_is_loaded);
   RUN(snapshot_from_leader_replaces_the_log);
   RUN(snapshot_chunks_holes_and_abort);
