@@ -1,8 +1,8 @@
 -- Snapshots written by a forked child (host/server/snapshot.c): the server
 -- goes on serving while one is serialized and written, and a child that
 -- fails or dies costs nothing but that snapshot.
-local cluster = require("spec.support.cluster")
-local proc = require("spec.support.proc")
+local cluster = require("support.cluster")
+local proc = require("support.proc")
 
 -- A kv-like machine. `fill` makes the state large (a snapshot of 300,000
 -- keys takes the child a second or more to write), and the key "mode" set
