@@ -749,6 +749,10 @@ static void on_store_closed(void *data) {
   server__closed_one(data);
 }
 
+void server__close_store(struct server *s) {
+  store_close(s->store, on_store_closed, s);
+}
+
 static void on_http_closed(void *data) {
   server__closed_one(data);
 }
@@ -759,7 +763,10 @@ void server_stop(struct server *s, void (*cb)(void *data), void *data) {
   s->stop_cb = cb;
   s->stop_data = data;
   s->closing_handles = 2 + (s->http != NULL);
-  snapshot__stop(s); /* one more handle while a child writes a snapshot */
+  /* One more handle while a child writes a snapshot; while its file is
+   * being read back on the thread pool, the store stays open until that
+   * is done (snapshot.c closes it). */
+  int store_waits = snapshot__stop(s);
   struct logger_line l;
   logger_begin(&l, &s->log, LOGGER_INFO, "server_stopping");
   logger_u64(&l, "term", raft_term(s->raft));
@@ -776,7 +783,7 @@ void server_stop(struct server *s, void (*cb)(void *data), void *data) {
                          "server is stopping");
   s->ka_n = 0;
   peers__close_all(s);
-  store_close(s->store, on_store_closed, s);
+  if (!store_waits) server__close_store(s);
 }
 
 void server_status(const struct server *s, struct server_status *st) {

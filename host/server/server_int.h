@@ -186,6 +186,8 @@ void server__catch_up(struct server *s);
  * durable and installed in the store; `secs` it took. */
 void server__snapshot_taken(struct server *s, uint64_t index, uint64_t term,
                             size_t bytes, double secs, int forked);
+/* store_close, counted as one of the closing handles. */
+void server__close_store(struct server *s);
 /* One of the handles closed while stopping; the last one frees s. */
 void server__closed_one(struct server *s);
 /* Logs a failed snapshot. */
@@ -195,7 +197,9 @@ void server__snapshot_failed(struct server *s, uint64_t index, uint64_t term,
 /* snapshot.c */
 int snapshot__fork(struct server *s, uint64_t index, uint64_t term);
 int snapshot__busy(const struct server *s);
-void snapshot__stop(struct server *s);
+/* Ends a running child; returns 1 when the store must stay open until the
+ * snapshot being read back is done (snapshot.c then closes it). */
+int snapshot__stop(struct server *s);
 
 /* peers.c */
 void peers__sync(struct server *s);

@@ -96,6 +96,7 @@ static void load_done(uv_work_t *req, int status) {
   c->loading = 0;
   if (s->stopping) {
     snap_free(&c->loaded);
+    server__close_store(s); /* it waited for this read (snapshot__stop) */
     server__closed_one(s);
     return;
   }
@@ -251,17 +252,21 @@ int snapshot__fork(struct server *s, uint64_t index, uint64_t term) {
 }
 
 /* The server is stopping: end the child; its pipe's close callback counts
- * as one of the server's closing handles. */
-void snapshot__stop(struct server *s) {
+ * as one of the server's closing handles. While a written snapshot is being
+ * read back (on the thread pool, using the store's directory and I/O
+ * table), that read counts instead, and the store must stay open until it
+ * is done: returns 1 then. */
+int snapshot__stop(struct server *s) {
   struct snap_child *c = &s->child;
   if (c->loading) {
-    s->closing_handles++; /* load_done counts it */
-    return;
+    s->closing_handles++; /* load_done counts it, and closes the store */
+    return 1;
   }
-  if (!c->pid) return;
+  if (!c->pid) return 0;
   kill(c->pid, SIGKILL);
   s->closing_handles++;
   uv_read_stop((uv_stream_t *)&c->pipe);
   if (!uv_is_closing((uv_handle_t *)&c->pipe))
     uv_close((uv_handle_t *)&c->pipe, on_closed);
+  return 0;
 }
