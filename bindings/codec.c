@@ -442,7 +442,8 @@ static int enc_map(Enc *e, int idx) {
   if (rc) return rc;
   e->nkeys = base + count;
   if (msgpack_pack_map(&e->pk, count)) return enc_nomem(e, e->depth - 1);
-  keys_sort(e->sc->keys + base, count);
+  /* An empty map may come before any key array exists (keys NULL). */
+  if (count > 1) keys_sort(e->sc->keys + base, count);
   for (i = 0; i < count; i++) {
     /* Copy: a nested map may realloc sc->keys. */
     KeyRef k = e->sc->keys[base + i];

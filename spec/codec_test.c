@@ -172,6 +172,23 @@ TEST(pack_and_lua_encode_agree_and_share_markers) {
   lua_close(L);
 }
 
+/* Found by fuzz/codec.c under UBSan: the first map a state ever encodes,
+** if empty, has no key array yet (sorting NULL + 0 keys). */
+TEST(pack_empty_map_decoded_from_a_client_in_a_fresh_state) {
+  lua_State *L = new_state();
+  msgpack_sbuffer sb;
+  char err[128];
+  size_t used;
+  msgpack_sbuffer_init(&sb);
+  CHECK_INT(codec_unpack(L, "\x80", 1, &used, err, sizeof err), ==, 0);
+  CHECK_INT(used, ==, 1);
+  CHECK_INT(codec_pack(L, -1, &sb, err, sizeof err), ==, 0);
+  CHECK_INT(sb.size, ==, 1);
+  CHECK(memcmp(sb.data, "\x80", 1) == 0);
+  msgpack_sbuffer_destroy(&sb);
+  lua_close(L);
+}
+
 int main(void) {
   RUN(pack_appends_after_existing_bytes);
   RUN(pack_error_restores_buffer_and_names_path);
@@ -179,5 +196,6 @@ int main(void) {
   RUN(unpack_one_value_leaves_trailing_bytes);
   RUN(unpack_errors_push_nothing);
   RUN(pack_and_lua_encode_agree_and_share_markers);
+  RUN(pack_empty_map_decoded_from_a_client_in_a_fresh_state);
   return harness_done();
 }
