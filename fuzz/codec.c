@@ -56,8 +56,8 @@ static int run(lua_State *S) {
   lua_gc(S, LUA_GCCOLLECT);
   size_t before = in_use;
   peak = in_use;
-  int rc = codec_unpack(S, (const char *)j->data, j->size, &used, err,
-                        sizeof err);
+  int rc =
+      codec_unpack(S, (const char *)j->data, j->size, &used, err, sizeof err);
   FUZZ_CHECK(peak - before <= ALLOC_PER_BYTE * j->size + ALLOC_SLACK);
   if (rc != 0) {
     FUZZ_CHECK(rc < 0 && used == 0 && lua_gettop(S) == 0);

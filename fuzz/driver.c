@@ -131,18 +131,42 @@ void __sanitizer_set_death_callback(void (*cb)(void)) __attribute__((weak));
 
 /* ---- mutation ---- */
 
-static const uint64_t interesting[] = {
-    0, 1, 2, 3, 4, 7, 8, 15, 16, 31, 32, 63, 64, 100, 127, 128, 255, 256,
-    0x7fff, 0x8000, 0xffff, 0x10000, 0x7fffffff, 0x80000000, 0xffffffff,
-    0x100000000ull, 0x7fffffffffffffffull, 0x8000000000000000ull,
-    0xffffffffffffffffull};
+static const uint64_t interesting[] = {0,
+                                       1,
+                                       2,
+                                       3,
+                                       4,
+                                       7,
+                                       8,
+                                       15,
+                                       16,
+                                       31,
+                                       32,
+                                       63,
+                                       64,
+                                       100,
+                                       127,
+                                       128,
+                                       255,
+                                       256,
+                                       0x7fff,
+                                       0x8000,
+                                       0xffff,
+                                       0x10000,
+                                       0x7fffffff,
+                                       0x80000000,
+                                       0xffffffff,
+                                       0x100000000ull,
+                                       0x7fffffffffffffffull,
+                                       0x8000000000000000ull,
+                                       0xffffffffffffffffull};
 
 /* msgpack type bytes: the first byte of each kind of value. */
 static const uint8_t type_bytes[] = {
-    0x00, 0x7f, 0x80, 0x8f, 0x90, 0x9f, 0xa0, 0xbf, 0xc0, 0xc1, 0xc2, 0xc3,
-    0xc4, 0xc5, 0xc6, 0xc7, 0xc8, 0xc9, 0xca, 0xcb, 0xcc, 0xcd, 0xce, 0xcf,
-    0xd0, 0xd1, 0xd2, 0xd3, 0xd4, 0xd8, 0xd9, 0xda, 0xdb, 0xdc, 0xdd, 0xde,
-    0xdf, 0xe0, 0xff};
+    0x00, 0x7f, 0x80, 0x8f, 0x90, 0x9f, 0xa0, 0xbf, 0xc0, 0xc1,
+    0xc2, 0xc3, 0xc4, 0xc5, 0xc6, 0xc7, 0xc8, 0xc9, 0xca, 0xcb,
+    0xcc, 0xcd, 0xce, 0xcf, 0xd0, 0xd1, 0xd2, 0xd3, 0xd4, 0xd8,
+    0xd9, 0xda, 0xdb, 0xdc, 0xdd, 0xde, 0xdf, 0xe0, 0xff};
 
 /* buf has room for maxlen bytes; returns the new length. */
 static size_t mutate_once(uint8_t *buf, size_t len, size_t maxlen) {
@@ -164,8 +188,7 @@ static size_t mutate_once(uint8_t *buf, size_t len, size_t maxlen) {
       size_t at = below(len - w + 1);
       int bigend = (int)below(2);
       for (size_t i = 0; i < w; i++)
-        buf[at + i] =
-            (uint8_t)(v >> (8 * (bigend ? w - 1 - i : i)));
+        buf[at + i] = (uint8_t)(v >> (8 * (bigend ? w - 1 - i : i)));
       return len;
     }
     case 4: { /* insert random bytes */
@@ -361,8 +384,8 @@ int main(int argc, char **argv) {
     if ((it & 15) == 0) pool_keep(buf, len);
   }
   clock_gettime(CLOCK_MONOTONIC, &t1);
-  double secs = (double)(t1.tv_sec - t0.tv_sec) +
-                (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+  double secs =
+      (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
   printf("ok   %s: %zu seeds, %llu mutated inputs (seed %llu) in %.2f s\n",
          fuzz_target_name, seed_n, iterations, seed, secs);
   free(buf);

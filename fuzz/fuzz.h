@@ -29,13 +29,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 void fuzz_seeds(fuzz_add_fn add, void *ud);
 extern const char fuzz_target_name[];
 
-#define FUZZ_CHECK(expr)                                                 \
-  do {                                                                   \
-    if (!(expr)) {                                                       \
-      fprintf(stderr, "%s:%d: fuzz check failed: %s\n", __FILE__,        \
-              __LINE__, #expr);                                          \
-      abort();                                                           \
-    }                                                                    \
+#define FUZZ_CHECK(expr)                                                    \
+  do {                                                                      \
+    if (!(expr)) {                                                          \
+      fprintf(stderr, "%s:%d: fuzz check failed: %s\n", __FILE__, __LINE__, \
+              #expr);                                                       \
+      abort();                                                              \
+    }                                                                       \
   } while (0)
 
 /* Reads every byte of p[0..n) so that a sanitizer checks the bounds of a

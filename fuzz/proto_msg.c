@@ -50,8 +50,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     fuzz_touch(m.u.snapshot.data->data, m.u.snapshot.data->len);
   if (m.type == RAFT_MSG_SNAPSHOT && m.u.snapshot.conf) {
     struct raft_conf c;
-    (void)raft_conf_decode(&c, m.u.snapshot.conf->data,
-                           m.u.snapshot.conf->len);
+    (void)raft_conf_decode(&c, m.u.snapshot.conf->data, m.u.snapshot.conf->len);
   }
   reencode_check(&m);
   raft_msg_clear(&m);

@@ -30,13 +30,22 @@ if command -v "$FCC" >/dev/null 2>&1 &&
 fi
 
 mkdir -p "$B/crashes"
+# build GOALS...: make the goals quietly, showing the log only on failure.
+build() {
+  if ! "$@" >"$B/build.log" 2>&1; then
+    tail -n 30 "$B/build.log"
+    echo "fuzz: build failed (log: $B/build.log)" >&2
+    exit 1
+  fi
+}
 if [ "$libfuzzer" = 1 ]; then
   echo "fuzz: libFuzzer ($FCC), $SECONDS_EACH s per target"
+  goals=""
+  for t in "$@"; do goals="$goals $B/libfuzzer/$t $B/test/fuzz/$t"; done
   # Warnings are gcc's job (make, make lint); clang finds a few more.
-  $MAKE --no-print-directory BUILD=$B CC="$FCC" CFLAGS="-Wno-error" OPT="-O1 -g -fno-omit-frame-pointer" \
-    SAN="$SAN -fsanitize=fuzzer-no-link" \
-    $(for t in "$@"; do printf '%s/libfuzzer/%s %s/test/fuzz/%s ' $B "$t" $B "$t"; done) ||
-    exit 1
+  # shellcheck disable=SC2086
+  build $MAKE --no-print-directory BUILD=$B CC="$FCC" CFLAGS="-Wno-error" \
+    OPT="-O1 -g -fno-omit-frame-pointer" SAN="$SAN -fsanitize=fuzzer-no-link" $goals
   for t in "$@"; do
     corpus="$B/corpus/$t"
     mkdir -p "$corpus"
@@ -53,8 +62,11 @@ if [ "$libfuzzer" = 1 ]; then
   done
 else
   echo "fuzz: no libFuzzer; standalone driver, $ITERATIONS inputs per target"
-  $MAKE --no-print-directory BUILD=$B OPT="-O1 -g -fno-omit-frame-pointer" SAN="$SAN" \
-    $(for t in "$@"; do printf '%s/test/fuzz/%s ' $B "$t"; done) || exit 1
+  goals=""
+  for t in "$@"; do goals="$goals $B/test/fuzz/$t"; done
+  # shellcheck disable=SC2086
+  build $MAKE --no-print-directory BUILD=$B OPT="-O1 -g -fno-omit-frame-pointer" \
+    SAN="$SAN" $goals
   for t in "$@"; do
     echo "== $t"
     (cd "$B/crashes" && "../test/fuzz/$t" -n "$ITERATIONS" -s "${FUZZ_SEED:-1}") || status=1
