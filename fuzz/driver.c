@@ -126,6 +126,10 @@ static void on_signal(int sig) {
   raise(sig);
 }
 
+/* A target may lower the default number of mutated inputs (when each run
+ * is slow); FUZZ_ITERATIONS and -n still override it. */
+extern const unsigned long long fuzz_default_iterations __attribute__((weak));
+
 /* Present when linked with a sanitizer runtime. */
 void __sanitizer_set_death_callback(void (*cb)(void)) __attribute__((weak));
 
@@ -319,7 +323,9 @@ static unsigned long long env_ull(const char *name, unsigned long long def) {
 }
 
 int main(int argc, char **argv) {
-  unsigned long long iterations = env_ull("FUZZ_ITERATIONS", 20000);
+  unsigned long long iterations =
+      env_ull("FUZZ_ITERATIONS",
+              &fuzz_default_iterations ? fuzz_default_iterations : 20000);
   unsigned long long seed = env_ull("FUZZ_SEED", 1);
   size_t maxlen = DEFAULT_MAXLEN;
   const char *seeds_dir = NULL;

@@ -28,6 +28,8 @@ typedef void (*fuzz_add_fn)(void *ud, const void *data, size_t len);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 void fuzz_seeds(fuzz_add_fn add, void *ud);
 extern const char fuzz_target_name[];
+/* Optional: mutated inputs the standalone driver runs by default. */
+extern const unsigned long long fuzz_default_iterations;
 
 #define FUZZ_CHECK(expr)                                                    \
   do {                                                                      \
