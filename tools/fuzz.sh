@@ -5,8 +5,9 @@
 # With clang and its libFuzzer runtime: builds build-fuzz/libfuzzer/<name>,
 # writes the target's seeds (valid encodings from the real encoders) into
 # build-fuzz/corpus/<name> and runs libFuzzer there; the corpus grows across
-# runs. Without them: the standalone driver (fuzz/driver.c) built with cc,
-# FUZZ_ITERATIONS (default 2000000) mutated inputs each.
+# runs. Without them: the standalone driver (fuzz/driver.c) built with cc
+# in build-fuzz/driver, FUZZ_ITERATIONS (default 2000000) mutated inputs
+# each (FUZZ_SEED picks the sequence).
 # Crashing inputs are left in build-fuzz/crashes/. Exit status 1 if any
 # target crashed.
 set -u
@@ -62,14 +63,17 @@ if [ "$libfuzzer" = 1 ]; then
   done
 else
   echo "fuzz: no libFuzzer; standalone driver, $ITERATIONS inputs per target"
+  # A build of its own: the libFuzzer build's objects are clang's.
+  D=$B/driver
   goals=""
-  for t in "$@"; do goals="$goals $B/test/fuzz/$t"; done
+  for t in "$@"; do goals="$goals $D/test/fuzz/$t"; done
   # shellcheck disable=SC2086
-  build $MAKE --no-print-directory BUILD=$B OPT="-O1 -g -fno-omit-frame-pointer" \
+  build $MAKE --no-print-directory BUILD=$D OPT="-O1 -g -fno-omit-frame-pointer" \
     SAN="$SAN" $goals
   for t in "$@"; do
     echo "== $t"
-    (cd "$B/crashes" && "../test/fuzz/$t" -n "$ITERATIONS" -s "${FUZZ_SEED:-1}") || status=1
+    (cd "$B/crashes" && "../driver/test/fuzz/$t" -n "$ITERATIONS" -s "${FUZZ_SEED:-1}") ||
+      status=1
   done
 fi
 exit $status
