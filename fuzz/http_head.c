@@ -19,7 +19,7 @@ const char fuzz_target_name[] = "http_head";
 static void parse(const uint8_t *data, size_t len) {
   char method[16], path[1024];
   /* Exact-size copy: the parser must not read past len. */
-  char *buf = malloc(len ? len : 1);
+  char *buf = calloc(1, len ? len : 1);
   FUZZ_CHECK(buf != NULL);
   if (len) memcpy(buf, data, len);
   int rc = http_parse_head(buf, len, method, sizeof method, path, sizeof path);
