@@ -6,6 +6,9 @@
 #   copycat/core.so      the C module `copycat.core` for plain lua5.4/busted
 #   test/<path>          one binary per spec/**/*_test.c (C unit tests)
 #   sim                  the deterministic cluster simulator (sim/*.c)
+#   test/fuzz/<name>     each fuzz target (fuzz/<name>.c) with the standalone
+#                        driver (fuzz/driver.c): run briefly by `make test`
+#   libfuzzer/<name>     the same targets linked with libFuzzer (`make fuzz`)
 
 BUILD    ?= build
 CC       ?= cc
@@ -33,6 +36,8 @@ CTEST_SRCS := $(shell find spec -name '*_test.c' 2>/dev/null | sort)
 CTEST_BINS := $(CTEST_SRCS:spec/%.c=$(BUILD)/test/%)
 CTOOL_SRCS := $(shell find spec -name '*_tool.c' 2>/dev/null | sort)
 CTOOL_BINS := $(CTOOL_SRCS:spec/%.c=$(BUILD)/tool/%)
+FUZZ_SRCS := $(filter-out fuzz/driver.c,$(wildcard fuzz/*.c))
+FUZZ_BINS := $(FUZZ_SRCS:fuzz/%.c=$(BUILD)/test/fuzz/%)
 BENCH_SRCS := $(wildcard bench/*.c)
 BENCH_BINS := $(BENCH_SRCS:bench/%.c=$(BUILD)/bench/%)
 SIM_SRCS  := $(wildcard sim/*.c)
@@ -40,8 +45,8 @@ SIM_OBJS  := $(SIM_SRCS:%.c=$(BUILD)/obj/%.o)
 BIN       := $(BUILD)/copycat-lua
 CORE_SO   := $(BUILD)/copycat/core.so
 
-.PHONY: all deps test asan lint format bench bench-etcd sim crash run clean help check-deps
-all: check-deps $(BIN) $(CORE_SO) $(CTEST_BINS) $(CTOOL_BINS) $(BENCH_BINS) $(if $(SIM_SRCS),$(BUILD)/sim)
+.PHONY: all deps test asan lint format bench bench-etcd sim crash run clean help check-deps fuzz
+all: check-deps $(BIN) $(CORE_SO) $(CTEST_BINS) $(CTOOL_BINS) $(FUZZ_BINS) $(BENCH_BINS) $(if $(SIM_SRCS),$(BUILD)/sim)
 
 help:
 	@echo "make deps    install missing Debian packages (apt-get; root)"
@@ -51,6 +56,8 @@ help:
 	@echo "make asan    the same suites under AddressSanitizer + UBSan"
 	@echo "make lint    luacheck + C warnings (+ clang-format check)"
 	@echo "make sim     run the simulator: make sim SEEDS=10000 STEPS=20000"
+	@echo "make fuzz    fuzz every decoder under ASan+UBSan: make fuzz FUZZ_SECONDS=60"
+	@echo "             (libFuzzer with clang; else the standalone driver, FUZZ_ITERATIONS)"
 	@echo "make crash   the storage SIGKILL test at length: make crash RUNS=2000"
 	@echo "make bench   benchmarks (codec, storage, core, kv cluster; etcd comparison if etcd is installed)"
 	@echo "make bench-etcd  install etcd + python3-grpcio (apt-get), compare a 3-node kv cluster with 3-node etcd"
@@ -96,6 +103,18 @@ $(BUILD)/tool/%: spec/%.c $(BUILD)/libcopycat.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -Ispec/c -o $@ $< $(BUILD)/libcopycat.a $(LUA_LIBS) $(UV_LIBS)
 
+# Fuzz targets (fuzz/*.c, see fuzz/fuzz.h) with the standalone driver: they
+# land in test/ so that tools/run-tests.sh runs each briefly.
+$(BUILD)/test/fuzz/%: fuzz/%.c fuzz/driver.c fuzz/fuzz.h $(BUILD)/libcopycat.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Ifuzz -o $@ fuzz/driver.c $< $(BUILD)/libcopycat.a $(LUA_LIBS) $(UV_LIBS)
+
+# The same targets linked with libFuzzer (clang; SAN must hold
+# -fsanitize=fuzzer-no-link so that the library is instrumented for it).
+$(BUILD)/libfuzzer/%: fuzz/%.c fuzz/fuzz.h $(BUILD)/libcopycat.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -fsanitize=fuzzer -Ifuzz -o $@ $< $(BUILD)/libcopycat.a $(LUA_LIBS) $(UV_LIBS)
+
 $(BUILD)/bench/%: bench/%.c $(BUILD)/libcopycat.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -o $@ $< $(BUILD)/libcopycat.a $(LUA_LIBS) $(UV_LIBS)
@@ -140,6 +159,11 @@ RUNS ?= 2000
 crash: all
 	STORAGE_CRASH_RUNS=$(RUNS) COPYCAT_BUILD=$(BUILD) $(BUILD)/test/storage/crash_test
 
+# Every fuzz target for FUZZ_SECONDS each under ASan+UBSan (tools/fuzz.sh).
+FUZZ_SECONDS ?= 60
+fuzz: check-deps
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) tools/fuzz.sh $(FUZZ_SRCS:fuzz/%.c=%)
+
 bench: deps
 	@$(MAKE) --no-print-directory all
 	@tools/bench.sh $(BUILD)
@@ -156,6 +180,6 @@ run: deps
 	@BIN=$(BIN) examples/kv/cluster.sh
 
 clean:
-	rm -rf build build-asan build-lint
+	rm -rf build build-asan build-lint build-fuzz
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -442,7 +442,8 @@ static int enc_map(Enc *e, int idx) {
   if (rc) return rc;
   e->nkeys = base + count;
   if (msgpack_pack_map(&e->pk, count)) return enc_nomem(e, e->depth - 1);
-  keys_sort(e->sc->keys + base, count);
+  /* An empty map may come before any key array exists (keys NULL). */
+  if (count > 1) keys_sort(e->sc->keys + base, count);
   for (i = 0; i < count; i++) {
     /* Copy: a nested map may realloc sc->keys. */
     KeyRef k = e->sc->keys[base + i];
@@ -919,6 +920,57 @@ int codec_unpack(lua_State *L, const char *buf, size_t len, size_t *used,
   }
   assert(d.depth == 0 && d.pos <= len && lua_gettop(L) == top + 1);
   *used = d.pos;
+  return 0;
+}
+
+/* codec_unpack_protected: codec_unpack run inside lua_pcall. */
+typedef struct UnpackCall {
+  const char *buf;
+  size_t len, *used;
+  char *err;
+  size_t errlen;
+  int rc;
+} UnpackCall;
+
+static int unpack_call(lua_State *L) {
+  UnpackCall *c = (UnpackCall *)lua_touserdata(L, 1);
+  lua_pop(L, 1);
+  c->rc = codec_unpack(L, c->buf, c->len, c->used, c->err, c->errlen);
+  if (c->rc != 0) lua_pushnil(L);
+  return 1;
+}
+
+int codec_unpack_protected(lua_State *L, const char *buf, size_t len,
+                           size_t *used, char *err, size_t errlen) {
+  UnpackCall c;
+  c.buf = buf;
+  c.len = len;
+  c.used = used;
+  c.err = err;
+  c.errlen = errlen;
+  c.rc = 0;
+  *used = 0;
+  if (errlen > 0) err[0] = '\0';
+  if (!lua_checkstack(L, 3)) {
+    if (errlen > 0) snprintf(err, errlen, "Lua stack overflow");
+    return CODEC_ENOMEM;
+  }
+  lua_pushcfunction(L, unpack_call); /* a light C function: no allocation */
+  lua_pushlightuserdata(L, &c);
+  if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+    if (errlen > 0)
+      snprintf(err, errlen,
+               "not enough memory to decode %zu bytes (the decoded value "
+               "would take much more than its encoding)",
+               len);
+    lua_pop(L, 1);
+    *used = 0;
+    return CODEC_ENOMEM;
+  }
+  if (c.rc != 0) {
+    lua_pop(L, 1);
+    return c.rc;
+  }
   return 0;
 }
 

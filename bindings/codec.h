@@ -94,4 +94,13 @@ int codec_pack(lua_State *L, int idx, msgpack_sbuffer *out, char *err,
 int codec_unpack(lua_State *L, const char *buf, size_t len, size_t *used,
                  char *err, size_t errlen);
 
+/* codec_unpack in a protected call, for callers outside any (libuv
+** callbacks, the server's apply and query): a Lua memory error while
+** decoding becomes CODEC_ENOMEM with a message instead of a panic. A small
+** input can decode into a large value (about 72 bytes of Lua heap for
+** each byte 0x90, an empty table), so bytes from a peer or a client can
+** exhaust memory that their size alone would not. */
+int codec_unpack_protected(lua_State *L, const char *buf, size_t len,
+                           size_t *used, char *err, size_t errlen);
+
 #endif

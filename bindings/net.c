@@ -91,7 +91,7 @@ static void on_frame(net_conn *c, const char *data, size_t len) {
   char err[256];
   size_t used = 0;
   lua_rawgeti(L, LUA_REGISTRYINDEX, lc->msg_ref);
-  int rc = codec_unpack(L, data, len, &used, err, sizeof err);
+  int rc = codec_unpack_protected(L, data, len, &used, err, sizeof err);
   if (rc == 0 && used != len) {
     lua_pop(L, 1);
     snprintf(err, sizeof err, "%zu bytes after the value", len - used);

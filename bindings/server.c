@@ -144,7 +144,8 @@ static void sm_apply(void *data, uint64_t index, uint64_t term,
   push_handler(ls, "apply");
   lua_pushinteger(L, (lua_Integer)index);
   lua_pushinteger(L, (lua_Integer)term);
-  if (!payload || codec_unpack(L, payload, len, &used, err, sizeof err) < 0) {
+  if (!payload ||
+      codec_unpack_protected(L, payload, len, &used, err, sizeof err) < 0) {
     lua_settop(L, top);
     pack_failure(out, "malformed entry", payload ? err : "empty");
     return;
@@ -168,7 +169,7 @@ static void sm_query(void *data, const void *req, size_t len, uint64_t session,
   size_t used;
   int top = lua_gettop(L);
   push_handler(ls, "query");
-  if (codec_unpack(L, req, len, &used, err, sizeof err) < 0 ||
+  if (codec_unpack_protected(L, req, len, &used, err, sizeof err) < 0 ||
       !lua_istable(L, -1)) {
     lua_settop(L, top);
     pack_failure(out, "malformed query", err);

@@ -172,6 +172,79 @@ TEST(pack_and_lua_encode_agree_and_share_markers) {
   lua_close(L);
 }
 
+/* Found by fuzz/codec.c under UBSan: the first map a state ever encodes,
+** if empty, has no key array yet (sorting NULL + 0 keys). */
+TEST(pack_empty_map_decoded_from_a_client_in_a_fresh_state) {
+  lua_State *L = new_state();
+  msgpack_sbuffer sb;
+  char err[128];
+  size_t used;
+  msgpack_sbuffer_init(&sb);
+  CHECK_INT(codec_unpack(L, "\x80", 1, &used, err, sizeof err), ==, 0);
+  CHECK_INT(used, ==, 1);
+  CHECK_INT(codec_pack(L, -1, &sb, err, sizeof err), ==, 0);
+  CHECK_INT(sb.size, ==, 1);
+  CHECK(memcmp(sb.data, "\x80", 1) == 0);
+  msgpack_sbuffer_destroy(&sb);
+  lua_close(L);
+}
+
+/* An allocator that refuses to grow past `limit` bytes in use. */
+struct capped {
+  size_t used, limit;
+};
+
+static void *capped_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  struct capped *c = ud;
+  size_t old = ptr ? osize : 0;
+  if (nsize == 0) {
+    free(ptr);
+    c->used -= old;
+    return NULL;
+  }
+  if (nsize > old && c->used - old + nsize > c->limit) return NULL;
+  void *p = realloc(ptr, nsize);
+  if (p) c->used = c->used - old + nsize;
+  return p;
+}
+
+/* A 1 MB array of empty arrays decodes into ~72 MB of tables: where Lua
+** runs out of memory, the server's apply/query and the net module got a
+** panic (abort) from one client request. */
+TEST(unpack_protected_turns_memory_exhaustion_into_an_error) {
+  struct capped cap = {0, 4u << 20};
+  lua_State *L = lua_newstate(capped_alloc, &cap);
+  CHECK(L != NULL);
+  size_t n = 1000000, used = 99;
+  char *buf = malloc(5 + n), err[256];
+  CHECK(buf != NULL);
+  buf[0] = (char)0xdd;
+  buf[1] = (char)(n >> 24);
+  buf[2] = (char)(n >> 16);
+  buf[3] = (char)(n >> 8);
+  buf[4] = (char)n;
+  memset(buf + 5, 0x90, n);
+  lua_pushinteger(L, 7);
+  CHECK_INT(codec_unpack_protected(L, buf, 5 + n, &used, err, sizeof err), ==,
+            CODEC_ENOMEM);
+  CHECK_INT(used, ==, 0);
+  CHECK(strstr(err, "not enough memory") != NULL);
+  CHECK_INT(lua_gettop(L), ==, 1);
+  CHECK_INT(lua_tointeger(L, 1), ==, 7);
+  /* The state is still usable, and small values still decode. */
+  lua_gc(L, LUA_GCCOLLECT);
+  CHECK_INT(codec_unpack_protected(L, buf, 5 + 10, &used, err, sizeof err), ==,
+            CODEC_ETRUNC);
+  buf[0] = (char)0x93;
+  CHECK_INT(codec_unpack_protected(L, buf, 4, &used, err, sizeof err), ==, 0);
+  CHECK_INT(used, ==, 4);
+  CHECK_INT(lua_gettop(L), ==, 2);
+  CHECK(lua_istable(L, 2));
+  CHECK_INT(luaL_len(L, 2), ==, 3);
+  free(buf);
+  lua_close(L);
+}
+
 int main(void) {
   RUN(pack_appends_after_existing_bytes);
   RUN(pack_error_restores_buffer_and_names_path);
@@ -179,5 +252,7 @@ int main(void) {
   RUN(unpack_one_value_leaves_trailing_bytes);
   RUN(unpack_errors_push_nothing);
   RUN(pack_and_lua_encode_agree_and_share_markers);
+  RUN(pack_empty_map_decoded_from_a_client_in_a_fresh_state);
+  RUN(unpack_protected_turns_memory_exhaustion_into_an_error);
   return harness_done();
 }
