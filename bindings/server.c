@@ -290,6 +290,7 @@ static int l_start(lua_State *L) {
   o.heartbeat_ms = (unsigned)opt_int(L, "heartbeat_ms", 0);
   o.snapshot_entries = (uint64_t)opt_int(L, "snapshot_entries", 0);
   o.snapshot_bytes = (uint64_t)opt_int(L, "snapshot_bytes", 0);
+  o.max_request = (uint32_t)opt_int(L, "max_request", 0);
   o.seed = (uint64_t)opt_int(L, "seed", 0);
   o.time_ms = (unsigned)opt_int(L, "time_ms", 0);
   o.metrics_address = opt_string(L, "metrics_address");

@@ -129,11 +129,14 @@ void clients__add_pending(struct server *s, net_conn *c, uint64_t id,
 /* tail points at the raw [session, seq, ack, op, args] of the request:
  * the entry is [time, "c", session, seq, ack, op, args], written without
  * decoding args. */
+/* Proposes a command entry: kind "c" with tail [session, seq, ack, op,
+ * args] (n = 5), or "r", a refused command, with [session, seq, ack,
+ * message] (n = 4). */
 static void submit(struct inconn *ic, uint64_t id, uint64_t session,
-                   const unsigned char *tail, size_t len) {
+                   const char *kind, const void *tail, size_t len, uint32_t n) {
   struct server *s = ic->s;
   ic->session = session;
-  int64_t index = sessions__propose(s, "c", tail, len, 5);
+  int64_t index = sessions__propose(s, kind, tail, len, n);
   if (index == RAFT_ENOTLEADER) {
     metrics__command(s, METRICS_REDIRECT);
     clients__redirect(s, ic->conn, id);
@@ -350,6 +353,35 @@ void clients__request(struct inconn *ic, const char *data, size_t len) {
                          "a storage failure (see its log)");
     return;
   }
+  if (len > s->o.max_request) {
+    char msg[200];
+    snprintf(msg, sizeof msg,
+             "request too large: %zu bytes, the server takes at most %u "
+             "(max_request_bytes); split large values",
+             len, (unsigned)s->o.max_request);
+    uint64_t session, seq, ack;
+    if (strcmp(verb, "submit") == 0 && n == 7 &&
+        mp_read_uint(&r, &session) == 0 && mp_read_uint(&r, &seq) == 0 &&
+        mp_read_uint(&r, &ack) == 0) {
+      /* The command is not logged, but its sequence number must be used
+       * up, or the session's next commands would wait for it forever: a
+       * small "refused" entry takes its place. */
+      msgpack_sbuffer sb;
+      msgpack_sbuffer_init(&sb);
+      msgpack_packer pk;
+      msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+      msgpack_pack_uint64(&pk, session);
+      msgpack_pack_uint64(&pk, seq);
+      msgpack_pack_uint64(&pk, ack);
+      msgpack_pack_str(&pk, strlen(msg));
+      msgpack_pack_str_body(&pk, msg, strlen(msg));
+      submit(ic, id, session, "r", sb.data, sb.size, 4);
+      msgpack_sbuffer_destroy(&sb);
+      return;
+    }
+    clients__reply_error(ic->conn, id, msg);
+    return;
+  }
   if (strcmp(verb, "submit") == 0 && n == 7) {
     const unsigned char *start = r.p;
     uint64_t session, seq, ack;
@@ -361,7 +393,7 @@ void clients__request(struct inconn *ic, const char *data, size_t len) {
                            "op and args");
       return;
     }
-    submit(ic, id, session, start, (size_t)(r.p - start));
+    submit(ic, id, session, "c", start, (size_t)(r.p - start), 5);
   } else if (strcmp(verb, "query") == 0 && n == 7) {
     const unsigned char *start = r.p;
     char level[16];

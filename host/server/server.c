@@ -621,6 +621,7 @@ int server_start(uv_loop_t *loop, const struct server_opts *o,
   if (!s->o.heartbeat_ms) s->o.heartbeat_ms = 50;
   if (!s->o.snapshot_entries) s->o.snapshot_entries = 10000;
   if (!s->o.snapshot_bytes) s->o.snapshot_bytes = 64u << 20;
+  if (!s->o.max_request) s->o.max_request = SERVER_DEFAULT_MAX_REQUEST;
   if (!s->o.time_ms) s->o.time_ms = 200;
   msgpack_sbuffer_init(&s->scratch);
   msgpack_sbuffer_init(&s->events);

@@ -24,6 +24,8 @@
 
 struct server;
 
+#define SERVER_DEFAULT_MAX_REQUEST (2u << 20) /* 2 MiB */
+
 struct server_sm {
   void *data;
   /* Apply committed entry `payload` (msgpack [time, kind, ...], see
@@ -67,7 +69,12 @@ struct server_opts {
   unsigned heartbeat_ms;      /* default 50 */
   uint64_t snapshot_entries;  /* take a snapshot every N applied; 0: 10000 */
   uint64_t snapshot_bytes;    /* ...or every M bytes applied; 0: 64 MiB */
-  uint64_t seed;              /* election randomness */
+  /* Largest client request (a frame) served; larger ones are refused with
+   * an error. 0: SERVER_DEFAULT_MAX_REQUEST. Decoding a request's
+   * arguments can take many times its size in memory (an array of empty
+   * arrays: ~70 bytes per byte), so this bounds what one request costs. */
+  uint32_t max_request;
+  uint64_t seed;    /* election randomness */
   unsigned time_ms; /* an idle leader commits the passing of time this often
                        while wants_time says so; default 200 */
 

@@ -13,7 +13,9 @@
 --- and snapshot_bytes (payload bytes, default 64 MiB): a snapshot is taken
 --- when either is reached. time_interval (ms, default 200): how often an
 --- idle leader commits the passing of time while client sessions are open
---- or state machine timers pending (docs/sessions.md).
+--- or state machine timers pending (docs/sessions.md). max_request_bytes
+--- (default 2 MiB, at most 64 MiB): a larger client request is refused with
+--- an error (decoding a request may take many times its size in memory).
 --- Admin channel (docs/operators.md): admin_socket (a Unix socket path, or
 --- false for none; default "admin.sock" in data_dir, none for memory
 --- servers), admin_address (TCP "host:port", needs a token: admin_token,
@@ -63,6 +65,10 @@ local function check_opts(o)
   end
   if o.type ~= nil and not TYPES[o.type] then
     error("copycat.server: type must be \"active\", \"passive\" or \"reserve\"", 3)
+  end
+  if o.max_request_bytes ~= nil and (math.type(o.max_request_bytes) ~= "integer" or
+      o.max_request_bytes < 1024 or o.max_request_bytes > 64 * 1024 * 1024) then
+    error("copycat.server: max_request_bytes must be an integer from 1024 to 67108864", 3)
   end
   if o.log_level ~= nil and not LOG_LEVELS[o.log_level] then
     error("copycat.server: log_level must be \"error\", \"warn\", \"info\" or \"debug\"", 3)
@@ -147,7 +153,7 @@ local function new(opts)
     data_dir = opts.data_dir, memory = opts.memory, cluster = opts.cluster,
     election_ms = opts.election_timeout, heartbeat_ms = opts.heartbeat_interval,
     snapshot_entries = opts.snapshot_threshold, snapshot_bytes = opts.snapshot_bytes,
-    time_ms = opts.time_interval,
+    time_ms = opts.time_interval, max_request = opts.max_request_bytes,
     metrics_address = opts.metrics_address, log_level = opts.log_level, log_format = opts.log_format,
   }, {
     apply = function(index, term, entry)

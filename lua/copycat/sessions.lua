@@ -15,13 +15,17 @@
 --- time in milliseconds.
 ---   {time, "o", timeout_ms}                    open a session -> its id (the index)
 ---   {time, "c", session, seq, ack, op, args}   a command
+---   {time, "r", session, seq, ack, message}    a command the leader refused
+---                                              before logging it (too large):
+---                                              takes its seq, fails with code
+---                                              "refused"
 ---   {time, "k", {{session, cmd_ack, event_ack}, ...}}  keep-alives
 ---   {time, "x", session}                       close a session
 ---   {time, "t"}                                time passes (idle leader)
 ---
 --- apply returns the reply for the client that proposed the entry, as
 --- {ok, value[, code]} (code: "expired", "sequence", "busy", "lost",
---- "application", "malformed"), and the events to push to connected
+--- "application", "refused", "malformed"), and the events to push to connected
 --- clients: an array of {session, seq, name, data}.
 local codec = require("copycat.codec")
 
@@ -164,7 +168,11 @@ local function open(self, index, term, e, out)
   return { true, index }
 end
 
+-- A command ("c"), or a refused one ("r": its sequence number is used up
+-- with the leader's message as the result, so that the session's later
+-- commands are not held back by a gap).
 local function command(self, index, term, e, out)
+  local refused = e[2] == "r"
   local id, seq, ack, op, args = e[3], e[4], e[5], e[6], e[7]
   if not (is_count(id) and is_count(seq) and is_count(ack)) or type(op) ~= "string" then
     return reply_error("malformed", "malformed command entry")
@@ -187,10 +195,14 @@ local function command(self, index, term, e, out)
   if s.applied_seq - s.acked >= M.MAX_RESULTS then
     return reply_error("busy", "busy: too many unacknowledged results in this session; retry shortly")
   end
-  local ok, value = self.machine:command(op, args, ctx(self, index, term, id))
-  collect(self, out)
   local r
-  if ok then r = { true, value } else r = { false, value, "application" } end
+  if refused then
+    r = { false, op, "refused" }
+  else
+    local ok, value = self.machine:command(op, args, ctx(self, index, term, id))
+    collect(self, out)
+    if ok then r = { true, value } else r = { false, value, "application" } end
+  end
   s.applied_seq = seq
   s.results[seq] = r
   return r
@@ -247,7 +259,7 @@ function Sessions:apply(index, term, e)
   end
   local kind = e[2]
   local r
-  if kind == "c" then
+  if kind == "c" or kind == "r" then
     r = command(self, index, term, e, out)
   elseif kind == "k" then
     r = keepalive(self, e, out)

@@ -160,6 +160,37 @@ describe("cluster members", function()
     assert.are.equal("1" .. string.rep("x", 3000) .. "\n", seq_get(c, down, "b1"))
   end)
 
+  it("refuses a client request larger than max_request_bytes with an error, and serves the next", function()
+    local function run(limit)
+      local ports = cluster.free_ports(1)
+      local addr = "127.0.0.1:" .. ports[1]
+      return proc.run({ "-e", ([[
+        local s = copycat.server{ name = "n1", address = %q, data_dir = %q,
+          state_machine = "examples/kv/state_machine.lua", max_request_bytes = %s }
+        assert(s:bootstrap{ %q })
+        local c = copycat.client{ cluster = { %q } }
+        local _, err = c:submit("put", { key = "big", value = ("x"):rep(3 * 1024 * 1024) })
+        print("big", err or "ok")
+        local _, err2 = c:submit("put", { key = "small", value = ("y"):rep(1024 * 1024) })
+        print("small", err2 or "ok")
+        c:close()
+        s:stop()
+      ]]):format(addr, proc.tmpdir() .. "/n1", limit, addr, addr) }, { timeout = 60 })
+    end
+    local r = run("nil") -- the default, 2 MiB
+    assert.are.equal(0, r.code, r.stderr)
+    assert.matches("big\t[^\n]*request too large: 31457%d%d bytes, the server takes at most 2097152", r.stdout)
+    assert.matches("small\tok\n", r.stdout)
+    r = run("4 * 1024 * 1024")
+    assert.are.equal("big\tok\nsmall\tok\n", r.stdout, r.stderr)
+    local bad = proc.run({ "-e", [[
+      local ok, err = pcall(copycat.server, { name = "n1", address = "127.0.0.1:1", memory = true,
+        state_machine = "examples/kv/state_machine.lua", max_request_bytes = 10 })
+      print(err)
+    ]] })
+    assert.matches("max_request_bytes must be an integer from 1024 to 67108864", bad.stdout)
+  end)
+
   it("snapshots after a number of payload bytes as well as of entries", function()
     local ports = cluster.free_ports(1)
     local addr = "127.0.0.1:" .. ports[1]

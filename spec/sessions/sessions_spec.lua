@@ -230,6 +230,18 @@ describe("sessions", function()
     assert.equal(2, l:size())
   end)
 
+  it("a refused command uses up its sequence number with the leader's message, and is not applied", function()
+    local l, m = layer()
+    l:apply(1, 1, { 1000, "o", 5000 })
+    local refused = l:apply(2, 1, { 1001, "r", 1, 1, 0, "request too large" })
+    local next_one = l:apply(3, 1, { 1002, "c", 1, 2, 0, "incr", {} })
+    local resent = l:apply(4, 1, { 1003, "r", 1, 1, 0, "request too large" })
+    assert.same({ false, "request too large", "refused" }, refused)
+    assert.is_true(next_one[1])
+    assert.same(refused, resent)
+    assert.equal(1, #calls_of(m, "command"))
+  end)
+
   it("answers malformed entries with an error and changes nothing", function()
     local l, m = layer()
     for i, e in ipairs({ "x", {}, { "t" }, { 1, 2 }, { 1, "zz" }, { 1, "c", "a" }, { 1, "o", -5 },
