@@ -505,8 +505,8 @@ void sandbox_decode_next(lua_State *S, const char *in, size_t len,
 static lua_Integer expect_array(lua_State *S, const char *in, size_t len,
                                 size_t *pos, lua_Integer want,
                                 const char *what) {
-  lua_Integer n;
-  size_t hdr;
+  lua_Integer n = 0;
+  size_t hdr = 0; /* luaL_error does not return */
   if (*pos >= len || !sandbox_array_header(in + *pos, len - *pos, &n, &hdr) ||
       (want >= 0 && n != want))
     luaL_error(S, "cannot restore the timers: %s is not %s", what,

@@ -34,6 +34,9 @@ static int field_count(int type) {
   }
 }
 
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 static int fail(char *err, size_t errlen, const char *fmt, ...) {
   if (errlen) {
     va_list ap;
