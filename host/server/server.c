@@ -151,12 +151,12 @@ void server__snapshot_failed(struct server *s, uint64_t index, uint64_t term,
 /* Takes a snapshot of the state machine at s->applied (after a ready): in
  * a forked child when `may_fork` and the store has files, so that the loop
  * goes on serving while it is serialized and written; in-process
- * otherwise. Returns 0 (taken, started, or nothing to take yet) or -1 (it
- * failed, or one is already being written). */
+ * otherwise. Returns 0 (taken, started, nothing to take yet, or a child is
+ * still writing the previous one) or -1 (it failed). */
 static int take_snapshot(struct server *s, int may_fork) {
   uint64_t index = s->applied;
   uint64_t term = raft_term_at(s->raft, index);
-  if (snapshot__busy(s)) return may_fork ? 0 : -1;
+  if (snapshot__busy(s)) return 0;
   /* Only what is durable here may be covered: a snapshot past our own
    * log's durable end could, after a crash, sit in front of entries of
    * another history. The next ready tries again. */
@@ -237,11 +237,7 @@ static void install_snapshot(struct server *s, const struct raft_ready *rd) {
     rc = store_snap_finish(s->store, w, err);
   }
   if (rc < 0) {
-    logger_begin(&l, &s->log, LOGGER_ERROR, "snapshot_failed");
-    logger_u64(&l, "index", rd->snap.index);
-    logger_u64(&l, "term", rd->snap.term);
-    logger_str(&l, "msg", err);
-    logger_end(&l);
+    server__snapshot_failed(s, rd->snap.index, rd->snap.term, err);
     s->failed = 1;
     return;
   }

@@ -289,6 +289,14 @@ void store_snap_abort(struct store *s, struct snap_writer *w) {
   snap_abort(w);
 }
 
+/* The path of snapshot-<index> in the store's directory. */
+static void snap_path(const struct store *s, uint64_t index, char *out,
+                      size_t size) {
+  char name[64];
+  snap_name(name, sizeof name, index);
+  snprintf(out, size, "%s/%s", s->dir, name);
+}
+
 /* Snapshot ns is durable under its final name: it replaces the current
  * one, and the log is compacted behind it (or reset). */
 static void install_snapshot(struct store *s, struct store_snapshot *ns) {
@@ -296,9 +304,8 @@ static void install_snapshot(struct store *s, struct store_snapshot *ns) {
     /* The new snapshot is durable: the old one is redundant. A failure to
      * delete it only leaves a file that start-up removes. */
     if (!s->memory) {
-      char path[PATH_MAX + 64], name[64];
-      snap_name(name, sizeof name, s->snap.last_index);
-      snprintf(path, sizeof path, "%s/%s", s->dir, name);
+      char path[PATH_MAX + 64];
+      snap_path(s, s->snap.last_index, path, sizeof path);
       if (s->io->unlink(s->io, path) == 0) io_sync_dir(s->io, s->dir);
     }
     snap_free(&s->snap);
@@ -355,9 +362,8 @@ int store_snap_read(const struct store *s, uint64_t last_index,
     store_errf(err, "a memory-only store has no snapshot files");
     return STORE_EINVAL;
   }
-  char path[PATH_MAX + 64], name[64];
-  snap_name(name, sizeof name, last_index);
-  snprintf(path, sizeof path, "%s/%s", s->dir, name);
+  char path[PATH_MAX + 64];
+  snap_path(s, last_index, path, sizeof path);
   int rc = snap_load(s->io, path, out, err);
   if (rc) return rc;
   if (out->last_index != last_index) {
@@ -374,9 +380,8 @@ int store_snap_adopt(struct store *s, struct store_snapshot *ns, char *err) {
     return STORE_ECLOSED;
   }
   if (s->has_snap && ns->last_index <= s->snap.last_index) {
-    char path[PATH_MAX + 64], name[64];
-    snap_name(name, sizeof name, ns->last_index);
-    snprintf(path, sizeof path, "%s/%s", s->dir, name);
+    char path[PATH_MAX + 64];
+    snap_path(s, ns->last_index, path, sizeof path);
     if (s->io->unlink(s->io, path) == 0) io_sync_dir(s->io, s->dir);
     store_errf(err,
                "snapshot %" PRIu64 " not installed: snapshot %" PRIu64

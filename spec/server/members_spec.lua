@@ -6,6 +6,22 @@ local function seq_get(c, i, key)
   return cluster.kv(c, { "get", key, "--consistency", "sequential" }, c.members[i].address).stdout
 end
 
+-- Three servers started with `opts`, one write committed, then a follower
+-- killed: returns the cluster, the killed member's index and the other
+-- two addresses.
+local function one_follower_down(opts)
+  local c = cluster.new(3, {})
+  local all = cluster.addresses(c)
+  for i = 1, 3 do cluster.start(c, i, "bootstrap", all, opts) end
+  assert.are.equal(0, cluster.kv_until_ok(c, { "put", "first", "0" }).code)
+  local down = cluster.index_of(c, cluster.leader(c)) % 3 + 1
+  c.procs[down]:kill("KILL")
+  c.procs[down]:wait(5)
+  local up = {}
+  for i = 1, 3 do if i ~= down then up[#up + 1] = c.members[i].address end end
+  return c, down, up, all
+end
+
 local function eventually(fn, tries)
   for _ = 1, tries or 60 do
     if fn() then return true end
@@ -90,16 +106,7 @@ describe("cluster members", function()
   end)
 
   it("a server that was down while the log was compacted catches up through a snapshot", function()
-    local c = cluster.new(3, {})
-    local all = cluster.addresses(c)
-    for i = 1, 3 do cluster.start(c, i, "bootstrap", all, { "--snapshot-threshold", "20" }) end
-    assert.are.equal(0, cluster.kv_until_ok(c, { "put", "c0", "0" }).code)
-    local li = cluster.index_of(c, cluster.leader(c))
-    local down = li % 3 + 1
-    c.procs[down]:kill("KILL")
-    c.procs[down]:wait(5)
-    local up = {}
-    for i = 1, 3 do if i ~= down then up[#up + 1] = c.members[i].address end end
+    local c, down, up, all = one_follower_down({ "--snapshot-threshold", "20" })
     up = table.concat(up, ",")
     local r = proc.run({ "-e", ([[
       local c = copycat.client{ cluster = { %s } }
@@ -123,17 +130,8 @@ describe("cluster members", function()
     -- 1 MiB chunks: about 3.6 MB of state takes four. The chunks go to
     -- snapshot-<n>.tmp as they arrive; after the install only the final
     -- file is left, whole.
-    local c = cluster.new(3, {})
-    local all = cluster.addresses(c)
     local opts = { "--snapshot-threshold", "200" }
-    for i = 1, 3 do cluster.start(c, i, "bootstrap", all, opts) end
-    assert.are.equal(0, cluster.kv_until_ok(c, { "put", "b0", "0" }).code)
-    local li = cluster.index_of(c, cluster.leader(c))
-    local down = li % 3 + 1
-    c.procs[down]:kill("KILL")
-    c.procs[down]:wait(5)
-    local up = {}
-    for i = 1, 3 do if i ~= down then up[#up + 1] = c.members[i].address end end
+    local c, down, up, all = one_follower_down(opts)
     local r = proc.run({ "-e", ([[
       local c = copycat.client{ cluster = { %q, %q } }
       local pad = string.rep("x", 3000)
