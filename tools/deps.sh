@@ -39,7 +39,12 @@ fi
 # not to start services; on systemd, the unit is then stopped and disabled.
 POLICY=/usr/sbin/policy-rc.d
 OWN_POLICY=0
-cleanup() { [ "$OWN_POLICY" -eq 1 ] && $SUDO rm -f "$POLICY"; }
+# The trap's last status must not become the script's: under dash an EXIT
+# trap whose last command fails turns a successful install into exit 1.
+cleanup() {
+  if [ "$OWN_POLICY" -eq 1 ]; then $SUDO rm -f "$POLICY"; fi
+  return 0
+}
 trap cleanup EXIT INT TERM
 if [ "$ETCD" -eq 1 ] && [ ! -e "$POLICY" ]; then
   printf '#!/bin/sh\n# written by copycat-lua tools/deps.sh --etcd during apt-get install\nexit 101\n' |
@@ -50,9 +55,15 @@ fi
 
 echo "deps: installing$missing"
 export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq >/dev/null
+if ! $SUDO apt-get update -qq >/dev/null; then
+  echo "deps: 'apt-get update' failed; check the machine's package sources and network, then run 'make deps' again" >&2
+  exit 1
+fi
 # shellcheck disable=SC2086
-$SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
+if ! $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null; then
+  echo "deps: 'apt-get install$missing' failed (see apt-get's message above); fix it and run 'make deps' again" >&2
+  exit 1
+fi
 if [ "$ETCD" -eq 1 ] && [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
   $SUDO systemctl disable --now etcd.service >/dev/null 2>&1 || true
 fi
