@@ -5,6 +5,7 @@
  *       on_accept(conn) for each new connection (call conn:start soon)
  *   core.net.connect(address, cb [, opts]) -> true | nil, err
  *       cb(conn) once connected, or cb(nil, err)
+ *   core.net.is_loopback(address) -> boolean (only this machine can reach it)
  *   listener:address(), listener:close(), listener:set_tls(ctx) (new
  *   connections use ctx; the listener must have been started with TLS)
  *   conn:start(on_message, on_close)  on_message(value); on_close(reason)
@@ -349,6 +350,11 @@ static int l_listener_address(lua_State *L) {
   return 1;
 }
 
+static int l_is_loopback(lua_State *L) {
+  lua_pushboolean(L, net_address_is_loopback(luaL_checkstring(L, 1)));
+  return 1;
+}
+
 static int l_listener_set_tls(lua_State *L) {
   struct llistener *ll = check_listener(L);
   struct tls_ctx *ctx = tls_binding_check(L, 2);
@@ -379,8 +385,10 @@ int net_open(lua_State *L) {
                                               {"set_tls", l_listener_set_tls},
                                               {"close", l_listener_close},
                                               {NULL, NULL}};
-  static const luaL_Reg funcs[] = {
-      {"connect", l_connect}, {"listen", l_listen}, {NULL, NULL}};
+  static const luaL_Reg funcs[] = {{"connect", l_connect},
+                                   {"listen", l_listen},
+                                   {"is_loopback", l_is_loopback},
+                                   {NULL, NULL}};
   if (luaL_newmetatable(L, CONN_MT)) {
     luaL_newlib(L, conn_methods);
     lua_setfield(L, -2, "__index");

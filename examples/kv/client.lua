@@ -8,10 +8,12 @@
 --     keys PREFIX            prints matching keys, one per line
 --   --consistency linearizable|lease|sequential applies to get and keys.
 --   --timeout MS (default 5000), --session-timeout MS (default 5000).
+--   --tls-ca FILE [--tls-cert FILE --tls-key FILE]: TLS (docs/tls.md).
 --   Errors go to stderr, exit status 1.
 local usage = [=[
 usage: copycat-lua examples/kv/client.lua --cluster ADDR,... [--consistency linearizable|lease|sequential]
          [--cluster-id ID] [--timeout MS] [--session-timeout MS]
+         [--tls-ca FILE [--tls-cert FILE --tls-key FILE]]
          (put KEY VALUE | get KEY | delete KEY | cas KEY EXPECTED NEW | keys PREFIX)]=]
 
 local function fail(msg, code)
@@ -25,7 +27,7 @@ while i <= #arg do
   local a = arg[i]
   if a == "-h" or a == "--help" then print(usage) os.exit(0) end
   if a == "--cluster" or a == "--consistency" or a == "--cluster-id" or a == "--timeout" or
-      a == "--session-timeout" then
+      a == "--session-timeout" or a == "--tls-ca" or a == "--tls-cert" or a == "--tls-key" then
     if not arg[i + 1] then fail(a .. " needs a value\n" .. usage, 2) end
     opts[a:sub(3)] = arg[i + 1]
     i = i + 2
@@ -51,9 +53,12 @@ if #words - 1 ~= arity[cmd] then
   fail(("%s takes %d argument(s)\n%s"):format(cmd, arity[cmd], usage), 2)
 end
 
-local client = copycat.client{ cluster = members, cluster_id = opts["cluster-id"],
+local made, client = pcall(copycat.client, { cluster = members, cluster_id = opts["cluster-id"],
   timeout = tonumber(opts.timeout) or 5000,
-  session_timeout = math.tointeger(tonumber(opts["session-timeout"])) or 5000 }
+  session_timeout = math.tointeger(tonumber(opts["session-timeout"])) or 5000,
+  tls = (opts["tls-ca"] or opts["tls-cert"]) and { ca = opts["tls-ca"], cert = opts["tls-cert"],
+    key = opts["tls-key"] } or nil })
+if not made then fail((tostring(client):gsub("^[^:]*:%d+: ", ""))) end
 local q = { consistency = level }
 local r, err
 if cmd == "put" then

@@ -9,6 +9,8 @@
 --       [--admin-socket PATH] [--admin-address HOST:PORT --admin-token-file FILE]
 --       [--metrics-address HOST:PORT] [--log-level error|warn|info|debug]
 --       [--log-format kv|json]
+--       [--tls-ca FILE --tls-cert FILE --tls-key FILE [--tls-require-client-cert]]
+--       [--insecure]
 --
 -- --state-machine runs another state machine file with the same server
 -- (examples/counter, examples/lock and examples/election use it).
@@ -19,6 +21,8 @@
 -- a restart any may be given: the configuration stored in --data wins.
 -- The admin socket is DIR/admin.sock unless --admin-socket says otherwise;
 -- --admin-address adds a TCP admin address that requires the token.
+-- --tls-* run every TCP connection over TLS (docs/tls.md); without them
+-- the server listens on loopback addresses only, unless --insecure.
 local usage = [=[
 usage: copycat-lua examples/kv/server.lua --name NAME --address HOST:PORT --data DIR
          (--bootstrap ADDR,... | --join ADDR,... | --empty) [--type active|passive|reserve]
@@ -26,7 +30,8 @@ usage: copycat-lua examples/kv/server.lua --name NAME --address HOST:PORT --data
          [--heartbeat-interval MS] [--snapshot-threshold ENTRIES] [--state-machine FILE]
          [--admin-socket PATH] [--admin-address HOST:PORT --admin-token-file FILE]
          [--metrics-address HOST:PORT] [--log-level error|warn|info|debug]
-         [--log-format kv|json]]=]
+         [--log-format kv|json] [--tls-ca FILE --tls-cert FILE --tls-key FILE]
+         [--tls-require-client-cert] [--insecure]]=]
 
 local function die(msg)
   io.stderr:write("kv server: ", msg, "\n", usage, "\n")
@@ -42,13 +47,16 @@ local opts, flags = {}, {
   ["--admin-socket"] = "admin_socket", ["--admin-address"] = "admin_address",
   ["--admin-token-file"] = "admin_token_file",
   ["--metrics-address"] = "metrics_address", ["--log-level"] = "log_level", ["--log-format"] = "log_format",
+  ["--tls-ca"] = "tls_ca", ["--tls-cert"] = "tls_cert", ["--tls-key"] = "tls_key",
 }
+local switches = { ["--empty"] = "empty", ["--insecure"] = "insecure",
+  ["--tls-require-client-cert"] = "tls_require_client_cert" }
 local i = 1
 while i <= #arg do
   local a = arg[i]
   if a == "-h" or a == "--help" then print(usage) os.exit(0) end
-  if a == "--empty" then
-    opts.empty = true
+  if switches[a] then
+    opts[switches[a]] = true
     i = i + 1
   else
     local key = flags[a]
@@ -84,6 +92,9 @@ local ok_start, server = pcall(copycat.server, {
   admin_socket = opts.admin_socket, admin_address = opts.admin_address,
   admin_token_file = opts.admin_token_file,
   metrics_address = opts.metrics_address, log_level = opts.log_level, log_format = opts.log_format,
+  insecure = opts.insecure,
+  tls = (opts.tls_ca or opts.tls_cert or opts.tls_key) and { ca = opts.tls_ca, cert = opts.tls_cert,
+    key = opts.tls_key, require_client_cert = opts.tls_require_client_cert } or nil,
 })
 if not ok_start then -- a configuration problem: say it plainly, no traceback
   io.stderr:write("kv server: ", (tostring(server):gsub("^[^:]*:%d+: ", "")), "\n")

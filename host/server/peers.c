@@ -127,7 +127,9 @@ static void dial(struct server *s, struct peer *p) {
   p->retry_at = now + p->backoff_ms;
   p->backoff_ms =
       p->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : p->backoff_ms * 2;
-  if (net_connect(s->loop, p->address, NULL, on_connected, p) < 0)
+  /* Under TLS the member we dial must prove it is p->name. */
+  struct net_conn_opts o = {.tls = s->tls, .tls_expect = p->name};
+  if (net_connect(s->loop, p->address, &o, on_connected, p) < 0)
     p->connecting = 0;
 }
 
@@ -247,6 +249,27 @@ static void hello(struct inconn *ic, const char *data, size_t len) {
     refuse(ic, why);
     return;
   }
+  snprintf(ic->cert_name, sizeof ic->cert_name, "%s",
+           net_conn_tls_name(ic->conn));
+  ic->cert_role = net_conn_tls_role(ic->conn);
+  if (h.role == PROTO_SERVER && net_conn_is_tls(ic->conn)) {
+    char why[256];
+    if (ic->cert_role != TLS_ROLE_MEMBER) {
+      snprintf(why, sizeof why,
+               "a server must present its member certificate (this one: "
+               "%s)",
+               ic->cert_role == TLS_ROLE_NONE ? "none" : "a client's");
+      refuse(ic, why);
+      return;
+    }
+    if (strcmp(ic->cert_name, h.name) != 0) {
+      snprintf(why, sizeof why,
+               "hello names member '%s' but the certificate names '%s'", h.name,
+               ic->cert_name);
+      refuse(ic, why);
+      return;
+    }
+  }
   ic->role = h.role;
   snprintf(ic->name, sizeof ic->name, "%s", h.name);
   if (h.role == PROTO_SERVER && h.address[0]) learn(s, h.name, h.address);
@@ -292,8 +315,13 @@ static void in_frame(net_conn *c, const char *data, size_t len) {
 static void in_close(net_conn *c, int status, const char *reason) {
   struct inconn *ic = net_conn_data(c);
   struct server *s = ic->s;
-  (void)status;
-  (void)reason;
+  if (status == NET_ETLS) { /* one line per refused TLS connection */
+    struct logger_line l;
+    logger_begin(&l, &s->log, LOGGER_WARN, "tls_refused");
+    logger_str(&l, "peer", net_conn_peer(c));
+    logger_str(&l, "reason", reason);
+    logger_end(&l);
+  }
   if (ic->role == PROTO_CLIENT) clients__conn_gone(s, c);
   if (ic->prev)
     ic->prev->next = ic->next;
@@ -301,6 +329,10 @@ static void in_close(net_conn *c, int status, const char *reason) {
     s->inconns = ic->next;
   if (ic->next) ic->next->prev = ic->prev;
   free(ic);
+}
+
+int server__conn_is_admin(const struct inconn *ic) {
+  return ic->cert_role == TLS_ROLE_ADMIN || ic->cert_role == TLS_ROLE_MEMBER;
 }
 
 int peers__accept(struct server *s, net_conn *c) {

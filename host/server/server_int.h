@@ -9,6 +9,7 @@
 #include "protocol/protocol.h"
 #include "server/server.h"
 #include "storage/store.h"
+#include "tls/tls.h"
 #include "transport/net.h"
 
 #define SERVER_MAX_PEERS RAFT_MAX_MEMBERS
@@ -65,6 +66,11 @@ struct inconn {
   int role; /* 0 until the hello arrived */
   char name[RAFT_NAME_MAX];
   uint64_t session; /* the client session last named here; events go here */
+  /* Who the peer proved to be with its TLS certificate (at the hello):
+   * "" and TLS_ROLE_NONE without TLS or without a certificate. For a
+   * server (role PROTO_SERVER) under TLS, name equals cert_name. */
+  char cert_name[TLS_NAME_MAX];
+  int cert_role;
   struct inconn *next, *prev;
 };
 
@@ -114,6 +120,7 @@ struct server {
   struct raft *raft;
   struct store *store;
   net_listener *listener, *client_listener;
+  struct tls_ctx *tls; /* NULL: plain TCP; a reference */
   uv_timer_t tick;
   struct peer peers[SERVER_MAX_PEERS];
   struct inconn *inconns;
@@ -206,6 +213,11 @@ void peers__sync(struct server *s);
 void peers__send(struct server *s, const struct raft_msg *m);
 void peers__close_all(struct server *s);
 int peers__accept(struct server *s, net_conn *c);
+/* Whether the client on this connection holds admin rights by its TLS
+ * certificate: an admin certificate, or a member's (a server joining or
+ * leaving asks for its own membership change). Tokens and the admin
+ * channel are checked elsewhere. */
+int server__conn_is_admin(const struct inconn *ic);
 
 /* clients.c */
 void clients__request(struct inconn *ic, const char *data, size_t len);

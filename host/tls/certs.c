@@ -58,6 +58,22 @@ static int write_pem(const char *path, int mode, int (*put)(FILE *f, void *obj),
   return 0;
 }
 
+/* mkdir -p: each missing component of dir, mode 0755. */
+static int make_dirs(const char *dir) {
+  char p[4096];
+  if (snprintf(p, sizeof p, "%s", dir) >= (int)sizeof p) {
+    errno = ENAMETOOLONG;
+    return -1;
+  }
+  for (char *c = p + 1; *c; c++) {
+    if (*c != '/') continue;
+    *c = '\0';
+    if (mkdir(p, 0755) != 0 && errno != EEXIST) return -1;
+    *c = '/';
+  }
+  return mkdir(p, 0755) != 0 && errno != EEXIST ? -1 : 0;
+}
+
 static int put_key(FILE *f, void *k) {
   return PEM_write_PrivateKey(f, k, NULL, NULL, 0, NULL, NULL);
 }
@@ -125,6 +141,11 @@ int tls_certs_ca(const char *dir, int days, int replace, char *err,
   if (path_of(crt, sizeof crt, dir, "ca", "crt") < 0 ||
       path_of(key, sizeof key, dir, "ca", "key") < 0) {
     snprintf(err, errlen, "directory name too long: %s", dir);
+    return TLS_EFILE;
+  }
+  if (make_dirs(dir) != 0) {
+    snprintf(err, errlen, "cannot make the directory %s: %s", dir,
+             strerror(errno));
     return TLS_EFILE;
   }
   if (!replace && access(key, F_OK) == 0) {

@@ -103,7 +103,8 @@ int tls_conn_peer_role(const struct tls_conn *t);
 
 /* ---- certificate generation (certs.c) ---- */
 
-/* Writes a new CA: dir/ca.crt and dir/ca.key (0600), EC P-256, valid for
+/* Writes a new CA (making dir if needed): dir/ca.crt and dir/ca.key
+ * (0600), EC P-256, valid for
  * `days` days from now. Refuses (TLS_EFILE) when dir/ca.key exists and
  * replace is 0. */
 int tls_certs_ca(const char *dir, int days, int replace, char *err,

@@ -59,6 +59,22 @@ void net__format_addr(const struct sockaddr *sa, char *out, size_t len) {
   }
 }
 
+int net_address_is_loopback(const char *address) {
+  char host[256];
+  int port;
+  struct sockaddr_storage ss;
+  if (strncmp(address, "unix:", 5) == 0) return 1;
+  if (net_split_address(address, host, sizeof host, &port) < 0 ||
+      net__parse_ip(host, port, &ss) < 0)
+    return 0;
+  if (ss.ss_family == AF_INET) {
+    const struct sockaddr_in *in = (const struct sockaddr_in *)&ss;
+    return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+  }
+  const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&ss;
+  return IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr);
+}
+
 static void on_connection(uv_stream_t *server, int status) {
   net_listener *l = server->data;
   if (status < 0) return; /* e.g. EMFILE: the client will retry */

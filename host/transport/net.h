@@ -83,6 +83,10 @@ void net_put_prefix(char out[4], uint32_t len);
  * hostlen-1 bytes) and port. Returns 0 or NET_EADDR. */
 int net_split_address(const char *addr, char *host, size_t hostlen, int *port);
 
+/* 1 if only this machine can reach address: "unix:PATH", 127.0.0.0/8,
+ * ::1 or "localhost"; 0 for anything else (0.0.0.0, other IPs, names). */
+int net_address_is_loopback(const char *address);
+
 /* ---- connections (conn.c) ---- */
 
 typedef struct net_conn net_conn;

@@ -1,18 +1,31 @@
 --- copycat.ctl: `copycat-lua ctl`, the operator's command line. It sends a
 --- script to a running server's admin channel (copycat.admin), prints the
 --- script's output as it arrives, then its result or error.
+local core = require("copycat.core")
 local net = require("copycat.net")
 local json = require("copycat.json")
+local tls = require("copycat.tls")
 
 local ctl = {}
 
-local usage = [[
+local usage = [=[
 usage: copycat-lua ctl [--socket PATH | --server HOST:PORT] [--token-file FILE]
+                       [--tls-ca FILE [--tls-cert FILE --tls-key FILE]]
                        [--timeout SECONDS] COMMAND
 Commands:
   run SCRIPT [ARGS...]  run an operator script on the server (see scripts/ and
                         docs/operators.md); prints its output, then its result
   status [--json]       the cluster as the server sees it: a table, or JSON
+  reload-certs          make the server read its TLS certificate, key and CA
+                        files again (new connections use them)
+  certs DIR NAME... [--days N] [--new-ca]
+                        write a CA (DIR/ca.crt, ca.key; kept if it exists,
+                        unless --new-ca) and a member certificate and key for
+                        each NAME (DIR/NAME.crt, NAME.key), plus DIR/client.*
+                        and DIR/admin.* if missing; keys are mode 0600.
+                        --days: validity of the certificates written (default
+                        1825; negative: already expired, for tests). The CA is
+                        valid for 3650 days. See docs/tls.md
   help                  this text
 Options:
   --socket PATH         the server's admin socket; PATH may be the server's data
@@ -21,9 +34,14 @@ Options:
   --server HOST:PORT    the server's TCP admin address (needs the token)
   --token-file FILE     file holding the admin token (default: the environment
                         variable COPYCAT_ADMIN_TOKEN)
+  --tls-ca FILE         --server speaks TLS: trust servers with a member
+                        certificate from this CA (docs/tls.md)
+  --tls-cert FILE, --tls-key FILE
+                        a client certificate; one with the admin role stands
+                        in for the token
   --timeout SECONDS     time limit of the script on the server (default 30)
 Exit status: 0 on success, 1 if the script failed or the server could not be
-reached, 2 for a usage error.]]
+reached, 2 for a usage error.]=]
 
 local function fail(msg, code)
   io.stdout:flush()
@@ -57,7 +75,9 @@ local function parse(args)
   local o = { words = {} }
   local i = 1
   local valued = { ["--socket"] = "socket", ["--server"] = "server",
-    ["--token-file"] = "token_file", ["--timeout"] = "timeout" }
+    ["--token-file"] = "token_file", ["--timeout"] = "timeout",
+    ["--tls-ca"] = "tls_ca", ["--tls-cert"] = "tls_cert", ["--tls-key"] = "tls_key",
+    ["--days"] = "days" }
   while i <= #args do
     local a = args[i]
     if #o.words > 0 and o.words[1] == "run" then -- the script's own arguments
@@ -72,6 +92,9 @@ local function parse(args)
       i = i + 2
     elseif a == "--json" then
       o.json = true
+      i = i + 1
+    elseif a == "--new-ca" then
+      o.new_ca = true
       i = i + 1
     elseif a:sub(1, 2) == "--" then
       usage_error("unknown option " .. a)
@@ -109,7 +132,16 @@ local function connect(o)
   else
     token = os.getenv("COPYCAT_ADMIN_TOKEN")
   end
-  local conn, err = net.connect(address)
+  local nopts
+  if o.tls_ca then
+    if not o.server then usage_error("--tls-ca goes with --server (a Unix socket needs no TLS)") end
+    local ctx, terr = tls.context({ ca = o.tls_ca, cert = o.tls_cert, key = o.tls_key })
+    if not ctx then fail(terr) end
+    nopts = { tls = ctx }
+  elseif o.tls_cert or o.tls_key then
+    usage_error("--tls-cert and --tls-key need --tls-ca")
+  end
+  local conn, err = net.connect(address, nopts)
   if not conn then
     fail(("cannot reach %s: %s (is the server running?)"):format(what,
       tostring(err):gsub("^cannot connect to [^:]*:?[^:]*: ", "")))
@@ -195,6 +227,41 @@ local function render(st)
   return table.concat(out, "\n")
 end
 
+-- `ctl certs DIR NAME...`: the CA (unless it exists), one member
+-- certificate per name, and client and admin certificates if missing.
+local function certs(o)
+  local dir = o.words[2]
+  if not dir then usage_error("certs: give the directory (and the member names)") end
+  local days = 1825
+  if o.days then
+    days = math.tointeger(tonumber(o.days))
+    if not days or days == 0 then usage_error("--days must be a whole number of days, not 0") end
+  end
+  local function exists(path)
+    local f = io.open(path, "rb")
+    if f then f:close() end
+    return f ~= nil
+  end
+  if o.new_ca or not exists(dir .. "/ca.key") then
+    local ok, err = core.tls.make_ca(dir, 3650, o.new_ca)
+    if not ok then fail(err) end
+    print("wrote " .. dir .. "/ca.crt and ca.key")
+  end
+  local function make(name, role)
+    local ok, err = core.tls.make_cert(dir, name, role, days)
+    if not ok then fail(err) end
+    print(("wrote %s/%s.crt and %s.key (%s)"):format(dir, name, name, role))
+  end
+  for i = 3, #o.words do
+    local name = o.words[i]
+    if name == "client" or name == "admin" then make(name, name) else make(name, "member") end
+  end
+  for _, name in ipairs({ "client", "admin" }) do
+    if not exists(dir .. "/" .. name .. ".crt") then make(name, name) end
+  end
+  os.exit(0)
+end
+
 --- Entry point: `copycat-lua ctl ARGS...`. Exits with the status above.
 function ctl.main(...)
   local o = parse({ ... })
@@ -217,6 +284,13 @@ function ctl.main(...)
     for i = 1, res.n do
       if res[i] ~= nil then print(show(res[i])) end
     end
+    os.exit(0)
+  elseif cmd == "certs" then
+    certs(o)
+  elseif cmd == "reload-certs" then
+    if #o.words > 1 then usage_error("reload-certs takes no arguments") end
+    run(o, "return cluster.reload_certs()", "ctl reload-certs", {}, print)
+    print("certificates reloaded")
     os.exit(0)
   elseif cmd == "status" then
     if #o.words > 1 then usage_error("status takes no arguments (only --json)") end

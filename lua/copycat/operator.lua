@@ -280,6 +280,15 @@ function operator.new(host, run)
     return index
   end
 
+  --- Reads this server's TLS certificate, key and CA files again (`ctl
+  --- reload-certs`, SIGHUP): new connections use them; returns true.
+  function api.reload_certs()
+    if not host.reload_certs then error("reload_certs: not available on this server", 2) end
+    local ok, err = host.reload_certs()
+    if not ok then error(tostring(err), 2) end
+    return true
+  end
+
   return api
 end
 
