@@ -232,6 +232,29 @@ static void refuse(struct inconn *ic, const char *why) {
   net_conn_close_after_flush(ic->conn, why);
 }
 
+/* What the TLS certificate proves, kept on ic; under TLS a server's hello
+ * must name the member its certificate names. 0, or -1 and why. */
+static int cert_check(struct inconn *ic, const struct proto_hello *h, char *why,
+                      size_t whylen) {
+  snprintf(ic->cert_name, sizeof ic->cert_name, "%s",
+           net_conn_tls_name(ic->conn));
+  ic->cert_role = net_conn_tls_role(ic->conn);
+  if (h->role != PROTO_SERVER || !net_conn_is_tls(ic->conn)) return 0;
+  if (ic->cert_role != TLS_ROLE_MEMBER) {
+    snprintf(why, whylen,
+             "a server must present its member certificate (this one: %s)",
+             ic->cert_role == TLS_ROLE_NONE ? "none" : "a client's");
+    return -1;
+  }
+  if (strcmp(ic->cert_name, h->name) != 0) {
+    snprintf(why, whylen,
+             "hello names member '%s' but the certificate names '%s'", h->name,
+             ic->cert_name);
+    return -1;
+  }
+  return 0;
+}
+
 static void hello(struct inconn *ic, const char *data, size_t len) {
   struct server *s = ic->s;
   struct proto_hello h;
@@ -249,26 +272,10 @@ static void hello(struct inconn *ic, const char *data, size_t len) {
     refuse(ic, why);
     return;
   }
-  snprintf(ic->cert_name, sizeof ic->cert_name, "%s",
-           net_conn_tls_name(ic->conn));
-  ic->cert_role = net_conn_tls_role(ic->conn);
-  if (h.role == PROTO_SERVER && net_conn_is_tls(ic->conn)) {
-    char why[256];
-    if (ic->cert_role != TLS_ROLE_MEMBER) {
-      snprintf(why, sizeof why,
-               "a server must present its member certificate (this one: "
-               "%s)",
-               ic->cert_role == TLS_ROLE_NONE ? "none" : "a client's");
-      refuse(ic, why);
-      return;
-    }
-    if (strcmp(ic->cert_name, h.name) != 0) {
-      snprintf(why, sizeof why,
-               "hello names member '%s' but the certificate names '%s'", h.name,
-               ic->cert_name);
-      refuse(ic, why);
-      return;
-    }
+  char why[256];
+  if (cert_check(ic, &h, why, sizeof why) < 0) {
+    refuse(ic, why);
+    return;
   }
   ic->role = h.role;
   snprintf(ic->name, sizeof ic->name, "%s", h.name);
@@ -332,7 +339,7 @@ static void in_close(net_conn *c, int status, const char *reason) {
 }
 
 int server__conn_is_admin(const struct inconn *ic) {
-  return ic->cert_role == TLS_ROLE_ADMIN || ic->cert_role == TLS_ROLE_MEMBER;
+  return ic->cert_role == TLS_ROLE_ADMIN;
 }
 
 int peers__accept(struct server *s, net_conn *c) {

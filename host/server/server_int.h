@@ -213,10 +213,10 @@ void peers__sync(struct server *s);
 void peers__send(struct server *s, const struct raft_msg *m);
 void peers__close_all(struct server *s);
 int peers__accept(struct server *s, net_conn *c);
-/* Whether the client on this connection holds admin rights by its TLS
- * certificate: an admin certificate, or a member's (a server joining or
- * leaving asks for its own membership change). Tokens and the admin
- * channel are checked elsewhere. */
+/* Whether this connection holds admin rights by its TLS certificate (a
+ * client certificate with the admin role, docs/tls.md). A member's
+ * certificate proves the connection's member name (cert_name), not admin
+ * rights; tokens and the admin channel are checked elsewhere. */
 int server__conn_is_admin(const struct inconn *ic);
 
 /* clients.c */

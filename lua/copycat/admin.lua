@@ -4,8 +4,8 @@
 --- copycat.server starts it: a Unix socket (by default `admin.sock` in the
 --- data directory, mode 0600: whoever can open it is trusted), and
 --- optionally a TCP address that requires a token. On a server with TLS
---- the TCP address speaks TLS, and a client certificate with admin rights
---- (role admin, or a member's) stands in for the token (docs/tls.md). The protocol is
+--- the TCP address speaks TLS, and a client certificate with the admin
+--- role stands in for the token (docs/tls.md). The protocol is
 --- msgpack frames (copycat.net), one request per connection:
 ---
 ---   client: {"copycat-admin", 1, token|nil}
@@ -181,7 +181,7 @@ local function serve(state, conn, needs_token)
       :format(tostring(hello[2]), VERSION))
   end
   local _, role = conn:tls()
-  if needs_token and (role == "admin" or role == "member") then
+  if needs_token and role == "admin" then
     log(state.host, "info", "admin_certificate", { from = peer, name = (conn:tls()), role = role })
   elseif needs_token then
     if hello[3] == nil or hello[3] == "" or not state.token then

@@ -63,7 +63,8 @@ end
 --- key = FILE }: speak TLS, trusting servers with a member certificate
 --- from that CA; the certificate (optional) is this client's, and one with
 --- the admin role grants membership and leadership changes (docs/tls.md).
----@param opts {cluster: string[], cluster_id?: string, timeout?: number, session_timeout?: integer, tls?: copycat.TlsOptions}
+---@param opts {cluster: string[], cluster_id?: string, timeout?: number, session_timeout?: integer,
+---  tls?: copycat.TlsOptions}
 ---@return copycat.Client
 local function new(opts)
   if type(opts) ~= "table" or type(opts.cluster) ~= "table" or #opts.cluster == 0 then
