@@ -83,6 +83,12 @@ static int fail(struct tls_conn *t, const char *fmt, ...) {
  * the alert the peer sent us. */
 static int handshake_failed(struct tls_conn *t) {
   long v = SSL_get_verify_result(t->ssl);
+  if (v == X509_V_ERR_INVALID_PURPOSE && !t->accept) {
+    ERR_clear_error();
+    return fail(t,
+                "TLS handshake failed: the server's certificate is not a "
+                "member certificate of the cluster (no serverAuth usage)");
+  }
   if (v != X509_V_OK) {
     ERR_clear_error();
     return fail(t, "TLS handshake failed: the peer's certificate: %s",
@@ -147,8 +153,7 @@ int tls_conn_ready(const struct tls_conn *t) {
 }
 
 int tls_conn_write(struct tls_conn *t, const char *data, size_t n) {
-  assert(t->ready);
-  if (t->failed) return TLS_EPROTO;
+  if (!t->ready || t->failed) return TLS_EPROTO;
   ERR_clear_error();
   while (n > 0) {
     /* The output BIO grows as needed, so a write only fails for memory
