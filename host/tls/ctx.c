@@ -123,12 +123,11 @@ int tls_ctx_new(const struct tls_ctx_opts *o, struct tls_ctx **out, char *err,
     goto fail;
   }
   /* Both ends are ours: TLS 1.3 only, no session tickets (no resumption:
-   * every connection proves its certificate), buffers released while a
-   * connection is idle. */
+   * every connection proves its certificate). Record buffers are kept
+   * (SSL_MODE_RELEASE_BUFFERS would free and allocate them per record). */
   SSL_CTX_set_min_proto_version(c->ssl, TLS1_3_VERSION);
   SSL_CTX_set_num_tickets(c->ssl, 0);
   SSL_CTX_set_session_cache_mode(c->ssl, SSL_SESS_CACHE_OFF);
-  SSL_CTX_set_mode(c->ssl, SSL_MODE_RELEASE_BUFFERS);
   SSL_CTX_set_verify(
       c->ssl,
       SSL_VERIFY_PEER |
