@@ -82,7 +82,7 @@ describe("TLS between members", function()
     certs = c.dir .. "/certs"
     other = c.dir .. "/other"
     expired = c.dir .. "/expired"
-    assert.are.equal(0, ctl({ "ctl", "certs", certs, "n1", "n2", "n3", "n9" }).code)
+    assert.are.equal(0, ctl({ "ctl", "certs", certs, "n1", "n2", "n3", "n4", "n9" }).code)
     assert.are.equal(0, ctl({ "ctl", "certs", other, "n2" }).code)
     -- The same CA, an expired certificate for a member's name.
     os.execute(("mkdir -p %s && cp %s/ca.crt %s/ca.key %s/"):format(expired, certs, certs, expired))
@@ -164,6 +164,21 @@ describe("TLS between members", function()
     r = cluster.kv(c, { "--timeout", "1500", "put", "k", "plain" })
     assert.are_not.equal(0, r.code)
     unchanged(before)
+  end)
+
+  it("a new member joins over TLS with its own certificate", function()
+    local port = cluster.free_ports(1)[1]
+    local h = proc.start({ "examples/kv/server.lua", "--name", "n4", "--address", "127.0.0.1:" .. port,
+      "--data", c.dir .. "/n4", "--join", cluster.addresses(c), "--election-timeout", "300",
+      "--heartbeat-interval", "30", "--tls-ca", certs .. "/ca.crt", "--tls-cert", certs .. "/n4.crt",
+      "--tls-key", certs .. "/n4.key" }, { timeout = 120 })
+    assert.is_truthy(h:wait_output("serving on 127.0.0.1:" .. port, 60), h:stderr())
+    local r = ctl({ "ctl", "--socket", c.dir .. "/n4", "status", "--json" })
+    assert.are.equal(0, r.code, r.stderr)
+    local st = json.decode(r.stdout)
+    assert.are.equal(4, #st.members)
+    assert.are.equal("v1\n", kv({ "get", "k" }, { "--tls-ca", certs .. "/ca.crt", "--consistency",
+      "sequential", "--cluster", "127.0.0.1:" .. port }).stdout)
   end)
 
   it("a malformed TLS record closes that connection only", function()
