@@ -145,7 +145,7 @@ asan: deps
 	@ASAN=1 tools/run-tests.sh build-asan
 
 lint: check-deps
-	luacheck -q $(wildcard lua spec examples scripts tools bench)
+	luacheck -q $(wildcard lua spec examples scripts tools bench types)
 	@$(MAKE) --no-print-directory BUILD=build-lint all
 	@if command -v clang-format >/dev/null; then \
 	  clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h') && echo "clang-format: clean"; fi
