@@ -46,7 +46,7 @@ BIN       := $(BUILD)/copycat-lua
 CORE_SO   := $(BUILD)/copycat/core.so
 
 .PHONY: all deps test asan lint format bench bench-etcd sim crash run clean help check-deps fuzz \
-        install uninstall lua-lib install-lua deb
+        install uninstall rock install-lua deb
 all: check-deps $(BIN) $(CORE_SO) $(CTEST_BINS) $(CTOOL_BINS) $(FUZZ_BINS) $(BENCH_BINS) $(if $(SIM_SRCS),$(BUILD)/sim)
 
 help:
@@ -231,9 +231,11 @@ uninstall:
 	    if [ -d "$(DESTDIR)$$d" ]; then find "$(DESTDIR)$$d" -depth -type d -empty -delete; fi; done; \
 	  echo "removed $$n files under $(DESTDIR)$(PREFIX)"
 
-# The Lua library alone, for `luarocks make` (copycat-lua-dev-1.rockspec).
-lua-lib: check-deps $(CORE_SO)
-install-lua: lua-lib
+# For `luarocks make` (copycat-lua-dev-1.rockspec): the C module, and what
+# the busted specs run (`luarocks test`); install-lua installs the Lua
+# library alone into LUA_LDIR and LUA_CDIR.
+rock: check-deps $(CORE_SO) $(BIN) $(if $(SIM_SRCS),$(BUILD)/sim)
+install-lua: check-deps $(CORE_SO)
 	@set -e; for f in $(LUA_SRCS); do install -D -m 644 "$$f" "$(LUA_LDIR)/$${f#lua/}"; done
 	install -D -m 644 $(CORE_SO) $(LUA_CDIR)/copycat/core.so
 
