@@ -33,7 +33,7 @@ end
 --- Any non-empty string.
 ---@type copycat.cli.Check
 function cli.string(s)
-  if s == "" then return nil, "a value" end
+  if s == "" then return nil, "a non-empty value" end
   return s
 end
 

@@ -33,7 +33,7 @@ local BAD_FLAGS = {
     '--session-timeout expects a whole number of milliseconds >= 200, got "199"' },
   { { "--cluster", GOOD, "--session-timeout=x" },
     '--session-timeout expects a whole number of milliseconds >= 200, got "x"' },
-  { { "--cluster", GOOD, "--cluster-id", "" }, "--cluster-id expects a value, got an empty value" },
+  { { "--cluster", GOOD, "--cluster-id", "" }, "--cluster-id expects a non-empty value, got an empty value" },
   { { "--cluster", GOOD, "--frob", "1" }, "unknown option --frob" },
   { { "--timeout", "100" }, "--cluster is required" },
 }
