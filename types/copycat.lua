@@ -325,6 +325,15 @@ function copycat.cli.ms(min) end
 ---@param words string[]
 ---@return copycat.cli.Check
 function copycat.cli.one_of(words) end
+--- The flags of a cluster client (--cluster, --cluster-id, --timeout,
+--- --session-timeout), plus extra ones.
+---@param extra? table<string, copycat.cli.Check>
+---@return table<string, copycat.cli.Check>
+function copycat.cli.client_flags(extra) end
+--- copycat.client's options from the parsed client flags.
+---@param opts table<string, any>
+---@return copycat.ClientOptions
+function copycat.cli.client_options(opts) end
 ---@param what string
 ---@param value string
 ---@param expected string

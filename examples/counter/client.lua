@@ -13,11 +13,9 @@ usage: copycat-lua examples/counter/client.lua --cluster ADDR,... [--cluster-id 
          (add [NAME] [BY] | get [NAME] | reset NAME | bump NAME N TASKS)]=]
 
 local cli = copycat.cli
-local spec = { name = "counter", usage = usage, required = { "cluster" }, flags = {
-  cluster = cli.addresses, ["cluster-id"] = cli.string, timeout = cli.ms(1),
-  ["session-timeout"] = cli.ms(200),
+local spec = { name = "counter", usage = usage, required = { "cluster" }, flags = cli.client_flags({
   consistency = cli.one_of({ "linearizable", "lease", "sequential" }),
-} }
+}) }
 local opts, words = cli.parse(arg, spec)
 local level = opts.consistency or "linearizable"
 
@@ -46,8 +44,7 @@ elseif cmd == "bump" then
   tasks = cli.word(spec, "TASKS", words[4], cli.integer(1))
 end
 
-local client = copycat.client{ cluster = opts.cluster, cluster_id = opts["cluster-id"],
-  timeout = opts.timeout or 5000, session_timeout = opts["session-timeout"] or 5000 }
+local client = copycat.client(cli.client_options(opts))
 local r, err
 if cmd == "add" then
   r, err = client:submit("add", { name = words[2], by = by or 1 })

@@ -11,10 +11,7 @@ usage: copycat-lua examples/election/member.lua --cluster ADDR,... [--cluster-id
          [--session-timeout MS] NAME]=]
 
 local cli = copycat.cli
-local spec = { name = "member", usage = usage, required = { "cluster" }, flags = {
-  cluster = cli.addresses, ["cluster-id"] = cli.string, timeout = cli.ms(1),
-  ["session-timeout"] = cli.ms(200),
-} }
+local spec = { name = "member", usage = usage, required = { "cluster" }, flags = cli.client_flags() }
 local opts, words = cli.parse(arg, spec)
 if #words ~= 1 then cli.usage_error(spec, "expected one NAME, got " .. #words .. " arguments") end
 local name = words[1]
@@ -24,8 +21,7 @@ local function fail(msg)
   os.exit(1)
 end
 
-local client = copycat.client{ cluster = opts.cluster, cluster_id = opts["cluster-id"],
-  timeout = opts.timeout or 5000, session_timeout = opts["session-timeout"] or 5000 }
+local client = copycat.client(cli.client_options(opts))
 local epoch = 0
 
 local function show(info)

@@ -15,11 +15,9 @@ usage: copycat-lua examples/kv/client.lua --cluster ADDR,... [--consistency line
          (put KEY VALUE | get KEY | delete KEY | cas KEY EXPECTED NEW | keys PREFIX)]=]
 
 local cli = copycat.cli
-local spec = { name = "kv", usage = usage, required = { "cluster" }, flags = {
-  cluster = cli.addresses, ["cluster-id"] = cli.string, timeout = cli.ms(1),
-  ["session-timeout"] = cli.ms(200),
+local spec = { name = "kv", usage = usage, required = { "cluster" }, flags = cli.client_flags({
   consistency = cli.one_of({ "linearizable", "lease", "sequential" }),
-} }
+}) }
 local opts, words = cli.parse(arg, spec)
 local level = opts.consistency or "linearizable"
 
@@ -36,8 +34,7 @@ if #words - 1 ~= arity[cmd] then
   cli.usage_error(spec, ("%s takes %d argument(s)"):format(cmd, arity[cmd]))
 end
 
-local client = copycat.client{ cluster = opts.cluster, cluster_id = opts["cluster-id"],
-  timeout = opts.timeout or 5000, session_timeout = opts["session-timeout"] or 5000 }
+local client = copycat.client(cli.client_options(opts))
 local q = { consistency = level }
 local r, err
 if cmd == "put" then

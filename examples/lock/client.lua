@@ -13,10 +13,7 @@ usage: copycat-lua examples/lock/client.lua --cluster ADDR,... [--cluster-id ID]
          [--session-timeout MS] NAME [HOLD_MS]]=]
 
 local cli = copycat.cli
-local spec = { name = "lock", usage = usage, required = { "cluster" }, flags = {
-  cluster = cli.addresses, ["cluster-id"] = cli.string, timeout = cli.ms(1),
-  ["session-timeout"] = cli.ms(200),
-} }
+local spec = { name = "lock", usage = usage, required = { "cluster" }, flags = cli.client_flags() }
 local opts, words = cli.parse(arg, spec)
 if not words[1] then cli.usage_error(spec, "expected the lock's NAME") end
 if #words > 2 then cli.usage_error(spec, "expected NAME [HOLD_MS], got " .. #words .. " arguments") end
@@ -28,8 +25,7 @@ local function fail(msg)
   os.exit(1)
 end
 
-local client = copycat.client{ cluster = opts.cluster, cluster_id = opts["cluster-id"],
-  timeout = opts.timeout or 5000, session_timeout = opts["session-timeout"] or 5000 }
+local client = copycat.client(cli.client_options(opts))
 local acquired = false
 client:on("acquired", function(data)
   if data.name == name then acquired = true end

@@ -3,10 +3,10 @@
 ---
 --- local cli = copycat.cli
 --- local opts, words = cli.parse(arg, {
----   name = "kv", usage = "usage: ...",
----   flags = { cluster = cli.addresses, timeout = cli.ms(1), empty = cli.switch },
----   required = { "cluster" },
+---   name = "kv", usage = "usage: ...", required = { "cluster" },
+---   flags = cli.client_flags({ consistency = cli.one_of({ "linearizable", "lease" }) }),
 --- })
+--- local client = copycat.client(cli.client_options(opts))
 ---
 --- Flags are `--NAME VALUE` or `--NAME=VALUE` and may come anywhere among
 --- the words; `--` ends them. `-h`/`--help` prints the usage on stdout and
@@ -101,6 +101,27 @@ end
 local function shown(s)
   if s == "" then return "an empty value" end
   return ("%q"):format(s)
+end
+
+--- The flags of a cluster client: --cluster (required: list it in the
+--- spec's `required`), --cluster-id, --timeout and --session-timeout, plus
+--- the extra ones given.
+---@param extra? table<string, copycat.cli.Check>
+---@return table<string, copycat.cli.Check>
+function cli.client_flags(extra)
+  local flags = { cluster = cli.addresses, ["cluster-id"] = cli.string, timeout = cli.ms(1),
+    ["session-timeout"] = cli.ms(200) }
+  for k, v in pairs(extra or {}) do flags[k] = v end
+  return flags
+end
+
+--- copycat.client's options from the parsed client flags (timeouts
+--- default to 5000 ms).
+---@param opts table<string, any> what cli.parse returned
+---@return copycat.ClientOptions
+function cli.client_options(opts)
+  return { cluster = opts.cluster, cluster_id = opts["cluster-id"], timeout = opts.timeout or 5000,
+    session_timeout = opts["session-timeout"] or 5000 }
 end
 
 --- The message for a value that failed its check.
