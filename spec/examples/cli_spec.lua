@@ -155,6 +155,17 @@ describe("copycat.cli", function()
     assert.are.same({ nil, "--cluster is required" }, { cli.try_parse({ "--n", "1" }, spec) })
   end)
 
+  it("gives the client flags and copycat.client's options from them", function()
+    local flags = cli.client_flags({ level = cli.string })
+    local opts = assert(cli.try_parse({ "--cluster", "h:1", "--session-timeout", "900", "--level", "x" },
+      { name = "t", usage = "", flags = flags }))
+    assert.are.same({ cluster = { "h:1" }, timeout = 5000, session_timeout = 900 }, cli.client_options(opts))
+    opts = assert(cli.try_parse({ "--cluster", "h:1", "--cluster-id", "blue", "--timeout", "7" },
+      { name = "t", usage = "", flags = flags }))
+    assert.are.same({ cluster = { "h:1" }, cluster_id = "blue", timeout = 7, session_timeout = 5000 },
+      cli.client_options(opts))
+  end)
+
   it("reports -h and --help", function()
     assert.is_true(select(3, cli.try_parse({ "--n", "1", "-h" }, spec)))
     assert.is_true(select(3, cli.try_parse({ "--help" }, spec)))
