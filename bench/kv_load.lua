@@ -41,7 +41,8 @@ for t = 1, tasks do
   all[t] = copycat.spawn(function()
     for i = 1, ops do
       local s = copycat.now()
-      local _, err = client:submit("put", { key = ("k%d-%d"):format(t, key_span == math.huge and i or i % 100), value = value })
+      local key = ("k%d-%d"):format(t, key_span == math.huge and i or i % 100)
+      local _, err = client:submit("put", { key = key, value = value })
       if err then failed = failed + 1 else lat[#lat + 1] = copycat.now() - s end
     end
   end)
