@@ -447,6 +447,7 @@ static void note_changes(struct server *s) {
   if (role != s->role) {
     int old = s->role;
     s->role = role;
+    s->view_since_ms = uv_now(s->loop);
     metrics__observe_role(s, old, role, term);
     server__notify(s, "role", "role=%s term=%llu", raft_role_name(role),
                    (unsigned long long)term);
@@ -454,6 +455,7 @@ static void note_changes(struct server *s) {
   const char *leader = raft_leader(s->raft);
   if (strcmp(leader, s->leader) != 0) {
     snprintf(s->leader, sizeof s->leader, "%s", leader);
+    s->view_since_ms = uv_now(s->loop);
     metrics__observe_leader(s, leader, term);
     server__notify(s, "leader", "leader=%s term=%llu",
                    leader[0] ? leader : "none", (unsigned long long)term);

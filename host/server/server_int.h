@@ -25,6 +25,11 @@ struct peer {
   int in_use;
   int learned; /* from a hello, not (yet) in our configuration */
   struct server *conn_owner;
+  /* Contact, for the operator (progress.c): loop time (ms) of the last
+   * Raft message received from this member, valid once heard is set;
+   * until then, the time it was added is the baseline. */
+  int heard;
+  uint64_t heard_ms, added_ms;
 };
 
 /* A client request waiting for its entry to be applied. */
@@ -127,7 +132,11 @@ struct server {
   char leader[RAFT_NAME_MAX];
   int role;
   uint64_t config_index; /* configuration last reported */
-  int in_ready;          /* re-entrancy guard for process_ready */
+  /* Loop time (ms) of the last change of role or leader: the silence of a
+   * member is counted from no earlier (progress.c), since before that
+   * this server did not expect to hear from it. */
+  uint64_t view_since_ms;
+  int in_ready; /* re-entrancy guard for process_ready */
   int stopping, failed;
   void (*stop_cb)(void *);
   void *stop_data;
@@ -206,6 +215,11 @@ void peers__sync(struct server *s);
 void peers__send(struct server *s, const struct raft_msg *m);
 void peers__close_all(struct server *s);
 int peers__accept(struct server *s, net_conn *c);
+/* Milliseconds since member `name` last sent us a Raft message (or, when
+ * it never did, since it was added: *heard = 0), counted from no earlier
+ * than loop time `floor_ms`. -1 for no such peer. */
+int peers__silence(const struct server *s, const char *name, uint64_t floor_ms,
+                   uint64_t *ms, int *heard);
 
 /* clients.c */
 void clients__request(struct inconn *ic, const char *data, size_t len);
