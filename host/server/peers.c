@@ -41,6 +41,11 @@ static struct peer *find_peer(struct server *s, const char *name) {
   return i < 0 ? NULL : &s->peers[i];
 }
 
+struct transfer_log *peers__snap_log(struct server *s, const char *name) {
+  struct peer *p = find_peer(s, name);
+  return p ? &p->snap_out : NULL;
+}
+
 int peers__silence(const struct server *s, const char *name, uint64_t floor_ms,
                    uint64_t *ms, int *heard) {
   int i = peer_slot(s, name);

@@ -211,6 +211,8 @@ static void receive_chunk(struct server *s, const struct raft_chunk_recv *c) {
   if (rc == 0 && c->data)
     rc = store_snap_write(s->store, s->snap_in, c->offset, c->data->data,
                           c->data->len, err);
+  if (rc == 0)
+    transfer__received(s, c->index, c->offset + (c->data ? c->data->len : 0));
   if (rc < 0) {
     store_snap_abort(s->store, s->snap_in);
     s->snap_in = NULL;
@@ -328,6 +330,7 @@ static void answer_chunks(struct server *s, struct chunk_answer *a, size_t n) {
     raft_snapshot_chunk(s->raft, a[i].to, a[i].index, a[i].offset, b,
                         a[i].offset + len == snap->data_len);
     raft_buf_unref(b);
+    transfer__sent(s, a[i].to, a[i].index, a[i].offset + len, snap->data_len);
   }
 }
 
