@@ -196,7 +196,7 @@ local function advice(msg)
   msg = msg:gsub("^ctl [%w ]+:%d+: ", "") -- where in the verb's script: not the user's
   if msg:find("no member named", 1, true) then
     return msg .. " (ctl members lists them)"
-  elseif msg:find("time limit of %d+ ms exceeded") then
+  elseif msg:find("time limit", 1, true) then
     return msg .. " (the change may still complete: check with ctl members; give more time with --timeout SECONDS)"
   end
   return msg
