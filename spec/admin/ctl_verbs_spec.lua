@@ -163,7 +163,8 @@ describe("ctl verbs", function()
     assert.are.equal("done\n", w.stdout, w.stderr)
     r = ctl(1, "--timeout", "1", "promote", "n4")
     assert.are.equal(1, r.code)
-    assert.matches("^ctl: time limit of 1000 ms exceeded: promote: .*has not caught up.*give more time with %-%-timeout SECONDS", r.stderr)
+    assert.matches("^ctl: time limit of 1000 ms exceeded: promote: .*has not caught up" ..
+      ".*give more time with %-%-timeout SECONDS", r.stderr)
     local h = proc.start({ "ctl", "--socket", c.members[1].data, "--timeout", "60", "promote", "n4" }, { timeout = 90 })
     assert.is_true(h:wait_output("entries/s", 30), h:stdout() .. h:stderr())
     assert.is_nil(h:wait(0)) -- still waiting for n4
@@ -201,7 +202,8 @@ describe("ctl verbs", function()
     for _, v in ipairs({ "promote", "demote", "transfer", "remove" }) do
       local r = ctl(2, v, "n9")
       assert.are.equal(1, r.code, v)
-      assert.matches("^ctl: " .. v .. ": no member named 'n9' in the configuration %(ctl members lists them%)\n$", r.stderr)
+      assert.matches("^ctl: " .. v .. ": no member named 'n9' in the configuration " ..
+        "%(ctl members lists them%)\n$", r.stderr)
     end
     assert.are.same({ n1 = "active", n2 = "active", n3 = "active", n4 = "active" }, types())
   end)
