@@ -189,6 +189,7 @@ function operator.new(host, run)
     local left = run.deadline - runtime.now()
     local c = client.new({ cluster = addresses, cluster_id = opts.cluster,
       timeout = math.max(50, math.min(2000, left // 4)) })
+    c.on_retry = on_retry -- the refusals the client retries by itself
     local ok, err
     -- The client is closed even when the script's time runs out here.
     local done, stopped = pcall(function()
