@@ -165,6 +165,18 @@ describe("cluster members", function()
     assert.is_truthy(sent, "no snapshot_sending line")
     assert.are.equal(bytes, total)
     assert.is_true(sent > 0 and sent <= total)
+    -- at most one line a second per transfer (its four chunks go out in
+    -- far less)
+    for i = 1, #c.members do
+      local last = {}
+      for h, m, sec, what in c.procs[i]:stderr():gmatch("ts=%d+%-%d+%-%d+T(%d+):(%d+):([%d.]+)Z [^\n]*" ..
+          "event=(snapshot_%a+ing[^\n]* index=%d+)") do
+        local key = what -- event, peer (on the sender), index
+        local t = tonumber(h) * 3600 + tonumber(m) * 60 + tonumber(sec)
+        assert.is_true(last[key] == nil or t - last[key] >= 0.999, key .. " twice within a second")
+        last[key] = t
+      end
+    end
     local ls = assert(io.popen("ls " .. c.members[down].data))
     local files = ls:read("a")
     ls:close()
