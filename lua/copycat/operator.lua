@@ -98,11 +98,11 @@ function operator.new(host, run)
         leader = m.name == st.leader, self = m.name == opts.name,
         match_index = p and p.match, next_index = p and p.next,
         lag = p and math.max(0, st.last_index - p.match),
-        -- Known only for the members this server expects to hear from
-        -- (the leader: all but RESERVE ones; a follower: its leader).
-        -- (unreachable: silent for an election timeout; last_contact_ms:
-        -- since its last message, nil if it never sent one; silent_ms:
-        -- since then or, if never, since it was expected to answer).
+        -- Contact, known only for the members this server expects to hear
+        -- from (the leader: all but RESERVE ones; a follower: its leader):
+        -- unreachable once silent for an election timeout; last_contact_ms
+        -- since its last message (nil if it never sent one); silent_ms
+        -- since then or, if never, since it was expected to answer.
         unreachable = seen and seen.unreachable,
         last_contact_ms = seen and seen.heard and seen.silent_ms or nil,
         silent_ms = seen and seen.silent_ms,
