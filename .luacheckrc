@@ -14,3 +14,7 @@ files["scripts"] = { read_globals = { "cluster" } }
 files["bench"] = { read_globals = { "copycat" } }
 -- State machines run in the sandbox, which provides state_machine().
 files["examples/*/state_machine.lua"] = { read_globals = { "state_machine" } }
+-- LuaLS definition files (---@meta): declarations with empty bodies that
+-- define the globals scripts see.
+files["types"] = { allow_defined_top = true, globals = { "copycat", "cluster", "state_machine" },
+  ignore = { "131", "212", "241" } }

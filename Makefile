@@ -45,13 +45,15 @@ SIM_OBJS  := $(SIM_SRCS:%.c=$(BUILD)/obj/%.o)
 BIN       := $(BUILD)/copycat-lua
 CORE_SO   := $(BUILD)/copycat/core.so
 
-.PHONY: all deps test asan lint format bench bench-etcd sim crash run clean help check-deps fuzz
+.PHONY: all deps test asan lint format bench bench-etcd sim crash run clean help check-deps fuzz \
+        install uninstall rock install-lua deb
 all: check-deps $(BIN) $(CORE_SO) $(CTEST_BINS) $(CTOOL_BINS) $(FUZZ_BINS) $(BENCH_BINS) $(if $(SIM_SRCS),$(BUILD)/sim)
 
 help:
 	@echo "make deps    install missing Debian packages (apt-get; root)"
 	@echo "make         build $(BIN), $(CORE_SO), C tests, simulator"
-	@echo "make run     build and run the main job"
+	@echo "make run     build and start a local 3-node kv cluster on 127.0.0.1:5001-5003, data in data/"
+	@echo "             (other ports and data: make run BASE_PORT=6001 DATA=data6001)"
 	@echo "make test    deps + build + every suite; ends with 'tests: N passed, N failed'"
 	@echo "make asan    the same suites under AddressSanitizer + UBSan"
 	@echo "make lint    luacheck + C warnings (+ clang-format check)"
@@ -61,6 +63,9 @@ help:
 	@echo "make crash   the storage SIGKILL test at length: make crash RUNS=2000"
 	@echo "make bench   benchmarks (codec, storage, core, kv cluster; etcd comparison if etcd is installed)"
 	@echo "make bench-etcd  install etcd + python3-grpcio (apt-get), compare a 3-node kv cluster with 3-node etcd"
+	@echo "make install install the program, the Lua library, scripts, examples, docs, man page:"
+	@echo "             make install PREFIX=/usr/local DESTDIR=  (make uninstall: the same variables)"
+	@echo "make deb     build $(BUILD)/copycat-lua_VERSION_ARCH.deb (dpkg-deb)"
 
 deps:
 	@tools/deps.sh
@@ -140,7 +145,7 @@ asan: deps
 	@ASAN=1 tools/run-tests.sh build-asan
 
 lint: check-deps
-	luacheck -q $(wildcard lua spec examples scripts tools bench)
+	luacheck -q $(wildcard lua spec examples scripts tools bench types)
 	@$(MAKE) --no-print-directory BUILD=build-lint all
 	@if command -v clang-format >/dev/null; then \
 	  clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h') && echo "clang-format: clean"; fi
@@ -178,6 +183,64 @@ bench-etcd: deps
 run: deps
 	@$(MAKE) --no-print-directory check-deps $(BIN)
 	@BIN=$(BIN) examples/kv/cluster.sh
+
+# ---- Installation -------------------------------------------------------
+# `make install PREFIX=/usr/local DESTDIR=` installs what INSTALL_FILES
+# lists, and `make uninstall` removes exactly that (then the directories of
+# our own it leaves empty). The Lua library goes where Debian's lua5.4
+# looks under PREFIX (share/lua/5.4, lib/lua/5.4), so plain lua5.4 can
+# `require "copycat"`. `make deb` builds a Debian package of the same files.
+PREFIX   ?= /usr/local
+DESTDIR  ?=
+BINDIR   ?= $(PREFIX)/bin
+LUA_LDIR ?= $(PREFIX)/share/lua/5.4
+LUA_CDIR ?= $(PREFIX)/lib/lua/5.4
+DATADIR  ?= $(PREFIX)/share/copycat-lua
+DOCDIR   ?= $(PREFIX)/share/doc/copycat-lua
+MANDIR   ?= $(PREFIX)/share/man
+UNIT     := $(BUILD)/copycat-lua@.service
+# Every installed file, as MODE:SOURCE:DESTINATION.
+INSTALL_FILES = 755:$(BIN):$(BINDIR)/copycat-lua \
+  644:$(CORE_SO):$(LUA_CDIR)/copycat/core.so \
+  $(foreach f,$(LUA_SRCS),644:$(f):$(LUA_LDIR)/$(f:lua/%=%)) \
+  $(foreach f,$(sort $(wildcard scripts/*.lua)),644:$(f):$(DATADIR)/$(f)) \
+  $(foreach f,$(sort $(wildcard examples/*/*.lua)),644:$(f):$(DATADIR)/$(f)) \
+  755:examples/kv/cluster.sh:$(DATADIR)/examples/kv/cluster.sh \
+  $(foreach f,$(sort $(wildcard types/*.lua)),644:$(f):$(DATADIR)/$(f)) \
+  $(foreach f,README.md $(sort $(wildcard docs/*.md)),644:$(f):$(DOCDIR)/$(f:docs/%=%)) \
+  644:$(UNIT):$(DOCDIR)/examples/copycat-lua@.service \
+  644:docs/copycat-lua.1:$(MANDIR)/man1/copycat-lua.1
+# Directories that are ours alone: uninstall removes them once empty.
+INSTALL_OWN_DIRS = $(LUA_LDIR)/copycat $(LUA_CDIR)/copycat $(DATADIR) $(DOCDIR)
+
+$(UNIT): dist/copycat-lua@.service.in Makefile
+	@mkdir -p $(dir $@)
+	sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@DATADIR@|$(DATADIR)|g' $< >$@
+
+install: check-deps $(BIN) $(CORE_SO) $(UNIT)
+	@set -e; n=0; for f in $(INSTALL_FILES); do \
+	  mode=$${f%%:*}; rest=$${f#*:}; src=$${rest%%:*}; dst="$(DESTDIR)$${rest#*:}"; \
+	  install -D -m "$$mode" "$$src" "$$dst"; n=$$((n + 1)); done; \
+	  echo "installed $$n files under $(DESTDIR)$(PREFIX)"
+
+uninstall:
+	@set -e; n=0; for f in $(INSTALL_FILES); do \
+	  dst="$(DESTDIR)$${f#*:*:}"; \
+	  if [ -e "$$dst" ] || [ -L "$$dst" ]; then rm -f "$$dst"; n=$$((n + 1)); fi; done; \
+	  for d in $(INSTALL_OWN_DIRS); do \
+	    if [ -d "$(DESTDIR)$$d" ]; then find "$(DESTDIR)$$d" -depth -type d -empty -delete; fi; done; \
+	  echo "removed $$n files under $(DESTDIR)$(PREFIX)"
+
+# For `luarocks make` (copycat-lua-dev-1.rockspec): the C module, and what
+# the busted specs run (`luarocks test`); install-lua installs the Lua
+# library alone into LUA_LDIR and LUA_CDIR.
+rock: check-deps $(CORE_SO) $(BIN) $(if $(SIM_SRCS),$(BUILD)/sim)
+install-lua: check-deps $(CORE_SO)
+	@set -e; for f in $(LUA_SRCS); do install -D -m 644 "$$f" "$(LUA_LDIR)/$${f#lua/}"; done
+	install -D -m 644 $(CORE_SO) $(LUA_CDIR)/copycat/core.so
+
+deb: check-deps $(BIN) $(CORE_SO)
+	@BUILD=$(BUILD) tools/deb.sh
 
 clean:
 	rm -rf build build-asan build-lint build-fuzz

@@ -20,8 +20,9 @@
  *   server:change(name, address, type) / remove(name) / transfer(name)
  *       -> true | nil, err
  *   server:progress() -> {first_index=, commit_term=, leader_ready=,
- *       peers={[name]=
- *       {match=, next=}} (leader only)}
+ *       election_ms=, peers={[name]={match=, next=}} (leader only),
+ *       contact={[name]={silent_ms=, heard=, unreachable=}} (the members
+ *       this server expects to hear from: see server_progress)}
  *   server:snapshot() -> index (of the newest snapshot) | nil, err
  *   server:stop(fn)   fn() once everything is closed
  *   server:set_sessions(n)      the copycat_sessions gauge (docs/metrics.md)
@@ -553,7 +554,7 @@ static int l_progress(lua_State *L) {
   struct server_progress p;
   server_status(ls->s, &st);
   server_progress(ls->s, &p);
-  lua_createtable(L, 0, 4);
+  lua_createtable(L, 0, 6);
   lua_pushinteger(L, (lua_Integer)st.first_index);
   lua_setfield(L, -2, "first_index");
   lua_pushinteger(L, (lua_Integer)p.commit_term);
@@ -572,6 +573,21 @@ static int l_progress(lua_State *L) {
     }
     lua_setfield(L, -2, "peers");
   }
+  lua_pushinteger(L, (lua_Integer)p.election_ms);
+  lua_setfield(L, -2, "election_ms");
+  lua_createtable(L, 0, (int)st.conf->n);
+  for (unsigned i = 0; i < st.conf->n; i++) {
+    if (!p.peer[i].contact_known) continue;
+    lua_createtable(L, 0, 3);
+    lua_pushinteger(L, (lua_Integer)p.peer[i].silent_ms);
+    lua_setfield(L, -2, "silent_ms");
+    lua_pushboolean(L, p.peer[i].heard);
+    lua_setfield(L, -2, "heard");
+    lua_pushboolean(L, p.peer[i].unreachable);
+    lua_setfield(L, -2, "unreachable");
+    lua_setfield(L, -2, st.conf->m[i].name);
+  }
+  lua_setfield(L, -2, "contact");
   return 1;
 }
 

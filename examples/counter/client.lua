@@ -1,6 +1,6 @@
 -- The counter's command-line client.
 --
---   copycat-lua examples/counter/client.lua --cluster ADDR,... add [NAME] [BY]
+--   copycat-lua examples/counter/client.lua --cluster ADDR,... [--cluster-id ID] add [NAME] [BY]
 --   copycat-lua examples/counter/client.lua --cluster ADDR,... get [NAME]
 --   copycat-lua examples/counter/client.lua --cluster ADDR,... bump NAME N TASKS
 --
@@ -8,46 +8,51 @@
 -- (one session) and prints the final value: every addition counts once,
 -- whatever the cluster went through meanwhile.
 local usage = [=[
-usage: copycat-lua examples/counter/client.lua --cluster ADDR,... [--consistency LEVEL]
+usage: copycat-lua examples/counter/client.lua --cluster ADDR,... [--cluster-id ID]
+         [--consistency linearizable|lease|sequential] [--timeout MS] [--session-timeout MS]
          (add [NAME] [BY] | get [NAME] | reset NAME | bump NAME N TASKS)]=]
 
-local function fail(msg, code)
+local cli = copycat.cli
+local spec = { name = "counter", usage = usage, required = { "cluster" }, flags = cli.client_flags({
+  consistency = cli.one_of({ "linearizable", "lease", "sequential" }),
+}) }
+local opts, words = cli.parse(arg, spec)
+local level = opts.consistency or "linearizable"
+
+local function fail(msg)
   io.stderr:write("counter: ", msg, "\n")
-  os.exit(code or 1)
+  os.exit(1)
 end
 
-local cluster, level, words = nil, "linearizable", {}
-local i = 1
-while i <= #arg do
-  local a = arg[i]
-  if a == "-h" or a == "--help" then print(usage) os.exit(0) end
-  if a == "--cluster" or a == "--consistency" then
-    if not arg[i + 1] then fail(a .. " needs a value\n" .. usage, 2) end
-    if a == "--cluster" then cluster = arg[i + 1] else level = arg[i + 1] end
-    i = i + 2
-  elseif a:sub(1, 2) == "--" then
-    fail("unknown option " .. a .. "\n" .. usage, 2)
-  else
-    words[#words + 1] = a
-    i = i + 1
-  end
+local cmd = words[1]
+local arity = { add = { 0, 2 }, get = { 0, 1 }, reset = { 1, 1 }, bump = { 3, 3 } }
+if not cmd then cli.usage_error(spec, "expected a command: add, get, reset or bump") end
+if not arity[cmd] then cli.usage_error(spec, "unknown command " .. cmd) end
+if #words - 1 < arity[cmd][1] or #words - 1 > arity[cmd][2] then
+  cli.usage_error(spec, ("%s takes %s argument(s)"):format(cmd,
+    arity[cmd][1] == arity[cmd][2] and arity[cmd][1] or (arity[cmd][1] .. " to " .. arity[cmd][2])))
 end
-if not cluster then fail("--cluster is required\n" .. usage, 2) end
-local members = {}
-for addr in cluster:gmatch("[^,%s]+") do members[#members + 1] = addr end
+local by, n, tasks
+if cmd == "add" and words[3] then
+  -- Any number goes to the cluster, whose state machine refuses one that
+  -- is not whole (counter/state_machine.lua).
+  by = tonumber(words[3])
+  if not by then cli.usage_error(spec, cli.expected("BY", words[3], "a number")) end
+  by = math.tointeger(by) or by
+elseif cmd == "bump" then
+  n = cli.word(spec, "N", words[3], cli.integer(0))
+  tasks = cli.word(spec, "TASKS", words[4], cli.integer(1))
+end
 
-local client = copycat.client{ cluster = members }
-local cmd, r, err = words[1], nil, nil
+local client = copycat.client(cli.client_options(opts))
+local r, err
 if cmd == "add" then
-  local by = tonumber(words[3] or "1") -- the state machine checks it is whole
-  r, err = client:submit("add", { name = words[2], by = math.tointeger(by) or by })
+  r, err = client:submit("add", { name = words[2], by = by or 1 })
 elseif cmd == "get" then
   r, err = client:query("get", { name = words[2] }, { consistency = level })
-elseif cmd == "reset" and words[2] then
+elseif cmd == "reset" then
   r, err = client:submit("reset", { name = words[2] })
-elseif cmd == "bump" and #words == 4 then
-  local n, tasks = math.tointeger(tonumber(words[3])), math.tointeger(tonumber(words[4]))
-  if not n or not tasks or tasks < 1 then fail("bump NAME N TASKS takes whole numbers", 2) end
+else -- bump
   local running = {}
   for t = 1, tasks do
     running[t] = copycat.spawn(function()
@@ -59,8 +64,6 @@ elseif cmd == "bump" and #words == 4 then
   end
   for _, t in ipairs(running) do err = err or t:wait() end
   if not err then r, err = client:query("get", { name = words[2] }) end
-else
-  fail("expected a command\n" .. usage, 2)
 end
 client:close()
 if err then fail(err) end

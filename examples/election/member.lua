@@ -1,40 +1,27 @@
 -- A member of a group that elects a leader among its clients.
 --
---   copycat-lua examples/election/member.lua --cluster ADDR,... [--session-timeout MS] NAME
+--   copycat-lua examples/election/member.lua --cluster ADDR,... [--cluster-id ID] [--timeout MS]
+--       [--session-timeout MS] NAME
 --
 -- Joins the group as NAME and prints a line whenever the leader changes:
 -- "leader NAME epoch=N (me)" when this member leads. Runs until killed or
 -- Ctrl-C (which leaves the group at once rather than at session expiry).
 local usage = [=[
-usage: copycat-lua examples/election/member.lua --cluster ADDR,... [--session-timeout MS] NAME]=]
+usage: copycat-lua examples/election/member.lua --cluster ADDR,... [--cluster-id ID] [--timeout MS]
+         [--session-timeout MS] NAME]=]
 
-local function fail(msg, code)
+local cli = copycat.cli
+local spec = { name = "member", usage = usage, required = { "cluster" }, flags = cli.client_flags() }
+local opts, words = cli.parse(arg, spec)
+if #words ~= 1 then cli.usage_error(spec, "expected one NAME, got " .. #words .. " arguments") end
+local name = words[1]
+
+local function fail(msg)
   io.stderr:write("member: ", msg, "\n")
-  os.exit(code or 1)
+  os.exit(1)
 end
 
-local opts, name = {}, nil
-local i = 1
-while i <= #arg do
-  local a = arg[i]
-  if a == "-h" or a == "--help" then print(usage) os.exit(0) end
-  if a == "--cluster" or a == "--session-timeout" then
-    if not arg[i + 1] then fail(a .. " needs a value\n" .. usage, 2) end
-    opts[a:sub(3)] = arg[i + 1]
-    i = i + 2
-  elseif a:sub(1, 2) == "--" then
-    fail("unknown option " .. a .. "\n" .. usage, 2)
-  else
-    name = a
-    i = i + 1
-  end
-end
-if not opts.cluster or not name then fail(usage, 2) end
-local members = {}
-for addr in opts.cluster:gmatch("[^,%s]+") do members[#members + 1] = addr end
-
-local client = copycat.client{ cluster = members,
-  session_timeout = math.tointeger(tonumber(opts["session-timeout"])) or 5000 }
+local client = copycat.client(cli.client_options(opts))
 local epoch = 0
 
 local function show(info)

@@ -1,15 +1,30 @@
 #!/bin/sh
-# Start a local 3-node key-value cluster on 127.0.0.1:5001-5003, data under
-# ${DATA:-data/}. Ctrl-C stops all three cleanly. Every connection uses
-# TLS: the certificates are made in $DATA/certs on the first run
-# (copycat-lua ctl certs, docs/tls.md) and kept after. Run from the repository
-# root after `make` (or use `make run`, which builds first).
+# Start a local 3-node key-value cluster on 127.0.0.1:5001-5003 (or from
+# $BASE_PORT on), data under ${DATA:-data}/. Ctrl-C stops all three cleanly.
+# Run from the repository root after `make` (or use `make run`, which builds
+# first: make run BASE_PORT=6001 DATA=data6001). Every connection uses TLS:
+# the certificates are made in $DATA/certs on the first run (copycat-lua
+# ctl certs, docs/tls.md) and kept after.
 set -u
 BIN=${BIN:-build/copycat-lua}
 DATA=${DATA:-data}
 BASE=${BASE_PORT:-5001}
+case $BASE in
+  ''|*[!0-9]*) echo "cluster.sh: BASE_PORT must be a port number, got '$BASE'" >&2; exit 2 ;;
+esac
+if [ "$BASE" -lt 1 ] || [ "$BASE" -gt 65533 ]; then
+  echo "cluster.sh: BASE_PORT must be from 1 to 65533, got $BASE" >&2; exit 2
+fi
 A1=127.0.0.1:$BASE A2=127.0.0.1:$((BASE + 1)) A3=127.0.0.1:$((BASE + 2))
 MEMBERS=$A1,$A2,$A3
+# A restarted server keeps the members (and their addresses) stored in its
+# data directory, so a cluster's data cannot move to other ports.
+if [ -f "$DATA/base_port" ] && [ "$(cat "$DATA/base_port")" != "$BASE" ]; then
+  echo "cluster.sh: $DATA/ holds a cluster on ports from $(cat "$DATA/base_port"), not $BASE;" \
+    "give another DATA=DIR, or remove $DATA/ to start afresh" >&2
+  exit 1
+fi
+mkdir -p "$DATA" && echo "$BASE" >"$DATA/base_port"
 CERTS=$DATA/certs
 if [ ! -f "$CERTS/ca.crt" ]; then
   "$BIN" ctl certs "$CERTS" n1 n2 n3 >/dev/null || exit 1

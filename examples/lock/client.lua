@@ -1,6 +1,7 @@
 -- Take a lock, hold it, release it.
 --
---   copycat-lua examples/lock/client.lua --cluster ADDR,... [--session-timeout MS] NAME [HOLD_MS]
+--   copycat-lua examples/lock/client.lua --cluster ADDR,... [--cluster-id ID] [--timeout MS]
+--       [--session-timeout MS] NAME [HOLD_MS]
 --
 -- Waits until the lock is ours (printing "waiting for NAME" if another
 -- session holds it), prints "acquired NAME session=ID", holds it for
@@ -8,36 +9,23 @@
 -- "released NAME". If this process dies, its session expires and the lock
 -- passes to the next waiter.
 local usage = [=[
-usage: copycat-lua examples/lock/client.lua --cluster ADDR,... [--session-timeout MS] NAME [HOLD_MS]]=]
+usage: copycat-lua examples/lock/client.lua --cluster ADDR,... [--cluster-id ID] [--timeout MS]
+         [--session-timeout MS] NAME [HOLD_MS]]=]
 
-local function fail(msg, code)
+local cli = copycat.cli
+local spec = { name = "lock", usage = usage, required = { "cluster" }, flags = cli.client_flags() }
+local opts, words = cli.parse(arg, spec)
+if not words[1] then cli.usage_error(spec, "expected the lock's NAME") end
+if #words > 2 then cli.usage_error(spec, "expected NAME [HOLD_MS], got " .. #words .. " arguments") end
+local name = words[1]
+local hold = words[2] and cli.word(spec, "HOLD_MS", words[2], cli.ms(0))
+
+local function fail(msg)
   io.stderr:write("lock: ", msg, "\n")
-  os.exit(code or 1)
+  os.exit(1)
 end
 
-local opts, words = {}, {}
-local i = 1
-while i <= #arg do
-  local a = arg[i]
-  if a == "-h" or a == "--help" then print(usage) os.exit(0) end
-  if a == "--cluster" or a == "--session-timeout" then
-    if not arg[i + 1] then fail(a .. " needs a value\n" .. usage, 2) end
-    opts[a:sub(3)] = arg[i + 1]
-    i = i + 2
-  elseif a:sub(1, 2) == "--" then
-    fail("unknown option " .. a .. "\n" .. usage, 2)
-  else
-    words[#words + 1] = a
-    i = i + 1
-  end
-end
-if not opts.cluster or not words[1] then fail(usage, 2) end
-local members = {}
-for addr in opts.cluster:gmatch("[^,%s]+") do members[#members + 1] = addr end
-local name, hold = words[1], tonumber(words[2])
-
-local client = copycat.client{ cluster = members,
-  session_timeout = math.tointeger(tonumber(opts["session-timeout"])) or 5000 }
+local client = copycat.client(cli.client_options(opts))
 local acquired = false
 client:on("acquired", function(data)
   if data.name == name then acquired = true end

@@ -324,6 +324,18 @@ static void admin(struct server *s, net_conn *c, uint64_t id, const char *verb,
                       verb[0] == 'c' ? member_type(type) : 0, rc);
   if (rc == RAFT_ENOTLEADER) {
     clients__redirect(s, c, id);
+  } else if (rc == RAFT_ENOTCAUGHTUP) {
+    /* How far it has come, so that an operator can show progress
+     * (copycat.operator reads these two numbers). */
+    uint64_t match = 0;
+    char why[160];
+    raft_match_index(s->raft, name, &match); /* stays 0 for a new member */
+    snprintf(why, sizeof why,
+             "the member has not caught up with the log yet (it holds %llu "
+             "of %llu entries): retry shortly",
+             (unsigned long long)match,
+             (unsigned long long)raft_last_index(s->raft));
+    clients__reply_error(c, id, why);
   } else if (rc < 0) {
     clients__reply_error(c, id, clients__error_text(rc));
   } else if (verb[0] == 't') {

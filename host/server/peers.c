@@ -30,11 +30,32 @@ static void pack_reply(msgpack_sbuffer *sb, const char *status,
 
 /* ---- outgoing ---- */
 
-static struct peer *find_peer(struct server *s, const char *name) {
+static int peer_slot(const struct server *s, const char *name) {
   for (int i = 0; i < SERVER_MAX_PEERS; i++)
-    if (s->peers[i].in_use && strcmp(s->peers[i].name, name) == 0)
-      return &s->peers[i];
-  return NULL;
+    if (s->peers[i].in_use && strcmp(s->peers[i].name, name) == 0) return i;
+  return -1;
+}
+
+static struct peer *find_peer(struct server *s, const char *name) {
+  int i = peer_slot(s, name);
+  return i < 0 ? NULL : &s->peers[i];
+}
+
+struct transfer_log *peers__snap_log(struct server *s, const char *name) {
+  struct peer *p = find_peer(s, name);
+  return p ? &p->snap_out : NULL;
+}
+
+int peers__silence(const struct server *s, const char *name, uint64_t floor_ms,
+                   uint64_t *ms, int *heard) {
+  int i = peer_slot(s, name);
+  if (i < 0) return -1;
+  const struct peer *p = &s->peers[i];
+  uint64_t now = uv_now(s->loop), since = p->heard ? p->heard_ms : p->added_ms;
+  if (since < floor_ms) since = floor_ms;
+  *ms = now > since ? now - since : 0;
+  *heard = p->heard;
+  return 0;
 }
 
 static void out_frame(net_conn *c, const char *data, size_t len) {
@@ -159,6 +180,7 @@ static struct peer *add_peer(struct server *s, const char *name,
     snprintf(p->name, sizeof p->name, "%s", name);
     snprintf(p->address, sizeof p->address, "%s", address);
     p->backoff_ms = BACKOFF_MIN_MS;
+    p->added_ms = uv_now(s->loop);
     return p;
   }
   return NULL;
@@ -313,6 +335,11 @@ static void in_frame(net_conn *c, const char *data, size_t len) {
     return;
   }
   if (strcmp(m.to, s->name) == 0 && !s->stopping && !s->in_ready) {
+    struct peer *p = find_peer(s, m.from);
+    if (p) {
+      p->heard = 1;
+      p->heard_ms = uv_now(s->loop);
+    }
     raft_step(s->raft, &m);
     server__process(s);
   }

@@ -211,6 +211,8 @@ static void receive_chunk(struct server *s, const struct raft_chunk_recv *c) {
   if (rc == 0 && c->data)
     rc = store_snap_write(s->store, s->snap_in, c->offset, c->data->data,
                           c->data->len, err);
+  if (rc == 0)
+    transfer__received(s, c->index, c->offset + (c->data ? c->data->len : 0));
   if (rc < 0) {
     store_snap_abort(s->store, s->snap_in);
     s->snap_in = NULL;
@@ -328,6 +330,7 @@ static void answer_chunks(struct server *s, struct chunk_answer *a, size_t n) {
     raft_snapshot_chunk(s->raft, a[i].to, a[i].index, a[i].offset, b,
                         a[i].offset + len == snap->data_len);
     raft_buf_unref(b);
+    transfer__sent(s, a[i].to, a[i].index, a[i].offset + len, snap->data_len);
   }
 }
 
@@ -447,6 +450,7 @@ static void note_changes(struct server *s) {
   if (role != s->role) {
     int old = s->role;
     s->role = role;
+    s->view_since_ms = uv_now(s->loop);
     metrics__observe_role(s, old, role, term);
     server__notify(s, "role", "role=%s term=%llu", raft_role_name(role),
                    (unsigned long long)term);
@@ -454,6 +458,7 @@ static void note_changes(struct server *s) {
   const char *leader = raft_leader(s->raft);
   if (strcmp(leader, s->leader) != 0) {
     snprintf(s->leader, sizeof s->leader, "%s", leader);
+    s->view_since_ms = uv_now(s->loop);
     metrics__observe_leader(s, leader, term);
     server__notify(s, "leader", "leader=%s term=%llu",
                    leader[0] ? leader : "none", (unsigned long long)term);

@@ -131,9 +131,17 @@ const char *server_leader_address(const struct server *s);
 struct server_progress {
   uint64_t commit_term; /* term of the entry at the commit index, 0 if gone */
   int leader_ready;     /* leads, and an entry of its term has committed */
-  int have_peers;       /* this server leads: peer[] is filled */
+  int have_peers;       /* this server leads: match and next are filled */
+  unsigned election_ms; /* silence after which a member is unreachable */
   struct {
     uint64_t match, next;
+    /* Contact: known for the members this server expects to hear from
+     * (on the leader every member it replicates to, i.e. all but RESERVE
+     * ones; on a follower only the leader). silent_ms counts from the
+     * member's last Raft message, or from when it was added if it never
+     * sent one (heard = 0); unreachable once that reaches election_ms. */
+    int contact_known, heard, unreachable;
+    uint64_t silent_ms;
   } peer[RAFT_MAX_MEMBERS]; /* parallel to server_status.conf->m */
 };
 void server_progress(const struct server *s, struct server_progress *p);

@@ -14,6 +14,12 @@
 
 #define SERVER_MAX_PEERS RAFT_MAX_MEMBERS
 
+/* When a progress line was last written for the snapshot transfer of
+ * `index` (transfer.c). */
+struct transfer_log {
+  uint64_t index, logged_ms;
+};
+
 /* Our connection to one other member, used to send it messages. */
 struct peer {
   char name[RAFT_NAME_MAX];
@@ -26,6 +32,12 @@ struct peer {
   int in_use;
   int learned; /* from a hello, not (yet) in our configuration */
   struct server *conn_owner;
+  /* Contact, for the operator (progress.c): loop time (ms) of the last
+   * Raft message received from this member, valid once heard is set;
+   * until then, the time it was added is the baseline. */
+  int heard;
+  uint64_t heard_ms, added_ms;
+  struct transfer_log snap_out; /* a snapshot we send it */
 };
 
 /* A client request waiting for its entry to be applied. */
@@ -134,7 +146,11 @@ struct server {
   char leader[RAFT_NAME_MAX];
   int role;
   uint64_t config_index; /* configuration last reported */
-  int in_ready;          /* re-entrancy guard for process_ready */
+  /* Loop time (ms) of the last change of role or leader: the silence of a
+   * member is counted from no earlier (progress.c), since before that
+   * this server did not expect to hear from it. */
+  uint64_t view_since_ms;
+  int in_ready; /* re-entrancy guard for process_ready */
   int stopping, failed;
   void (*stop_cb)(void *);
   void *stop_data;
@@ -143,6 +159,7 @@ struct server {
   /* The snapshot being received from the leader: chunks go straight to
    * its temporary file (storage/snap.h); NULL when none is. */
   struct snap_writer *snap_in;
+  struct transfer_log snap_in_log;
   msgpack_sbuffer events; /* events produced by the entry being applied */
   /* Keep-alives gathered since the last batch (sessions.c). */
   msgpack_sbuffer ka;
@@ -213,6 +230,21 @@ void peers__sync(struct server *s);
 void peers__send(struct server *s, const struct raft_msg *m);
 void peers__close_all(struct server *s);
 int peers__accept(struct server *s, net_conn *c);
+/* Milliseconds since member `name` last sent us a Raft message (or, when
+ * it never did, since it was added: *heard = 0), counted from no earlier
+ * than loop time `floor_ms`. -1 for no such peer. */
+int peers__silence(const struct server *s, const char *name, uint64_t floor_ms,
+                   uint64_t *ms, int *heard);
+
+/* peers.c, for transfer.c: member name's transfer log, NULL if none. */
+struct transfer_log *peers__snap_log(struct server *s, const char *name);
+
+/* transfer.c: progress lines (at most one a second per transfer) of a
+ * snapshot of `index` sent to member `to` (bytes of total so far) or
+ * received from the leader (bytes so far). */
+void transfer__sent(struct server *s, const char *to, uint64_t index,
+                    uint64_t bytes, uint64_t total);
+void transfer__received(struct server *s, uint64_t index, uint64_t bytes);
 /* Whether this connection holds admin rights by its TLS certificate (a
  * client certificate with the admin role, docs/tls.md). A member's
  * certificate proves the connection's member name (cert_name), not admin

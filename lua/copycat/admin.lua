@@ -138,6 +138,7 @@ local function run_limited(text, source, args, limits)
     local info = debug.getinfo(2, "S")
     if info and info.source == source then error(run.stopped, 0) end
   end
+  run.print = limits.print
   local api = operator.new(limits.host, run)
   local env = limits.make_env(api)
   local f = assert(load(text, source, "t", env))
@@ -231,6 +232,7 @@ local function serve(state, conn, needs_token)
   local limits = {
     host = state.host, budget = state.budget, time_ms = time_ms, memory = state.memory,
     make_env = function(api) return environment(api, print_fn, args) end,
+    print = print_fn, -- the operator API's progress lines
   }
   local ok, res = run_limited(source, chunkname, args, limits)
   if ok then

@@ -38,6 +38,7 @@ local PROTOCOL_VERSION = 1
 ---@field private done table<integer, boolean> completed commands above acked
 ---@field private delivered integer last event delivered to handlers
 ---@field private seen integer highest log index a reply reflected
+---@field on_retry fun(msg: string)|nil hears each refusal a request retries (progress)
 ---@field private last_contact number when the cluster last confirmed the session
 ---@field private lost string|nil why the session is gone
 ---@field private handlers table<string, function[]>
@@ -279,6 +280,7 @@ local function request(self, req, give_up, timeout)
         local msg = tostring(reply[3])
         if not retryable(msg) then return nil, msg end
         last_err = msg
+        if self.on_retry then self.on_retry(msg) end
         if msg:find("storage failure", 1, true) and self.conn == conn then
           self.conn = nil
           conn:close("that member cannot write")

@@ -25,6 +25,7 @@ local lazy = {
   client = "copycat.client",
   server = "copycat.server",
   state_machine = "copycat.state_machine",
+  cli = "copycat.cli",
 }
 
 return setmetatable(copycat, {

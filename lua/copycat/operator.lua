@@ -5,9 +5,12 @@
 ---   local api = operator.new(host, run)
 --- host = { raw = <copycat.core server>, opts = <the server's options>,
 --- status = function() -> the server's status, with `sessions` when the
---- server counts them (optional; raw:status() otherwise) };
+--- server counts them (optional; raw:status() otherwise), reload_certs =
+--- function() (optional), tls = function() -> the server's TLS context or
+--- nil (optional: requests and probes then use the member's certificate) };
 --- run = { deadline = ms (copycat.now() based), check = function() that
---- raises once the script's time is up }.
+--- raises once the script's time is up, print = function(line) for
+--- progress lines (optional) }.
 ---
 --- Reads (status, members, leader) are this server's view. Changes go
 --- through the client protocol to any member, which forwards them to the
@@ -20,6 +23,15 @@ local operator = {}
 
 local TYPES = { active = true, passive = true, reserve = true }
 local POLL_MS = 20
+local PROBE_MS = 5000     -- how long add waits for a new server to answer
+local PROGRESS_MS = 1000  -- catch-up progress lines at most this often
+
+-- 12345678 -> "12,345,678"
+local function thousands(n)
+  local s = tostring(math.floor(n))
+  local sign, digits = s:match("^(-?)(%d+)$")
+  return sign .. digits:reverse():gsub("(%d%d%d)", "%1,"):reverse():gsub("^,", "")
+end
 
 local function find(members, name)
   for _, m in ipairs(members) do
@@ -82,13 +94,39 @@ function operator.new(host, run)
     }
     for i, m in ipairs(st.members) do
       local p = pr.peers and pr.peers[m.name]
-      out.members[i] = {
+      local seen = pr.contact and pr.contact[m.name]
+      local e = {
         name = m.name, address = m.address, type = m.type,
         leader = m.name == st.leader, self = m.name == opts.name,
         match_index = p and p.match, next_index = p and p.next,
         lag = p and math.max(0, st.last_index - p.match),
+        -- Contact, known only for the members this server expects to hear
+        -- from (the leader: all but RESERVE ones; a follower: its leader):
+        -- unreachable once silent for an election timeout; last_contact_ms
+        -- since its last message (nil if it never sent one); silent_ms
+        -- since then or, if never, since it was expected to answer.
+        unreachable = seen and seen.unreachable,
+        last_contact_ms = seen and seen.heard and seen.silent_ms or nil,
+        silent_ms = seen and seen.silent_ms,
       }
+      -- A follower does not hear from the other followers: their role is
+      -- known only to the leader.
+      if e.self then
+        e.role = st.role
+      elseif e.unreachable then
+        e.role = "unreachable"
+      elseif e.leader then
+        e.role = "leader"
+      elseif m.type == "reserve" then
+        e.role = "reserve" -- sent nothing, so neither following nor silent
+      elseif st.role == "leader" then
+        e.role = "follower"
+      else
+        e.role = "unknown"
+      end
+      out.members[i] = e
     end
+    out.election_ms = pr.election_ms
     return out
   end
 
@@ -135,10 +173,16 @@ function operator.new(host, run)
     return false, "wait_for: timed out"
   end
 
+  -- A progress line to the script's output (a failure to print, e.g. the
+  -- output limit, must not fail the change).
+  local function progress(line)
+    if run.print then pcall(run.print, line) end
+  end
+
   -- Sends one membership request through the client protocol (any member
   -- forwards it to the leader), retrying what may succeed later, until
-  -- the script's time is up.
-  local function request(what, send)
+  -- the script's time is up; on_retry(err) hears each refusal retried.
+  local function request(what, send, on_retry)
     local addresses = {}
     for _, m in ipairs(raw:status().members) do addresses[#addresses + 1] = m.address end
     if #addresses == 0 then addresses[1] = opts.address end
@@ -146,13 +190,15 @@ function operator.new(host, run)
     -- within the script's time.
     local left = run.deadline - runtime.now()
     local c = client.new({ cluster = addresses, cluster_id = opts.cluster,
-      timeout = math.max(50, math.min(2000, left // 4)) })
+      timeout = math.max(50, math.min(2000, left // 4)), tls_context = host.tls and host.tls() })
+    c.on_retry = on_retry -- the refusals the client retries by itself
     local ok, err
     -- The client is closed even when the script's time runs out here.
     local done, stopped = pcall(function()
       while true do
         ok, err = send(c)
         if ok or permanent(err) then break end
+        if on_retry then on_retry(err) end
         if runtime.now() + 200 >= run.deadline then
           err = tostring(err) .. " (gave up: the script's time limit is near)"
           break
@@ -172,38 +218,105 @@ function operator.new(host, run)
     return m
   end
 
-  -- Waits until this server's committed configuration satisfies pred.
+  -- Waits until this server's configuration satisfies pred, committed
+  -- and applied here.
   local function await_config(what, pred)
     local ok = poll(function()
       local st = raw:status()
-      return committed(st) and pred(st.members)
+      return committed(st) and st.applied_index >= (st.config_index or 0) and pred(st.members)
     end)
     if not ok then error(what .. ": the change did not commit here in time", 0) end
   end
 
+  -- An on_retry for a promotion: the leader refuses it while the member
+  -- is behind, saying how many entries it holds of how many; this prints
+  -- "NAME catching up: N entries behind, R entries/s" at most once per
+  -- PROGRESS_MS.
+  local function catch_up_reporter(name)
+    local last_t, last_held
+    return function(err)
+      local held, total = tostring(err):match("holds (%d+) of (%d+) entries")
+      if not held then return end
+      held, total = tonumber(held), tonumber(total)
+      local now = runtime.now()
+      if last_t and now - last_t < PROGRESS_MS then return end
+      local line = ("%s catching up: %s entries behind"):format(name, thousands(math.max(0, total - held)))
+      if last_t then
+        local rate = math.max(0, held - last_held) * 1000 / (now - last_t)
+        line = line .. (", %s entries/s"):format(thousands(rate))
+      end
+      progress(line)
+      last_t, last_held = now, held
+    end
+  end
+
   -- Sets member name's type and waits until it is committed here.
   local function set_type(what, name, address, type_)
-    request(what, function(c) return c:change(name, address, type_) end)
+    local on_retry = type_ == "active" and catch_up_reporter(name) or nil
+    request(what, function(c) return c:change(name, address, type_) end, on_retry)
     await_config(what, function(ms)
       local m = find(ms, name)
       return m and m.type == type_
     end)
   end
 
+  -- Asks the server at address its name (a client hello) until it
+  -- answers or probe_ms pass; raises when it does not answer, belongs to
+  -- another cluster, or has another name. The asking runs in a task of
+  -- its own so that a connect that hangs (an address that drops packets)
+  -- cannot hold up the script past probe_ms.
+  local function probe(name, address, probe_ms)
+    local answer
+    local deadline = runtime.now() + probe_ms
+    runtime.spawn(function()
+      while not answer and runtime.now() < deadline do
+        local ok, who, err = pcall(client.whois, address, opts.cluster, 1000, host.tls and host.tls())
+        if ok and who then
+          answer = { who = who }
+        elseif ok and tostring(err):find("cluster", 1, true) then
+          answer = { err = tostring(err) }
+        else
+          runtime.sleep(200)
+        end
+      end
+    end)
+    poll(function() return answer ~= nil end, probe_ms)
+    if not answer then
+      error(("add: no answer from %s after %s s: is the server running? Start it first, empty " ..
+        "(e.g. examples/kv/server.lua --name %s --address %s --data DIR --empty), then add it again")
+        :format(address, (("%.1f"):format(probe_ms / 1000)):gsub("%.0$", ""), name, address), 0)
+    end
+    if answer.err then error(("add: the server at %s refused us: %s"):format(address, answer.err), 0) end
+    if answer.who ~= name then
+      error(("add: the server at %s is named '%s', not '%s': give the name it was started with")
+        :format(address, answer.who, name), 0)
+    end
+  end
+
   --- Adds member `name` at `address` as `type_` ("active" by default;
-  --- "passive" or "reserve"). An ACTIVE member first catches up as
-  --- PASSIVE, then becomes a voter. The server must be running (started
-  --- empty, e.g. `examples/kv/server.lua --empty`). Returns true once the
+  --- "passive" or "reserve"). The server must be running (started empty,
+  --- e.g. `examples/kv/server.lua --empty`) and answer under that name
+  --- within probe_ms (default 5000, at most half the script's remaining
+  --- time), else this raises "no answer from ..." before changing
+  --- anything. An ACTIVE member first catches up as PASSIVE (printing
+  --- "NAME catching up: N entries behind, R entries/s" about once a
+  --- second while it does), then becomes a voter. Returns true once the
   --- configuration with it has committed.
-  function api.add(name, address, type_)
+  function api.add(name, address, type_, probe_ms)
     type_ = type_ or "active"
     if type(name) ~= "string" or name == "" then error("add: give the new member's name", 2) end
     if type(address) ~= "string" or not address:match("^.+:%d+$") then
       error("add: give the new member's address as host:port", 2)
     end
     if not TYPES[type_] then error("add: type must be active, passive or reserve", 2) end
+    if probe_ms ~= nil and (type(probe_ms) ~= "number" or probe_ms <= 0) then
+      error("add: probe_ms must be a positive number of milliseconds", 2)
+    end
     local m = find(raw:status().members, name)
     if m and m.type == type_ then return true end
+    if not m then
+      probe(name, address, math.min(probe_ms or PROBE_MS, (run.deadline - runtime.now()) // 2))
+    end
     if type_ == "active" and not (m and m.type == "passive") then
       set_type("add", name, address, "passive")
     end
@@ -212,7 +325,8 @@ function operator.new(host, run)
   end
 
   --- Makes member `name` ACTIVE (a voter); returns once that is committed.
-  --- A RESERVE member, which has no log, catches up as PASSIVE first.
+  --- A RESERVE member, which has no log, catches up as PASSIVE first;
+  --- progress lines are printed while it catches up, as for add.
   function api.promote(name)
     local m = member(name, "promote")
     if m.type == "reserve" then set_type("promote", name, m.address, "passive") end
@@ -274,8 +388,14 @@ function operator.new(host, run)
 
   --- Takes a snapshot of this server's state machine now; returns its
   --- index (the previous snapshot's when nothing new has been applied).
+  --- While a snapshot the server started itself is still being written,
+  --- waits for it to finish (within the script's time), then takes one.
   function api.snapshot()
     local index, err = raw:snapshot()
+    while not index and tostring(err):find("try again", 1, true) and runtime.now() + 100 < run.deadline do
+      sleep(100)
+      index, err = raw:snapshot()
+    end
     if not index then error("snapshot: " .. tostring(err), 2) end
     return index
   end

@@ -148,7 +148,8 @@ local function start_admin(self)
     if terr then return nil, terr end
   end
   local host = { raw = self.raw, opts = o, status = function() return self:status() end,
-    reload_certs = function() return self:reload_certs() end }
+    reload_certs = function() return self:reload_certs() end,
+    tls = function() return self.tls_ctx end } -- the member's TLS context, if any
   return admin.start(host, {
     socket = socket or nil, address = o.admin_address, token = token, tls = self.tls_ctx,
     budget = o.admin_budget, time_ms = o.admin_timeout, memory = o.admin_memory,
@@ -405,6 +406,19 @@ function Server:join(members)
   local retry = 2 * (self.opts.election_timeout or 500)
   local deadline = runtime.now() + (self.opts.join_timeout or 120000)
   local steps = want == "active" and { "passive", "active" } or { want }
+  -- Catch-up progress, as the leader's refusals to promote report it: at
+  -- most one line a second.
+  local last_t, last_held
+  c.on_retry = function(msg)
+    local held, total = tostring(msg):match("holds (%d+) of (%d+) entries")
+    local now = runtime.now()
+    if not held or (last_t and now - last_t < 1000) then return end
+    held, total = tonumber(held), tonumber(total)
+    local fields = { behind = math.max(0, total - held) }
+    if last_t then fields.entries_per_s = math.floor(math.max(0, held - last_held) * 1000 / (now - last_t)) end
+    self:log("info", "join_catching_up", fields)
+    last_t, last_held = now, held
+  end
   for _, step in ipairs(steps) do
     while true do
       local ok, err = c:change(me, self.opts.address, step)

@@ -171,7 +171,7 @@ describe("kv server errors", function()
     r = proc.run({ "examples/kv/server.lua", "--name", "n1", "--address", "127.0.0.1:1", "--data", "/tmp/x",
       "--join", "," })
     assert.are.equal(2, r.code)
-    assert.matches("the member list is empty", r.stderr)
+    assert.matches("%-%-join expects HOST:PORT%[,HOST:PORT%.%.%.%], got \",\"", r.stderr)
   end)
 
   it("refuses to bootstrap a member that is not active", function()

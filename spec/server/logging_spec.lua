@@ -186,6 +186,10 @@ describe("server logs", function()
   it("refuses an unknown level or format", function()
     local r = proc.run({ "examples/kv/server.lua", "--name", "n1", "--address", "127.0.0.1:1", "--data",
       proc.tmpdir(), "--bootstrap", "127.0.0.1:1", "--log-level", "loud" })
+    assert.are.equal(2, r.code)
+    assert.matches('%-%-log%-level expects error, warn, info or debug, got "loud"', r.stderr)
+    r = proc.run({ "-e", [[copycat.server{ name = "n1", address = "127.0.0.1:1", memory = true,
+      log_level = "loud", state_machine = "examples/kv/state_machine.lua" }]] })
     assert.are_not.equal(0, r.code)
     assert.matches("log_level must be", r.stderr)
     r = proc.run({ "-e", [[

@@ -150,6 +150,33 @@ describe("cluster members", function()
     local bytes = tonumber(c.procs[down]:stderr():match("event=snapshot_installed index=%d+ term=%d+ bytes=(%d+)"))
     assert.is_truthy(bytes, c.procs[down]:stderr())
     assert.is_true(bytes > 3 * 1024 * 1024, "snapshot of " .. bytes .. " bytes")
+    -- Progress of the transfer, on both sides: the receiver from its first
+    -- chunk, the sender with the total.
+    local got = tonumber(c.procs[down]:stderr():match("event=snapshot_receiving index=%d+ bytes=(%d+) leader=n%d"))
+    assert.is_truthy(got and got > 0 and got <= bytes, c.procs[down]:stderr())
+    local sent, total
+    for i = 1, #c.members do
+      if i ~= down then
+        local a, b = c.procs[i]:stderr():match("event=snapshot_sending peer=" .. c.members[down].name ..
+          " index=%d+ bytes=(%d+) total=(%d+) percent=")
+        sent, total = sent or tonumber(a), total or tonumber(b)
+      end
+    end
+    assert.is_truthy(sent, "no snapshot_sending line")
+    assert.are.equal(bytes, total)
+    assert.is_true(sent > 0 and sent <= total)
+    -- at most one line a second per transfer (its four chunks go out in
+    -- far less)
+    for i = 1, #c.members do
+      local last = {}
+      for h, m, sec, what in c.procs[i]:stderr():gmatch("ts=%d+%-%d+%-%d+T(%d+):(%d+):([%d.]+)Z [^\n]*" ..
+          "event=(snapshot_%a+ing[^\n]* index=%d+)") do
+        local key = what -- event, peer (on the sender), index
+        local t = tonumber(h) * 3600 + tonumber(m) * 60 + tonumber(sec)
+        assert.is_true(last[key] == nil or t - last[key] >= 0.999, key .. " twice within a second")
+        last[key] = t
+      end
+    end
     local ls = assert(io.popen("ls " .. c.members[down].data))
     local files = ls:read("a")
     ls:close()

@@ -168,6 +168,10 @@ describe("the metrics page", function()
     local a = "127.0.0.1:" .. ports[1]
     local r = proc.run({ "examples/kv/server.lua", "--name", "n1", "--address", a, "--data", proc.tmpdir(),
       "--bootstrap", a, "--metrics-address", "nowhere" })
+    assert.are.equal(2, r.code)
+    assert.matches('%-%-metrics%-address expects HOST:PORT, got "nowhere"', r.stderr)
+    r = proc.run({ "-e", [[copycat.server{ name = "n1", address = "127.0.0.1:1", memory = true,
+      metrics_address = "nowhere", state_machine = "examples/kv/state_machine.lua" }]] })
     assert.are_not.equal(0, r.code)
     assert.matches("metrics_address must be \"host:port\"", r.stderr)
     r = proc.run({ "-e", ([[
