@@ -3,6 +3,7 @@
 -- Usage: copycat-lua bench/kv_load.lua ADDRS TASKS OPS [distinct]
 -- Each task puts OPS values to 100 keys of its own, or with "distinct" to
 -- OPS keys of its own (the state then grows with every put).
+-- With BENCH_TLS_CA=FILE set, the client speaks TLS trusting that CA.
 -- With BENCH_CPU_PIDS="label:pid,..." set, a second line gives the CPU use
 -- during the load, in % of one core, of this client and of each listed
 -- process (the format of bench/etcd_load.py):
@@ -15,7 +16,9 @@ local members = {}
 for a in arg[1]:gmatch("[^,]+") do members[#members + 1] = a end
 local tasks, ops = tonumber(arg[2]), tonumber(arg[3])
 local key_span = arg[4] == "distinct" and math.huge or 100
-local client = copycat.client{ cluster = members, timeout = 10000 }
+local tls_ca = os.getenv("BENCH_TLS_CA")
+local client = copycat.client{ cluster = members, timeout = 10000,
+  tls = tls_ca and tls_ca ~= "" and { ca = tls_ca } or nil }
 assert(client:submit("put", { key = "warmup", value = 0 }) ~= false)
 local lat, failed = {}, 0
 local value = ("v"):rep(100)

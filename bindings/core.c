@@ -10,6 +10,7 @@
  *   core.timer, core.signal      see watch.c
  *   core.codec        msgpack encode/decode, see codec.h
  *   core.net          framed msgpack over TCP, see net.c
+ *   core.tls          TLS contexts and certificate files, see tls.c
  *   core.sandbox      deterministic state-machine sandboxes, see sandbox.c
  *   core.version      the copycat-lua version string
  */
@@ -74,6 +75,8 @@ int luaopen_copycat_core(lua_State *L) {
   lua_setfield(L, -2, "codec");
   net_open(L);
   lua_setfield(L, -2, "net");
+  tls_open(L);
+  lua_setfield(L, -2, "tls");
   server_open(L);
   lua_setfield(L, -2, "server");
   sandbox_open(L);

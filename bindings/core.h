@@ -27,6 +27,13 @@ int watch_open(lua_State *L);
 /* Pushes the table of net functions (net.c). */
 int net_open(lua_State *L);
 
+/* Pushes the table of TLS functions (tls.c). */
+int tls_open(lua_State *L);
+/* The TLS context of the userdata at idx (a core.tls.context); raises
+ * if it is not one. */
+struct tls_ctx;
+struct tls_ctx *tls_binding_check(lua_State *L, int idx);
+
 /* Pushes the table of server functions (server.c). */
 int server_open(lua_State *L);
 /* Pushes the sandbox module: state machines in deterministic Lua states

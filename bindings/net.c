@@ -5,12 +5,16 @@
  *       on_accept(conn) for each new connection (call conn:start soon)
  *   core.net.connect(address, cb [, opts]) -> true | nil, err
  *       cb(conn) once connected, or cb(nil, err)
- *   listener:address(), listener:close()
+ *   core.net.is_loopback(address) -> boolean (only this machine can reach it)
+ *   listener:address(), listener:close(), listener:set_tls(ctx) (new
+ *   connections use ctx; the listener must have been started with TLS)
  *   conn:start(on_message, on_close)  on_message(value); on_close(reason)
  *   conn:send(value) -> true | nil, err     (encoded with copycat.codec)
  *   conn:close([reason [, flush]]), conn:peer(), conn:pause(), conn:resume(),
- *   conn:queued()
- *   opts: { max_frame = bytes, max_queue = bytes }
+ *   conn:queued(), conn:tls() -> name, role (of the peer's certificate;
+ *   "" and "none" without one) | nil without TLS
+ *   opts: { max_frame = bytes, max_queue = bytes, tls = core.tls.context,
+ *           tls_expect = member name the server must prove (connect) }
  *
  * A frame that is not exactly one valid msgpack value closes that one
  * connection, naming the peer and the problem in the reason; nothing else
@@ -27,6 +31,7 @@
 
 #include "codec.h"
 #include "core.h"
+#include "tls/tls.h"
 #include "transport/net.h"
 
 #define CONN_MT "copycat.net.conn"
@@ -70,6 +75,12 @@ static void read_opts(lua_State *L, int idx, struct net_conn_opts *o) {
     luaL_argcheck(L, v > 0, idx, "max_queue must be positive");
     o->max_queue = (size_t)v;
   }
+  lua_pop(L, 2);
+  lua_getfield(L, idx, "tls");
+  if (!lua_isnil(L, -1)) o->tls = tls_binding_check(L, -1);
+  lua_getfield(L, idx, "tls_expect");
+  /* The string stays alive in the options table while it is used. */
+  if (!lua_isnil(L, -1)) o->tls_expect = luaL_checkstring(L, -1);
   lua_pop(L, 2);
 }
 
@@ -228,6 +239,14 @@ static int l_queued(lua_State *L) {
   return 1;
 }
 
+static int l_tls(lua_State *L) {
+  struct lconn *lc = check_conn(L);
+  if (!lc->c || !net_conn_is_tls(lc->c)) return 0;
+  lua_pushstring(L, net_conn_tls_name(lc->c));
+  lua_pushstring(L, tls_role_name(net_conn_tls_role(lc->c)));
+  return 2;
+}
+
 static int l_conn_gc(lua_State *L) {
   struct lconn *lc = check_conn(L);
   if (lc->c) { /* only at lua_close: open conns are anchored */
@@ -331,6 +350,21 @@ static int l_listener_address(lua_State *L) {
   return 1;
 }
 
+static int l_is_loopback(lua_State *L) {
+  lua_pushboolean(L, net_address_is_loopback(luaL_checkstring(L, 1)));
+  return 1;
+}
+
+static int l_listener_set_tls(lua_State *L) {
+  struct llistener *ll = check_listener(L);
+  struct tls_ctx *ctx = tls_binding_check(L, 2);
+  if (!ll->l) return 0;
+  if (!ll->opts.tls) return luaL_error(L, "this listener does not use TLS");
+  net_listener_set_tls(ll->l, ctx);
+  ll->opts.tls = ctx; /* only compared with NULL from now on */
+  return 0;
+}
+
 static int l_listener_close(lua_State *L) {
   struct llistener *ll = check_listener(L);
   if (ll->l) {
@@ -346,12 +380,15 @@ int net_open(lua_State *L) {
   static const luaL_Reg conn_methods[] = {
       {"start", l_start},   {"send", l_send},   {"close", l_close},
       {"peer", l_peer},     {"pause", l_pause}, {"resume", l_resume},
-      {"queued", l_queued}, {NULL, NULL}};
+      {"queued", l_queued}, {"tls", l_tls},     {NULL, NULL}};
   static const luaL_Reg listener_methods[] = {{"address", l_listener_address},
+                                              {"set_tls", l_listener_set_tls},
                                               {"close", l_listener_close},
                                               {NULL, NULL}};
-  static const luaL_Reg funcs[] = {
-      {"connect", l_connect}, {"listen", l_listen}, {NULL, NULL}};
+  static const luaL_Reg funcs[] = {{"connect", l_connect},
+                                   {"listen", l_listen},
+                                   {"is_loopback", l_is_loopback},
+                                   {NULL, NULL}};
   if (luaL_newmetatable(L, CONN_MT)) {
     luaL_newlib(L, conn_methods);
     lua_setfield(L, -2, "__index");

@@ -5,7 +5,8 @@
  *     opts: name, address, client_address, data_dir, cluster, memory,
  *           tick_ms, election_ms, heartbeat_ms, snapshot_entries,
  *           snapshot_bytes, seed, metrics_address, log_level ("error",
- *           "warn", "info", "debug"), log_format ("kv", "json")
+ *           "warn", "info", "debug"), log_format ("kv", "json"),
+ *           tls (a core.tls.context with this member's certificate)
  *     handlers (Lua functions, called on the loop, must not wait):
  *       apply(index, term, entry) -> reply, events
  *           entry: the decoded log entry {time, kind, ...}
@@ -27,6 +28,8 @@
  *   server:set_sessions(n)      the copycat_sessions gauge (docs/metrics.md)
  *   server:metrics() -> string  the metrics page (Prometheus text)
  *   server:metrics_address() -> "ip:port" | nil
+ *   server:set_tls(ctx) -> true | nil, err   certificates reloaded: new
+ *       connections use ctx (docs/tls.md)
  *   server:log(level, event, fields)  one line through the server's logger
  *       (fields: a table of string keys to strings, numbers or booleans)
  *
@@ -297,6 +300,9 @@ static int l_start(lua_State *L) {
   o.metrics_address = opt_string(L, "metrics_address");
   o.log_level = opt_string(L, "log_level");
   o.log_format = opt_string(L, "log_format");
+  lua_getfield(L, 1, "tls");
+  if (!lua_isnil(L, -1)) o.tls = tls_binding_check(L, -1);
+  lua_pop(L, 1); /* the table keeps it alive; server_start takes a ref */
 
   struct lserver *ls = lua_newuserdatauv(L, sizeof *ls, 0);
   memset(ls, 0, sizeof *ls);
@@ -456,6 +462,19 @@ static int l_remove(lua_State *L) {
 static int l_transfer(lua_State *L) {
   struct lserver *ls = check_running(L);
   return result(L, server_transfer(ls->s, luaL_checkstring(L, 2)));
+}
+
+static int l_set_tls(lua_State *L) {
+  struct lserver *ls = check_running(L);
+  struct tls_ctx *ctx = tls_binding_check(L, 2);
+  char err[512];
+  if (server_set_tls(ls->s, ctx, err, sizeof err) < 0) {
+    luaL_pushfail(L);
+    lua_pushstring(L, err);
+    return 2;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
 }
 
 static int l_set_sessions(lua_State *L) {
@@ -633,6 +652,7 @@ int server_open(lua_State *L) {
                                      {"set_sessions", l_set_sessions},
                                      {"metrics", l_metrics},
                                      {"metrics_address", l_metrics_address},
+                                     {"set_tls", l_set_tls},
                                      {"log", l_log},
                                      {NULL, NULL}};
   if (luaL_newmetatable(L, SERVER_MT)) {

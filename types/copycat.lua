@@ -82,6 +82,13 @@ function Timer:active() end
 ---@field cluster_id? string the servers' cluster id (default "copycat")
 ---@field timeout? number ms per request attempt (default 5000)
 ---@field session_timeout? integer ms without keep-alives before the cluster expires the session (default 5000, >= 200)
+---@field tls? copycat.TlsOptions speak TLS: trust member certificates from tls.ca; cert/key optional (docs/tls.md)
+
+---@class copycat.TlsOptions
+---@field ca string PEM file of the cluster's CA certificate(s)
+---@field cert? string PEM certificate of this side (a server's: its member certificate)
+---@field key? string its private key
+---@field require_client_cert? boolean servers: refuse clients without a certificate
 
 ---@alias copycat.Consistency "linearizable"|"lease"|"sequential"
 
@@ -158,6 +165,8 @@ function Client:close() end
 ---@field metrics_address? string serve Prometheus metrics at http://ADDR/metrics
 ---@field log_level? "error"|"warn"|"info"|"debug"
 ---@field log_format? "kv"|"json"
+---@field tls? copycat.TlsOptions TLS for peers, clients and the TCP admin address (docs/tls.md)
+---@field insecure? boolean allow plain TCP on addresses other machines can reach
 
 ---@class copycat.Server
 local Server = {}
@@ -209,6 +218,12 @@ function Server:metrics_address() end
 ---@param n integer
 function Server:set_sessions(n) end
 
+--- Reads the TLS CA, certificate and key files again: new connections use
+--- them, established ones go on (also on SIGHUP).
+---@return true|nil
+---@return string|nil
+function Server:reload_certs() end
+
 ---@class copycat.codec
 copycat.codec = {}
 --- msgpack bytes of v (nil, booleans, numbers, strings, tables).
@@ -223,7 +238,7 @@ function copycat.codec.decode(s) end
 copycat.net = {}
 --- Connects to address ("ip:port" or "name:port"); waits until connected.
 ---@param address string
----@param opts? {max_frame?: integer, max_queue?: integer}
+---@param opts? {max_frame?: integer, max_queue?: integer, tls?: userdata, tls_expect?: string}
 ---@return copycat.Conn|nil
 ---@return string|nil
 function copycat.net.connect(address, opts) end
@@ -231,7 +246,7 @@ function copycat.net.connect(address, opts) end
 --- connection. Returns a listener with :address() and :close().
 ---@param address string
 ---@param handler fun(conn: copycat.Conn)
----@param opts? {max_frame?: integer, max_queue?: integer}
+---@param opts? {max_frame?: integer, max_queue?: integer, tls?: userdata}
 ---@return {address: fun(self): string, close: fun(self)}|nil
 ---@return string|nil
 function copycat.net.listen(address, handler, opts) end
@@ -253,6 +268,11 @@ function Conn:close(reason, flush) end
 function Conn:closed() end
 ---@return string
 function Conn:peer() end
+--- Under TLS: the name and role ("member", "admin", "client", "none") of
+--- the peer's certificate; nil without TLS.
+---@return string|nil
+---@return string|nil
+function Conn:tls() end
 
 ---@class copycat.StateMachineOptions
 ---@field name? string name for error messages

@@ -89,6 +89,10 @@ function cluster.transfer(name, timeout_ms) end
 ---@return integer
 function cluster.snapshot() end
 
+--- Reads this server's TLS CA, certificate and key files again; true.
+---@return true
+function cluster.reload_certs() end
+
 --- Waits until this server has applied index n, or until
 --- fn(cluster.status()) is true; true, or false and why on timeout.
 ---@param target integer|fun(status: copycat.op.Status): boolean

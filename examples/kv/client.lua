@@ -8,10 +8,12 @@
 --     keys PREFIX            prints matching keys, one per line
 --   --consistency linearizable|lease|sequential applies to get and keys.
 --   --timeout MS (default 5000), --session-timeout MS (default 5000).
+--   --tls-ca FILE [--tls-cert FILE --tls-key FILE]: TLS (docs/tls.md).
 --   Errors go to stderr, exit status 1; a bad command line exits 2.
 local usage = [=[
 usage: copycat-lua examples/kv/client.lua --cluster ADDR,... [--consistency linearizable|lease|sequential]
          [--cluster-id ID] [--timeout MS] [--session-timeout MS]
+         [--tls-ca FILE [--tls-cert FILE --tls-key FILE]]
          (put KEY VALUE | get KEY | delete KEY | cas KEY EXPECTED NEW | keys PREFIX)]=]
 
 local cli = copycat.cli
@@ -34,7 +36,8 @@ if #words - 1 ~= arity[cmd] then
   cli.usage_error(spec, ("%s takes %d argument(s)"):format(cmd, arity[cmd]))
 end
 
-local client = copycat.client(cli.client_options(opts))
+local made, client = pcall(copycat.client, cli.client_options(opts))
+if not made then fail((tostring(client):gsub("^[^:]*:%d+: ", ""))) end
 local q = { consistency = level }
 local r, err
 if cmd == "put" then

@@ -2,7 +2,9 @@
 # Start a local 3-node key-value cluster on 127.0.0.1:5001-5003 (or from
 # $BASE_PORT on), data under ${DATA:-data}/. Ctrl-C stops all three cleanly.
 # Run from the repository root after `make` (or use `make run`, which builds
-# first: make run BASE_PORT=6001 DATA=data6001).
+# first: make run BASE_PORT=6001 DATA=data6001). Every connection uses TLS:
+# the certificates are made in $DATA/certs on the first run (copycat-lua
+# ctl certs, docs/tls.md) and kept after.
 set -u
 BIN=${BIN:-build/copycat-lua}
 DATA=${DATA:-data}
@@ -23,6 +25,12 @@ if [ -f "$DATA/base_port" ] && [ "$(cat "$DATA/base_port")" != "$BASE" ]; then
   exit 1
 fi
 mkdir -p "$DATA" && echo "$BASE" >"$DATA/base_port"
+CERTS=$DATA/certs
+if [ ! -f "$CERTS/ca.crt" ]; then
+  "$BIN" ctl certs "$CERTS" n1 n2 n3 >/dev/null || exit 1
+  echo "made a CA and certificates in $CERTS/"
+fi
+TLS="--tls-ca $CERTS/ca.crt"
 pids=""
 stop() {
   trap - INT TERM
@@ -35,18 +43,19 @@ trap stop INT TERM
 i=1
 for a in $A1 $A2 $A3; do
   "$BIN" examples/kv/server.lua --name "n$i" --address "$a" --data "$DATA/n$i" \
-    --bootstrap "$MEMBERS" &
+    --bootstrap "$MEMBERS" $TLS --tls-cert "$CERTS/n$i.crt" --tls-key "$CERTS/n$i.key" &
   pids="$pids $!"
   i=$((i + 1))
 done
 cat <<MSG
 3-node cluster starting: n1=$A1 n2=$A2 n3=$A3 (data in $DATA/)
 Talk to it from another terminal:
-  $BIN examples/kv/client.lua --cluster $MEMBERS put greeting hello
-  $BIN examples/kv/client.lua --cluster $MEMBERS get greeting
+  $BIN examples/kv/client.lua --cluster $MEMBERS $TLS put greeting hello
+  $BIN examples/kv/client.lua --cluster $MEMBERS $TLS get greeting
 Operate it (see "Operating a cluster" in README.md):
   $BIN ctl --socket $DATA/n1 status
   $BIN ctl --socket $DATA/n1 run scripts/transfer-leadership.lua n2
+  $BIN ctl --socket $DATA/n1 reload-certs   (after replacing $CERTS/n1.*)
 Ctrl-C stops all three servers.
 MSG
 wait

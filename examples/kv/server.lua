@@ -9,6 +9,8 @@
 --       [--admin-socket PATH] [--admin-address HOST:PORT --admin-token-file FILE]
 --       [--metrics-address HOST:PORT] [--log-level error|warn|info|debug]
 --       [--log-format kv|json]
+--       [--tls-ca FILE --tls-cert FILE --tls-key FILE [--tls-require-client-cert]]
+--       [--insecure]
 --
 -- --state-machine runs another state machine file with the same server
 -- (examples/counter, examples/lock and examples/election use it).
@@ -19,6 +21,8 @@
 -- a restart any may be given: the configuration stored in --data wins.
 -- The admin socket is DIR/admin.sock unless --admin-socket says otherwise;
 -- --admin-address adds a TCP admin address that requires the token.
+-- --tls-* run every TCP connection over TLS (docs/tls.md); without them
+-- the server listens on loopback addresses only, unless --insecure.
 local usage = [=[
 usage: copycat-lua examples/kv/server.lua --name NAME --address HOST:PORT --data DIR
          (--bootstrap ADDR,... | --join ADDR,... | --empty) [--type active|passive|reserve]
@@ -26,7 +30,8 @@ usage: copycat-lua examples/kv/server.lua --name NAME --address HOST:PORT --data
          [--heartbeat-interval MS] [--snapshot-threshold ENTRIES] [--state-machine FILE]
          [--admin-socket PATH] [--admin-address HOST:PORT --admin-token-file FILE]
          [--metrics-address HOST:PORT] [--log-level error|warn|info|debug]
-         [--log-format kv|json]]=]
+         [--log-format kv|json] [--tls-ca FILE --tls-cert FILE --tls-key FILE]
+         [--tls-require-client-cert] [--insecure]]=]
 
 local cli = copycat.cli
 local ms = cli.ms(1)
@@ -39,6 +44,8 @@ local spec = { name = "kv server", usage = usage, required = { "name", "address"
   ["admin-socket"] = cli.string, ["admin-address"] = cli.address, ["admin-token-file"] = cli.string,
   ["metrics-address"] = cli.address, ["log-level"] = cli.one_of({ "error", "warn", "info", "debug" }),
   ["log-format"] = cli.one_of({ "kv", "json" }),
+  ["tls-ca"] = cli.string, ["tls-cert"] = cli.string, ["tls-key"] = cli.string,
+  ["tls-require-client-cert"] = cli.switch, insecure = cli.switch,
 } }
 local opts, words = cli.parse(arg, spec)
 if #words > 0 then cli.usage_error(spec, "unexpected argument " .. words[1]) end
@@ -57,6 +64,10 @@ local ok_start, server = pcall(copycat.server, {
   admin_socket = opts["admin-socket"], admin_address = opts["admin-address"],
   admin_token_file = opts["admin-token-file"],
   metrics_address = opts["metrics-address"], log_level = opts["log-level"], log_format = opts["log-format"],
+  insecure = opts.insecure ~= nil,
+  tls = (opts["tls-ca"] or opts["tls-cert"] or opts["tls-key"]) and { ca = opts["tls-ca"],
+    cert = opts["tls-cert"], key = opts["tls-key"],
+    require_client_cert = opts["tls-require-client-cert"] ~= nil } or nil,
 })
 if not ok_start then -- a configuration problem: say it plainly, no traceback
   io.stderr:write("kv server: ", (tostring(server):gsub("^[^:]*:%d+: ", "")), "\n")

@@ -148,7 +148,9 @@ static void dial(struct server *s, struct peer *p) {
   p->retry_at = now + p->backoff_ms;
   p->backoff_ms =
       p->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : p->backoff_ms * 2;
-  if (net_connect(s->loop, p->address, NULL, on_connected, p) < 0)
+  /* Under TLS the member we dial must prove it is p->name. */
+  struct net_conn_opts o = {.tls = s->tls, .tls_expect = p->name};
+  if (net_connect(s->loop, p->address, &o, on_connected, p) < 0)
     p->connecting = 0;
 }
 
@@ -252,6 +254,29 @@ static void refuse(struct inconn *ic, const char *why) {
   net_conn_close_after_flush(ic->conn, why);
 }
 
+/* What the TLS certificate proves, kept on ic; under TLS a server's hello
+ * must name the member its certificate names. 0, or -1 and why. */
+static int cert_check(struct inconn *ic, const struct proto_hello *h, char *why,
+                      size_t whylen) {
+  snprintf(ic->cert_name, sizeof ic->cert_name, "%s",
+           net_conn_tls_name(ic->conn));
+  ic->cert_role = net_conn_tls_role(ic->conn);
+  if (h->role != PROTO_SERVER || !net_conn_is_tls(ic->conn)) return 0;
+  if (ic->cert_role != TLS_ROLE_MEMBER) {
+    snprintf(why, whylen,
+             "a server must present its member certificate (this one: %s)",
+             ic->cert_role == TLS_ROLE_NONE ? "none" : "a client's");
+    return -1;
+  }
+  if (strcmp(ic->cert_name, h->name) != 0) {
+    snprintf(why, whylen,
+             "hello names member '%s' but the certificate names '%s'", h->name,
+             ic->cert_name);
+    return -1;
+  }
+  return 0;
+}
+
 static void hello(struct inconn *ic, const char *data, size_t len) {
   struct server *s = ic->s;
   struct proto_hello h;
@@ -266,6 +291,11 @@ static void hello(struct inconn *ic, const char *data, size_t len) {
              "wrong cluster: this server belongs to cluster '%s', the peer "
              "to '%s'",
              s->cluster, h.cluster);
+    refuse(ic, why);
+    return;
+  }
+  char why[256];
+  if (cert_check(ic, &h, why, sizeof why) < 0) {
     refuse(ic, why);
     return;
   }
@@ -319,8 +349,13 @@ static void in_frame(net_conn *c, const char *data, size_t len) {
 static void in_close(net_conn *c, int status, const char *reason) {
   struct inconn *ic = net_conn_data(c);
   struct server *s = ic->s;
-  (void)status;
-  (void)reason;
+  if (status == NET_ETLS) { /* one line per refused TLS connection */
+    struct logger_line l;
+    logger_begin(&l, &s->log, LOGGER_WARN, "tls_refused");
+    logger_str(&l, "peer", net_conn_peer(c));
+    logger_str(&l, "reason", reason);
+    logger_end(&l);
+  }
   if (ic->role == PROTO_CLIENT) clients__conn_gone(s, c);
   if (ic->prev)
     ic->prev->next = ic->next;
@@ -328,6 +363,10 @@ static void in_close(net_conn *c, int status, const char *reason) {
     s->inconns = ic->next;
   if (ic->next) ic->next->prev = ic->prev;
   free(ic);
+}
+
+int server__conn_is_admin(const struct inconn *ic) {
+  return ic->cert_role == TLS_ROLE_ADMIN;
 }
 
 int peers__accept(struct server *s, net_conn *c) {

@@ -664,11 +664,26 @@ int server_start(uv_loop_t *loop, const struct server_opts *o,
   metrics__init(s);
   s->metrics.last_conf = *raft_configuration(s->raft);
 
-  rc = net_listen(loop, s->address, NULL, on_accept, s, &s->listener, err,
+  if (o->tls && tls_ctx_role(o->tls) != TLS_ROLE_MEMBER) {
+    snprintf(err, errlen,
+             "TLS: the server's certificate must be a member certificate "
+             "(made with ctl certs DIR %s)",
+             s->name);
+    goto fail;
+  }
+  if (o->tls && strcmp(tls_ctx_name(o->tls), s->name) != 0) {
+    snprintf(err, errlen,
+             "TLS: the certificate names member '%s', this server is '%s' "
+             "(give it the certificate made for its own name)",
+             tls_ctx_name(o->tls), s->name);
+    goto fail;
+  }
+  struct net_conn_opts lo = {.tls = o->tls};
+  rc = net_listen(loop, s->address, &lo, on_accept, s, &s->listener, err,
                   errlen);
   if (rc < 0) goto fail;
   if (o->client_address && o->client_address[0]) {
-    rc = net_listen(loop, o->client_address, NULL, on_accept, s,
+    rc = net_listen(loop, o->client_address, &lo, on_accept, s,
                     &s->client_listener, err, errlen);
     if (rc < 0) {
       net_listener_close(s->listener);
@@ -689,6 +704,7 @@ int server_start(uv_loop_t *loop, const struct server_opts *o,
   if (s->http) logger_str(&l, "metrics_address", http_address(s->http));
   logger_str(&l, "data_dir", o->memory ? "(memory)" : o->data_dir);
   logger_str(&l, "cluster", s->cluster);
+  logger_str(&l, "tls", o->tls ? "on" : "off");
   logger_u64(&l, "term", raft_term(s->raft));
   logger_u64(&l, "last_index", raft_last_index(s->raft));
   logger_u64(&l, "snapshot_index", raft_snapshot_index(s->raft));
@@ -698,6 +714,11 @@ int server_start(uv_loop_t *loop, const struct server_opts *o,
   s->tick.data = s;
   s->tick_start_ms = uv_hrtime() / 1000000;
   uv_timer_start(&s->tick, on_tick, s->o.tick_ms, s->o.tick_ms);
+  if (o->tls) {
+    s->tls = o->tls;
+    tls_ctx_ref(s->tls);
+  }
+  s->o.tls = NULL; /* s->tls is the one in use */
   peers__sync(s);
   *out = s;
   return 0;
@@ -734,6 +755,7 @@ int server_bootstrap(struct server *s, const struct raft_conf *conf, char *err,
 
 void server__closed_one(struct server *s) {
   if (--s->closing_handles > 0) return;
+  tls_ctx_unref(s->tls);
   raft_free(s->raft);
   msgpack_sbuffer_destroy(&s->scratch);
   sessions__free(s);
@@ -786,6 +808,34 @@ void server_stop(struct server *s, void (*cb)(void *data), void *data) {
   s->ka_n = 0;
   peers__close_all(s);
   if (!store_waits) server__close_store(s);
+}
+
+int server_set_tls(struct server *s, struct tls_ctx *ctx, char *err,
+                   size_t errlen) {
+  if (!s->tls) {
+    snprintf(err, errlen,
+             "this server was started without TLS: restart it with "
+             "certificates to use TLS");
+    return -1;
+  }
+  if (tls_ctx_role(ctx) != TLS_ROLE_MEMBER ||
+      strcmp(tls_ctx_name(ctx), s->name) != 0) {
+    snprintf(err, errlen,
+             "the new certificate is not the member certificate of '%s' "
+             "(it names '%s', role %s): kept the old one",
+             s->name, tls_ctx_name(ctx), tls_role_name(tls_ctx_role(ctx)));
+    return -1;
+  }
+  tls_ctx_ref(ctx);
+  tls_ctx_unref(s->tls);
+  s->tls = ctx;
+  net_listener_set_tls(s->listener, ctx);
+  if (s->client_listener) net_listener_set_tls(s->client_listener, ctx);
+  struct logger_line l;
+  logger_begin(&l, &s->log, LOGGER_INFO, "tls_reloaded");
+  logger_str(&l, "name", tls_ctx_name(ctx));
+  logger_end(&l);
+  return 0;
 }
 
 void server_status(const struct server *s, struct server_status *st) {

@@ -83,6 +83,12 @@ struct server_opts {
   const char *log_level;       /* error|warn|info|debug; NULL: info */
   const char *log_format;      /* kv|json; NULL: kv */
 
+  /* TLS (docs/tls.md): NULL for plain TCP. The server takes a reference;
+   * its certificate must be the member certificate of `name`. Peers and
+   * clients then connect with TLS only; a peer's hello must name the
+   * member its certificate names. */
+  struct tls_ctx *tls;
+
   const struct server_sm *sm;
 };
 
@@ -100,6 +106,13 @@ int server_bootstrap(struct server *s, const struct raft_conf *conf, char *err,
 /* Stops serving, closes connections, finishes pending writes, unlocks the
  * data directory; cb(data) when everything is closed. */
 void server_stop(struct server *s, void (*cb)(void *data), void *data);
+
+/* Replaces the TLS context (a certificate reload): new connections, in
+ * and out, use ctx; established ones go on with theirs. Returns 0, or -1
+ * with a sentence in err (the server has no TLS, or ctx's certificate is
+ * not this member's). */
+int server_set_tls(struct server *s, struct tls_ctx *ctx, char *err,
+                   size_t errlen);
 
 /* Status, for server:status(). */
 struct server_status {

@@ -9,6 +9,7 @@
 #include "protocol/protocol.h"
 #include "server/server.h"
 #include "storage/store.h"
+#include "tls/tls.h"
 #include "transport/net.h"
 
 #define SERVER_MAX_PEERS RAFT_MAX_MEMBERS
@@ -77,6 +78,11 @@ struct inconn {
   int role; /* 0 until the hello arrived */
   char name[RAFT_NAME_MAX];
   uint64_t session; /* the client session last named here; events go here */
+  /* Who the peer proved to be with its TLS certificate (at the hello):
+   * "" and TLS_ROLE_NONE without TLS or without a certificate. For a
+   * server (role PROTO_SERVER) under TLS, name equals cert_name. */
+  char cert_name[TLS_NAME_MAX];
+  int cert_role;
   struct inconn *next, *prev;
 };
 
@@ -126,6 +132,7 @@ struct server {
   struct raft *raft;
   struct store *store;
   net_listener *listener, *client_listener;
+  struct tls_ctx *tls; /* NULL: plain TCP; a reference */
   uv_timer_t tick;
   struct peer peers[SERVER_MAX_PEERS];
   struct inconn *inconns;
@@ -238,6 +245,11 @@ struct transfer_log *peers__snap_log(struct server *s, const char *name);
 void transfer__sent(struct server *s, const char *to, uint64_t index,
                     uint64_t bytes, uint64_t total);
 void transfer__received(struct server *s, uint64_t index, uint64_t bytes);
+/* Whether this connection holds admin rights by its TLS certificate (a
+ * client certificate with the admin role, docs/tls.md). A member's
+ * certificate proves the connection's member name (cert_name), not admin
+ * rights; tokens and the admin channel are checked elsewhere. */
+int server__conn_is_admin(const struct inconn *ic);
 
 /* clients.c */
 void clients__request(struct inconn *ic, const char *data, size_t len);

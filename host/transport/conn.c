@@ -5,6 +5,8 @@
  * Reads go straight into the frame reader's buffer. Writes accumulate in
  * `pend` while a write is in flight (`fly`); when it completes the two
  * buffers swap, so whatever was queued meanwhile leaves in one write.
+ * With TLS (secure.c) `pend` holds plaintext and `fly` the ciphertext
+ * made from it; reads go through the TLS layer into the same reader.
  */
 #include <assert.h>
 #include <signal.h>
@@ -14,6 +16,7 @@
 
 #include "net.h"
 #include "net_int.h"
+#include "tls/tls.h"
 
 #define READ_CHUNK (64 * 1024)
 
@@ -28,6 +31,9 @@ const char *net_conn_peer(net_conn *c) {
 }
 size_t net_conn_queued(net_conn *c) {
   return c->pend.len + c->fly.len;
+}
+int net_conn_is_tls(const net_conn *c) {
+  return c->tls != NULL;
 }
 
 net_conn *net__conn_new(uv_loop_t *loop, const struct net_conn_opts *opts,
@@ -73,6 +79,7 @@ static void on_closed(uv_handle_t *h) {
   net_reader_free(&c->reader);
   free(c->pend.buf);
   free(c->fly.buf);
+  net__tls_free(c);
   free(c);
 }
 
@@ -90,13 +97,20 @@ static void close_with(net_conn *c, int status, const char *reason) {
   uv_close(&c->h.handle, on_closed);
 }
 
+void net__close_with(net_conn *c, int status, const char *reason) {
+  close_with(c, status, reason);
+}
+
 void net_conn_close(net_conn *c, const char *reason) {
   close_with(c, 0, reason);
 }
 
 void net_conn_close_after_flush(net_conn *c, const char *reason) {
   if (c->closing) return;
-  if (!c->writing && c->pend.len == 0) {
+  /* Before its handshake a TLS connection cannot send what is queued;
+   * after it, whatever is not being written is still in pend. */
+  if ((!c->writing && c->pend.len == 0) ||
+      (c->tls && !tls_conn_ready(c->tls))) {
     close_with(c, 0, reason);
     return;
   }
@@ -124,8 +138,9 @@ static void on_write(uv_write_t *req, int status) {
     fail(c, status, "write failed");
     return;
   }
-  if (c->pend.len > 0) {
-    flush(c);
+  if (c->pend.len > 0 || c->tls) {
+    flush(c); /* TLS: there may be handshake bytes to send */
+    if (!c->writing && c->close_after_flush) close_with(c, 0, c->reason);
   } else if (c->close_after_flush) {
     close_with(c, 0, c->reason);
   }
@@ -133,10 +148,15 @@ static void on_write(uv_write_t *req, int status) {
 
 static void flush(net_conn *c) {
   assert(!c->writing && c->fly.len == 0);
-  struct net_buf t = c->fly;
-  c->fly = c->pend;
-  c->pend = t;
-  c->pend.len = 0;
+  if (c->closing) return;
+  if (c->tls) {
+    if (net__tls_fill(c) == 0) return; /* nothing to send yet */
+  } else {
+    struct net_buf t = c->fly;
+    c->fly = c->pend;
+    c->pend = t;
+    c->pend.len = 0;
+  }
   uv_buf_t b = uv_buf_init(c->fly.buf, (unsigned)c->fly.len);
   c->wreq.data = c;
   int rc = uv_write(&c->wreq, &c->h.stream, &b, 1, on_write);
@@ -148,7 +168,11 @@ static void flush(net_conn *c) {
   c->writing = 1;
 }
 
-static int reserve(struct net_buf *b, size_t more) {
+void net__flush(net_conn *c) {
+  if (!c->writing) flush(c);
+}
+
+int net__reserve(struct net_buf *b, size_t more) {
   if (b->cap - b->len >= more) return 0;
   size_t cap = b->cap ? b->cap : 4096;
   while (cap - b->len < more)
@@ -167,7 +191,7 @@ int net_conn_send(net_conn *c, const void *data, size_t len) {
     close_with(c, NET_EQUEUE, net_strerror(NET_EQUEUE));
     return NET_EQUEUE;
   }
-  int rc = reserve(&c->pend, 4 + len);
+  int rc = net__reserve(&c->pend, 4 + len);
   if (rc < 0) return rc;
   net_put_prefix(c->pend.buf + c->pend.len, (uint32_t)len);
   memcpy(c->pend.buf + c->pend.len + 4, data, len);
@@ -200,13 +224,16 @@ static void deliver(net_conn *c) {
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   net_conn *c = h->data;
   size_t avail = 0;
-  char *p = net_reader_space(&c->reader, READ_CHUNK, &avail);
+  char *p = c->tls ? net__tls_rbuf(c, &avail)
+                   : net_reader_space(&c->reader, READ_CHUNK, &avail);
   *buf = uv_buf_init(p, p ? (unsigned)avail : 0);
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   net_conn *c = s->data;
-  if (nread > 0) {
+  if (nread > 0 && c->tls) {
+    if (net__tls_input(c, (size_t)nread) == 0) deliver(c);
+  } else if (nread > 0) {
     net_reader_commit(&c->reader, (size_t)nread);
     deliver(c);
   } else if (nread == UV_EOF) {
@@ -229,7 +256,11 @@ void net_conn_start(net_conn *c, const struct net_conn_cbs *cbs) {
   c->cbs = *cbs;
   if (c->closing) return;
   int rc = uv_read_start(&c->h.stream, on_alloc, on_read);
-  if (rc < 0) fail(c, rc, "cannot read");
+  if (rc < 0) {
+    fail(c, rc, "cannot read");
+    return;
+  }
+  if (c->tls) net__tls_input(c, 0); /* the dialing side speaks first */
 }
 
 void net_conn_pause(net_conn *c) {
@@ -265,12 +296,15 @@ struct connect_req {
   char address[128];
   int status;
   char reason[400];
+  struct tls_ctx *tls; /* a reference, until connected */
+  char expect[TLS_NAME_MAX];
 };
 
 static void on_failed_conn_closed(uv_handle_t *h) {
   net_conn *c = h->data;
   struct connect_req *r = c->data;
   r->cb(r->data, NULL, r->status, r->reason);
+  tls_ctx_unref(r->tls);
   net_reader_free(&c->reader);
   free(c);
   free(r);
@@ -292,6 +326,13 @@ static void on_connect(uv_connect_t *req, int status) {
   }
   net_conn *c = r->c;
   net__conn_fill_peer(c);
+  if (r->tls && net__tls_attach(c, r->tls, 0, r->expect) < 0) {
+    tls_ctx_unref(r->tls);
+    r->tls = NULL;
+    connect_failed(r, UV_ENOMEM);
+    return;
+  }
+  tls_ctx_unref(r->tls);
   r->cb(r->data, c, 0, NULL);
   free(r);
 }
@@ -332,6 +373,12 @@ int net_connect(uv_loop_t *loop, const char *address,
   r->cb = cb;
   r->data = data;
   snprintf(r->address, sizeof r->address, "%s", address);
+  if (opts && opts->tls && !is_unix) {
+    r->tls = opts->tls;
+    tls_ctx_ref(r->tls);
+    if (opts->tls_expect)
+      snprintf(r->expect, sizeof r->expect, "%s", opts->tls_expect);
+  }
   if (is_unix) {
     r->req.data = r;
     uv_pipe_connect(&r->req, &r->c->h.pipe, path, on_connect);

@@ -122,6 +122,8 @@ const char *net_strerror(int code) {
       return "connection is closed";
     case NET_EADDR:
       return "address must be host:port (or [ipv6]:port)";
+    case NET_ETLS:
+      return "TLS failure";
     default:
       return uv_strerror(code);
   }

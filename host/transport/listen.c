@@ -1,6 +1,7 @@
 /*
  * listen.c — accepting connections, and address helpers.
  */
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +9,7 @@
 
 #include "net.h"
 #include "net_int.h"
+#include "tls/tls.h"
 
 struct net_listener {
   union {
@@ -57,6 +59,22 @@ void net__format_addr(const struct sockaddr *sa, char *out, size_t len) {
   }
 }
 
+int net_address_is_loopback(const char *address) {
+  char host[256];
+  int port;
+  struct sockaddr_storage ss;
+  if (strncmp(address, "unix:", 5) == 0) return 1;
+  if (net_split_address(address, host, sizeof host, &port) < 0 ||
+      net__parse_ip(host, port, &ss) < 0)
+    return 0;
+  if (ss.ss_family == AF_INET) {
+    const struct sockaddr_in *in = (const struct sockaddr_in *)&ss;
+    return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+  }
+  const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&ss;
+  return IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr);
+}
+
 static void on_connection(uv_stream_t *server, int status) {
   net_listener *l = server->data;
   if (status < 0) return; /* e.g. EMFILE: the client will retry */
@@ -67,6 +85,10 @@ static void on_connection(uv_stream_t *server, int status) {
     return;
   }
   net__conn_fill_peer(c);
+  if (l->opts.tls && net__tls_attach(c, l->opts.tls, 1, NULL) < 0) {
+    net_conn_close(c, "out of memory");
+    return;
+  }
   l->cb(l, c);
 }
 
@@ -85,6 +107,8 @@ static int listen_unix(uv_loop_t *loop, const char *address, const char *path,
   l->data = data;
   l->is_unix = 1;
   if (opts) l->opts = *opts;
+  l->opts.tls = NULL; /* a Unix socket is trusted by its file mode */
+  l->opts.tls_expect = NULL;
   uv_pipe_init(loop, &l->h.pipe, 0);
   l->h.handle.data = l;
   int rc = uv_pipe_bind(&l->h.pipe, path);
@@ -133,6 +157,8 @@ int net_listen(uv_loop_t *loop, const char *address,
   l->cb = cb;
   l->data = data;
   if (opts) l->opts = *opts;
+  l->opts.tls_expect = NULL;
+  if (l->opts.tls) tls_ctx_ref(l->opts.tls);
   uv_tcp_init(loop, &l->h.tcp);
   l->h.handle.data = l;
   rc = uv_tcp_bind(&l->h.tcp, (struct sockaddr *)&ss, 0);
@@ -143,6 +169,7 @@ int net_listen(uv_loop_t *loop, const char *address,
                  ? " (another process uses this port: stop it or pick "
                    "another address)"
                  : "");
+    tls_ctx_unref(l->opts.tls);
     uv_close(&l->h.handle, (uv_close_cb)free);
     return rc;
   }
@@ -161,6 +188,15 @@ const char *net_listener_address(net_listener *l) {
   return l->address;
 }
 
+void net_listener_set_tls(net_listener *l, struct tls_ctx *tls) {
+  assert(!l->is_unix);
+  if (tls) tls_ctx_ref(tls);
+  tls_ctx_unref(l->opts.tls);
+  l->opts.tls = tls;
+}
+
 void net_listener_close(net_listener *l) {
+  tls_ctx_unref(l->opts.tls);
+  l->opts.tls = NULL;
   uv_close(&l->h.handle, (uv_close_cb)free);
 }

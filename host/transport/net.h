@@ -14,6 +14,13 @@
  * together in the next write, so a burst of small messages costs one
  * system call, not one each. Every connection has TCP_NODELAY set.
  *
+ * TLS (host/tls): a connection or listener given a tls_ctx in its options
+ * runs TLS over the stream (secure.c); frames, writes and callbacks are
+ * the same, and frames only flow once the handshake has verified the
+ * peer. A handshake or record failure closes the connection with
+ * NET_ETLS and the reason. net_conn_tls_name/role say who the peer
+ * proved to be.
+ *
  * Ownership: the transport allocates each net_conn and frees it after its
  * on_close callback has returned; the user must forget the pointer there.
  * Every callback runs on the loop thread.
@@ -33,6 +40,7 @@
 #define NET_EQUEUE (-20002)  /* outgoing queue over max_queue */
 #define NET_ECLOSED (-20003) /* connection already closing */
 #define NET_EADDR (-20004)   /* address not of the form host:port */
+#define NET_ETLS (-20005)    /* TLS handshake, verification or record */
 
 /* Longest Unix socket path, with its NUL (the size of sun_path). */
 #define NET_UNIX_PATH_MAX 108
@@ -75,6 +83,10 @@ void net_put_prefix(char out[4], uint32_t len);
  * hostlen-1 bytes) and port. Returns 0 or NET_EADDR. */
 int net_split_address(const char *addr, char *host, size_t hostlen, int *port);
 
+/* 1 if only this machine can reach address: "unix:PATH", 127.0.0.0/8,
+ * ::1 or "localhost"; 0 for anything else (0.0.0.0, other IPs, names). */
+int net_address_is_loopback(const char *address);
+
 /* ---- connections (conn.c) ---- */
 
 typedef struct net_conn net_conn;
@@ -88,15 +100,28 @@ struct net_conn_cbs {
   void (*on_close)(net_conn *c, int status, const char *reason);
 };
 
+struct tls_ctx;
+
 struct net_conn_opts {
   uint32_t max_frame; /* 0: NET_DEFAULT_MAX_FRAME */
   size_t max_queue;   /* 0: NET_DEFAULT_MAX_QUEUE */
+  /* TLS (not for unix: addresses): NULL for plain TCP. A listener or
+   * connect takes its own reference. tls_expect: for net_connect, the
+   * member name the server's certificate must carry (NULL: any member). */
+  struct tls_ctx *tls;
+  const char *tls_expect;
 };
 
 void net_conn_set_data(net_conn *c, void *data);
 void *net_conn_data(net_conn *c);
 /* The peer's address as "ip:port" (empty if unknown). */
 const char *net_conn_peer(net_conn *c);
+/* 1 if the connection runs TLS. */
+int net_conn_is_tls(const net_conn *c);
+/* The name and role (TLS_ROLE_*, host/tls/tls.h) of the certificate the
+ * peer proved to hold; "" and TLS_ROLE_NONE without TLS or certificate. */
+const char *net_conn_tls_name(const net_conn *c);
+int net_conn_tls_role(const net_conn *c);
 /* Queues one frame. Returns 0, NET_ECLOSED, NET_ETOOBIG or NET_EQUEUE (the
  * peer is not reading: the connection is then closed). */
 int net_conn_send(net_conn *c, const void *data, size_t len);
@@ -142,6 +167,10 @@ int net_listen(uv_loop_t *loop, const char *address,
                const struct net_conn_opts *opts, net_accept_cb cb, void *data,
                net_listener **out, char *err, size_t errlen);
 void *net_listener_data(net_listener *l);
+/* Replaces the TLS context new connections get (NULL: plain; the
+ * listener must have been started with TLS). Connections already
+ * accepted keep theirs. */
+void net_listener_set_tls(net_listener *l, struct tls_ctx *tls);
 /* The bound address as "ip:port" (or "unix:PATH"). */
 const char *net_listener_address(net_listener *l);
 /* Stops listening and frees the listener (asynchronously). */

@@ -30,11 +30,30 @@ struct net_conn {
   int open_handles; /* handles still closing */
   int status;
   char reason[192];
+  struct tls_conn *tls; /* NULL for plain TCP and Unix sockets */
+  char *tls_in;         /* ciphertext read from the socket (TLS only) */
 };
 
 net_conn *net__conn_new(uv_loop_t *loop, const struct net_conn_opts *opts,
                         int is_unix);
 void net__conn_fill_peer(net_conn *c);
+/* secure.c: TLS under a conn. net__tls_attach: 0 or UV_ENOMEM. */
+int net__tls_attach(net_conn *c, struct tls_ctx *ctx, int accept,
+                    const char *expect);
+/* Ciphertext buffer for the next read, of *len bytes (NULL: no memory). */
+char *net__tls_rbuf(net_conn *c, size_t *len);
+/* n bytes of ciphertext arrived in the read buffer (n may be 0 to start
+ * the handshake): decrypts into the frame reader, sends what TLS has to
+ * say. 0, or the conn is being closed (nonzero). */
+int net__tls_input(net_conn *c, size_t n);
+/* Encrypts pend (once the handshake is done) and moves the ciphertext to
+ * fly; returns the bytes now in fly. */
+size_t net__tls_fill(net_conn *c);
+void net__tls_free(net_conn *c);
+/* conn.c: closes with status and reason (no-op when already closing). */
+void net__close_with(net_conn *c, int status, const char *reason);
+void net__flush(net_conn *c);
+int net__reserve(struct net_buf *b, size_t more);
 /* Parses an IP literal ("localhost" counts as 127.0.0.1). 0 or error. */
 int net__parse_ip(const char *host, int port, struct sockaddr_storage *ss);
 void net__format_addr(const struct sockaddr *sa, char *out, size_t len);

@@ -3,7 +3,9 @@
 ---
 --- copycat.server starts it: a Unix socket (by default `admin.sock` in the
 --- data directory, mode 0600: whoever can open it is trusted), and
---- optionally a TCP address that requires a token. The protocol is
+--- optionally a TCP address that requires a token. On a server with TLS
+--- the TCP address speaks TLS, and a client certificate with the admin
+--- role stands in for the token (docs/tls.md). The protocol is
 --- msgpack frames (copycat.net), one request per connection:
 ---
 ---   client: {"copycat-admin", 1, token|nil}
@@ -179,8 +181,15 @@ local function serve(state, conn, needs_token)
     return refuse(("admin protocol version %s is not supported (this server speaks %d)")
       :format(tostring(hello[2]), VERSION))
   end
-  if needs_token then
-    if hello[3] == nil or hello[3] == "" then
+  local _, role = conn:tls()
+  if needs_token and role == "admin" then
+    log(state.host, "info", "admin_certificate", { from = peer, name = (conn:tls()), role = role })
+  elseif needs_token then
+    if hello[3] == nil or hello[3] == "" or not state.token then
+      if not state.token then
+        return refuse("this admin address needs a client certificate with the admin role " ..
+          "(ctl --tls-cert admin.crt --tls-key admin.key)")
+      end
       return refuse("a token is required on this admin address (ctl --token-file FILE, or COPYCAT_ADMIN_TOKEN)")
     elseif not same_token(hello[3], state.token) then
       return refuse("wrong admin token")
@@ -271,7 +280,8 @@ end
 --- (see copycat.operator); opts:
 ---   socket   path of the Unix socket, or false for none
 ---   address  TCP "host:port" (needs token), or nil
----   token    the token for the TCP address
+---   token    the token for the TCP address (optional with tls)
+---   tls      a TLS context for the TCP address (copycat.tls.context)
 ---   budget   instructions per script (default 10 million)
 ---   memory   bytes a script may grow the heap by (default 64 MiB)
 ---   time_ms  time limit per script (default 30000; a request may ask
@@ -285,7 +295,7 @@ function admin.start(host, opts)
     memory = opts.memory or DEFAULT_MEMORY,
     listeners = {},
   }
-  if opts.address and (type(opts.token) ~= "string" or opts.token == "") then
+  if opts.address and not opts.tls and (type(opts.token) ~= "string" or opts.token == "") then
     return nil, "the TCP admin address " .. opts.address ..
       " needs a token: give admin_token_file (or set COPYCAT_ADMIN_TOKEN)"
   end
@@ -300,13 +310,18 @@ function admin.start(host, opts)
     state.listeners[#state.listeners + 1] = l
   end
   if opts.address then
-    local l, err = net.listen(opts.address, handler(state, true), LISTEN_OPTS)
+    local l, err = net.listen(opts.address, handler(state, true),
+      { max_frame = MAX_FRAME, tls = opts.tls })
     if not l then
       self.close()
       return nil, "admin address: " .. tostring(err)
     end
     state.listeners[#state.listeners + 1] = l
     self.address = l:address()
+    if opts.tls then
+      --- Certificates reloaded: new TLS connections use ctx.
+      function self.set_tls(ctx) l:set_tls(ctx) end
+    end
   end
   return self
 end

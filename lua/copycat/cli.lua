@@ -104,13 +104,14 @@ local function shown(s)
 end
 
 --- The flags of a cluster client: --cluster (required: list it in the
---- spec's `required`), --cluster-id, --timeout and --session-timeout, plus
---- the extra ones given.
+--- spec's `required`), --cluster-id, --timeout, --session-timeout and
+--- --tls-ca, --tls-cert, --tls-key (docs/tls.md), plus the extra ones given.
 ---@param extra? table<string, copycat.cli.Check>
 ---@return table<string, copycat.cli.Check>
 function cli.client_flags(extra)
   local flags = { cluster = cli.addresses, ["cluster-id"] = cli.string, timeout = cli.ms(1),
-    ["session-timeout"] = cli.ms(200) }
+    ["session-timeout"] = cli.ms(200), ["tls-ca"] = cli.string, ["tls-cert"] = cli.string,
+    ["tls-key"] = cli.string }
   for k, v in pairs(extra or {}) do flags[k] = v end
   return flags
 end
@@ -120,8 +121,12 @@ end
 ---@param opts table<string, any> what cli.parse returned
 ---@return copycat.ClientOptions
 function cli.client_options(opts)
+  local tls
+  if opts["tls-ca"] or opts["tls-cert"] or opts["tls-key"] then
+    tls = { ca = opts["tls-ca"], cert = opts["tls-cert"], key = opts["tls-key"] }
+  end
   return { cluster = opts.cluster, cluster_id = opts["cluster-id"], timeout = opts.timeout or 5000,
-    session_timeout = opts["session-timeout"] or 5000 }
+    session_timeout = opts["session-timeout"] or 5000, tls = tls }
 end
 
 --- The message for a value that failed its check.

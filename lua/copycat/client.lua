@@ -23,6 +23,7 @@
 --- than what this client has already seen.
 local runtime = require("copycat.runtime")
 local net = require("copycat.net")
+local tls = require("copycat.tls")
 
 local PROTOCOL_VERSION = 1
 
@@ -47,6 +48,7 @@ local PROTOCOL_VERSION = 1
 ---@field private next_id integer
 ---@field private at integer index of the member tried last
 ---@field private closed boolean
+---@field private net_opts table|nil options of every connection (TLS)
 local Client = {}
 Client.__index = Client
 Client.__name = "copycat.Client"
@@ -58,8 +60,12 @@ end
 --- Creates a client. Nothing is sent until the first request.
 --- opts.timeout: ms per request attempt (default 5000); opts.session_timeout:
 --- ms without keep-alives after which the cluster expires the session
---- (default 5000, at least 200).
----@param opts {cluster: string[], cluster_id?: string, timeout?: number, session_timeout?: integer}
+--- (default 5000, at least 200). opts.tls = { ca = FILE, cert = FILE,
+--- key = FILE }: speak TLS, trusting servers with a member certificate
+--- from that CA; the certificate (optional) is this client's, and one with
+--- the admin role grants membership and leadership changes (docs/tls.md).
+---@param opts {cluster: string[], cluster_id?: string, timeout?: number, session_timeout?: integer,
+---  tls?: copycat.TlsOptions}
 ---@return copycat.Client
 local function new(opts)
   if type(opts) ~= "table" or type(opts.cluster) ~= "table" or #opts.cluster == 0 then
@@ -76,11 +82,19 @@ local function new(opts)
   if math.type(st) ~= "integer" or st < 200 then
     error("session_timeout must be an integer number of ms, at least 200", 2)
   end
+  -- tls_context: a context already loaded (a server's own, for join).
+  local ctx = opts.tls_context
+  if opts.tls ~= nil and not ctx then
+    local err
+    ctx, err = tls.context(opts.tls)
+    if not ctx then error("copycat.client: " .. err, 2) end
+  end
   return setmetatable({
     members = members,
     cluster_id = opts.cluster_id or "copycat",
     timeout = opts.timeout or 5000,
     session_timeout = st,
+    net_opts = ctx and { tls = ctx } or nil,
     waiting = {},
     next_id = 0,
     at = shuffle_start(#members) - 1,
@@ -131,7 +145,7 @@ end
 
 -- Connects to address and says hello; returns the connection or nil, err.
 local function dial(self, address)
-  local conn, err = net.connect(address)
+  local conn, err = net.connect(address, self.net_opts)
   if not conn then return nil, err end
   conn:send({ "copycat", PROTOCOL_VERSION, self.cluster_id, "client", "", "" })
   local reply, rerr = conn:recv(self.timeout)
@@ -514,15 +528,23 @@ function Client:close()
 end
 
 --- Asks the server at address for its member name (bootstrap uses it).
+--- With a TLS context the answer must be the name its certificate proves.
 ---@return string|nil, string|nil
-local function whois(address, cluster_id, timeout)
+local function whois(address, cluster_id, timeout, tls_context)
   local self = setmetatable({ cluster_id = cluster_id or "copycat", timeout = timeout or 1000 }, Client)
-  local conn, err = net.connect(address)
+  local conn, err = net.connect(address, tls_context and { tls = tls_context } or nil)
   if not conn then return nil, err end
   conn:send({ "copycat", PROTOCOL_VERSION, self.cluster_id, "client", "", "" })
   local reply, rerr = conn:recv(self.timeout)
+  local cert_name = conn:tls()
   conn:close()
-  if type(reply) == "table" and reply[1] == "ok" then return reply[2] end
+  if type(reply) == "table" and reply[1] == "ok" then
+    if tls_context and reply[2] ~= cert_name then
+      return nil, ("%s says it is '%s' but its certificate names '%s'"):format(address,
+        tostring(reply[2]), tostring(cert_name))
+    end
+    return reply[2]
+  end
   return nil, type(reply) == "table" and tostring(reply[2]) or tostring(rerr)
 end
 

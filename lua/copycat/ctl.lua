@@ -12,8 +12,10 @@
 --- verb (after the subcommand for a subcommand); run prints what it did,
 --- or exits through fail / usage_error. `ctl help` lists the verbs in the
 --- order they are added.
+local core = require("copycat.core")
 local net = require("copycat.net")
 local json = require("copycat.json")
+local tls = require("copycat.tls")
 
 local ctl = {}
 
@@ -42,12 +44,16 @@ local GLOBAL = {
   ["--server"] = { key = "server", value = true },
   ["--token-file"] = { key = "token_file", value = true },
   ["--timeout"] = { key = "timeout", value = true },
+  ["--tls-ca"] = { key = "tls_ca", value = true },
+  ["--tls-cert"] = { key = "tls_cert", value = true },
+  ["--tls-key"] = { key = "tls_key", value = true },
   ["--json"] = { key = "json" }, -- checked against the verb after parsing
 }
 
 local function usage_text()
   local lines = {
     "usage: copycat-lua ctl [--socket PATH | --server HOST:PORT] [--token-file FILE]",
+    "                       [--tls-ca FILE [--tls-cert FILE --tls-key FILE]]",
     "                       [--timeout SECONDS] COMMAND",
     "Commands:",
   }
@@ -77,6 +83,11 @@ local function usage_text()
     "  --server HOST:PORT    the server's TCP admin address (needs the token)",
     "  --token-file FILE     file holding the admin token (default: the environment",
     "                        variable COPYCAT_ADMIN_TOKEN)",
+    "  --tls-ca FILE         --server speaks TLS: trust servers with a member",
+    "                        certificate from this CA (docs/tls.md)",
+    "  --tls-cert FILE, --tls-key FILE",
+    "                        a client certificate; one with the admin role stands",
+    "                        in for the token",
     "  --timeout SECONDS     time limit of the command on the server (default 30)",
     "Any member will do: changes are forwarded to the leader. Each change returns",
     "once it has committed and is in effect on the server asked.",
@@ -177,7 +188,16 @@ local function connect(o)
   else
     token = os.getenv("COPYCAT_ADMIN_TOKEN")
   end
-  local conn, err = net.connect(address)
+  local nopts
+  if o.tls_ca then
+    if not o.server then usage_error("--tls-ca goes with --server (a Unix socket needs no TLS)") end
+    local ctx, terr = tls.context({ ca = o.tls_ca, cert = o.tls_cert, key = o.tls_key })
+    if not ctx then fail(terr) end
+    nopts = { tls = ctx }
+  elseif o.tls_cert or o.tls_key then
+    usage_error("--tls-cert and --tls-key need --tls-ca")
+  end
+  local conn, err = net.connect(address, nopts)
   if not conn then
     fail(("cannot reach %s: %s (is the server running?)"):format(what,
       tostring(err):gsub("^cannot connect to [^:]*:?[^:]*: ", "")))
@@ -514,6 +534,62 @@ verb("run", {
     local res = run(o, source, name, args, stream, "error: ")
     for i = 1, res.n do
       if res[i] ~= nil then print(show(res[i])) end
+    end
+  end,
+})
+
+verb("reload-certs", {
+  help = "make the server read its TLS certificate, key and CA\n" ..
+    "files again (new connections use them; docs/tls.md)",
+  run = function(o, argv, v)
+    want(argv, 0, v)
+    call(o, "return cluster.reload_certs()", "reload-certs")
+    print("certificates reloaded")
+  end,
+})
+
+local function exists(path)
+  local f = io.open(path, "rb")
+  if f then f:close() end
+  return f ~= nil
+end
+
+-- Writes the CA (unless it exists), a member certificate per name, and
+-- client and admin certificates if missing. Needs no server.
+verb("certs", {
+  args = "DIR NAME... [--days N] [--new-ca]",
+  help = "write a CA (DIR/ca.crt, ca.key; kept if it exists,\n" ..
+    "unless --new-ca) and a member certificate and key for\n" ..
+    "each NAME (DIR/NAME.crt, NAME.key), plus DIR/client.*\n" ..
+    "and DIR/admin.* if missing; keys are mode 0600.\n" ..
+    "--days: validity of the certificates written (default\n" ..
+    "1825; negative: already expired, for tests). The CA is\n" ..
+    "valid for 3650 days. See docs/tls.md",
+  options = { ["--days"] = { key = "days", value = true }, ["--new-ca"] = { key = "new_ca" } },
+  run = function(o, argv)
+    local dir = argv[1]
+    if not dir then usage_error("certs: give the directory (and the member names)") end
+    local days = 1825
+    if o.days then
+      days = math.tointeger(tonumber(o.days))
+      if not days or days == 0 then usage_error("--days must be a whole number of days, not 0") end
+    end
+    if o.new_ca or not exists(dir .. "/ca.key") then
+      local ok, err = core.tls.make_ca(dir, 3650, o.new_ca)
+      if not ok then fail(err) end
+      print("wrote " .. dir .. "/ca.crt and ca.key")
+    end
+    local function make(name, role)
+      local ok, err = core.tls.make_cert(dir, name, role, days)
+      if not ok then fail(err) end
+      print(("wrote %s/%s.crt and %s.key (%s)"):format(dir, name, name, role))
+    end
+    for i = 2, #argv do
+      local name = argv[i]
+      if name == "client" or name == "admin" then make(name, name) else make(name, "member") end
+    end
+    for _, name in ipairs({ "client", "admin" }) do
+      if not exists(dir .. "/" .. name .. ".crt") then make(name, name) end
     end
   end,
 })

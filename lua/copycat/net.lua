@@ -105,9 +105,19 @@ function Conn:peer()
   return self.raw:peer()
 end
 
+--- Under TLS, the name and role ("member", "admin", "client" or "none")
+--- of the certificate the peer proved to hold (known once a message has
+--- arrived); nil without TLS.
+---@return string|nil, string|nil
+function Conn:tls()
+  return self.raw:tls()
+end
+
 --- Connects to address ("ip:port" or "name:port"). Waits until connected.
+--- opts.tls: a TLS context (copycat.tls.context); opts.tls_expect: the
+--- member name the server's certificate must carry.
 ---@param address string
----@param opts {max_frame?: integer, max_queue?: integer}|nil
+---@param opts {max_frame?: integer, max_queue?: integer, tls?: userdata, tls_expect?: string}|nil
 ---@return copycat.Conn|nil, string|nil
 function net.connect(address, opts)
   local me = runtime.current("net.connect")
@@ -125,7 +135,7 @@ end
 --- with :address() and :close(), or nil and a reason.
 ---@param address string
 ---@param handler fun(conn: copycat.Conn)
----@param opts {max_frame?: integer, max_queue?: integer}|nil
+---@param opts {max_frame?: integer, max_queue?: integer, tls?: userdata}|nil
 function net.listen(address, handler, opts)
   if type(handler) ~= "function" then
     error(("bad argument #2 to 'listen' (function expected, got %s)"):format(type(handler)), 2)

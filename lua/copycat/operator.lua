@@ -5,7 +5,9 @@
 ---   local api = operator.new(host, run)
 --- host = { raw = <copycat.core server>, opts = <the server's options>,
 --- status = function() -> the server's status, with `sessions` when the
---- server counts them (optional; raw:status() otherwise) };
+--- server counts them (optional; raw:status() otherwise), reload_certs =
+--- function() (optional), tls = function() -> the server's TLS context or
+--- nil (optional: requests and probes then use the member's certificate) };
 --- run = { deadline = ms (copycat.now() based), check = function() that
 --- raises once the script's time is up, print = function(line) for
 --- progress lines (optional) }.
@@ -188,7 +190,7 @@ function operator.new(host, run)
     -- within the script's time.
     local left = run.deadline - runtime.now()
     local c = client.new({ cluster = addresses, cluster_id = opts.cluster,
-      timeout = math.max(50, math.min(2000, left // 4)) })
+      timeout = math.max(50, math.min(2000, left // 4)), tls_context = host.tls and host.tls() })
     c.on_retry = on_retry -- the refusals the client retries by itself
     local ok, err
     -- The client is closed even when the script's time runs out here.
@@ -268,7 +270,7 @@ function operator.new(host, run)
     local deadline = runtime.now() + probe_ms
     runtime.spawn(function()
       while not answer and runtime.now() < deadline do
-        local ok, who, err = pcall(client.whois, address, opts.cluster, 1000)
+        local ok, who, err = pcall(client.whois, address, opts.cluster, 1000, host.tls and host.tls())
         if ok and who then
           answer = { who = who }
         elseif ok and tostring(err):find("cluster", 1, true) then
@@ -396,6 +398,15 @@ function operator.new(host, run)
     end
     if not index then error("snapshot: " .. tostring(err), 2) end
     return index
+  end
+
+  --- Reads this server's TLS certificate, key and CA files again (`ctl
+  --- reload-certs`, SIGHUP): new connections use them; returns true.
+  function api.reload_certs()
+    if not host.reload_certs then error("reload_certs: not available on this server", 2) end
+    local ok, err = host.reload_certs()
+    if not ok then error(tostring(err), 2) end
+    return true
   end
 
   return api

@@ -26,6 +26,13 @@
 --- page at http://ADDR/metrics, docs/metrics.md; off by default), log_level
 --- ("error", "warn", "info" (default), "debug") and log_format ("kv"
 --- (default) or "json"), docs/logging.md.
+--- TLS (docs/tls.md): tls = { ca = FILE, cert = FILE, key = FILE,
+--- require_client_cert = false }: the cluster's CA and this member's
+--- certificate (named after `name`); peers, clients and the TCP admin
+--- address then speak TLS only. Without tls a server refuses to listen on
+--- an address other machines can reach unless insecure = true.
+--- server:reload_certs() (also on SIGHUP and `ctl reload-certs`) reads the
+--- files again: new connections use them, existing ones go on.
 --- server:bootstrap{ "127.0.0.1:5001", "127.0.0.1:5002", "127.0.0.1:5003" }
 --- -- or: server:join{ "127.0.0.1:5001" }
 ---
@@ -36,6 +43,7 @@ local runtime = require("copycat.runtime")
 local client = require("copycat.client")
 local sessions = require("copycat.sessions")
 local admin = require("copycat.admin")
+local tls = require("copycat.tls")
 
 ---@class copycat.Server
 ---@field private raw userdata
@@ -80,6 +88,24 @@ local function check_opts(o)
       not o.metrics_address:match("^.+:%d+$")) then
     error("copycat.server: metrics_address must be \"host:port\", e.g. \"127.0.0.1:9100\"", 3)
   end
+  if o.tls ~= nil then
+    local bad = tls.check(o.tls)
+    if bad then error("copycat.server: " .. bad, 3) end
+    if not o.tls.cert then
+      error("copycat.server: tls.cert and tls.key are required: the member certificate of " .. o.name, 3)
+    end
+  elseif not o.insecure then
+    -- Plain TCP lets anyone who reaches the port act as a member or a client.
+    for _, k in ipairs({ "address", "client_address", "admin_address", "metrics_address" }) do
+      local a = o[k]
+      if type(a) == "string" and not tls.is_loopback(a) then
+        error(("copycat.server: refusing to listen on %s (%s) without TLS: anyone who can reach it " ..
+          "could act as a member or a client. Give tls = { ca =, cert =, key = } (--tls-ca, " ..
+          "--tls-cert, --tls-key; make them with `copycat-lua ctl certs DIR NAME...`, docs/tls.md), " ..
+          "or insecure = true (--insecure) on a network you trust"):format(a, k), 3)
+      end
+    end
+  end
 end
 
 local function load_machine(sm)
@@ -121,8 +147,11 @@ local function start_admin(self)
     token, terr = admin_token(o)
     if terr then return nil, terr end
   end
-  return admin.start({ raw = self.raw, opts = o, status = function() return self:status() end }, {
-    socket = socket or nil, address = o.admin_address, token = token,
+  local host = { raw = self.raw, opts = o, status = function() return self:status() end,
+    reload_certs = function() return self:reload_certs() end,
+    tls = function() return self.tls_ctx end } -- the member's TLS context, if any
+  return admin.start(host, {
+    socket = socket or nil, address = o.admin_address, token = token, tls = self.tls_ctx,
     budget = o.admin_budget, time_ms = o.admin_timeout, memory = o.admin_memory,
   })
 end
@@ -148,6 +177,11 @@ local function new(opts)
       self.raw:set_sessions(n)
     end
   end
+  if opts.tls then
+    local ctx, terr = tls.context(opts.tls)
+    if not ctx then error("copycat.server: " .. terr, 2) end
+    self.tls_ctx = ctx
+  end
   local raw, err = core.server.start({
     name = opts.name, address = opts.address, client_address = opts.client_address,
     data_dir = opts.data_dir, memory = opts.memory, cluster = opts.cluster,
@@ -155,6 +189,7 @@ local function new(opts)
     snapshot_entries = opts.snapshot_threshold, snapshot_bytes = opts.snapshot_bytes,
     time_ms = opts.time_interval, max_request = opts.max_request_bytes,
     metrics_address = opts.metrics_address, log_level = opts.log_level, log_format = opts.log_format,
+    tls = self.tls_ctx,
   }, {
     apply = function(index, term, entry)
       local reply, events = layer:apply(index, term, entry)
@@ -184,7 +219,30 @@ local function new(opts)
     error("copycat.server: " .. aerr, 2)
   end
   runtime.on_shutdown(function() self:stop() end)
+  if self.tls_ctx then
+    self.sighup = core.signal("SIGHUP", function()
+      runtime.spawn(function()
+        local ok, rerr = self:reload_certs()
+        if not ok then self:log("error", "tls_reload_failed", { msg = rerr }) end
+      end)
+    end)
+  end
   return self
+end
+
+--- Reads the certificate, key and CA files again (the same paths): new
+--- connections use them, established ones go on with the old ones. On any
+--- problem the old certificates stay in use.
+---@return boolean|nil, string|nil
+function Server:reload_certs()
+  if not self.tls_ctx then return nil, "this server runs without TLS: nothing to reload" end
+  local ctx, err = tls.context(self.opts.tls)
+  if not ctx then return nil, "reload: " .. err end
+  local ok, serr = self.raw:set_tls(ctx)
+  if not ok then return nil, "reload: " .. serr end
+  if self.admin.set_tls then self.admin.set_tls(ctx) end
+  self.tls_ctx = ctx
+  return true
 end
 
 --- Registers fn(detail) for an event: "leader", "role", "snapshot", ...
@@ -261,7 +319,7 @@ local function resolve(self, list)
   while #missing > 0 do
     local still = {}
     for _, m in ipairs(missing) do
-      local name = client.whois(m.address, self.opts.cluster)
+      local name = client.whois(m.address, self.opts.cluster, nil, self.tls_ctx)
       if name then m.name = name else still[#still + 1] = m end
     end
     missing = still
@@ -343,7 +401,8 @@ function Server:join(members)
   end, 1) then
     return true -- already a member (restart)
   end
-  local c = client.new({ cluster = members, cluster_id = self.opts.cluster, timeout = 2000 })
+  local c = client.new({ cluster = members, cluster_id = self.opts.cluster, timeout = 2000,
+    tls_context = self.tls_ctx })
   local retry = 2 * (self.opts.election_timeout or 500)
   local deadline = runtime.now() + (self.opts.join_timeout or 120000)
   local steps = want == "active" and { "passive", "active" } or { want }
@@ -389,7 +448,8 @@ function Server:leave()
     if m.name ~= self.opts.name then addresses[#addresses + 1] = m.address end
   end
   if #addresses == 0 then return nil, "leave: this server is the only member" end
-  local c = client.new({ cluster = addresses, cluster_id = self.opts.cluster, timeout = 2000 })
+  local c = client.new({ cluster = addresses, cluster_id = self.opts.cluster, timeout = 2000,
+    tls_context = self.tls_ctx })
   local ok, err = c:remove(self.opts.name)
   c:close()
   -- A removal the client resent after a leader change may find its first
@@ -403,6 +463,7 @@ end
 function Server:stop()
   if self.stopped then return end
   self.stopped = true
+  if self.sighup then self.sighup:stop() end
   self.admin.close()
   local me = runtime.current("server:stop")
   self.raw:stop(function() runtime.wake(me) end)

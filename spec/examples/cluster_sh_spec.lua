@@ -51,7 +51,9 @@ describe("examples/kv/cluster.sh", function()
     local put = out:match("\n  ([^\n]+ put greeting hello)\n")
     local get = out:match("\n  ([^\n]+ get greeting)\n")
     local status = out:match("\n  ([^\n]+ ctl %-%-socket [^\n]+ status)\n")
-    assert.are.equal(proc.bin .. " examples/kv/client.lua --cluster " .. members .. " put greeting hello", put)
+    -- The cluster speaks TLS, with the certificates the script made.
+    assert.are.equal(proc.bin .. " examples/kv/client.lua --cluster " .. members .. " --tls-ca " .. data ..
+      "/certs/ca.crt put greeting hello", put)
     assert.are.equal(proc.bin .. " ctl --socket " .. data .. "/n1 status", status)
     local code, text
     for _ = 1, 50 do
@@ -63,6 +65,8 @@ describe("examples/kv/cluster.sh", function()
     code, text = sh(get)
     assert.are.equal(0, code, text)
     assert.are.equal("hello\n", text)
+    code = sh(proc.bin .. " examples/kv/client.lua --timeout 1000 --cluster " .. members .. " get greeting")
+    assert.are_not.equal(0, code) -- a plain client cannot talk to it
     code, text = sh(status)
     assert.are.equal(0, code, text)
     assert.matches("127%.0%.0%.1:" .. base, text)
