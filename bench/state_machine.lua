@@ -36,6 +36,10 @@ local body = [[
     store[c.args.key] = { value = c.args.value, rev = rev }
     return old and old.value
   end
+  function sm.queries.get(q)
+    local e = store[q.args.key]
+    return e and e.value, e and e.rev
+  end
   function sm.commands.count()
     local n = 0
     for _ in pairs(store) do n = n + 1 end
@@ -59,7 +63,7 @@ local body = [[
 ]]
 local machine = assert(state_machine.load("local sm = state_machine()\n" .. body .. "\nreturn sm",
   { source = true, name = "bench", budget = 1 << 40 }))
-local host = { commands = {}, timers = {} }
+local host = { commands = {}, queries = {}, timers = {} }
 assert(load("local sm = ...\n" .. body, "=host", "t"))(host)
 
 local index = 0
@@ -84,6 +88,15 @@ end, 100000), measure(function(n)
   local put = host.commands.put
   for i = 1, n do sink = put({ args = { key = keys[i % 1000 + 1], value = i }, index = i, term = 1, time = i }) end
 end, 100000), "commands/s")
+
+-- Queries run with a read-only view of the state (bindings/sandbox_view.c):
+-- what the view costs is in this figure.
+report("get query", measure(function(n)
+  for i = 1, n do sink = machine:query("get", { key = keys[i % 1000 + 1] }) end
+end, 100000), measure(function(n)
+  local get = host.queries.get
+  for i = 1, n do sink = get({ args = { key = keys[i % 1000 + 1] } }) end
+end, 100000), "queries/s")
 
 report("pairs over 1000 string keys", measure(function(n)
   for _ = 1, n do sink = machine:command("count", nil, ctx()) end

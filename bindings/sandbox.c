@@ -11,7 +11,8 @@
 **   machine:query(op, args, ctx)            -> true, results... | false, err
 **   machine:command_encoded(op, bytes, ctx) -> true, bytes | false, err
 **   machine:query_encoded(op, bytes, ctx)   -> true, bytes | false, err
-**     Run sm.commands[op] / sm.queries[op] under `budget`. The encoded forms
+**     Run sm.commands[op] / sm.queries[op] under `budget`; a query sees the
+**     state through a read-only view (sandbox_view.c). The encoded forms
 **     take the arguments as copycat.codec bytes and return the results as
 **     the bytes of one msgpack array.
 **   machine:session_opened(session, ctx)      -> true | false, err
@@ -222,6 +223,32 @@ static int do_load(lua_State *S, Call *c) {
   return 0;
 }
 
+/* Runs in a protected call: 1 the handler, 2 the Call. The view is set up
+** in here so that whatever was swapped before an error is undone. */
+static int query_body(lua_State *S) {
+  Call *c = (Call *)lua_touserdata(S, 2);
+  sandbox_view_begin(S, 1);
+  lua_pushvalue(S, 1);
+  push_ctx(S, c);
+  lua_call(S, 1, LUA_MULTRET);
+  return lua_gettop(S) - 2;
+}
+
+/* A query (stack: 1 sm, 2 sm.queries, 3 the handler) with a read-only
+** view of the state (sandbox_view.c). */
+static int do_query(lua_State *S, Call *c, const char *name) {
+  int status;
+  sandbox_view_prepare(S, c->op, c->oplen);
+  lua_pushcfunction(S, query_body);
+  lua_pushvalue(S, 3);
+  lua_pushlightuserdata(S, c);
+  status = lua_pcall(S, 2, LUA_MULTRET, 0);
+  if (sandbox_view_end(S, 4, status != LUA_OK) || status != LUA_OK)
+    return lua_error(S); /* the assignment's message, or the query's */
+  pack_results(S, c, 4, name);
+  return 0;
+}
+
 static int do_handler(lua_State *S, Call *c) {
   const char *what = kind_names[c->kind];
   char name[96];
@@ -235,6 +262,7 @@ static int do_handler(lua_State *S, Call *c) {
   lua_pushlstring(S, c->op, c->oplen);
   if (lua_gettable(S, 2) != LUA_TFUNCTION) /* 3 */
     return luaL_error(S, "unknown %s", name);
+  if (c->kind == SANDBOX_QUERY) return do_query(S, c, name);
   push_ctx(S, c);
   lua_call(S, 1, LUA_MULTRET);
   pack_results(S, c, 3, name);

@@ -142,6 +142,16 @@ void sandbox_seed(Sandbox *sb, uint64_t a, uint64_t b);
 ** (sandbox_lib.c). */
 void sandbox_openlib(lua_State *S);
 
+/* sandbox_view.c: queries see the state read-only. prepare makes the
+** query's bookkeeping, begin wraps what the handler at fn reaches, end
+** undoes it (see the file), unview/wrap convert one value at idx. */
+void sandbox_view_open(lua_State *S);
+void sandbox_view_prepare(lua_State *S, const char *name, size_t len);
+void sandbox_view_begin(lua_State *S, int fn);
+int sandbox_view_end(lua_State *S, int first, int failed);
+int sandbox_view_unview(lua_State *S, int idx);
+void sandbox_view_wrap(lua_State *S, int idx);
+
 /* Builds the environment in the global table of S: a lua_CFunction, to be
 ** run protected (lua_pcall) in a fresh state whose extra space already
 ** points to its Sandbox (sandbox_env.c). */

@@ -213,6 +213,7 @@ int sandbox_env_open(lua_State *S) {
 
   sandbox_openlib(S);
   sandbox_session_open(S);
+  sandbox_view_open(S);
   sandbox_timers_open(S);
   lua_pushcfunction(S, l_state_machine);
   lua_setfield(S, g, "state_machine");

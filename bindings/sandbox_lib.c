@@ -173,10 +173,11 @@ static int sb_pairs(lua_State *S) {
 ** next is O(n^2): use pairs. Charges n units. */
 static int sb_next(lua_State *S) {
   Key after, best, cur;
-  int have_after, have_best = 0;
+  int have_after, have_best = 0, view;
   lua_Integer n = 0;
   luaL_checktype(S, 1, LUA_TTABLE);
   lua_settop(S, 2);
+  view = sandbox_view_unview(S, 1); /* a query's view: its original */
   have_after = !lua_isnil(S, 2);
   if (have_after && !key_get(S, 2, &after)) return bad_key(S, "next", 2);
   lua_pushnil(S); /* 3: best key so far */
@@ -199,6 +200,10 @@ static int sb_next(lua_State *S) {
   lua_pushvalue(S, 3);
   lua_pushvalue(S, 3);
   lua_rawget(S, 1);
+  if (view) {
+    sandbox_view_wrap(S, -2);
+    sandbox_view_wrap(S, -1);
+  }
   return 2;
 }
 

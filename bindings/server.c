@@ -4,7 +4,8 @@
  *   core.server.start(opts, handlers) -> server | nil, err
  *     opts: name, address, client_address, data_dir, cluster, memory,
  *           tick_ms, election_ms, heartbeat_ms, snapshot_entries,
- *           snapshot_bytes, seed, metrics_address, log_level ("error",
+ *           snapshot_bytes, hash_interval (0: default, -1: off), seed,
+ *           metrics_address, log_level ("error",
  *           "warn", "info", "debug"), log_format ("kv", "json"),
  *           tls (a core.tls.context with this member's certificate)
  *     handlers (Lua functions, called on the loop, must not wait):
@@ -14,9 +15,13 @@
  *           events: nil or {{session, seq, name, data}, ...} to push
  *       query(op, args, session, index) -> reply
  *       snapshot() -> string           restore(string) -> true | nil, err
+ *       state() -> string...   the state's canonical encoding, in pieces
+ *           (hashed together with XXH3 for the divergence checks)
  *       wants_time() -> boolean        notify(event, detail)
  *   server:bootstrap({{name=, address=, type=}, ...}) -> true | nil, err
- *   server:status() -> table
+ *   server:status() -> table (role "removed" once this server learned it
+ *       was removed; diverged = {index, hash, majority_hash, majority}
+ *       once its state differed from the majority's)
  *   server:change(name, address, type) / remove(name) / transfer(name)
  *       -> true | nil, err
  *   server:progress() -> {first_index=, commit_term=, leader_ready=,
@@ -43,6 +48,7 @@
 
 #include <lauxlib.h>
 #include <lua.h>
+#include <xxhash.h>
 
 #include "codec.h"
 #include "core.h"
@@ -228,6 +234,41 @@ static int sm_snapshot(void *data, msgpack_sbuffer *out) {
   return 0;
 }
 
+/* XXH3-64 of the strings the state handler returns, streamed piece by
+ * piece so the pieces are not concatenated. */
+static int sm_hash(void *data, uint64_t *out) {
+  struct lserver *ls = data;
+  lua_State *L = ls->L;
+  int top = lua_gettop(L);
+  if (!push_handler(ls, "state")) {
+    lua_settop(L, top);
+    return -1;
+  }
+  if (lua_pcall(L, 0, LUA_MULTRET, 0) != LUA_OK) {
+    log_failure(ls, "state_hash_failed", 0, L);
+    lua_settop(L, top);
+    return -1;
+  }
+  XXH3_state_t *st = XXH3_createState();
+  int rc = st && XXH3_64bits_reset(st) == XXH_OK ? 0 : -1;
+  for (int i = top + 1; i <= lua_gettop(L) && rc == 0; i++) {
+    size_t n;
+    const char *p = lua_tolstring(L, i, &n);
+    if (lua_type(L, i) != LUA_TSTRING) {
+      lua_pushfstring(L, "the state handler returned a %s, not bytes",
+                      luaL_typename(L, i));
+      log_failure(ls, "state_hash_failed", 0, L);
+      rc = -1;
+    } else if (XXH3_64bits_update(st, p, n) != XXH_OK) {
+      rc = -1;
+    }
+  }
+  if (rc == 0) *out = XXH3_64bits_digest(st);
+  XXH3_freeState(st);
+  lua_settop(L, top);
+  return rc;
+}
+
 /* In a forked child that is about to write a snapshot: no garbage
  * collection, whose finalizers (connections, timers) would call into the
  * event loop. The child exits right after. */
@@ -296,6 +337,7 @@ static int l_start(lua_State *L) {
   o.snapshot_bytes = (uint64_t)opt_int(L, "snapshot_bytes", 0);
   o.max_request = (uint32_t)opt_int(L, "max_request", 0);
   o.seed = (uint64_t)opt_int(L, "seed", 0);
+  o.hash_interval = (int64_t)opt_int(L, "hash_interval", 0);
   o.time_ms = (unsigned)opt_int(L, "time_ms", 0);
   o.metrics_address = opt_string(L, "metrics_address");
   o.log_level = opt_string(L, "log_level");
@@ -325,6 +367,7 @@ static int l_start(lua_State *L) {
                               .query = sm_query,
                               .snapshot = sm_snapshot,
                               .child_prepare = sm_child_prepare,
+                              .hash = sm_hash,
                               .restore = sm_restore,
                               .wants_time = sm_wants_time,
                               .notify = sm_notify};
@@ -411,8 +454,23 @@ static int l_status(lua_State *L) {
   struct server_status st;
   server_status(ls->s, &st);
   lua_createtable(L, 0, 10);
-  lua_pushstring(L, raft_role_name(st.role));
+  lua_pushstring(L, st.removed ? "removed" : raft_role_name(st.role));
   lua_setfield(L, -2, "role");
+  if (st.diverged) {
+    char h[17], m[17];
+    snprintf(h, sizeof h, "%016llx", (unsigned long long)st.diverged_hash);
+    snprintf(m, sizeof m, "%016llx", (unsigned long long)st.majority_hash);
+    lua_createtable(L, 0, 4);
+    lua_pushinteger(L, (lua_Integer)st.diverged_index);
+    lua_setfield(L, -2, "index");
+    lua_pushstring(L, h);
+    lua_setfield(L, -2, "hash");
+    lua_pushstring(L, m);
+    lua_setfield(L, -2, "majority_hash");
+    lua_pushstring(L, st.majority);
+    lua_setfield(L, -2, "majority");
+    lua_setfield(L, -2, "diverged");
+  }
   lua_pushinteger(L, (lua_Integer)st.term);
   lua_setfield(L, -2, "term");
   lua_pushinteger(L, (lua_Integer)st.commit);

@@ -44,8 +44,10 @@ if cmd == "put" then
   r, err = client:submit("put", { key = words[2], value = words[3] })
   if r ~= nil then print(r) end
 elseif cmd == "get" then
-  r, err = client:query("get", { key = words[2] }, q)
-  if r ~= nil then print(r) end
+  -- get returns the value and its revision; a failure is nil and a message
+  local second
+  r, second = client:query("get", { key = words[2] }, q)
+  if r ~= nil then print(r) elseif type(second) == "string" then err = second end
 elseif cmd == "delete" then
   r, err = client:submit("delete", { key = words[2] })
   if not err then print(r ~= nil and "deleted" or "not found") end

@@ -5,7 +5,7 @@
 --       (--bootstrap ADDR,... | --join ADDR,... | --empty)
 --       [--type active|passive|reserve]
 --       [--cluster ID] [--election-timeout MS] [--heartbeat-interval MS]
---       [--snapshot-threshold ENTRIES] [--state-machine FILE]
+--       [--snapshot-threshold ENTRIES] [--hash-interval ENTRIES] [--state-machine FILE]
 --       [--admin-socket PATH] [--admin-address HOST:PORT --admin-token-file FILE]
 --       [--metrics-address HOST:PORT] [--log-level error|warn|info|debug]
 --       [--log-format kv|json]
@@ -27,7 +27,8 @@ local usage = [=[
 usage: copycat-lua examples/kv/server.lua --name NAME --address HOST:PORT --data DIR
          (--bootstrap ADDR,... | --join ADDR,... | --empty) [--type active|passive|reserve]
          [--client-address HOST:PORT] [--cluster ID] [--election-timeout MS]
-         [--heartbeat-interval MS] [--snapshot-threshold ENTRIES] [--state-machine FILE]
+         [--heartbeat-interval MS] [--snapshot-threshold ENTRIES] [--hash-interval ENTRIES]
+         [--state-machine FILE]
          [--admin-socket PATH] [--admin-address HOST:PORT --admin-token-file FILE]
          [--metrics-address HOST:PORT] [--log-level error|warn|info|debug]
          [--log-format kv|json] [--tls-ca FILE --tls-cert FILE --tls-key FILE]
@@ -41,6 +42,7 @@ local spec = { name = "kv server", usage = usage, required = { "name", "address"
   type = cli.one_of({ "active", "passive", "reserve" }), cluster = cli.string,
   ["election-timeout"] = ms, ["heartbeat-interval"] = ms,
   ["snapshot-threshold"] = cli.integer(1, nil, "entries"), ["state-machine"] = cli.string,
+  ["hash-interval"] = cli.integer(0, nil, "entries"),
   ["admin-socket"] = cli.string, ["admin-address"] = cli.address, ["admin-token-file"] = cli.string,
   ["metrics-address"] = cli.address, ["log-level"] = cli.one_of({ "error", "warn", "info", "debug" }),
   ["log-format"] = cli.one_of({ "kv", "json" }),
@@ -60,7 +62,7 @@ local ok_start, server = pcall(copycat.server, {
   data_dir = opts.data, cluster = opts.cluster, type = opts.type,
   state_machine = opts["state-machine"] or (here .. "/state_machine.lua"),
   election_timeout = opts["election-timeout"], heartbeat_interval = opts["heartbeat-interval"],
-  snapshot_threshold = opts["snapshot-threshold"],
+  snapshot_threshold = opts["snapshot-threshold"], hash_interval = opts["hash-interval"],
   admin_socket = opts["admin-socket"], admin_address = opts["admin-address"],
   admin_token_file = opts["admin-token-file"],
   metrics_address = opts["metrics-address"], log_level = opts["log-level"], log_format = opts["log-format"],

@@ -53,4 +53,33 @@ int proto_encode_msg(msgpack_sbuffer *out, const struct raft_msg *m);
 int proto_decode_msg(const void *data, size_t len, struct raft_msg *m,
                      char *err, size_t errlen);
 
+/* Notices: server-to-server messages outside the Raft core, handled by
+ * the server (host/server/agree.c), sent on the same connections as Raft
+ * messages: [type, from, index, hash, majority_hash, names]. Their types
+ * (>= PROTO_NOTICE_HASH) are not Raft message types. */
+enum {
+  PROTO_NOTICE_HASH = 20,     /* follower to leader: my state hash at index */
+  PROTO_NOTICE_DIVERGED = 21, /* leader to member: your hash at index is not
+                                 the majority's */
+  PROTO_NOTICE_REMOVED = 22   /* to a non-member that asked for votes: my
+                                 committed configuration at index omits you */
+};
+#define PROTO_NAMES_MAX (RAFT_MAX_MEMBERS * RAFT_NAME_MAX)
+
+struct proto_notice {
+  int type;
+  char from[RAFT_NAME_MAX];
+  uint64_t index;    /* the log index hashed; REMOVED: of the config */
+  uint64_t hash;     /* HASH: the sender's; DIVERGED: the receiver's */
+  uint64_t majority; /* DIVERGED: the hash of the majority */
+  char names[PROTO_NAMES_MAX]; /* DIVERGED: the majority's members, "a,b" */
+};
+
+/* Whether a frame is a notice (its first element is a notice type). */
+int proto_is_notice(const void *data, size_t len);
+int proto_encode_notice(msgpack_sbuffer *out, const struct proto_notice *n);
+/* PROTO_EFORMAT with a sentence in err if the frame is not a notice. */
+int proto_decode_notice(const void *data, size_t len, struct proto_notice *n,
+                        char *err, size_t errlen);
+
 #endif

@@ -74,7 +74,7 @@ static int count_granted(const struct raft *r, bool granted) {
 }
 
 void raft_campaign(struct raft *r, bool prevote, bool transfer) {
-  if (!raft_self_voter(r)) return;
+  if (!raft_self_voter(r) || r->no_campaign) return;
   memset(r->granted, 0, sizeof r->granted);
   memset(r->responded, 0, sizeof r->responded);
   r->granted[r->self] = r->responded[r->self] = true;
@@ -99,6 +99,13 @@ void raft_campaign(struct raft *r, bool prevote, bool transfer) {
     return;
   }
   send_votes(r, prevote, transfer);
+}
+
+void raft_set_campaign(struct raft *r, bool allowed) {
+  assert(!r->in_ready);
+  r->no_campaign = !allowed;
+  if (!allowed && (r->role == RAFT_PRECANDIDATE || r->role == RAFT_CANDIDATE))
+    raft_become_follower(r, r->term, "");
 }
 
 /* ---- time --------------------------------------------------------------- */
@@ -152,7 +159,7 @@ void raft_tick(struct raft *r) {
   }
   r->election_elapsed++;
   if (r->election_elapsed >= r->randomized_timeout) {
-    if (raft_self_voter(r))
+    if (raft_self_voter(r) && !r->no_campaign)
       raft_campaign(r, r->opt.pre_vote, false);
     else
       raft_reset_timeout(r);

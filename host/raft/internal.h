@@ -122,6 +122,7 @@ struct raft {
   bool granted[RAFT_MAX_MEMBERS];
   bool responded[RAFT_MAX_MEMBERS];
   bool transfer_campaign; /* campaign started by TimeoutNow */
+  bool no_campaign;       /* the host forbids campaigns (raft_set_campaign) */
 
   /* leader */
   bool own_term_committed;

@@ -263,6 +263,12 @@ int raft_read(struct raft *r, uint64_t ctx, bool lease);
 int raft_change(struct raft *r, const char *name, const char *address,
                 int type);
 int raft_remove(struct raft *r, const char *name);
+/* Whether this server may campaign (default: yes). A host forbids it for
+ * a server that must not lead: one removed from the configuration without
+ * having received that configuration, or one whose state machine diverged.
+ * It still votes and acknowledges entries. A pre-candidate or candidate
+ * becomes a follower; a leader stays one (the host transfers leadership). */
+void raft_set_campaign(struct raft *r, bool allowed);
 /* Transfer leadership to the named ACTIVE member. */
 int raft_transfer(struct raft *r, const char *name);
 /* The state machine has a durable snapshot up to `index` (<= applied and

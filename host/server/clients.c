@@ -365,6 +365,12 @@ void clients__request(struct inconn *ic, const char *data, size_t len) {
                          "a storage failure (see its log)");
     return;
   }
+  const char *refusal = agree__refusal(s);
+  if (refusal && strcmp(verb, "change") != 0 && strcmp(verb, "remove") != 0 &&
+      strcmp(verb, "transfer") != 0) {
+    clients__reply_error(ic->conn, id, refusal);
+    return;
+  }
   if (len > s->o.max_request) {
     char msg[200];
     snprintf(msg, sizeof msg,

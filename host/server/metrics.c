@@ -277,6 +277,7 @@ char *server_metrics_render(struct server *s, size_t *len) {
         "1 after a storage failure: the server accepts no more writes.",
         s->failed ? 1 : 0);
   snapshots(&b, m);
+  agree__metrics(s, &b);
   if (b.failed) {
     prom_buf_free(&b);
     return NULL;

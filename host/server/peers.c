@@ -61,8 +61,12 @@ int peers__silence(const struct server *s, const char *name, uint64_t floor_ms,
 static void out_frame(net_conn *c, const char *data, size_t len) {
   struct peer *p = net_conn_data(c);
   if (!p) return;
-  /* The only frame a peer sends back on our connection is its answer to
-   * our hello: ["ok", its_name] or ["error", why]. */
+  /* A peer sends back on our connection its answer to our hello, ["ok",
+   * its_name] or ["error", why], and notices (a removal). */
+  if (proto_is_notice(data, len)) {
+    agree__notice(p->conn_owner, p->name, data, len);
+    return;
+  }
   struct mp_reader r;
   uint32_t n;
   char status[16], why[256] = "malformed answer to our hello";
@@ -166,6 +170,17 @@ void peers__send(struct server *s, const struct raft_msg *m) {
   if (proto_encode_msg(sb, m) == 0)
     net_conn_send(p->conn, sb->data + mark, sb->size - mark);
   sb->size = mark;
+}
+
+void peers__send_frame(struct server *s, const char *to, const char *data,
+                       size_t len) {
+  struct peer *p = find_peer(s, to);
+  if (!p) return;
+  if (!p->ready) {
+    dial(s, p);
+    return;
+  }
+  net_conn_send(p->conn, data, len);
 }
 
 static void drop_peer(struct peer *p);
@@ -320,6 +335,10 @@ static void in_frame(net_conn *c, const char *data, size_t len) {
     clients__request(ic, data, len);
     return;
   }
+  if (proto_is_notice(data, len)) {
+    agree__notice(s, ic->name, data, len);
+    return;
+  }
   struct raft_msg m;
   char err[256];
   if (proto_decode_msg(data, len, &m, err, sizeof err) < 0) {
@@ -340,6 +359,7 @@ static void in_frame(net_conn *c, const char *data, size_t len) {
       p->heard = 1;
       p->heard_ms = uv_now(s->loop);
     }
+    if (m.type == RAFT_MSG_VOTE) agree__vote_from(s, ic, &m);
     raft_step(s->raft, &m);
     server__process(s);
   }

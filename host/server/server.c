@@ -359,8 +359,11 @@ static void handle(struct server *s, struct raft_ready *rd,
   }
   for (size_t i = 0; i < rd->n_msgs; i++)
     peers__send(s, &rd->msgs[i]);
-  for (size_t i = 0; i < rd->n_committed; i++)
+  for (size_t i = 0; i < rd->n_committed; i++) {
+    if (s->agree.diverged) break; /* its state is wrong: nothing more */
     apply(s, rd->commit_first + i, &rd->committed[i]);
+    agree__applied(s, rd->commit_first + i);
+  }
   if (rd->n_reads) clients__reads_ready(s, rd->reads, rd->n_reads);
   if (rd->n_chunk_reqs) {
     *answers = calloc(rd->n_chunk_reqs, sizeof **answers);
@@ -442,6 +445,7 @@ static void note_changes(struct server *s) {
       n += (size_t)snprintf(list + n, sizeof list - n, "%s%s(%s)", i ? "," : "",
                             c->m[i].name, type_name(c->m[i].type));
     log_membership(s, ci, c, list);
+    agree__config_changed(s);
     server__notify(s, "config", "index=%llu members=%s", (unsigned long long)ci,
                    list);
   }
@@ -475,12 +479,14 @@ void server__process(struct server *s) {
     raft_ready_get(s->raft, &rd);
     handle(s, &rd, &answers, &n_answers);
     raft_ready_done(s->raft, &rd);
+    agree__act(s);
     if (answers) {
       answer_chunks(s, answers, n_answers);
       free(answers);
     }
-    if (s->applied >= s->snap_attempt + s->o.snapshot_entries ||
-        s->bytes_since_snapshot >= s->o.snapshot_bytes)
+    if (!s->agree.diverged &&
+        (s->applied >= s->snap_attempt + s->o.snapshot_entries ||
+         s->bytes_since_snapshot >= s->o.snapshot_bytes))
       take_snapshot(s, 1);
     peers__sync(s);
     clients__serve_reads(s);
@@ -512,6 +518,7 @@ static void on_tick(uv_timer_t *t) {
    * elections (and claim leadership in the log) that it cannot act on. */
   if (s->failed) return;
   server__catch_up(s);
+  agree__tick(s);
   sessions__tick(s); /* ends with server__process */
 }
 
@@ -624,6 +631,7 @@ int server_start(uv_loop_t *loop, const struct server_opts *o,
   if (!s->o.snapshot_bytes) s->o.snapshot_bytes = 64u << 20;
   if (!s->o.max_request) s->o.max_request = SERVER_DEFAULT_MAX_REQUEST;
   if (!s->o.time_ms) s->o.time_ms = 200;
+  agree__init(s);
   msgpack_sbuffer_init(&s->scratch);
   msgpack_sbuffer_init(&s->events);
   msgpack_sbuffer_init(&s->ka);
@@ -791,6 +799,7 @@ void server_stop(struct server *s, void (*cb)(void *data), void *data) {
    * being read back on the thread pool, the store stays open until that
    * is done (snapshot.c closes it). */
   int store_waits = snapshot__stop(s);
+  s->closing_handles += hash__stop(s);
   struct logger_line l;
   logger_begin(&l, &s->log, LOGGER_INFO, "server_stopping");
   logger_u64(&l, "term", raft_term(s->raft));
@@ -849,6 +858,12 @@ void server_status(const struct server *s, struct server_status *st) {
   st->leader = raft_leader(s->raft);
   st->conf = raft_configuration(s->raft);
   st->config_index = raft_configuration_index(s->raft);
+  st->removed = s->agree.removed;
+  st->diverged = s->agree.diverged;
+  st->diverged_index = s->agree.div_index;
+  st->diverged_hash = s->agree.div_hash;
+  st->majority_hash = s->agree.div_majority;
+  st->majority = s->agree.div_names;
 }
 
 const char *server_leader_address(const struct server *s) {
@@ -896,9 +911,9 @@ int server_transfer(struct server *s, const char *name) {
 }
 
 int server_snapshot_now(struct server *s, uint64_t *index) {
-  int rc = s->stopping || s->failed ? -1
-           : snapshot__busy(s)      ? -2
-                                    : take_snapshot(s, 0);
+  int rc = s->stopping || s->failed || s->agree.diverged ? -1
+           : snapshot__busy(s)                           ? -2
+                                                         : take_snapshot(s, 0);
   *index = s->last_snapshot;
   return rc;
 }

@@ -47,6 +47,10 @@ struct server_sm {
    * touching the event loop (the Lua garbage collector's finalizers). May
    * be NULL. */
   void (*child_prepare)(void *data);
+  /* The hash of the state (the canonical encoding of what a snapshot
+   * holds) in *out; 0 or -1. Equal states hash equal on every replica.
+   * May be NULL (no divergence checks). */
+  int (*hash)(void *data, uint64_t *out);
   /* Replace the state with a snapshot; 0 or -1. */
   int (*restore)(void *data, const void *snap, size_t len);
   /* Nonzero while replicated time must advance on an idle cluster (open
@@ -74,6 +78,10 @@ struct server_opts {
    * arguments can take many times its size in memory (an array of empty
    * arrays: ~70 bytes per byte), so this bounds what one request costs. */
   uint32_t max_request;
+  /* Hash the state every N applied entries and compare the replicas'
+   * hashes (host/server/agree.h); 0: 10000, negative: never. Every member
+   * should use the same N (only common multiples are compared). */
+  int64_t hash_interval;
   uint64_t seed;    /* election randomness */
   unsigned time_ms; /* an idle leader commits the passing of time this often
                        while wants_time says so; default 200 */
@@ -121,6 +129,12 @@ struct server_status {
   uint64_t config_index; /* index of the configuration in effect */
   const char *leader;    /* name, "" if unknown */
   const struct raft_conf *conf;
+  int removed; /* this server learned it is no longer a member */
+  /* Diverged (agree.h): the index checked, this server's hash there, the
+   * majority's, and the members that hold it ("a,b"). */
+  int diverged;
+  uint64_t diverged_index, diverged_hash, majority_hash;
+  const char *majority;
 };
 void server_status(const struct server *s, struct server_status *st);
 /* The leader's address, "" if unknown. Every server also accepts clients

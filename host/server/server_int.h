@@ -7,6 +7,7 @@
 #include "metrics/prom.h"
 #include "protocol/mp.h"
 #include "protocol/protocol.h"
+#include "server/agree.h"
 #include "server/server.h"
 #include "storage/store.h"
 #include "tls/tls.h"
@@ -170,6 +171,7 @@ struct server {
   uint64_t tick_start_ms;   /* monotonic ms when ticking started */
   uint64_t ticks;           /* ticks given to the core since then */
   struct snap_child child;
+  struct agree agree; /* state hashes, divergence, removal (agree.c) */
 };
 
 /* server.c */
@@ -228,6 +230,9 @@ int snapshot__stop(struct server *s);
 /* peers.c */
 void peers__sync(struct server *s);
 void peers__send(struct server *s, const struct raft_msg *m);
+/* Sends an encoded frame (a notice) to member `to`, if connected. */
+void peers__send_frame(struct server *s, const char *to, const char *data,
+                       size_t len);
 void peers__close_all(struct server *s);
 int peers__accept(struct server *s, net_conn *c);
 /* Milliseconds since member `name` last sent us a Raft message (or, when

@@ -229,7 +229,7 @@ end
 local function retryable(msg)
   return msg:find("retry", 1, true) or msg:find("busy", 1, true) or
     msg:find("not applied", 1, true) or msg:find("stopping", 1, true) or
-    msg:find("storage failure", 1, true)
+    msg:find("storage failure", 1, true) or msg:find("diverged", 1, true)
 end
 
 local function note_index(self, index)
@@ -281,7 +281,7 @@ local function request(self, req, give_up, timeout)
         if not retryable(msg) then return nil, msg end
         last_err = msg
         if self.on_retry then self.on_retry(msg) end
-        if msg:find("storage failure", 1, true) and self.conn == conn then
+        if (msg:find("storage failure", 1, true) or msg:find("diverged", 1, true)) and self.conn == conn then
           self.conn = nil
           conn:close("that member cannot write")
         end
@@ -321,9 +321,22 @@ local function session_alive(self)
   end
 end
 
+-- The largest integer key of a decoded array (holes decode as nil).
+local function array_len(t)
+  local n = 0
+  for k in pairs(t) do
+    if math.type(k) == "integer" and k > n then n = k end
+  end
+  return n
+end
+
 local function unwrap(reply)
   local r = reply[3]
-  if r[1] then return r[2] end
+  if r[1] then
+    -- A handler's second and later results travel as an array in r[3].
+    if type(r[3]) == "table" then return r[2], table.unpack(r[3], 1, array_len(r[3])) end
+    return r[2]
+  end
   if r[3] == "application" then return nil, "application error: " .. tostring(r[2]) end
   return nil, tostring(r[2])
 end
@@ -403,9 +416,12 @@ local function complete(self, seq)
   end
 end
 
---- Submits a command; returns the state machine's result, or nil and an
---- error ("application error: ..." when the command itself failed). The
---- command is applied exactly once, in the order of submission.
+--- Submits a command; returns the state machine's results (every value the
+--- command returned; trailing nils are dropped), or nil and an error
+--- message, a string ("application error: ..." when the command itself
+--- failed). A command that returns nil then a string looks like a failure:
+--- return a table instead. The command is applied exactly once, in the
+--- order of submission.
 ---@param op string
 ---@param args any
 function Client:submit(op, args)
@@ -439,7 +455,8 @@ end
 
 --- Runs a query. opts.consistency: "linearizable" (default), "lease" or
 --- "sequential". Never returns state older than this client has seen.
---- Returns the result, or nil and an error.
+--- Returns the query's results (every value it returned), or nil and an
+--- error.
 ---@param op string
 ---@param args any
 ---@param opts {consistency?: string}|nil

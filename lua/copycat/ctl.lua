@@ -322,6 +322,11 @@ local function render(st)
     :format(st.commit_index, st.applied_index, st.first_index, st.last_index, st.log_entries,
       st.snapshot_index, st.config_index, st.config_committed and "committed" or "not yet committed",
       st.sessions and (", sessions " .. st.sessions) or "")
+  local d = st.diverged
+  if d then
+    out[#out + 1] = ("DIVERGED at index %d: hash %s, the majority's (%s) %s; this server applies and serves "
+      .. "nothing until rebuilt (docs/operators.md)"):format(d.index, d.hash, d.majority, d.majority_hash)
+  end
   out[#out + 1] = ""
   member_rows(st.members, out)
   footnote(st, out)

@@ -90,6 +90,7 @@ function operator.new(host, run)
       config_committed = committed(st), leader_ready = pr.leader_ready,
       log_entries = math.max(0, st.last_index - pr.first_index + 1),
       sessions = st.sessions, -- open client sessions, when the server counts them
+      diverged = st.diverged, -- {index, hash, majority_hash, majority} once found diverged
       members = {},
     }
     for i, m in ipairs(st.members) do

@@ -11,7 +11,10 @@
 --- "passive", "reserve"; for join), election_timeout and
 --- heartbeat_interval (ms), snapshot_threshold (entries, default 10000)
 --- and snapshot_bytes (payload bytes, default 64 MiB): a snapshot is taken
---- when either is reached. time_interval (ms, default 200): how often an
+--- when either is reached. hash_interval (entries, default 10000; 0: off):
+--- every replica hashes its state at each multiple of it and the leader
+--- compares the hashes; a replica whose hash is not the majority's stops
+--- applying and serving (docs/operators.md). time_interval (ms, default 200): how often an
 --- idle leader commits the passing of time while client sessions are open
 --- or state machine timers pending (docs/sessions.md). max_request_bytes
 --- (default 2 MiB, at most 64 MiB): a larger client request is refused with
@@ -77,6 +80,9 @@ local function check_opts(o)
   if o.max_request_bytes ~= nil and (math.type(o.max_request_bytes) ~= "integer" or
       o.max_request_bytes < 1024 or o.max_request_bytes > 64 * 1024 * 1024) then
     error("copycat.server: max_request_bytes must be an integer from 1024 to 67108864", 3)
+  end
+  if o.hash_interval ~= nil and (math.type(o.hash_interval) ~= "integer" or o.hash_interval < 0) then
+    error("copycat.server: hash_interval must be an integer >= 0 (entries between state hashes; 0: none)", 3)
   end
   if o.log_level ~= nil and not LOG_LEVELS[o.log_level] then
     error("copycat.server: log_level must be \"error\", \"warn\", \"info\" or \"debug\"", 3)
@@ -188,6 +194,7 @@ local function new(opts)
     election_ms = opts.election_timeout, heartbeat_ms = opts.heartbeat_interval,
     snapshot_entries = opts.snapshot_threshold, snapshot_bytes = opts.snapshot_bytes,
     time_ms = opts.time_interval, max_request = opts.max_request_bytes,
+    hash_interval = opts.hash_interval == 0 and -1 or opts.hash_interval,
     metrics_address = opts.metrics_address, log_level = opts.log_level, log_format = opts.log_format,
     tls = self.tls_ctx,
   }, {
@@ -198,6 +205,7 @@ local function new(opts)
     end,
     query = function(op, args, session, index) return layer:query(op, args, session, index) end,
     snapshot = function() return layer:snapshot() end,
+    state = function() return layer:state() end,
     restore = function(bytes)
       local ok, rerr = layer:restore(bytes)
       report_sessions()

@@ -24,7 +24,8 @@
 ---   {time, "t"}                                time passes (idle leader)
 ---
 --- apply returns the reply for the client that proposed the entry, as
---- {ok, value[, code]} (code: "expired", "sequence", "busy", "lost",
+--- {true, value[, more]} (more: an array of the handler's other results,
+--- when it returned several) or {false, message, code} (code: "expired", "sequence", "busy", "lost",
 --- "application", "refused", "malformed"), and the events to push to connected
 --- clients: an array of {session, seq, name, data}.
 local codec = require("copycat.codec")
@@ -64,6 +65,15 @@ function M.new(machine)
 end
 
 local function reply_error(code, msg) return { false, msg, code } end
+
+-- The reply of a handler that returned ok, results...: {true, first} or,
+-- with more than one result, {true, first, rest} where rest is an array of
+-- the others (position 3 is the error code only when ok is false).
+local function reply_ok(n, ok, first, ...)
+  if ok == false then return nil end
+  if n <= 2 then return { true, first } end
+  return { true, first, codec.array({ ... }) }
+end
 
 -- Moves what the machine published into the sessions' queues and into out.
 -- An event for a session that is not open (or is closing) is dropped.
@@ -199,9 +209,9 @@ local function command(self, index, term, e, out)
   if refused then
     r = { false, op, "refused" }
   else
-    local ok, value = self.machine:command(op, args, ctx(self, index, term, id))
+    local res = table.pack(self.machine:command(op, args, ctx(self, index, term, id)))
     collect(self, out)
-    if ok then r = { true, value } else r = { false, value, "application" } end
+    r = reply_ok(res.n, table.unpack(res, 1, res.n)) or { false, res[2], "application" }
   end
   s.applied_seq = seq
   s.results[seq] = r
@@ -285,11 +295,10 @@ end
 ---@param session integer|nil
 ---@param index integer the index applied when the query runs
 function Sessions:query(op, args, session, index)
-  local ok, value = self.machine:query(op, args, {
+  local res = table.pack(self.machine:query(op, args, {
     index = index, time = self.time, session = (session and session > 0) and session or nil,
-  })
-  if ok then return { true, value } end
-  return { false, value, "application" }
+  }))
+  return reply_ok(res.n, table.unpack(res, 1, res.n)) or { false, res[2], "application" }
 end
 
 --- True while replicated time must keep moving on an idle cluster: there
@@ -307,8 +316,8 @@ function Sessions:events_of(id)
   return s and s.events
 end
 
---- The whole state as bytes: sessions and the machine's own snapshot.
-function Sessions:snapshot()
+-- The sessions' part of the state: a list of records in id order.
+local function sessions_part(self)
   local list = {}
   for i, id in ipairs(sorted_ids(self)) do
     local s = self.sessions[id]
@@ -318,9 +327,24 @@ function Sessions:snapshot()
     end
     list[i] = { s.id, s.timeout, s.seen, s.applied_seq, s.acked, s.event_seq, results, s.events }
   end
+  return list
+end
+
+--- The whole state as bytes: sessions and the machine's own snapshot.
+function Sessions:snapshot()
+  local list = sessions_part(self)
   local machine, err = self.machine:snapshot()
   if not machine then return nil, err end
   return codec.encode({ M.FORMAT, self.time, self.term, list, machine })
+end
+
+--- The whole state as two byte strings, the sessions' canonical encoding
+--- and the machine's snapshot bytes, equal on every replica that applied
+--- the same log: what the divergence checks hash (without concatenating).
+---@return string sessions, string machine
+function Sessions:state()
+  local machine = assert(self.machine:snapshot())
+  return codec.encode({ M.FORMAT, self.time, self.term, sessions_part(self) }), machine
 end
 
 --- Replaces the state with a snapshot's.

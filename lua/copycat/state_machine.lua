@@ -44,8 +44,11 @@ M.MAX_TIMER_FIRINGS = sandbox.MAX_FIRINGS
 ---   every replica. Misuse raises instead: args that copycat.codec cannot
 ---   encode, a bad ctx, a closed machine.
 --- machine:query(op, args [, ctx]) -> same shape, `sm.queries[op]`. Queries
----   run on one replica only and must not change the state (documented, not
----   enforced; publish, sm.schedule and sm.cancel raise in a query).
+---   run on one replica only, with a read-only view of the state: a write to
+---   a state table (reached through the handler's upvalues, the sm table or
+---   the globals) or an assignment to an upvalue fails the query and changes
+---   nothing (docs/state-machine.md says what the view covers); publish,
+---   sm.schedule and sm.cancel raise in a query.
 --- machine:command_encoded(op, args_bytes, ctx) -> true, bytes | false, err
 --- machine:query_encoded(op, args_bytes [, ctx]) -> true, bytes | false, err
 ---   Arguments as copycat.codec bytes (as stored in the log); results as the

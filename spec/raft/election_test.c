@@ -216,6 +216,40 @@ TEST(election_bad_options_rejected) {
   CHECK(raft_new(&o) == NULL);
 }
 
+/* raft_set_campaign(false): a server that must not lead (removed,
+ * diverged) stops campaigning, as a pre-candidate too, but still votes;
+ * allowed again, it campaigns again. */
+TEST(election_forbidden_campaigns_stop_but_votes_go_on) {
+  struct fx f;
+  fx_init(&f, 3);
+  struct raft *c = f.nodes[2].r;
+  fx_isolate(&f, 2, true);
+  for (int k = 0; k < 100 && raft_role(c) != RAFT_PRECANDIDATE; k++)
+    fx_tick(&f, 2, 1);
+  CHECK_INT(raft_role(c), ==, RAFT_PRECANDIDATE);
+  raft_set_campaign(c, false);
+  CHECK_INT(raft_role(c), ==, RAFT_FOLLOWER);
+  uint64_t term = raft_term(c);
+  for (int k = 0; k < 200; k++)
+    fx_tick(&f, 2, 1);
+  CHECK_INT(raft_role(c), ==, RAFT_FOLLOWER);
+  CHECK(raft_term(c) == term);
+  /* it still votes: the others elect a leader with its vote */
+  fx_isolate(&f, 2, false);
+  fx_isolate(&f, 1, true);
+  CHECK(fx_elect(&f, 0));
+  fx_isolate(&f, 1, false);
+  /* a leadership transfer to it does not make it campaign either */
+  CHECK(!fx_force_elect(&f, 2));
+  CHECK_INT(raft_role(c), ==, RAFT_FOLLOWER);
+  raft_set_campaign(c, true);
+  fx_isolate(&f, 2, true);
+  for (int k = 0; k < 100 && raft_role(c) == RAFT_FOLLOWER; k++)
+    fx_tick(&f, 2, 1);
+  CHECK(raft_role(c) != RAFT_FOLLOWER);
+  fx_free(&f);
+}
+
 int main(void) {
   RUN(election_elects_exactly_one_leader);
   RUN(election_timeout_is_randomized_within_one_to_two_timeouts);
@@ -228,5 +262,6 @@ int main(void) {
   RUN(election_new_leader_appends_noop_at_once);
   RUN(election_single_node_elects_itself);
   RUN(election_bad_options_rejected);
+  RUN(election_forbidden_campaigns_stop_but_votes_go_on);
   return harness_done();
 }

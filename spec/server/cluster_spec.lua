@@ -119,7 +119,7 @@ describe("kv clients", function()
     for l in r.stdout:gmatch("[^\n]+") do lines[#lines + 1] = l end
     assert.are.equal("nil\tapplication error: key must be a string, got number", lines[1])
     assert.matches("^nil\tapplication error: .*no_such_command", lines[2])
-    assert.are.equal("1", lines[3])
+    assert.are.equal("1\t1", lines[3]) -- get returns the value and its revision
   end)
 
   it("can use a separate client address, which refuses garbage like the peer address", function()

@@ -10,6 +10,7 @@ local function fake()
   function m:command(op, args, ctx)
     self.calls[#self.calls + 1] = { "command", op, args, ctx.session, ctx.index, ctx.time }
     if op == "fail" then return false, "boom" end
+    if op == "multi" then return true, "a", nil, 3 end
     if op == "publish" then
       self.published[#self.published + 1] = { session = args.to, name = args.name, data = args.data }
       return true
@@ -85,6 +86,25 @@ describe("sessions", function()
     -- the missing one, then the refused one again: both apply, in order
     assert.same({ true, 1 }, (l:apply(3, 1, { 1002, "c", 1, 1, 0, "incr", {} })))
     assert.same({ true, 2 }, (l:apply(4, 1, { 1003, "c", 1, 2, 0, "incr", {} })))
+  end)
+
+  it("keeps every result a command returns, in order, through a snapshot", function()
+    local l = layer()
+    l:apply(1, 1, { 1000, "o", 5000 })
+    local r = l:apply(2, 1, { 1001, "c", 1, 1, 0, "multi", {} })
+    assert.is_true(r[1])
+    assert.equal("a", r[2])
+    assert.is_true(codec.is_array(r[3]))
+    assert.is_nil(r[3][1])
+    assert.equal(3, r[3][2])
+    -- the cached reply survives a snapshot, and a resend gets it whole
+    local copy = layer()
+    assert.is_true(copy:restore(l:snapshot()))
+    local again = copy:apply(3, 1, { 1002, "c", 1, 1, 0, "multi", {} })
+    assert.equal("a", again[2])
+    assert.is_true(codec.is_array(again[3]))
+    assert.equal(3, again[3][2])
+    assert.is_nil(again[3][1])
   end)
 
   it("keeps a failed command's error as its result", function()
