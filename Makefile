@@ -12,7 +12,7 @@
 
 BUILD    ?= build
 CC       ?= cc
-PKGS     := lua5.4 libuv msgpack openssl libxxhash
+PKGS     := lua5.4 libuv msgpack openssl libxxhash libh2o jansson
 SAN      ?=
 OPT      ?= -O2 -g
 
@@ -20,7 +20,7 @@ WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
             -Wmissing-prototypes -Wpointer-arith -Wformat=2 -Wvla \
             -Wundef -Wcast-qual -Wwrite-strings -Wno-unused-parameter
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-UV_LIBS    = $(shell pkg-config --libs libuv msgpack openssl libxxhash 2>/dev/null) -lpthread -lm
+UV_LIBS    = $(shell pkg-config --libs libuv msgpack openssl libxxhash libh2o jansson 2>/dev/null) -lpthread -lm
 LUA_LIBS   = $(shell pkg-config --libs lua5.4 2>/dev/null)
 # Short-lived msgpack buffers (one per reply or proposal) start small: the
 # library's 8 KiB first block is a "large" malloc that makes glibc

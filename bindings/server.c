@@ -5,7 +5,7 @@
  *     opts: name, address, client_address, data_dir, cluster, memory,
  *           tick_ms, election_ms, heartbeat_ms, snapshot_entries,
  *           snapshot_bytes, hash_interval (0: default, -1: off), seed,
- *           metrics_address, log_level ("error",
+ *           metrics_address, http_address, log_level ("error",
  *           "warn", "info", "debug"), log_format ("kv", "json"),
  *           tls (a core.tls.context with this member's certificate)
  *     handlers (Lua functions, called on the loop, must not wait):
@@ -33,6 +33,7 @@
  *   server:set_sessions(n)      the copycat_sessions gauge (docs/metrics.md)
  *   server:metrics() -> string  the metrics page (Prometheus text)
  *   server:metrics_address() -> "ip:port" | nil
+ *   server:http_address() -> "ip:port" | nil
  *   server:set_tls(ctx) -> true | nil, err   certificates reloaded: new
  *       connections use ctx (docs/tls.md)
  *   server:log(level, event, fields)  one line through the server's logger
@@ -340,6 +341,7 @@ static int l_start(lua_State *L) {
   o.hash_interval = (int64_t)opt_int(L, "hash_interval", 0);
   o.time_ms = (unsigned)opt_int(L, "time_ms", 0);
   o.metrics_address = opt_string(L, "metrics_address");
+  o.http_address = opt_string(L, "http_address");
   o.log_level = opt_string(L, "log_level");
   o.log_format = opt_string(L, "log_format");
   lua_getfield(L, 1, "tls");
@@ -563,6 +565,16 @@ static int l_metrics_address(lua_State *L) {
   return 1;
 }
 
+static int l_http_address(lua_State *L) {
+  struct lserver *ls = check_running(L);
+  const char *a = server_http_address(ls->s);
+  if (a)
+    lua_pushstring(L, a);
+  else
+    lua_pushnil(L);
+  return 1;
+}
+
 /* The string on top of the stack, any bytes (its length is taken before
  * the call: argument evaluation order is unspecified). */
 static void log_string(struct logger_line *l, const char *key, lua_State *L) {
@@ -710,6 +722,7 @@ int server_open(lua_State *L) {
                                      {"set_sessions", l_set_sessions},
                                      {"metrics", l_metrics},
                                      {"metrics_address", l_metrics_address},
+                                     {"http_address", l_http_address},
                                      {"set_tls", l_set_tls},
                                      {"log", l_log},
                                      {NULL, NULL}};

@@ -3,7 +3,10 @@
 # closing line "tests: N passed, N failed" summed from the runners' own counts:
 #   - each C unit-test binary (spec/**/*_test.c) ends with "N passed, N failed";
 #   - the simulator's CI run ends with "N passed, N failed" (seeds);
-#   - busted ends with "N successes / N failures / N errors / N pending".
+#   - busted ends with "N successes / N failures / N errors / N pending";
+#   - Python's unittest (the HTTP API's specs in spec/http and the Python
+#     client's in clients/python) ends with "Ran N tests" and "OK" or
+#     "FAILED (failures=N, errors=N)".
 # With ASAN=1 the busted process preloads the sanitizer runtime so that it can
 # load the instrumented copycat/core.so. Exit status: 0 only if all passed.
 set -u
@@ -61,6 +64,33 @@ else
   fl=$(echo "$summary" | sed -E 's/.* ([0-9]+) failures? .*/\1/')
   er=$(echo "$summary" | sed -E 's/.* ([0-9]+) errors? .*/\1/')
   passed=$((passed + s)); failed=$((failed + fl + er))
+fi
+
+# py_suite DIR: run DIR's test_*.py with unittest and add its counts.
+py_suite() {
+  echo "== python3 -m unittest discover -s $1"
+  if ! python3 -m unittest discover -s "$1" -p 'test_*.py' >"$log/py" 2>&1; then status=1; fi
+  cat "$log/py"
+  ran=$(grep -E '^Ran [0-9]+ tests?' "$log/py" | tail -n 1 | sed -E 's/^Ran ([0-9]+).*/\1/')
+  if [ -z "$ran" ]; then
+    echo "!! unittest in $1 printed no summary; counting it as one failure" >&2
+    failed=$((failed + 1)); status=1; return
+  fi
+  bad=0
+  for k in failures errors; do
+    n=$(grep -E "^FAILED \(" "$log/py" | sed -nE "s/.*$k=([0-9]+).*/\1/p" | tail -n 1)
+    bad=$((bad + ${n:-0}))
+  done
+  skipped=$(grep -E "^(OK|FAILED) \(" "$log/py" | sed -nE "s/.*skipped=([0-9]+).*/\1/p" | tail -n 1)
+  passed=$((passed + ran - bad - ${skipped:-0})); failed=$((failed + bad))
+}
+if command -v python3 >/dev/null; then
+  for d in spec/http clients/python; do
+    [ -d "$d" ] && py_suite "$d"
+  done
+else
+  echo "!! python3 is missing (make deps): the HTTP specs did not run" >&2
+  failed=$((failed + 1)); status=1
 fi
 
 [ "$failed" -gt 0 ] && status=1

@@ -163,6 +163,7 @@ function Client:close() end
 ---@field admin_memory? integer bytes an operator script may grow the heap by
 ---@field admin_timeout? integer ms per operator script
 ---@field metrics_address? string serve Prometheus metrics at http://ADDR/metrics
+---@field http_address? string serve the HTTP/JSON API (docs/http.md) at ADDR
 ---@field log_level? "error"|"warn"|"info"|"debug"
 ---@field log_format? "kv"|"json"
 ---@field tls? copycat.TlsOptions TLS for peers, clients and the TCP admin address (docs/tls.md)
@@ -213,6 +214,10 @@ function Server:metrics() end
 --- The metrics HTTP address, or nil.
 ---@return string|nil
 function Server:metrics_address() end
+
+--- The address the HTTP API is served on ("ip:port"), or nil.
+---@return string|nil
+function Server:http_address() end
 
 --- Sets the number of open client sessions the metrics report.
 ---@param n integer

@@ -4,7 +4,8 @@
 # Run from the repository root after `make` (or use `make run`, which builds
 # first: make run BASE_PORT=6001 DATA=data6001). Every connection uses TLS:
 # the certificates are made in $DATA/certs on the first run (copycat-lua
-# ctl certs, docs/tls.md) and kept after.
+# ctl certs, docs/tls.md) and kept after. Each server also serves the
+# HTTP/JSON API (docs/http.md) over TLS on loopback, on BASE_PORT+3..+5.
 set -u
 BIN=${BIN:-build/copycat-lua}
 DATA=${DATA:-data}
@@ -12,8 +13,8 @@ BASE=${BASE_PORT:-5001}
 case $BASE in
   ''|*[!0-9]*) echo "cluster.sh: BASE_PORT must be a port number, got '$BASE'" >&2; exit 2 ;;
 esac
-if [ "$BASE" -lt 1 ] || [ "$BASE" -gt 65533 ]; then
-  echo "cluster.sh: BASE_PORT must be from 1 to 65533, got $BASE" >&2; exit 2
+if [ "$BASE" -lt 1 ] || [ "$BASE" -gt 65530 ]; then
+  echo "cluster.sh: BASE_PORT must be from 1 to 65530, got $BASE" >&2; exit 2
 fi
 A1=127.0.0.1:$BASE A2=127.0.0.1:$((BASE + 1)) A3=127.0.0.1:$((BASE + 2))
 MEMBERS=$A1,$A2,$A3
@@ -43,7 +44,8 @@ trap stop INT TERM
 i=1
 for a in $A1 $A2 $A3; do
   "$BIN" examples/kv/server.lua --name "n$i" --address "$a" --data "$DATA/n$i" \
-    --bootstrap "$MEMBERS" $TLS --tls-cert "$CERTS/n$i.crt" --tls-key "$CERTS/n$i.key" &
+    --bootstrap "$MEMBERS" $TLS --tls-cert "$CERTS/n$i.crt" --tls-key "$CERTS/n$i.key" \
+    --http-address "127.0.0.1:$((BASE + 2 + i))" &
   pids="$pids $!"
   i=$((i + 1))
 done
@@ -52,6 +54,9 @@ cat <<MSG
 Talk to it from another terminal:
   $BIN examples/kv/client.lua --cluster $MEMBERS $TLS put greeting hello
   $BIN examples/kv/client.lua --cluster $MEMBERS $TLS get greeting
+Or over HTTP/JSON (docs/http.md), from any member:
+  curl --cacert $CERTS/ca.crt -d '{"key":"greeting","value":"hello"}' https://127.0.0.1:$((BASE + 3))/v1/commands/put
+  curl --cacert $CERTS/ca.crt -d '{"key":"greeting"}' https://127.0.0.1:$((BASE + 4))/v1/queries/get
 Operate it (see "Operating a cluster" in README.md):
   $BIN ctl --socket $DATA/n1 status
   $BIN ctl --socket $DATA/n1 run scripts/transfer-leadership.lua n2

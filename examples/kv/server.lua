@@ -7,7 +7,7 @@
 --       [--cluster ID] [--election-timeout MS] [--heartbeat-interval MS]
 --       [--snapshot-threshold ENTRIES] [--hash-interval ENTRIES] [--state-machine FILE]
 --       [--admin-socket PATH] [--admin-address HOST:PORT --admin-token-file FILE]
---       [--metrics-address HOST:PORT] [--log-level error|warn|info|debug]
+--       [--metrics-address HOST:PORT] [--http-address HOST:PORT] [--log-level error|warn|info|debug]
 --       [--log-format kv|json]
 --       [--tls-ca FILE --tls-cert FILE --tls-key FILE [--tls-require-client-cert]]
 --       [--insecure]
@@ -30,7 +30,7 @@ usage: copycat-lua examples/kv/server.lua --name NAME --address HOST:PORT --data
          [--heartbeat-interval MS] [--snapshot-threshold ENTRIES] [--hash-interval ENTRIES]
          [--state-machine FILE]
          [--admin-socket PATH] [--admin-address HOST:PORT --admin-token-file FILE]
-         [--metrics-address HOST:PORT] [--log-level error|warn|info|debug]
+         [--metrics-address HOST:PORT] [--http-address HOST:PORT] [--log-level error|warn|info|debug]
          [--log-format kv|json] [--tls-ca FILE --tls-cert FILE --tls-key FILE]
          [--tls-require-client-cert] [--insecure]]=]
 
@@ -44,7 +44,8 @@ local spec = { name = "kv server", usage = usage, required = { "name", "address"
   ["snapshot-threshold"] = cli.integer(1, nil, "entries"), ["state-machine"] = cli.string,
   ["hash-interval"] = cli.integer(0, nil, "entries"),
   ["admin-socket"] = cli.string, ["admin-address"] = cli.address, ["admin-token-file"] = cli.string,
-  ["metrics-address"] = cli.address, ["log-level"] = cli.one_of({ "error", "warn", "info", "debug" }),
+  ["metrics-address"] = cli.address, ["http-address"] = cli.address,
+  ["log-level"] = cli.one_of({ "error", "warn", "info", "debug" }),
   ["log-format"] = cli.one_of({ "kv", "json" }),
   ["tls-ca"] = cli.string, ["tls-cert"] = cli.string, ["tls-key"] = cli.string,
   ["tls-require-client-cert"] = cli.switch, insecure = cli.switch,
@@ -65,7 +66,8 @@ local ok_start, server = pcall(copycat.server, {
   snapshot_threshold = opts["snapshot-threshold"], hash_interval = opts["hash-interval"],
   admin_socket = opts["admin-socket"], admin_address = opts["admin-address"],
   admin_token_file = opts["admin-token-file"],
-  metrics_address = opts["metrics-address"], log_level = opts["log-level"], log_format = opts["log-format"],
+  metrics_address = opts["metrics-address"], http_address = opts["http-address"],
+  log_level = opts["log-level"], log_format = opts["log-format"],
   insecure = opts.insecure ~= nil,
   tls = (opts["tls-ca"] or opts["tls-cert"] or opts["tls-key"]) and { ca = opts["tls-ca"],
     cert = opts["tls-cert"], key = opts["tls-key"],

@@ -68,7 +68,14 @@ const struct logger *server_logger(const struct server *s) {
 }
 
 const char *server_metrics_address(const struct server *s) {
-  return s->http ? http_address(s->http) : NULL;
+  if (!s->http) return NULL;
+  /* The metrics-only listener when there is one, else the API's. */
+  const char *second = gw_address(s->http, 1);
+  return second ? second : gw_address(s->http, 0);
+}
+
+const char *server_http_address(const struct server *s) {
+  return s->http && !s->http_metrics_only ? gw_address(s->http, 0) : NULL;
 }
 
 /* ---- elections and leaders ---- */
@@ -286,29 +293,35 @@ char *server_metrics_render(struct server *s, size_t *len) {
   return b.data;
 }
 
-static int handle(void *data, const char *path, char **body, size_t *len,
-                  const char **ctype) {
-  struct server *s = data;
-  if (strcmp(path, "/metrics") != 0) {
-    static const char msg[] = "not found: the metrics are at /metrics\n";
-    *len = sizeof msg - 1;
-    *body = malloc(*len);
-    if (*body) memcpy(*body, msg, *len);
-    return 404;
+int metrics__listen(struct server *s, const char *http_address,
+                    const char *metrics_address, char *err, size_t errlen) {
+  struct gw_opts o;
+  memset(&o, 0, sizeof o);
+  int n = 0;
+  if (http_address && http_address[0]) o.address[n++] = http_address;
+  if (metrics_address && metrics_address[0] &&
+      !(http_address && strcmp(http_address, metrics_address) == 0)) {
+    o.metrics_only[n] = 1;
+    o.address[n++] = metrics_address;
   }
-  *body = server_metrics_render(s, len);
-  if (!*body) return 503;
-  *ctype = "text/plain; version=0.0.4; charset=utf-8";
-  return 200;
-}
-
-int metrics__listen(struct server *s, const char *address, char *err,
-                    size_t errlen) {
-  if (http_listen(s->loop, address, handle, s, &s->http, err, errlen) < 0)
+  o.upstream = net_listener_address(s->listener);
+  o.cluster = s->cluster;
+  o.tls = s->o.tls; /* s->tls is set later in server_start */
+  o.max_request = s->o.max_request;
+  o.election_ms = s->o.election_ms;
+  o.server = s;
+  o.log = &s->log;
+  if (gw_start(s->loop, &o, &s->http, err, errlen) < 0) {
+    s->http = NULL;
     return -1;
-  struct logger_line l;
-  logger_begin(&l, &s->log, LOGGER_INFO, "metrics_listening");
-  logger_str(&l, "address", http_address(s->http));
-  logger_end(&l);
+  }
+  for (int i = 0; i < n; i++) {
+    struct logger_line l;
+    logger_begin(&l, &s->log, LOGGER_INFO,
+                 o.metrics_only[i] ? "metrics_listening" : "http_listening");
+    logger_str(&l, "address", gw_address(s->http, i));
+    logger_end(&l);
+  }
+  s->http_metrics_only = o.metrics_only[0];
   return 0;
 }

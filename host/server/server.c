@@ -608,6 +608,7 @@ int server_start(uv_loop_t *loop, const struct server_opts *o,
   s->o.data_dir = NULL; /* not kept: only used here */
   s->o.client_address = NULL;
   s->o.metrics_address = s->o.log_level = s->o.log_format = NULL;
+  s->o.http_address = NULL;
   logger_init(&s->log);
   snprintf(s->log.name, sizeof s->log.name, "%s", s->name);
   if (o->log_level && (s->log.level = logger_level_parse(o->log_level)) < 0) {
@@ -698,8 +699,10 @@ int server_start(uv_loop_t *loop, const struct server_opts *o,
       goto fail;
     }
   }
-  if (o->metrics_address && o->metrics_address[0] &&
-      metrics__listen(s, o->metrics_address, err, errlen) < 0) {
+  if (((o->metrics_address && o->metrics_address[0]) ||
+       (o->http_address && o->http_address[0])) &&
+      metrics__listen(s, o->http_address, o->metrics_address, err, errlen) <
+          0) {
     net_listener_close(s->listener);
     if (s->client_listener) net_listener_close(s->client_listener);
     goto fail;
@@ -709,7 +712,10 @@ int server_start(uv_loop_t *loop, const struct server_opts *o,
   logger_str(&l, "address", s->address);
   if (o->client_address && o->client_address[0])
     logger_str(&l, "client_address", o->client_address);
-  if (s->http) logger_str(&l, "metrics_address", http_address(s->http));
+  if (server_http_address(s))
+    logger_str(&l, "http_address", server_http_address(s));
+  if (server_metrics_address(s))
+    logger_str(&l, "metrics_address", server_metrics_address(s));
   logger_str(&l, "data_dir", o->memory ? "(memory)" : o->data_dir);
   logger_str(&l, "cluster", s->cluster);
   logger_str(&l, "tls", o->tls ? "on" : "off");
@@ -805,7 +811,7 @@ void server_stop(struct server *s, void (*cb)(void *data), void *data) {
   logger_u64(&l, "term", raft_term(s->raft));
   logger_u64(&l, "applied_index", s->applied);
   logger_end(&l);
-  if (s->http) http_close(s->http, on_http_closed, s);
+  if (s->http) gw_close(s->http, on_http_closed, s);
   uv_timer_stop(&s->tick);
   uv_close((uv_handle_t *)&s->tick, on_tick_closed);
   net_listener_close(s->listener);
@@ -840,6 +846,7 @@ int server_set_tls(struct server *s, struct tls_ctx *ctx, char *err,
   s->tls = ctx;
   net_listener_set_tls(s->listener, ctx);
   if (s->client_listener) net_listener_set_tls(s->client_listener, ctx);
+  if (s->http) gw_set_tls(s->http, ctx);
   struct logger_line l;
   logger_begin(&l, &s->log, LOGGER_INFO, "tls_reloaded");
   logger_str(&l, "name", tls_ctx_name(ctx));

@@ -88,8 +88,10 @@ struct server_opts {
 
   /* Observability: docs/metrics.md, docs/logging.md. */
   const char *metrics_address; /* NULL: no metrics page */
-  const char *log_level;       /* error|warn|info|debug; NULL: info */
-  const char *log_format;      /* kv|json; NULL: kv */
+  /* The HTTP/JSON API (docs/http.md), /metrics included; NULL: none. */
+  const char *http_address;
+  const char *log_level;  /* error|warn|info|debug; NULL: info */
+  const char *log_format; /* kv|json; NULL: kv */
 
   /* TLS (docs/tls.md): NULL for plain TCP. The server takes a reference;
    * its certificate must be the member certificate of `name`. Peers and
@@ -182,8 +184,11 @@ void server_metrics_set_sessions(struct server *s, uint64_t n);
 /* The metrics page (Prometheus text 0.0.4) as a malloc'd NUL-terminated
  * string of *len bytes, or NULL when out of memory. */
 char *server_metrics_render(struct server *s, size_t *len);
-/* The address the metrics page is served on, or NULL. */
+/* The address the metrics page is served on (the metrics address, else
+ * the HTTP address), or NULL. */
 const char *server_metrics_address(const struct server *s);
+/* The address the HTTP API is served on, or NULL. */
+const char *server_http_address(const struct server *s);
 /* This server's logger (level, format, name), for the layers above. */
 const struct logger *server_logger(const struct server *s);
 

@@ -3,7 +3,7 @@
 #define COPYCAT_SERVER_INT_H
 
 #include "logger.h"
-#include "metrics/http.h"
+#include "http/gateway.h"
 #include "metrics/prom.h"
 #include "protocol/mp.h"
 #include "protocol/protocol.h"
@@ -125,7 +125,8 @@ struct server {
   uv_loop_t *loop;
   struct logger log; /* this server's log configuration */
   struct server_metrics metrics;
-  struct http_server *http; /* the metrics page, or NULL */
+  struct gw *http;       /* the HTTP API and metrics page, or NULL */
+  int http_metrics_only; /* its first listener serves metrics only */
   struct server_opts o;
   char name[RAFT_NAME_MAX];
   char address[RAFT_ADDR_MAX];
@@ -192,9 +193,11 @@ void server__notify(struct server *s, const char *event, const char *fmt, ...)
 
 /* metrics.c */
 void metrics__init(struct server *s);
-/* Serves the page on address; 0 or -1 with a sentence in err. */
-int metrics__listen(struct server *s, const char *address, char *err,
-                    size_t errlen);
+/* Starts the HTTP gateway (host/http) on http_address and/or
+ * metrics_address (that one serves /metrics and /health only); 0 or -1
+ * with a sentence in err. */
+int metrics__listen(struct server *s, const char *http_address,
+                    const char *metrics_address, char *err, size_t errlen);
 void metrics__command(struct server *s, int outcome);
 void metrics__query(struct server *s, int outcome);
 /* kind 0: taken here, 1: installed from the leader. */

@@ -29,6 +29,9 @@
 --- page at http://ADDR/metrics, docs/metrics.md; off by default), log_level
 --- ("error", "warn", "info" (default), "debug") and log_format ("kv"
 --- (default) or "json"), docs/logging.md.
+--- HTTP/JSON API (docs/http.md): http_address ("127.0.0.1:8001": commands,
+--- queries, sessions, events, status, health, readiness and /metrics over
+--- HTTP, with TLS when tls is given; off by default).
 --- TLS (docs/tls.md): tls = { ca = FILE, cert = FILE, key = FILE,
 --- require_client_cert = false }: the cluster's CA and this member's
 --- certificate (named after `name`); peers, clients and the TCP admin
@@ -94,6 +97,10 @@ local function check_opts(o)
       not o.metrics_address:match("^.+:%d+$")) then
     error("copycat.server: metrics_address must be \"host:port\", e.g. \"127.0.0.1:9100\"", 3)
   end
+  if o.http_address ~= nil and (type(o.http_address) ~= "string" or
+      not o.http_address:match("^.+:%d+$")) then
+    error("copycat.server: http_address must be \"host:port\", e.g. \"127.0.0.1:8001\"", 3)
+  end
   if o.tls ~= nil then
     local bad = tls.check(o.tls)
     if bad then error("copycat.server: " .. bad, 3) end
@@ -102,7 +109,7 @@ local function check_opts(o)
     end
   elseif not o.insecure then
     -- Plain TCP lets anyone who reaches the port act as a member or a client.
-    for _, k in ipairs({ "address", "client_address", "admin_address", "metrics_address" }) do
+    for _, k in ipairs({ "address", "client_address", "admin_address", "metrics_address", "http_address" }) do
       local a = o[k]
       if type(a) == "string" and not tls.is_loopback(a) then
         error(("copycat.server: refusing to listen on %s (%s) without TLS: anyone who can reach it " ..
@@ -195,7 +202,8 @@ local function new(opts)
     snapshot_entries = opts.snapshot_threshold, snapshot_bytes = opts.snapshot_bytes,
     time_ms = opts.time_interval, max_request = opts.max_request_bytes,
     hash_interval = opts.hash_interval == 0 and -1 or opts.hash_interval,
-    metrics_address = opts.metrics_address, log_level = opts.log_level, log_format = opts.log_format,
+    metrics_address = opts.metrics_address, http_address = opts.http_address,
+    log_level = opts.log_level, log_format = opts.log_format,
     tls = self.tls_ctx,
   }, {
     apply = function(index, term, entry)
@@ -289,6 +297,12 @@ end
 ---@return string|nil
 function Server:metrics_address()
   return self.raw:metrics_address()
+end
+
+--- The address the HTTP API is served on ("ip:port"), or nil.
+---@return string|nil
+function Server:http_address()
+  return self.raw:http_address()
 end
 
 --- Sets the copycat_sessions gauge (the number of open client sessions).
