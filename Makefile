@@ -62,7 +62,8 @@ help:
 	@echo "             (libFuzzer with clang; else the standalone driver, FUZZ_ITERATIONS)"
 	@echo "make crash   the storage SIGKILL test at length: make crash RUNS=2000"
 	@echo "make bench   benchmarks (codec, storage, core, kv cluster; etcd comparison if etcd is installed)"
-	@echo "make bench-etcd  install etcd + python3-grpcio (apt-get), compare a 3-node kv cluster with 3-node etcd"
+	@echo "make bench-etcd  install etcd + python3-grpcio + wrk (apt-get), compare a 3-node kv cluster with 3-node etcd"
+	@echo "             (native clients, then the HTTP gateways under wrk)"
 	@echo "make install install the program, the Lua library, scripts, examples, docs, man page:"
 	@echo "             make install PREFIX=/usr/local DESTDIR=  (make uninstall: the same variables)"
 	@echo "make deb     build $(BUILD)/copycat-lua_VERSION_ARCH.deb (dpkg-deb)"
@@ -179,6 +180,7 @@ bench-etcd: deps
 	@tools/deps.sh --etcd
 	@$(MAKE) --no-print-directory check-deps $(BIN)
 	@bench/etcd_compare.sh $(BUILD)
+	@bench/http_compare.sh $(BUILD)
 
 run: deps
 	@$(MAKE) --no-print-directory check-deps $(BIN)

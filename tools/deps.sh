@@ -9,7 +9,7 @@ set -eu
 PKGS="gcc make pkg-config liblua5.4-dev lua5.4 libuv1-dev libmsgpack-dev libssl-dev libxxhash-dev libh2o-dev libjansson-dev lua-busted lua-check python3"
 ETCD=0
 case "${1:-}" in
-  --etcd) ETCD=1; PKGS="etcd-server etcd-client python3-grpcio python3-grpc-tools" ;;
+  --etcd) ETCD=1; PKGS="etcd-server etcd-client python3-grpcio python3-grpc-tools wrk curl" ;;
   "") ;;
   *) echo "usage: tools/deps.sh [--etcd]" >&2; exit 2 ;;
 esac

@@ -55,8 +55,9 @@ Talk to it from another terminal:
   $BIN examples/kv/client.lua --cluster $MEMBERS $TLS put greeting hello
   $BIN examples/kv/client.lua --cluster $MEMBERS $TLS get greeting
 Or over HTTP/JSON (docs/http.md), from any member:
-  curl --cacert $CERTS/ca.crt -d '{"key":"greeting","value":"hello"}' https://127.0.0.1:$((BASE + 3))/v1/commands/put
-  curl --cacert $CERTS/ca.crt -d '{"key":"greeting"}' https://127.0.0.1:$((BASE + 4))/v1/queries/get
+  curl --cacert $CERTS/ca.crt --resolve n1:$((BASE + 3)):127.0.0.1 -d '{"key":"greeting","value":"hello"}' https://n1:$((BASE + 3))/v1/commands/put
+  curl --cacert $CERTS/ca.crt --resolve n2:$((BASE + 4)):127.0.0.1 -d '{"key":"greeting"}' https://n2:$((BASE + 4))/v1/queries/get
+  (a member's certificate names the member: --resolve lets curl check it)
 Operate it (see "Operating a cluster" in README.md):
   $BIN ctl --socket $DATA/n1 status
   $BIN ctl --socket $DATA/n1 run scripts/transfer-leadership.lua n2

@@ -25,11 +25,18 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req) {
 struct gw_sock {
   uv_tcp_t tcp;
   struct gw *g;
+  struct gw_sock *next, *prev; /* in g->socks */
 };
 
 static void on_sock_closed(uv_handle_t *h) {
   struct gw_sock *s = (struct gw_sock *)h;
-  s->g->conns--;
+  struct gw *g = s->g;
+  g->conns--;
+  if (s->prev)
+    s->prev->next = s->next;
+  else if (g->socks == s)
+    g->socks = s->next;
+  if (s->next) s->next->prev = s->prev;
   free(s);
 }
 
@@ -42,6 +49,9 @@ static void on_accept(uv_stream_t *server, int status) {
   s->g = g;
   uv_tcp_init(g->loop, &s->tcp);
   g->conns++;
+  s->next = g->socks;
+  if (g->socks) g->socks->prev = s;
+  g->socks = s;
   if (uv_accept(server, (uv_stream_t *)&s->tcp) != 0 ||
       g->conns > GW_MAX_CONNS) {
     uv_close((uv_handle_t *)&s->tcp, on_sock_closed);
@@ -80,8 +90,8 @@ static int listen_one(struct gw *g, const char *address, int metrics_only,
   int rc = uv_tcp_bind(&l->tcp, (const struct sockaddr *)&ss, 0);
   if (rc == 0) rc = uv_listen((uv_stream_t *)&l->tcp, 128, on_accept);
   if (rc < 0) {
-    snprintf(err, errlen, "cannot listen for HTTP on %s: %s", address,
-             uv_strerror(rc));
+    snprintf(err, errlen, "cannot serve %s on %s: %s",
+             metrics_only ? "metrics" : "HTTP", address, uv_strerror(rc));
     return -1;
   }
   struct sockaddr_storage bound;
@@ -102,6 +112,42 @@ static int listen_one(struct gw *g, const char *address, int metrics_only,
   /* The metrics page stays plain HTTP (docs/tls.md), the API does not. */
   l->accept.ssl_ctx = g->tls && !metrics_only ? g->tls->ssl : NULL;
   return 0;
+}
+
+/* H2O's own handles (the context's timers and its wake-up queue) must not
+ * keep the loop alive once the server is gone: H2O 2.2 cannot close them
+ * while connections may still use them. */
+struct handle_set {
+  uv_handle_t **h;
+  size_t n, cap;
+  int collect;
+};
+
+static void walk(uv_handle_t *h, void *arg) {
+  struct handle_set *set = arg;
+  if (set->collect) {
+    if (set->n == set->cap) {
+      size_t cap = set->cap ? set->cap * 2 : 64;
+      uv_handle_t **p = realloc(set->h, cap * sizeof *p);
+      if (!p) return;
+      set->h = p;
+      set->cap = cap;
+    }
+    set->h[set->n++] = h;
+    return;
+  }
+  for (size_t i = 0; i < set->n; i++)
+    if (set->h[i] == h) return;
+  uv_unref(h);
+}
+
+static void context_init(struct gw *g) {
+  struct handle_set set = {.collect = 1};
+  uv_walk(g->loop, walk, &set);
+  h2o_context_init(&g->ctx, g->loop, &g->config);
+  set.collect = 0;
+  uv_walk(g->loop, walk, &set);
+  free(set.h);
 }
 
 static void on_listener_closed(uv_handle_t *h) {
@@ -152,7 +198,7 @@ int gw_start(uv_loop_t *loop, const struct gw_opts *o, struct gw **out,
   h->g = g;
   g->metrics_hosts[0] = host;
   g->metrics_hosts[1] = NULL;
-  h2o_context_init(&g->ctx, loop, &g->config);
+  context_init(g);
   uv_timer_init(loop, &g->retry);
   g->retry.data = g;
   uv_timer_init(loop, &g->own.keepalive);
@@ -204,6 +250,9 @@ void gw_close(struct gw *g, void (*cb)(void *data), void *data) {
   gw_own_close(g);
   gw_calls_fail_all(g, "server is stopping");
   gw_ups_close_all(g);
+  /* Open HTTP connections end with the process (or their idle timeout). */
+  for (struct gw_sock *s = g->socks; s; s = s->next)
+    uv_unref((uv_handle_t *)&s->tcp);
   for (int i = 0; i < g->nlis; i++)
     uv_close((uv_handle_t *)&g->lis[i].tcp, on_listener_closed);
   uv_close((uv_handle_t *)&g->retry, on_retry_closed);

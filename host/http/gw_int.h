@@ -121,6 +121,7 @@ struct gw_listener {
 };
 
 struct gw_stream;
+struct gw_sock;
 
 struct gw_own {
   uint64_t session;    /* 0: none open */
@@ -149,6 +150,7 @@ struct gw {
   struct gw_listener lis[GW_MAX_LISTENERS];
   int nlis;
   unsigned conns;
+  struct gw_sock *socks; /* the open HTTP connections (gateway.c) */
   struct gw_up *ups;
   struct gw_call *calls;
   uv_timer_t retry; /* resends waiting calls (upstream.c) */

@@ -61,6 +61,7 @@ void gw_send_json(h2o_req_t *req, int status, json_t *j) {
     req->res.status = 500;
     req->res.reason = reason_of(500);
     set_ctype(req, "application/json");
+    req->res.content_length = sizeof oom - 1;
     h2o_send_inline(req, oom, sizeof oom - 1);
     return;
   }
@@ -71,6 +72,7 @@ void gw_send_json(h2o_req_t *req, int status, json_t *j) {
   req->res.status = status;
   req->res.reason = reason_of(status);
   set_ctype(req, "application/json");
+  req->res.content_length = n + 1;
   h2o_send_inline(req, body.base, n + 1);
 }
 
@@ -425,6 +427,7 @@ static void metrics(struct gw *g, h2o_req_t *req) {
   req->res.status = 200;
   req->res.reason = "OK";
   set_ctype(req, "text/plain; version=0.0.4; charset=utf-8");
+  req->res.content_length = body.len;
   h2o_send_inline(req, body.base, body.len);
 }
 

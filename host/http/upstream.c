@@ -126,7 +126,7 @@ static void free_up(struct gw_up *u) {
 /* The connection to u is gone (or never came): its calls are resent. */
 static void lost(struct gw_up *u, const char *reason) {
   struct gw *g = u->g;
-  if (!u->stream && strcmp(g->leader, u->address) == 0) {
+  if (strcmp(g->leader, u->address) == 0) {
     /* The leader we knew may be down: ask this server who leads now. */
     const char *l = g->server ? server_leader_address(g->server) : "";
     snprintf(g->leader, sizeof g->leader, "%s",

@@ -22,7 +22,7 @@ end
 --- GET path; returns status (number or nil), headers (lower-case names)
 --- and body.
 function M.http_get(port, path)
-  local raw = M.http_raw(port, ("GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"):format(path))
+  local raw = M.http_raw(port, ("GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"):format(path))
   return M.parse_response(raw)
 end
 
