@@ -61,14 +61,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 void fuzz_seeds(fuzz_add_fn add, void *ud) {
   static const char *json[] = {
       "{\"key\":\"a\",\"value\":[1,2.5,\"x\",true,null,{\"n\":-7}]}",
-      "[]", "\"\\u00e9\"", "1e308", "-9223372036854775808", "{}",
+      "[]",
+      "\"\\u00e9\"",
+      "1e308",
+      "-9223372036854775808",
+      "{}",
   };
   for (size_t i = 0; i < sizeof json / sizeof json[0]; i++)
     add(ud, json[i], strlen(json[i]));
   /* msgpack: a map with an int key, a bin that is not UTF-8, a nested array */
-  static const unsigned char mp[] = {0x83, 0x01, 0xa1, 'x', 0xa1, 'k',
-                                     0xc4, 0x02, 0xff, 0xfe, 0xa1, 'l',
-                                     0x92, 0xc0, 0xcb, 0x7f, 0xf0, 0,
-                                     0,    0,    0,    0,    0,    0};
+  static const unsigned char mp[] = {
+      0x83, 0x01, 0xa1, 'x',  0xa1, 'k', 0xc4, 0x02, 0xff, 0xfe, 0xa1, 'l',
+      0x92, 0xc0, 0xcb, 0x7f, 0xf0, 0,   0,    0,    0,    0,    0,    0};
   add(ud, mp, sizeof mp);
 }

@@ -13,9 +13,10 @@
 #define GW_ADDR_MAX 128
 #define GW_MAX_CONNS 4096        /* open HTTP connections */
 #define GW_SESSION_TIMEOUT 30000 /* ms, the gateway's own session */
-#define GW_STREAM_KEEPALIVE 1000 /* ms between an event stream's keep-alives \
-                                  */
-#define GW_RETRY_MS 50           /* pause before a request is resent */
+#define GW_STREAM_KEEPALIVE                                        \
+  1000                 /* ms between an event stream's keep-alives \
+                        */
+#define GW_RETRY_MS 50 /* pause before a request is resent */
 
 struct gw;
 struct gw_call;

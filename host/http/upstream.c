@@ -217,7 +217,8 @@ static const msgpack_object *norm_reply(const msgpack_object *r,
                                         msgpack_object items[3]) {
   if (!r || r->type != MSGPACK_OBJECT_MAP) return r;
   uint32_t n = 0;
-  for (int i = 0; i < 3; i++) items[i].type = MSGPACK_OBJECT_NIL;
+  for (int i = 0; i < 3; i++)
+    items[i].type = MSGPACK_OBJECT_NIL;
   for (uint32_t i = 0; i < r->via.map.size; i++) {
     const msgpack_object *k = &r->via.map.ptr[i].key;
     if (k->type != MSGPACK_OBJECT_POSITIVE_INTEGER || k->via.u64 < 1 ||
