@@ -12,6 +12,8 @@
  *   core.net          framed msgpack over TCP, see net.c
  *   core.tls          TLS contexts and certificate files, see tls.c
  *   core.sandbox      deterministic state-machine sandboxes, see sandbox.c
+ *   core.backup       backup files (snapshot save, status, restore), see
+ *                     backup.c
  *   core.version      the copycat-lua version string
  */
 #include <stdio.h>
@@ -81,5 +83,7 @@ int luaopen_copycat_core(lua_State *L) {
   lua_setfield(L, -2, "server");
   sandbox_open(L);
   lua_setfield(L, -2, "sandbox");
+  backup_open(L);
+  lua_setfield(L, -2, "backup");
   return 1;
 }

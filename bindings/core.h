@@ -36,6 +36,8 @@ struct tls_ctx *tls_binding_check(lua_State *L, int idx);
 
 /* Pushes the table of server functions (server.c). */
 int server_open(lua_State *L);
+/* Pushes the table of backup functions (backup.c). */
+int backup_open(lua_State *L);
 /* Pushes the sandbox module: state machines in deterministic Lua states
  * (sandbox.c). */
 int sandbox_open(lua_State *L);

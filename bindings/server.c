@@ -29,6 +29,10 @@
  *       contact={[name]={silent_ms=, heard=, unreachable=}} (the members
  *       this server expects to hear from: see server_progress)}
  *   server:snapshot() -> index (of the newest snapshot) | nil, err
+ *   server:snapshot_begin() -> target index | nil, err   a snapshot in a
+ *       child process: done once status().snapshot_index >= target,
+ *       failed once status().snapshot_failed_index >= target
+ *   server:snapshot_file() -> path, index | nil, err   the newest one's
  *   server:stop(fn)   fn() once everything is closed
  *   server:set_sessions(n)      the copycat_sessions gauge (docs/metrics.md)
  *   server:metrics() -> string  the metrics page (Prometheus text)
@@ -43,6 +47,7 @@
  * state machine errors itself): the error becomes the command's failure
  * and is logged, and the server goes on.
  */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -483,6 +488,8 @@ static int l_status(lua_State *L) {
   lua_setfield(L, -2, "last_index");
   lua_pushinteger(L, (lua_Integer)st.snapshot_index);
   lua_setfield(L, -2, "snapshot_index");
+  lua_pushinteger(L, (lua_Integer)st.snapshot_failed_index);
+  lua_setfield(L, -2, "snapshot_failed_index");
   lua_pushinteger(L, (lua_Integer)st.config_index);
   lua_setfield(L, -2, "config_index");
   if (st.leader[0]) {
@@ -679,6 +686,40 @@ static int l_snapshot(lua_State *L) {
   return 1;
 }
 
+static int l_snapshot_begin(lua_State *L) {
+  struct lserver *ls = check_running(L);
+  uint64_t target = 0;
+  int rc = server_snapshot_begin(ls->s, &target);
+  if (rc < 0) {
+    luaL_pushfail(L);
+    if (rc == -2)
+      lua_pushliteral(L,
+                      "a snapshot is being written by a child process "
+                      "already; try again once it is done");
+    else
+      lua_pushliteral(L, "the snapshot failed (see the server's log)");
+    return 2;
+  }
+  lua_pushinteger(L, (lua_Integer)target);
+  return 1;
+}
+
+static int l_snapshot_file(lua_State *L) {
+  struct lserver *ls = check_running(L);
+  char path[PATH_MAX + 80];
+  uint64_t index;
+  if (server_snapshot_file(ls->s, path, sizeof path, &index) < 0) {
+    luaL_pushfail(L);
+    lua_pushliteral(L,
+                    "this server has no snapshot file (none taken yet, or "
+                    "it keeps its data in memory only)");
+    return 2;
+  }
+  lua_pushstring(L, path);
+  lua_pushinteger(L, (lua_Integer)index);
+  return 2;
+}
+
 static void on_stopped(void *data) {
   struct lserver *ls = data;
   lua_State *L = ls->L;
@@ -718,6 +759,8 @@ int server_open(lua_State *L) {
                                      {"transfer", l_transfer},
                                      {"progress", l_progress},
                                      {"snapshot", l_snapshot},
+                                     {"snapshot_begin", l_snapshot_begin},
+                                     {"snapshot_file", l_snapshot_file},
                                      {"stop", l_stop},
                                      {"set_sessions", l_set_sessions},
                                      {"metrics", l_metrics},

@@ -9,7 +9,9 @@
  * shutdown hooks have run.
  *
  * `copycat-lua ctl ARGS...` runs the built-in module copycat.ctl instead of
- * a script file (an operator's command line; lua/copycat/ctl.lua).
+ * a script file (an operator's command line; lua/copycat/ctl.lua), and
+ * `copycat-lua restore ARGS...` the module copycat.restore (a data
+ * directory built from a backup; lua/copycat/restore.lua).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,8 +30,10 @@
 static const char usage_text[] =
     "usage: copycat-lua [options] [script [args]]\n"
     "       copycat-lua ctl [--socket PATH | --server ADDR] COMMAND ...\n"
+    "       copycat-lua restore FILE --data DIR --name NAME --bootstrap ...\n"
     "Runs a Lua 5.4 script on the copycat event loop; 'ctl' operates a\n"
-    "running server (copycat-lua ctl help).\n"
+    "running server (copycat-lua ctl help); 'restore' prepares a member of\n"
+    "a new cluster from a backup (copycat-lua restore --help).\n"
     "Options:\n"
     "  -e code        run the string 'code' (before the script)\n"
     "  -l name        require library 'name' into global 'name'\n"
@@ -208,6 +212,12 @@ static int setup(lua_State *L, int argc, char **argv, struct options *o) {
   if (o->script && !o->stdin_script && strcmp(argv[o->script], "ctl") == 0) {
     static const char ctl_src[] = "return require('copycat.ctl').main(...)";
     if (report(L, luaL_loadbuffer(L, ctl_src, sizeof ctl_src - 1, "=ctl")) !=
+        LUA_OK)
+      return -1;
+  } else if (o->script && !o->stdin_script &&
+             strcmp(argv[o->script], "restore") == 0) {
+    static const char src[] = "return require('copycat.restore').main(...)";
+    if (report(L, luaL_loadbuffer(L, src, sizeof src - 1, "=restore")) !=
         LUA_OK)
       return -1;
   } else if (o->script || o->stdin_script) {

@@ -273,6 +273,9 @@ function Conn:close(reason, flush) end
 function Conn:closed() end
 ---@return string
 function Conn:peer() end
+--- Bytes queued for sending, not yet written.
+---@return integer
+function Conn:queued() end
 --- Under TLS: the name and role ("member", "admin", "client", "none") of
 --- the peer's certificate; nil without TLS.
 ---@return string|nil

@@ -2,12 +2,22 @@
 # Start a local 3-node key-value cluster on 127.0.0.1:5001-5003 (or from
 # $BASE_PORT on), data under ${DATA:-data}/. Ctrl-C stops all three cleanly.
 # Run from the repository root after `make` (or use `make run`, which builds
-# first: make run BASE_PORT=6001 DATA=data6001). Every connection uses TLS:
+# first: make run BASE_PORT=6001 DATA=data6001), or installed, as
+# sh /usr/share/copycat-lua/examples/kv/cluster.sh from any directory. Every connection uses TLS:
 # the certificates are made in $DATA/certs on the first run (copycat-lua
 # ctl certs, docs/tls.md) and kept after. Each server also serves the
 # HTTP/JSON API (docs/http.md) over TLS on loopback, on BASE_PORT+3..+5.
 set -u
-BIN=${BIN:-build/copycat-lua}
+# The examples and scripts are found beside this file: examples/kv/ in the
+# repository, PREFIX/share/copycat-lua/examples/kv/ when installed.
+KV=$(dirname "$0")
+case $KV in
+  examples/kv | */examples/kv) TOP=${KV%examples/kv} ;;
+  *) TOP=$KV/../../ ;;
+esac
+if [ -z "${BIN:-}" ]; then
+  if [ -x build/copycat-lua ]; then BIN=build/copycat-lua; else BIN=copycat-lua; fi
+fi
 DATA=${DATA:-data}
 BASE=${BASE_PORT:-5001}
 case $BASE in
@@ -43,7 +53,7 @@ stop() {
 trap stop INT TERM
 i=1
 for a in $A1 $A2 $A3; do
-  "$BIN" examples/kv/server.lua --name "n$i" --address "$a" --data "$DATA/n$i" \
+  "$BIN" "${TOP}examples/kv/server.lua" --name "n$i" --address "$a" --data "$DATA/n$i" \
     --bootstrap "$MEMBERS" $TLS --tls-cert "$CERTS/n$i.crt" --tls-key "$CERTS/n$i.key" \
     --http-address "127.0.0.1:$((BASE + 2 + i))" &
   pids="$pids $!"
@@ -52,15 +62,15 @@ done
 cat <<MSG
 3-node cluster starting: n1=$A1 n2=$A2 n3=$A3 (data in $DATA/)
 Talk to it from another terminal:
-  $BIN examples/kv/client.lua --cluster $MEMBERS $TLS put greeting hello
-  $BIN examples/kv/client.lua --cluster $MEMBERS $TLS get greeting
+  $BIN ${TOP}examples/kv/client.lua --cluster $MEMBERS $TLS put greeting hello
+  $BIN ${TOP}examples/kv/client.lua --cluster $MEMBERS $TLS get greeting
 Or over HTTP/JSON (docs/http.md), from any member:
   curl --cacert $CERTS/ca.crt --resolve n1:$((BASE + 3)):127.0.0.1 -d '{"key":"greeting","value":"hello"}' https://n1:$((BASE + 3))/v1/commands/put
   curl --cacert $CERTS/ca.crt --resolve n2:$((BASE + 4)):127.0.0.1 -d '{"key":"greeting"}' https://n2:$((BASE + 4))/v1/queries/get
   (a member's certificate names the member: --resolve lets curl check it)
 Operate it (see "Operating a cluster" in README.md):
   $BIN ctl --socket $DATA/n1 status
-  $BIN ctl --socket $DATA/n1 run scripts/transfer-leadership.lua n2
+  $BIN ctl --socket $DATA/n1 run ${TOP}scripts/transfer-leadership.lua n2
   $BIN ctl --socket $DATA/n1 reload-certs   (after replacing $CERTS/n1.*)
 Ctrl-C stops all three servers.
 MSG

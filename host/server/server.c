@@ -109,6 +109,7 @@ static int write_snapshot(struct server *s, uint64_t index, uint64_t term,
   }
   if (rc < 0) {
     struct logger_line l;
+    if (index > s->snap_failed) s->snap_failed = index;
     logger_begin(&l, &s->log, LOGGER_ERROR, "snapshot_failed");
     logger_u64(&l, "index", index);
     logger_u64(&l, "term", term);
@@ -140,6 +141,7 @@ void server__snapshot_taken(struct server *s, uint64_t index, uint64_t term,
 
 void server__snapshot_failed(struct server *s, uint64_t index, uint64_t term,
                              const char *msg) {
+  if (index > s->snap_failed) s->snap_failed = index;
   struct logger_line l;
   logger_begin(&l, &s->log, LOGGER_ERROR, "snapshot_failed");
   logger_u64(&l, "index", index);
@@ -866,6 +868,7 @@ void server_status(const struct server *s, struct server_status *st) {
   st->conf = raft_configuration(s->raft);
   st->config_index = raft_configuration_index(s->raft);
   st->removed = s->agree.removed;
+  st->snapshot_failed_index = s->snap_failed;
   st->diverged = s->agree.diverged;
   st->diverged_index = s->agree.div_index;
   st->diverged_hash = s->agree.div_hash;
@@ -923,4 +926,22 @@ int server_snapshot_now(struct server *s, uint64_t *index) {
                                                          : take_snapshot(s, 0);
   *index = s->last_snapshot;
   return rc;
+}
+
+int server_snapshot_begin(struct server *s, uint64_t *target) {
+  *target = s->last_snapshot;
+  if (s->stopping || s->failed || s->agree.diverged) return -1;
+  if (snapshot__busy(s)) return -2;
+  if (take_snapshot(s, 1) < 0) return -1;
+  *target = snapshot__busy(s) ? s->child.index : s->last_snapshot;
+  return 0;
+}
+
+int server_snapshot_file(const struct server *s, char *path, size_t size,
+                         uint64_t *index) {
+  *index = s->last_snapshot;
+  const struct store_snapshot *ss = store_snapshot(s->store);
+  if (!ss || store_snap_file(s->store, path, size) < 0) return -1;
+  *index = ss->last_index;
+  return 0;
 }

@@ -132,6 +132,7 @@ struct server_status {
   const char *leader;    /* name, "" if unknown */
   const struct raft_conf *conf;
   int removed; /* this server learned it is no longer a member */
+  uint64_t snapshot_failed_index; /* the last snapshot that failed, or 0 */
   /* Diverged (agree.h): the index checked, this server's hash there, the
    * majority's, and the members that hold it ("a,b"). */
   int diverged;
@@ -168,6 +169,18 @@ void server_progress(const struct server *s, struct server_progress *p);
  * or the disk failed (logged), or -2 while a child process is writing a
  * snapshot (try again once its snapshot_taken line is out). */
 int server_snapshot_now(struct server *s, uint64_t *index);
+
+/* Starts a snapshot of what is applied (in a child process when the store
+ * has files, so that serving goes on) and returns at once: 0 with *target
+ * the index it covers (the newest snapshot's when nothing new can be
+ * covered yet); it is taken once server_status says snapshot_index >=
+ * *target, and failed if snapshot_failed_index reaches *target. -1 and -2
+ * as server_snapshot_now. */
+int server_snapshot_begin(struct server *s, uint64_t *target);
+/* The newest snapshot's file (for a backup): 0 with its path and index,
+ * or -1 when there is none (no snapshot yet, or a memory-only store). */
+int server_snapshot_file(const struct server *s, char *path, size_t size,
+                         uint64_t *index);
 
 /* Membership and leadership, from an operator or a joining server's
  * request. 0 or a RAFT_E* code. */

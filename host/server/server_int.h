@@ -144,6 +144,7 @@ struct server {
   uint64_t last_time; /* leader's command timestamps never go back */
   uint64_t applied, last_snapshot;
   uint64_t snap_attempt; /* index of the last snapshot tried (or taken) */
+  uint64_t snap_failed;  /* index of the last snapshot that failed */
   uint64_t bytes_since_snapshot; /* payload bytes applied since then */
   char leader[RAFT_NAME_MAX];
   int role;

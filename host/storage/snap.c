@@ -298,3 +298,65 @@ fail:
   snap_free(out);
   return rc;
 }
+
+int snap_finish_file(struct snap_writer *w, char *err) {
+  assert(!w->memory);
+  struct store_io *io = w->io;
+  enum { STEP = 1 << 20 };
+  uint8_t *buf = malloc(STEP);
+  if (!buf) {
+    snap_abort(w);
+    return STORE_ENOMEM;
+  }
+  uint32_t crc = crc32c(0, w->config, w->config_len);
+  uint64_t at = 0;
+  int rc = 0;
+  while (at < w->size) {
+    size_t n = w->size - at < STEP ? (size_t)(w->size - at) : STEP, got = 0;
+    rc = io_pread_all(io, w->fd, buf, n,
+                      (off_t)(SNAP_HEADER_SIZE + w->config_len + at), &got);
+    if (rc == 0 && got != n) rc = -EIO;
+    if (rc) break;
+    crc = crc32c(crc, buf, n);
+    at += n;
+  }
+  free(buf);
+  if (rc) {
+    rc = io_fail(err, w->tmp, "read back", -rc);
+    snap_abort(w);
+    return rc;
+  }
+  uint8_t h[SNAP_HEADER_SIZE] = {0};
+  memcpy(h, SNAP_MAGIC, 8);
+  put_u32(h + 8, FORMAT_VERSION);
+  put_u32(h + 12, SNAP_HEADER_SIZE);
+  put_u64(h + 16, w->last_index);
+  put_u64(h + 24, w->last_term);
+  put_u64(h + 32, w->config_len);
+  put_u64(h + 40, w->size);
+  put_u32(h + 48, crc);
+  put_u32(h + 60, crc32c(0, h, 60));
+  char path[PATH_MAX + 80], name[64];
+  snap_name(name, sizeof name, w->last_index);
+  snprintf(path, sizeof path, "%s/%s", w->dir, name);
+  if ((rc = io_pwrite_all(io, w->fd, h, sizeof h, 0)) != 0) {
+    rc = io_fail(err, w->tmp, "write", -rc);
+  } else if (io->fsync(io, w->fd) != 0) {
+    rc = io_fail(err, w->tmp, "fsync", errno);
+  } else if (io->close(io, w->fd) != 0) {
+    w->fd = -1;
+    rc = io_fail(err, w->tmp, "close", errno);
+  } else if ((w->fd = -1, io->rename(io, w->tmp, path) != 0)) {
+    rc = io_fail(err, path, "rename", errno);
+  } else if ((rc = io_sync_dir(io, w->dir)) != 0) {
+    rc = io_fail(err, w->dir, "fsync of directory", -rc);
+    writer_free(w);
+    return rc;
+  }
+  if (rc) {
+    snap_abort(w);
+    return rc;
+  }
+  writer_free(w);
+  return 0;
+}

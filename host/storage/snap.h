@@ -59,6 +59,9 @@ int snap_write(struct snap_writer *w, uint64_t offset, const void *buf,
  * (data read back from the file, checksummed). Frees the writer, whatever
  * the outcome (on failure the temporary file is removed). */
 int snap_finish(struct snap_writer *w, struct store_snapshot *out, char *err);
+/* The same for a file snapshot, without reading the data into memory: the
+ * checksum is computed over what the file holds, a chunk at a time. */
+int snap_finish_file(struct snap_writer *w, char *err);
 /* Give up: remove the temporary file and free the writer. */
 void snap_abort(struct snap_writer *w);
 uint64_t snap_writer_index(const struct snap_writer *w);

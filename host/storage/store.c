@@ -395,6 +395,12 @@ int store_snap_adopt(struct store *s, struct store_snapshot *ns, char *err) {
   return 0;
 }
 
+int store_snap_file(const struct store *s, char *path, size_t size) {
+  if (s->memory || !s->has_snap) return -1;
+  snap_path(s, s->snap.last_index, path, size);
+  return 0;
+}
+
 const struct store_snapshot *store_snapshot(const struct store *s) {
   return s->has_snap ? &s->snap : NULL;
 }

@@ -175,6 +175,9 @@ int store_snap_write_detached(const struct store *s, uint64_t last_index,
 int store_snap_read(const struct store *s, uint64_t last_index,
                     struct store_snapshot *out, char *err);
 int store_snap_adopt(struct store *s, struct store_snapshot *ns, char *err);
+/* The path of the newest snapshot's file in *path (size bytes); 0, or -1
+ * when there is none (no snapshot, or a memory-only store). */
+int store_snap_file(const struct store *s, char *path, size_t size);
 /* 1 when the store keeps everything in memory (store_opts.memory). */
 int store_is_memory(const struct store *s);
 

@@ -13,12 +13,21 @@
 ---   client: {"run", source, chunk_name, {args...}, {timeout = ms}}
 ---   server: {"print", line} ... then {"result", {values...}, n}
 ---                                   or {"error", message}
+--- or, for a backup (`ctl snapshot save`):
+---   client: {"snapshot-save", {timeout = ms}}
+---   server: {"begin", {index=, term=, size=}}, {"data", bytes} ...,
+---           then {"done", {index=, size=}} or {"error", message}
+---   the bytes, concatenated, are the backup file (docs/storage-format.md):
+---   the server takes a snapshot in a child process (writes go on), then
+---   streams that snapshot's file, read on the thread pool, as fast as the
+---   connection takes it.
 ---
 --- A script runs as a task of the server, in an environment built from an
 --- allow-list (no io, os.execute, require, load, debug, nor anything of
 --- the state machine) plus the operator API as the global `cluster`
 --- (copycat.operator). An instruction budget, a memory limit and a time
 --- limit stop it; the server keeps serving meanwhile and afterwards.
+local core = require("copycat.core")
 local runtime = require("copycat.runtime")
 local net = require("copycat.net")
 local operator = require("copycat.operator")
@@ -36,6 +45,7 @@ local MAX_OUTPUT = 8 << 20              -- bytes of print output per script
 local MAX_REP = 1 << 20                 -- longest string.rep result
 local HELLO_MS = 5000                   -- to say hello, then to send a request
 local MAX_FRAME = 4 << 20               -- largest request (a script) accepted
+local BACKUP_QUEUE = 8 << 20            -- bytes of a backup queued on the socket
 
 -- One line through the server's logger (docs/logging.md).
 local function log(host, level, event, fields)
@@ -159,6 +169,101 @@ local function run_limited(text, source, args, limits)
   return true, table.move(res, 2, res.n, 1, { n = res.n - 1 })
 end
 
+-- The name a backup records for the state machine: its file, or the
+-- table's name field.
+local function machine_name(sm)
+  if type(sm) == "string" then return sm end
+  if type(sm) == "table" and type(sm.name) == "string" then return sm.name end
+  return "(unnamed)"
+end
+
+-- Takes a snapshot in a child process and waits for it (the server goes
+-- on serving); returns nothing, or raises the reason.
+local function fresh_snapshot(raw, deadline)
+  local target, err
+  repeat
+    target, err = raw:snapshot_begin()
+    if not target then
+      if not tostring(err):find("try again", 1, true) then error(err, 0) end
+      if runtime.now() > deadline then error("time limit reached waiting for a snapshot being written", 0) end
+      runtime.sleep(50)
+    end
+  until target
+  while true do
+    local st = raw:status()
+    if st.snapshot_index >= target then return end
+    if st.snapshot_failed_index >= target then
+      error(("the snapshot of index %d failed (see the server's log)"):format(target), 0)
+    end
+    if runtime.now() > deadline then error("time limit reached while the snapshot was written", 0) end
+    runtime.sleep(20)
+  end
+end
+
+-- Streams a backup of a fresh snapshot (the protocol at the top).
+local function save_snapshot(state, conn, req, peer)
+  local host, raw = state.host, state.host.raw
+  local ropts = type(req[2]) == "table" and req[2] or {}
+  local time_ms = math.max(1, math.min(math.tointeger(ropts.timeout) or MAX_TIME_MS, MAX_TIME_MS))
+  local t0 = runtime.now()
+  local deadline = t0 + time_ms
+  log(host, "info", "backup_started", { from = peer })
+  local function refuse(msg)
+    log(host, "warn", "backup_failed", { from = peer, msg = msg })
+    conn:send({ "error", msg })
+    conn:close("done", true)
+  end
+  local ok, err = pcall(fresh_snapshot, raw, deadline)
+  if not ok then return refuse("snapshot: " .. tostring(err)) end
+  local info = {
+    cluster = host.opts.cluster or "copycat", member = host.opts.name,
+    state_machine = machine_name(host.opts.state_machine), created = os.time(),
+    version = core.version,
+  }
+  -- A newer snapshot may replace the file between the two calls: then
+  -- the newer one is as good.
+  local src, path, index
+  for _ = 1, 3 do
+    path, index = raw:snapshot_file()
+    if not path then return refuse(tostring(index)) end
+    src, err = core.backup.source(path, info)
+    if src then break end
+  end
+  if not src then return refuse(tostring(err)) end
+  local size = src:size()
+  conn:send({ "begin", { index = index, term = raw:status().term, size = size } })
+  local me = runtime.current("backup")
+  local sent = 0
+  while true do
+    src:next(function(piece, rerr) runtime.wake(me, piece, rerr) end)
+    local piece, rerr = runtime.suspend("backup")
+    if not piece then
+      src:close()
+      return refuse(tostring(rerr))
+    end
+    if piece == "" then break end
+    conn:send({ "data", piece })
+    sent = sent + #piece
+    while conn:queued() > BACKUP_QUEUE and not conn:closed() and runtime.now() < deadline do
+      runtime.sleep(5)
+    end
+    if conn:closed() then
+      src:close()
+      log(host, "warn", "backup_failed", { from = peer, msg = "the connection closed: " .. tostring(conn:closed()) })
+      return
+    end
+    if runtime.now() >= deadline then
+      src:close()
+      return refuse(("time limit of %d ms exceeded after %d of %d bytes"):format(time_ms, sent, size))
+    end
+  end
+  src:close()
+  conn:send({ "done", { index = index, size = sent } })
+  conn:close("done", true)
+  log(host, "info", "backup_sent", { from = peer, index = index, bytes = sent,
+    duration_ms = math.floor(runtime.now() - t0) })
+end
+
 -- Serves one admin connection: hello (and token), then one request.
 local function serve(state, conn, needs_token)
   local name = state.host.opts.name
@@ -201,6 +306,9 @@ local function serve(state, conn, needs_token)
   if req == nil then
     conn:close(tostring(err))
     return
+  end
+  if type(req) == "table" and req[1] == "snapshot-save" then
+    return save_snapshot(state, conn, req, peer)
   end
   if type(req) ~= "table" or req[1] ~= "run" or type(req[2]) ~= "string" then
     return refuse("unknown admin request (expected {\"run\", source, name, args, options})")

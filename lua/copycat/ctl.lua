@@ -523,6 +523,131 @@ verb("snapshot", {
   end,
 })
 
+local function mib(bytes)
+  if bytes >= 1 << 30 then return ("%.2f GiB"):format(bytes / (1 << 30)) end
+  if bytes >= 1 << 20 then return ("%.1f MiB"):format(bytes / (1 << 20)) end
+  if bytes >= 1 << 10 then return ("%.1f KiB"):format(bytes / (1 << 10)) end
+  return ("%d bytes"):format(bytes)
+end
+
+local function exists(path)
+  local f = io.open(path, "rb")
+  if f then f:close() end
+  return f ~= nil
+end
+
+-- The description of a backup file, for `snapshot status` and after
+-- `snapshot save`.
+local function describe(path, info)
+  local out = {}
+  local meta = info.info or {}
+  out[#out + 1] = ("%s: backup of index %d, term %d"):format(path, info.index, info.term)
+  out[#out + 1] = ("  size          %d bytes (%s; state machine data %s in %d chunks)"):format(info.size,
+    mib(info.size), mib(info.data_bytes), info.chunks)
+  out[#out + 1] = ("  checksum      %s (every chunk, the header and the trailer checked)"):format(info.checksum)
+  out[#out + 1] = ("  state machine %s"):format(tostring(meta.state_machine or "?"))
+  out[#out + 1] = ("  cluster       %s (taken from member %s%s)"):format(tostring(meta.cluster or "?"),
+    tostring(meta.member or "?"), meta.created and (", " .. os.date("!%Y-%m-%d %H:%M:%S UTC", meta.created)) or "")
+  local names = {}
+  for _, m in ipairs(info.members or {}) do names[#names + 1] = ("%s=%s (%s)"):format(m.name, m.address, m.type) end
+  out[#out + 1] = ("  members       %s"):format(#names > 0 and table.concat(names, ", ") or "(none)")
+  return table.concat(out, "\n")
+end
+
+local function info_json(path, info)
+  local members = {}
+  for i, m in ipairs(info.members or {}) do members[i] = m end
+  local meta = info.info or {}
+  return json.encode({ file = path, index = info.index, term = info.term, size = info.size,
+    data_bytes = info.data_bytes, chunks = info.chunks, checksum = info.checksum,
+    members = json.array(members), state_machine = meta.state_machine, cluster = meta.cluster,
+    member = meta.member, created = meta.created, version = meta.version })
+end
+
+subcommand("snapshot", "save", {
+  args = "FILE",
+  help = "write a backup of the server's state to FILE (a new\n" ..
+    "file): a fresh snapshot, taken while writes go on,\n" ..
+    "streamed and checked; progress on stderr. Restore it\n" ..
+    "with copycat-lua restore (docs/operators.md)",
+  run = function(o, argv, v)
+    want(argv, 1, v)
+    local file = argv[1]
+    if exists(file) then fail(("%s exists: give a new file name (a backup never overwrites one)"):format(file)) end
+    local tmp = file .. ".part"
+    local conn, what = connect(o)
+    local timeout_ms = o.timeout_ms or 600000
+    conn:send({ "snapshot-save", { timeout = timeout_ms } })
+    local msg, err = conn:recv(timeout_ms + 15000)
+    if type(msg) ~= "table" then fail(("%s closed the connection: %s"):format(what, tostring(err))) end
+    if msg[1] == "error" then fail("snapshot save: " .. tostring(msg[2])) end
+    if msg[1] ~= "begin" or type(msg[2]) ~= "table" then
+      fail(("unexpected answer from %s (is it an older server?): %s"):format(what, tostring(msg[1])))
+    end
+    local total = math.tointeger(msg[2].size) or 0
+    local f, ferr = io.open(tmp, "wb")
+    if not f then fail(("cannot write %s: %s"):format(tmp, ferr)) end
+    local function abort(why)
+      f:close()
+      os.remove(tmp)
+      fail("snapshot save: " .. why .. " (nothing was written to " .. file .. ")")
+    end
+    local got, t0 = 0, core.now()
+    local shown = t0
+    while true do
+      msg, err = conn:recv(timeout_ms + 15000)
+      if type(msg) ~= "table" then abort(("%s closed the connection: %s"):format(what, tostring(err))) end
+      if msg[1] == "data" and type(msg[2]) == "string" then
+        local ok, werr = f:write(msg[2])
+        if not ok then abort(("cannot write %s: %s"):format(tmp, tostring(werr))) end
+        got = got + #msg[2]
+        local now = core.now()
+        if now - shown >= 1000 then
+          shown = now
+          io.stderr:write(("snapshot save: %s of %s (%d%%)\n"):format(mib(got), mib(total),
+            total > 0 and got * 100 // total or 100))
+        end
+      elseif msg[1] == "done" then
+        break
+      elseif msg[1] == "error" then
+        abort(tostring(msg[2]))
+      else
+        abort(("unexpected message from %s: %s"):format(what, tostring(msg[1])))
+      end
+    end
+    conn:close()
+    local ok, werr = f:close()
+    if not ok then abort(("cannot write %s: %s"):format(tmp, tostring(werr))) end
+    local info, rerr = core.backup.read(tmp)
+    if not info then
+      os.remove(tmp)
+      fail("snapshot save: the received backup does not check: " .. tostring(rerr))
+    end
+    local fok, ferr2 = core.backup.finish(tmp, file)
+    if not fok then
+      os.remove(tmp)
+      fail("snapshot save: " .. tostring(ferr2))
+    end
+    print(("saved %s: index %d, term %d, %s in %.1f s"):format(file, info.index, info.term, mib(info.size),
+      (core.now() - t0) / 1000))
+    print(describe(file, info))
+  end,
+})
+
+subcommand("snapshot", "status", {
+  args = "FILE [--json]",
+  help = "check a backup file and describe it: index, term,\n" ..
+    "members, size, checksum, state machine (needs no\n" ..
+    "server); exit status 1 if it is damaged",
+  json = true,
+  run = function(o, argv, v)
+    want(argv, 1, v)
+    local info, err = core.backup.read(argv[1])
+    if not info then fail(err) end
+    if o.json then print(info_json(argv[1], info)) else print(describe(argv[1], info)) end
+  end,
+})
+
 verb("run", {
   args = "SCRIPT [ARGS...]",
   help = "run an operator script on the server (see scripts/\n" ..
@@ -552,12 +677,6 @@ verb("reload-certs", {
     print("certificates reloaded")
   end,
 })
-
-local function exists(path)
-  local f = io.open(path, "rb")
-  if f then f:close() end
-  return f ~= nil
-end
 
 -- Writes the CA (unless it exists), a member certificate per name, and
 -- client and admin certificates if missing. Needs no server.

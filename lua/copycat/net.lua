@@ -100,6 +100,13 @@ function Conn:closed()
   return self.closed_reason
 end
 
+--- Bytes queued for sending and not yet written (a sender of much data
+--- waits while this is large).
+---@return integer
+function Conn:queued()
+  return self.raw:queued()
+end
+
 --- The peer's address, "ip:port".
 function Conn:peer()
   return self.raw:peer()

@@ -169,6 +169,27 @@ local function start_admin(self)
   })
 end
 
+-- A data directory restored from a backup (copycat-lua restore) names
+-- its cluster in the file "cluster-id": the server belongs to that
+-- cluster, and a different --cluster is refused. Returns the options,
+-- with cluster filled in when the file says it.
+local function cluster_of(opts)
+  if not opts.data_dir or opts.memory then return opts end
+  local f = io.open(opts.data_dir .. "/cluster-id", "rb")
+  if not f then return opts end
+  local id = (f:read("a") or ""):gsub("%s+$", "")
+  f:close()
+  if id == "" then return opts end
+  if opts.cluster and opts.cluster ~= id then
+    error(("copycat.server: the data directory %s belongs to cluster %s (restored from a backup), not %s: "
+      .. "start it with --cluster %s or without --cluster"):format(opts.data_dir, id, opts.cluster, id), 3)
+  end
+  local out = {}
+  for k, v in pairs(opts) do out[k] = v end
+  out.cluster = id
+  return out
+end
+
 --- Starts a server: opens its data directory, restores its state and
 --- listens. It takes part in a cluster after bootstrap or join (or at once,
 --- if its data directory already holds a configuration).
@@ -176,6 +197,7 @@ end
 ---@return copycat.Server
 local function new(opts)
   check_opts(opts)
+  opts = cluster_of(opts)
   local self = setmetatable({ opts = opts, handlers = {} }, Server)
   local machine = load_machine(opts.state_machine)
   self.machine = machine

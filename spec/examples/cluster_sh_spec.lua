@@ -85,6 +85,33 @@ describe("examples/kv/cluster.sh", function()
     assert.are.equal(tostring(base) .. "\n", proc.slurp(data .. "/base_port"))
   end)
 
+  it("runs from any directory by its path, as installed, printing paths that work there", function()
+    local base = three_free_ports()
+    local top = io.popen("pwd"):read("l")
+    local cwd = proc.tmpdir()
+    local bin = proc.bin:sub(1, 1) == "/" and proc.bin or top .. "/" .. proc.bin
+    local h = proc.start({ "sh", "-c", ("cd %s && BASE_PORT=%d DATA=data BIN=%s exec sh %s/examples/kv/cluster.sh")
+      :format(q(cwd), base, q(bin), q(top)) }, { bin = "env", timeout = 60 })
+    finally(function() h:kill("TERM"); h:wait(20) end)
+    assert.is_true(h:wait_output("Ctrl-C stops all three servers.", 20), h:stdout() .. h:stderr())
+    local out = h:stdout()
+    local put = out:match("\n  ([^\n]+ put greeting hello)\n")
+    local transfer = out:match("\n  ([^\n]+ run [^\n]+ n2)\n")
+    assert.are.equal(bin .. " " .. top .. "/examples/kv/client.lua --cluster " ..
+      ("127.0.0.1:%d,127.0.0.1:%d,127.0.0.1:%d"):format(base, base + 1, base + 2) ..
+      " --tls-ca data/certs/ca.crt put greeting hello", put)
+    assert.matches(" run " .. top:gsub("%p", "%%%0") .. "/scripts/transfer%-leadership%.lua n2$", transfer)
+    local code, text
+    for _ = 1, 50 do
+      code, text = sh("cd " .. q(cwd) .. " && " .. put)
+      if code == 0 then break end
+      os.execute("sleep 0.2")
+    end
+    assert.are.equal(0, code, text)
+    h:kill("TERM")
+    assert.are.equal(0, h:wait(30), h:stderr())
+  end)
+
   it("refuses a data directory of a cluster on other ports, and a bad BASE_PORT", function()
     local data = proc.tmpdir()
     proc.write(data .. "/base_port", "6001\n")
