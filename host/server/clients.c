@@ -354,8 +354,11 @@ void clients__request(struct inconn *ic, const char *data, size_t len) {
   char verb[16];
   uint64_t id;
   mp_reader_init(&r, data, len);
+  size_t id_at = 0;
   if (mp_read_array(&r, &n) < 0 || n < 2 ||
-      mp_read_name(&r, verb, sizeof verb) < 0 || mp_read_uint(&r, &id) < 0) {
+      mp_read_name(&r, verb, sizeof verb) < 0 ||
+      (id_at = (size_t)(r.p - (const unsigned char *)data),
+       mp_read_uint(&r, &id) < 0)) {
     net_conn_close(ic->conn, "malformed request: expected [verb, id, ...]");
     return;
   }
@@ -371,6 +374,10 @@ void clients__request(struct inconn *ic, const char *data, size_t len) {
     clients__reply_error(ic->conn, id, refusal);
     return;
   }
+  /* A follower hands what only the leader serves to the leader. */
+  if (forward__request(ic, verb, id, data, len, id_at,
+                       (size_t)(r.p - (const unsigned char *)data)))
+    return;
   if (len > s->o.max_request) {
     char msg[200];
     snprintf(msg, sizeof msg,
@@ -448,6 +455,7 @@ void clients__request(struct inconn *ic, const char *data, size_t len) {
 }
 
 void clients__conn_gone(struct server *s, net_conn *c) {
+  forward__conn_gone(s, c);
   for (struct pending *p = s->pending; p; p = p->next)
     if (p->conn == c) p->conn = NULL;
   for (uint32_t i = 0; i < s->ka_n; i++)

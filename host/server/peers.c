@@ -67,6 +67,8 @@ static void out_frame(net_conn *c, const char *data, size_t len) {
     agree__notice(p->conn_owner, p->name, data, len);
     return;
   }
+  /* and the answers to client requests we forwarded to it */
+  if (forward__reply(p->conn_owner, data, len)) return;
   struct mp_reader r;
   uint32_t n;
   char status[16], why[256] = "malformed answer to our hello";
@@ -95,6 +97,7 @@ static void out_close(net_conn *c, int status, const char *reason) {
   }
   p->conn = NULL;
   p->ready = 0;
+  forward__peer_lost(p->conn_owner, p->name);
 }
 
 static void on_connected(void *data, net_conn *c, int status,
@@ -339,6 +342,10 @@ static void in_frame(net_conn *c, const char *data, size_t len) {
     agree__notice(s, ic->name, data, len);
     return;
   }
+  if (forward__is(data, len)) {
+    forward__serve(ic, data, len);
+    return;
+  }
   struct raft_msg m;
   char err[256];
   if (proto_decode_msg(data, len, &m, err, sizeof err) < 0) {
@@ -376,7 +383,8 @@ static void in_close(net_conn *c, int status, const char *reason) {
     logger_str(&l, "reason", reason);
     logger_end(&l);
   }
-  if (ic->role == PROTO_CLIENT) clients__conn_gone(s, c);
+  /* A member's connection may carry requests it forwarded: forget them. */
+  if (ic->role) clients__conn_gone(s, c);
   if (ic->prev)
     ic->prev->next = ic->next;
   else
@@ -386,7 +394,16 @@ static void in_close(net_conn *c, int status, const char *reason) {
 }
 
 int server__conn_is_admin(const struct inconn *ic) {
+  if (ic->forwarding) return ic->forward_admin; /* the member vouches */
   return ic->cert_role == TLS_ROLE_ADMIN;
+}
+
+int peers__ready(const struct server *s, const char *name) {
+  for (int i = 0; i < SERVER_MAX_PEERS; i++) {
+    const struct peer *p = &s->peers[i];
+    if (p->in_use && strcmp(p->name, name) == 0) return p->ready && p->conn;
+  }
+  return 0;
 }
 
 int peers__accept(struct server *s, net_conn *c) {

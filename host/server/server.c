@@ -819,6 +819,7 @@ void server_stop(struct server *s, void (*cb)(void *data), void *data) {
   net_listener_close(s->listener);
   if (s->client_listener) net_listener_close(s->client_listener);
   clients__fail_all(s, "server is stopping");
+  forward__free(s);
   for (uint32_t i = 0; i < s->ka_n; i++)
     clients__reply_error(s->ka_waits[i].conn, s->ka_waits[i].id,
                          "server is stopping");

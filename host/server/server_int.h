@@ -84,6 +84,9 @@ struct inconn {
    * server (role PROTO_SERVER) under TLS, name equals cert_name. */
   char cert_name[TLS_NAME_MAX];
   int cert_role;
+  /* While serving a request a member forwarded (forward.c): the rights
+   * it vouches the original client held. */
+  int forwarding, forward_admin;
   struct inconn *next, *prev;
 };
 
@@ -174,6 +177,8 @@ struct server {
   uint64_t ticks;           /* ticks given to the core since then */
   struct snap_child child;
   struct agree agree; /* state hashes, divergence, removal (agree.c) */
+  struct fwd *fwds;   /* requests forwarded to the leader (forward.c) */
+  uint64_t next_fid;
 };
 
 /* server.c */
@@ -259,6 +264,23 @@ void transfer__received(struct server *s, uint64_t index, uint64_t bytes);
  * certificate proves the connection's member name (cert_name), not admin
  * rights; tokens and the admin channel are checked elsewhere. */
 int server__conn_is_admin(const struct inconn *ic);
+
+/* forward.c: client requests a follower relays to the leader. */
+/* Forwards the request (or redirects when the leader cannot be reached)
+ * and returns 1, or returns 0 when this server serves it itself. id_at
+ * and rest: offsets of the id and of what follows it in data. */
+int forward__request(struct inconn *ic, const char *verb, uint64_t id,
+                     const char *data, size_t len, size_t id_at, size_t rest);
+/* A ["forward", admin, request] frame from a member (leader side). */
+int forward__is(const char *data, size_t len);
+void forward__serve(struct inconn *ic, const char *data, size_t len);
+/* An answer on our connection to the leader: 1 if it was one (relayed). */
+int forward__reply(struct server *s, const char *data, size_t len);
+void forward__peer_lost(struct server *s, const char *name);
+void forward__conn_gone(struct server *s, net_conn *c);
+void forward__free(struct server *s);
+/* peers.c: whether our connection to member name is up. */
+int peers__ready(const struct server *s, const char *name);
 
 /* clients.c */
 void clients__request(struct inconn *ic, const char *data, size_t len);
