@@ -298,11 +298,12 @@ struct gw_stream {
   size_t outlen, outcap;
   char *inflight; /* bytes H2O is writing */
   int ended;      /* closed: the stream is finishing */
+  int finishing;  /* the session is gone: the last bytes, then the end */
   struct gw_stream *next;
 };
 
 static void stream_flush(struct gw_stream *st) {
-  if (!st->req || st->inflight || st->outlen == 0) return;
+  if (!st->req || st->inflight || st->outlen == 0 || st->finishing) return;
   st->inflight = st->out;
   h2o_iovec_t buf = h2o_iovec_init(st->out, st->outlen);
   st->out = NULL;
@@ -349,12 +350,29 @@ static void stream_end(struct gw_stream *st) {
   uv_close((uv_handle_t *)&st->timer, on_timer_closed);
 }
 
+/* Sends what is left with the end of the stream (once nothing is in
+ * flight: on_proceed calls it again) and forgets the request. The bytes
+ * go into the request's pool, which H2O frees when it is done. */
+static void stream_final(struct gw_stream *st) {
+  if (!st->req || st->inflight) return;
+  h2o_req_t *req = st->req;
+  h2o_iovec_t buf = h2o_iovec_init(
+      h2o_mem_alloc_pool(&req->pool, st->outlen + 1), st->outlen);
+  memcpy(buf.base, st->out ? st->out : "", st->outlen);
+  st->req = NULL;
+  stream_end(st);
+  h2o_send(req, &buf, 1, H2O_SEND_STATE_FINAL);
+}
+
 static void on_proceed(h2o_generator_t *gen, h2o_req_t *req) {
   struct gw_stream *st = (struct gw_stream *)gen;
   (void)req;
   free(st->inflight);
   st->inflight = NULL;
-  stream_flush(st);
+  if (st->finishing)
+    stream_final(st);
+  else
+    stream_flush(st);
 }
 
 static void on_stop(h2o_generator_t *gen, h2o_req_t *req) {
@@ -366,6 +384,7 @@ static void on_stop(h2o_generator_t *gen, h2o_req_t *req) {
 
 static void stream_keepalive(struct gw_stream *st);
 static void stream_lost(void *data);
+static void stream_final(struct gw_stream *st);
 
 static void stream_event(void *data, const msgpack_object *ev) {
   struct gw_stream *st = data;
@@ -377,7 +396,7 @@ static void stream_event(void *data, const msgpack_object *ev) {
       q->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
     return;
   uint64_t seq = q->via.u64;
-  if (seq <= st->last_sent) return; /* a resend */
+  if (seq <= st->last_sent || st->finishing) return; /* a resend */
   if (seq > st->last_sent + 1) {
     stream_keepalive(st); /* a gap: the cluster resends what we lack */
     return;
@@ -385,18 +404,19 @@ static void stream_event(void *data, const msgpack_object *ev) {
   json_t *j = gw_json_of(&ev->via.array.ptr[4]);
   char *text = j ? json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
   json_decref(j);
+  /* The name on one line (a newline would break the framing). */
+  char ev_name[100] = "message";
+  if (name->type == MSGPACK_OBJECT_STR && name->via.str.size > 0 &&
+      name->via.str.size < sizeof ev_name) {
+    memcpy(ev_name, name->via.str.ptr, name->via.str.size);
+    ev_name[name->via.str.size] = 0;
+    for (char *p = ev_name; *p; p++)
+      if (*p == '\r' || *p == '\n') *p = ' ';
+  }
   char head[160];
-  int n = snprintf(head, sizeof head,
-                   "id: %llu\nevent: %.*s\ndata: ", (unsigned long long)seq,
-                   name->type == MSGPACK_OBJECT_STR && name->via.str.size < 100
-                       ? (int)name->via.str.size
-                       : 7,
-                   name->type == MSGPACK_OBJECT_STR && name->via.str.size < 100
-                       ? name->via.str.ptr
-                       : "message");
-  /* An event name with a newline would break the framing. */
-  for (int i = 0; i < n; i++)
-    if (head[i] == '\r') head[i] = ' ';
+  int n =
+      snprintf(head, sizeof head,
+               "id: %llu\nevent: %s\ndata: ", (unsigned long long)seq, ev_name);
   stream_write(st, head, (size_t)n);
   stream_write(st, text ? text : "null", text ? strlen(text) : 4);
   stream_write(st, "\n\n", 2);
@@ -444,23 +464,15 @@ static void stream_ka_done(struct gw_call *c, const char *kind,
           "event: session_closed\ndata: {\"code\":\"session_not_found\","
           "\"message\":\"the session is not open: it expired or was "
           "closed\"}\n\n";
+      st->finishing = 1;
       stream_write(st, msg, sizeof msg - 1);
-      if (st->req && !st->inflight) {
-        h2o_iovec_t buf = h2o_iovec_init(st->out, st->outlen);
-        st->inflight = st->out;
-        st->out = NULL;
-        st->outlen = st->outcap = 0;
-        h2o_req_t *req = st->req;
-        st->req = NULL;
-        stream_end(st);
-        h2o_send(req, &buf, 1, H2O_SEND_STATE_FINAL);
-      }
+      stream_final(st);
       return;
     }
 }
 
 static void stream_keepalive(struct gw_stream *st) {
-  if (st->ka_inflight || st->ended) return;
+  if (st->ka_inflight || st->ended || st->finishing) return;
   if (!st->up) stream_reconnect(st);
   if (!st->up) return;
   msgpack_packer pk;
@@ -480,6 +492,7 @@ static void stream_keepalive(struct gw_stream *st) {
 
 static void on_stream_timer(uv_timer_t *t) {
   struct gw_stream *st = t->data;
+  if (st->finishing) return;
   stream_keepalive(st);
   if (!st->inflight && st->outlen == 0) stream_write(st, ":\n\n", 3);
 }

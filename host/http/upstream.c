@@ -132,11 +132,14 @@ static void lost(struct gw_up *u, const char *reason) {
     snprintf(g->leader, sizeof g->leader, "%s",
              l[0] && strcmp(l, u->address) != 0 ? l : g->upstream);
   }
-  for (struct gw_call *c = g->calls; c; c = c->next)
+  struct gw_call *next;
+  for (struct gw_call *c = g->calls; c; c = next) {
+    next = c->next; /* retry_later may finish (free) c */
     if (c->up == u) {
       c->up = NULL;
       retry_later(c);
     }
+  }
   if (u->stream && u->on_lost) u->on_lost(u->event_data);
   (void)reason;
   free_up(u);
@@ -312,8 +315,11 @@ static void on_frame(net_conn *nc, const char *data, size_t len) {
       if (u->stream == 2) {
         net_conn_close(nc, "gateway: stream ended");
       } else {
-        for (struct gw_call *c = u->g->calls; c; c = c->next)
+        struct gw_call *next;
+        for (struct gw_call *c = u->g->calls; c; c = next) {
+          next = c->next; /* send_call may finish (free) c */
           if (c->up == u && c->id == 0) send_call(c, u);
+        }
       }
     } else {
       char msg[256];
