@@ -62,7 +62,7 @@ static void on_durable(struct store *st, uint64_t durable, int status,
   }
   uint64_t term = store_term_at(st, durable);
   if (durable > 0 && term > 0) raft_persisted(s->raft, durable, term);
-  server__process(s);
+  server__process_soon(s);
 }
 
 static int persist(struct server *s, const struct raft_ready *rd) {
@@ -497,6 +497,16 @@ void server__process(struct server *s) {
   s->in_ready = 0;
 }
 
+static void on_soon(uv_check_t *h) {
+  struct server *s = h->data;
+  uv_check_stop(h);
+  server__process(s);
+}
+
+void server__process_soon(struct server *s) {
+  if (!s->stopping) uv_check_start(&s->soon, on_soon);
+}
+
 /* The core counts time in ticks. A timer that fires late (a loaded
  * machine, a process paused with SIGSTOP) still fires once, so the ticks
  * are counted from the monotonic clock instead: every tick that is due is
@@ -726,6 +736,8 @@ int server_start(uv_loop_t *loop, const struct server_opts *o,
   logger_u64(&l, "snapshot_index", raft_snapshot_index(s->raft));
   logger_u64(&l, "members", raft_configuration(s->raft)->n);
   logger_end(&l);
+  uv_check_init(loop, &s->soon);
+  s->soon.data = s;
   uv_timer_init(loop, &s->tick);
   s->tick.data = s;
   s->tick_start_ms = uv_hrtime() / 1000000;
@@ -785,6 +797,10 @@ static void on_tick_closed(uv_handle_t *h) {
   server__closed_one(h->data);
 }
 
+static void on_soon_closed(uv_handle_t *h) {
+  server__closed_one(h->data);
+}
+
 static void on_store_closed(void *data) {
   server__closed_one(data);
 }
@@ -802,7 +818,7 @@ void server_stop(struct server *s, void (*cb)(void *data), void *data) {
   s->stopping = 1;
   s->stop_cb = cb;
   s->stop_data = data;
-  s->closing_handles = 2 + (s->http != NULL);
+  s->closing_handles = 3 + (s->http != NULL);
   /* One more handle while a child writes a snapshot; while its file is
    * being read back on the thread pool, the store stays open until that
    * is done (snapshot.c closes it). */
@@ -816,6 +832,8 @@ void server_stop(struct server *s, void (*cb)(void *data), void *data) {
   if (s->http) gw_close(s->http, on_http_closed, s);
   uv_timer_stop(&s->tick);
   uv_close((uv_handle_t *)&s->tick, on_tick_closed);
+  uv_check_stop(&s->soon);
+  uv_close((uv_handle_t *)&s->soon, on_soon_closed);
   net_listener_close(s->listener);
   if (s->client_listener) net_listener_close(s->client_listener);
   clients__fail_all(s, "server is stopping");
