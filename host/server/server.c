@@ -529,6 +529,19 @@ static void on_tick(uv_timer_t *t) {
   /* After a storage failure the core is no longer driven: it would run
    * elections (and claim leadership in the log) that it cannot act on. */
   if (s->failed) return;
+  /* A server that is not the leader and whose own loop was held up (a
+   * loaded machine: its timer fires late) has not heard from the leader
+   * for that long through no fault of the leader, whose messages wait in
+   * the socket: counting the whole delay at once would start an election
+   * before they are read. So a late timer gives it at most a heartbeat
+   * interval's worth of ticks; the rest of the delay is forgotten. Only
+   * elections come later for it (never earlier), which keeps every lease
+   * bound: a leader always counts the full delay. */
+  if (raft_role(s->raft) != RAFT_LEADER) {
+    uint64_t due = (uv_hrtime() / 1000000 - s->tick_start_ms) / s->o.tick_ms;
+    uint64_t most = s->o.heartbeat_ms / s->o.tick_ms + 1;
+    if (due > s->ticks + most) s->ticks = due - most;
+  }
   server__catch_up(s);
   agree__tick(s);
   sessions__tick(s); /* ends with server__process */
