@@ -1,18 +1,20 @@
 #!/bin/sh
 # copycat-lua against etcd: a 3-node kv cluster of each on 127.0.0.1, data
 # on the same disk ($TMPDIR or /tmp), heartbeat 30 ms and election timeout
-# 300 ms on both, the same load on both: 64 concurrent client tasks x 200
-# puts of a 100-byte value to keys k<task>-<i % 100>, sent to the leader
-# (bench/kv_load.lua for copycat-lua, bench/etcd_load.py over etcd's gRPC
-# API for etcd). ROUNDS rounds, each on fresh clusters (both start empty;
-# only one system runs at a time, so neither's idle heartbeats or garbage
-# collector load the other's run), the order flipped every round. Prints
-# every run, then medians and the ratios copycat/etcd; asserts nothing.
+# 300 ms on both, the same load on both: 1, 16, 64 and 256 concurrent
+# client tasks putting a 100-byte value to keys k<task>-<i % 100>, sent to
+# the leader, for BENCH_SECONDS each (bench/kv_load.lua for copycat-lua,
+# bench/etcd_load.py over etcd's gRPC API for etcd). ROUNDS rounds, each on
+# fresh clusters (both start empty; only one system runs at a time, so
+# neither's idle heartbeats or garbage collector load the other's run), the
+# order flipped every round. Prints every run, then one table of medians
+# per concurrency and the ratios copycat/etcd; asserts nothing.
 #
 # Usage: bench/etcd_compare.sh [BUILD]
-# Environment: ROUNDS (default 3); ETCD_CLIENT_PROCS (default 1): python
-# processes that share the etcd load (one uses about a third of a core at
-# these rates; a run notes any client process above 85% of a core).
+# Environment: ROUNDS (default 3); BENCH_SECONDS (default 10); BENCH_TASKS
+# (default "1 16 64 256"); ETCD_CLIENT_PROCS (default 1): python processes
+# that share the etcd load (a run notes any client process above 85% of a
+# core: the client then limits the figures).
 # Needs etcd-server, etcd-client, python3-grpcio and python3-grpc-tools
 # (`make bench-etcd` installs them); skips with one line without them.
 set -u
@@ -23,8 +25,8 @@ cd "$(dirname "$0")/.." || exit 1
 PY=/usr/bin/python3
 ROUNDS=${ROUNDS:-3}
 PROCS=${ETCD_CLIENT_PROCS:-1}
-TASKS=64
-OPS=200
+SECS=${BENCH_SECONDS:-10}
+TASK_LIST=${BENCH_TASKS:-1 16 64 256}
 
 skip() {
   echo "etcd_compare: skipped: $1 (apt-get install -y etcd-server etcd-client python3-grpcio python3-grpc-tools, or make bench-etcd)"
@@ -123,11 +125,14 @@ run_copycat() { # ROUND
     watch="$watch${watch:+,}$l:$p"
   done
   url=http://127.0.0.1:$((CM1 + leader - 1))/metrics
-  f0=$(fsyncs "$url" copycat_storage_fsync_seconds)
-  BENCH_CPU_PIDS="$watch" timeout 120 "$BIN" bench/kv_load.lua "$CC_ADDRS" $TASKS $OPS >"$d/load" 2>&1
-  f1=$(fsyncs "$url" copycat_storage_fsync_seconds)
+  for TASKS in $TASK_LIST; do
+    f0=$(fsyncs "$url" copycat_storage_fsync_seconds)
+    BENCH_CPU_PIDS="$watch" timeout $((SECS + 120)) "$BIN" bench/kv_load.lua "$CC_ADDRS" "$TASKS" "${SECS}s" \
+      >"$d/load" 2>&1
+    f1=$(fsyncs "$url" copycat_storage_fsync_seconds)
+    report "copycat-lua $TASKS" "$d/load" "$DIR/copycat.$TASKS.res" "$f0" "$f1"
+  done
   stop_all
-  report copycat-lua "$d/load" "$DIR/copycat.res" "$f0" "$f1"
   rm -rf "$d"
 }
 
@@ -173,12 +178,14 @@ run_etcd() { # ROUND
     watch="$watch${watch:+,}$l:$p"
   done
   url=http://127.0.0.1:$leader/metrics
-  f0=$(fsyncs "$url" etcd_disk_wal_fsync_duration_seconds)
-  BENCH_CPU_PIDS="$watch" timeout 120 "$PY" bench/etcd_load.py "$DIR/stubs" "127.0.0.1:$leader" \
-    $TASKS $OPS "$PROCS" >"$d/load" 2>&1
-  f1=$(fsyncs "$url" etcd_disk_wal_fsync_duration_seconds)
+  for TASKS in $TASK_LIST; do
+    f0=$(fsyncs "$url" etcd_disk_wal_fsync_duration_seconds)
+    BENCH_CPU_PIDS="$watch" timeout $((SECS + 120)) "$PY" bench/etcd_load.py "$DIR/stubs" "127.0.0.1:$leader" \
+      "$TASKS" "${SECS}s" "$PROCS" >"$d/load" 2>&1
+    f1=$(fsyncs "$url" etcd_disk_wal_fsync_duration_seconds)
+    report "etcd $TASKS" "$d/load" "$DIR/etcd.$TASKS.res" "$f0" "$f1"
+  done
   stop_all
-  report etcd "$d/load" "$DIR/etcd.res" "$f0" "$f1"
   rm -rf "$d"
 }
 
@@ -199,10 +206,10 @@ EOF
 
 report() { # NAME LOADOUT RESULTS FSYNCS_BEFORE FSYNCS_AFTER
   if grep -q '^writes/s' "$2"; then
-    grep -E '^(writes/s|cpu )' "$2" | sed "s/^/  $(printf '%-12s' "$1")/"
+    grep -E '^(writes/s|cpu )' "$2" | sed "s/^/  $(printf '%-16s' "$1")/"
     busy=$(sed -n 's/^cpu  client [0-9]*% ([0-9]* process[es]*: \([0-9% ]*\)).*/\1/p' "$2" |
       tr ' ' '\n' | tr -d % | awk '$1 >= 85' | head -n 1)
-    [ -z "$busy" ] || echo "  $(printf '%-12s' "$1")note: a client process used $busy% of a core: the client may limit these figures"
+    [ -z "$busy" ] || echo "  $(printf '%-16s' "$1")note: a client process used $busy% of a core: the client may limit these figures"
     # CPU time per write: the client's, and the three servers' together.
     wps=$(sed -n 's/^writes\/s \([0-9.]*\) .*/\1/p' "$2")
     per=$(grep '^cpu ' "$2" | awk -v w="$wps" 'w > 0 {
@@ -210,9 +217,9 @@ report() { # NAME LOADOUT RESULTS FSYNCS_BEFORE FSYNCS_AFTER
       for (i = 1; i <= k; i++) if (f[i] ~ /%$/) { sub(/%/, "", f[i]); t += f[i] }
       printf "%.0f %.0f\n", t / 100 / w * 1e6, c / 100 / w * 1e6 }')
     [ -n "$per" ] || per="- -"
-    echo "  $(printf '%-12s' "$1")cpu per write: servers $(echo "$per" | cut -d' ' -f1) us (all three), client $(echo "$per" | cut -d' ' -f2) us"
+    echo "  $(printf '%-16s' "$1")cpu per write: servers $(echo "$per" | cut -d' ' -f1) us (all three), client $(echo "$per" | cut -d' ' -f2) us"
     ok=$(sed -n 's/.*  ok \([0-9]*\).*/\1/p' "$2")
-    echo "$4 $5 $ok" | awk -v n="$(printf '%-12s' "$1")" '$1 != "-" && $3 != "-" && $3 > $1 {
+    echo "$4 $5 $ok" | awk -v n="$(printf '%-16s' "$1")" '$1 != "-" && $3 != "-" && $3 > $1 {
       c = $3 - $1; printf "  %sleader log fdatasyncs %d: %.1f writes each, mean %.2f ms\n", n, c, $5 / c, ($4 - $2) / c * 1000 }'
     echo "$(sed -n 's/^writes\/s \([0-9.]*\)  p50 \([0-9.]*\) ms  p99 \([0-9.]*\) ms.*/\1 \2 \3/p' "$2") $per" >>"$3"
   else
@@ -223,7 +230,8 @@ report() { # NAME LOADOUT RESULTS FSYNCS_BEFORE FSYNCS_AFTER
 
 echo "copycat-lua vs etcd $("$ETCD" --version | sed -n 's/^etcd Version: //p'): 3 nodes each, loopback, data in ${TMPDIR:-/tmp}"
 echo "  both: heartbeat 30 ms, election timeout 300 ms; etcd with its default durability (WAL fdatasync)"
-echo "  load: $TASKS tasks x $OPS puts of 100 bytes to the leader; etcd client: $PROCS python gRPC process(es)"
+echo "  load: $TASK_LIST tasks, ${SECS} s each, puts of 100 bytes to the leader; etcd client: $PROCS python gRPC process(es)"
+echo "  machine: load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "  cpu: % of one core during the load ($(nproc 2>/dev/null || echo ?) cores here)"
 r=1
 while [ $r -le "$ROUNDS" ]; do
@@ -242,19 +250,24 @@ median() { # FILE COLUMN
   cut -d' ' -f"$2" "$1" | grep -v '^-' | sort -n | awk '{ v[NR] = $1 } END {
     if (NR == 0) print "-"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
-if [ ! -s "$DIR/copycat.res" ] || [ ! -s "$DIR/etcd.res" ]; then
-  echo "etcd_compare: no complete result" >&2
-  exit 1
-fi
-nc=$(wc -l <"$DIR/copycat.res") ne=$(wc -l <"$DIR/etcd.res")
-echo "medians (copycat-lua of $nc runs, etcd of $ne runs); ratio copycat/etcd"
-for col in 1 2 3 4 5; do
-  case $col in
-    1) name="writes/s" ;; 2) name="p50 ms" ;; 3) name="p99 ms" ;;
-    4) name="server cpu us/write" ;; 5) name="client cpu us/write" ;;
-  esac
-  c=$(median "$DIR/copycat.res" $col) e=$(median "$DIR/etcd.res" $col)
-  awk -v n="$name" -v c="$c" -v e="$e" 'BEGIN {
-    printf "  %-19s copycat-lua %8s   etcd %8s   ratio %s\n", n, c, e, (e > 0 ? sprintf("%.2f", c / e) : "-") }'
+echo "medians per concurrency (copycat-lua / etcd, and the ratio copycat/etcd);"
+echo "  writes/s: above 1 favours copycat-lua; latency and cpu: below 1 does; cpu: servers' CPU per write"
+printf "  %-6s %-28s %-28s %-28s %-28s\n" tasks "writes/s" "p50 ms" "p99 ms" "server cpu us/write"
+any=0
+for TASKS in $TASK_LIST; do
+  c=$DIR/copycat.$TASKS.res e=$DIR/etcd.$TASKS.res
+  if [ ! -s "$c" ] || [ ! -s "$e" ]; then
+    printf "  %-6s (no complete result)\n" "$TASKS"
+    continue
+  fi
+  any=1
+  line=$(printf "  %-6s" "$TASKS")
+  for col in 1 2 3 4; do
+    cv=$(median "$c" $col) ev=$(median "$e" $col)
+    line="$line $(awk -v c="$cv" -v e="$ev" 'BEGIN {
+      printf "%-28s", sprintf("%s / %s (%s)", c, e, (e > 0 ? sprintf("%.2f", c / e) : "-")) }')"
+  done
+  echo "$line"
 done
-echo "  (writes/s: above 1 favours copycat-lua; the others: below 1 does)"
+echo "  machine: load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+[ "$any" = 1 ] || { echo "etcd_compare: no complete result" >&2; exit 1; }

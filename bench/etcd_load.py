@@ -1,13 +1,13 @@
 """Load generator for bench/etcd_compare.sh: the etcd counterpart of
 bench/kv_load.lua, over etcd's gRPC API (KV.Put).
 
-  /usr/bin/python3 bench/etcd_load.py STUBS ENDPOINT TASKS OPS [PROCS]
+  /usr/bin/python3 bench/etcd_load.py STUBS ENDPOINT TASKS OPS|SECONDSs [PROCS]
 
 STUBS is a directory holding etcd_kv_pb2.py and etcd_kv_pb2_grpc.py,
 generated from bench/etcd_kv.proto with grpc_tools.protoc. TASKS concurrent
 tasks each put OPS values of 100 bytes to keys k<task>-<i % 100> (the keys,
-values and counts of kv_load.lua), all through one HTTP/2 connection per
-process. PROCS worker processes (default 1) split the tasks between them, so
+values and counts of kv_load.lua; "10s" instead of a count: as many as
+complete in 10 seconds), all through one HTTP/2 connection per process. PROCS worker processes (default 1) split the tasks between them, so
 that the client is not the bottleneck: each connects and makes one warm-up
 put, then all start together when every one is ready. Prints
 
@@ -46,7 +46,15 @@ def own_cpu():
     return r.ru_utime + r.ru_stime
 
 
-async def worker_main(stubs, endpoint, first, last, ops):
+def parse_ops(text):
+    """(ops, seconds): a count, or "Ns" for a duration (ops unbounded)."""
+    if text.endswith("s"):
+        return math.inf, float(text[:-1])
+    return int(text), None
+
+
+async def worker_main(stubs, endpoint, first, last, ops_text):
+    ops, seconds = parse_ops(ops_text)
     sys.path.insert(0, stubs)
     import grpc
     import etcd_kv_pb2 as pb
@@ -61,7 +69,9 @@ async def worker_main(stubs, endpoint, first, last, ops):
 
         async def task(t):
             nonlocal failed
-            for i in range(1, ops + 1):
+            i = 0
+            while i < ops and (deadline is None or time.monotonic() < deadline):
+                i += 1
                 req = pb.PutRequest(key=b"k%d-%d" % (t, i % 100), value=value)
                 s = time.monotonic()
                 try:
@@ -75,6 +85,7 @@ async def worker_main(stubs, endpoint, first, last, ops):
         if sys.stdin.readline().strip() != "go":
             return
         cpu0, t0 = own_cpu(), time.monotonic()
+        deadline = t0 + seconds if seconds else None
         await asyncio.gather(*(task(t) for t in range(first, last + 1)))
         t1, cpu1 = time.monotonic(), own_cpu()
     # CLOCK_MONOTONIC is one clock for the whole machine, so the parent can
@@ -96,23 +107,28 @@ def watched():
 def main():
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
         stubs, endpoint = sys.argv[2], sys.argv[3]
-        first, last, ops = int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
-        asyncio.run(worker_main(stubs, endpoint, first, last, ops))
+        first, last = int(sys.argv[4]), int(sys.argv[5])
+        asyncio.run(worker_main(stubs, endpoint, first, last, sys.argv[6]))
         return
     if len(sys.argv) not in (5, 6) or sys.argv[1].startswith("-"):
         usage()
     stubs, endpoint = sys.argv[1], sys.argv[2]
-    tasks, ops = int(sys.argv[3]), int(sys.argv[4])
-    procs = int(sys.argv[5]) if len(sys.argv) == 6 else 1
-    if tasks < 1 or ops < 1 or procs < 1 or procs > tasks:
+    tasks, ops_text = int(sys.argv[3]), sys.argv[4]
+    try:
+        ops, _ = parse_ops(ops_text)
+    except ValueError:
         usage()
+    procs = int(sys.argv[5]) if len(sys.argv) == 6 else 1
+    if tasks < 1 or ops < 1 or procs < 1:
+        usage()
+    procs = min(procs, tasks)
 
     workers = []
     first = 1
     for w in range(procs):
         n = tasks // procs + (1 if w < tasks % procs else 0)
         cmd = [sys.executable, os.path.abspath(__file__), "--worker", stubs, endpoint,
-               str(first), str(first + n - 1), str(ops)]
+               str(first), str(first + n - 1), ops_text]
         workers.append(subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                         text=True))
         first += n

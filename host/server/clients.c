@@ -36,11 +36,17 @@ static void pack_str(msgpack_packer *pk, const char *s) {
 }
 
 /* Every reply is [verb, id, ...]: begin packs the envelope of an array of
- * n items, finish sends it (if the client is still there) and frees it. */
-static void begin(msgpack_sbuffer *sb, msgpack_packer *pk, size_t n,
+ * n items, finish sends it (if the client is still there). Replies are
+ * packed into one buffer that is kept (loop thread only; a reply is
+ * copied into the connection's queue before the next one begins), so a
+ * reply costs no allocation; a buffer grown past 64 KiB is let go. */
+static msgpack_sbuffer reply_sb;
+
+static void begin(msgpack_sbuffer **sb, msgpack_packer *pk, size_t n,
                   const char *verb, uint64_t id) {
-  msgpack_sbuffer_init(sb);
-  msgpack_packer_init(pk, sb, msgpack_sbuffer_write);
+  *sb = &reply_sb;
+  reply_sb.size = 0;
+  msgpack_packer_init(pk, &reply_sb, msgpack_sbuffer_write);
   msgpack_pack_array(pk, n);
   pack_str(pk, verb);
   msgpack_pack_uint64(pk, id);
@@ -48,26 +54,30 @@ static void begin(msgpack_sbuffer *sb, msgpack_packer *pk, size_t n,
 
 static void finish(net_conn *c, msgpack_sbuffer *sb) {
   if (c) net_conn_send(c, sb->data, sb->size);
-  msgpack_sbuffer_destroy(sb);
+  sb->size = 0;
+  if (sb->alloc > 64 * 1024) {
+    msgpack_sbuffer_destroy(sb);
+    msgpack_sbuffer_init(sb);
+  }
 }
 
 void clients__reply_error(net_conn *c, uint64_t id, const char *msg) {
-  msgpack_sbuffer sb;
+  msgpack_sbuffer *sb;
   msgpack_packer pk;
   begin(&sb, &pk, 3, "error", id);
   pack_str(&pk, msg);
-  finish(c, &sb);
+  finish(c, sb);
 }
 
 static void reply_ok(net_conn *c, uint64_t id) {
-  msgpack_sbuffer sb;
+  msgpack_sbuffer *sb;
   msgpack_packer pk;
   begin(&sb, &pk, 2, "ok", id);
-  finish(c, &sb);
+  finish(c, sb);
 }
 
 void clients__redirect(struct server *s, net_conn *c, uint64_t id) {
-  msgpack_sbuffer sb;
+  msgpack_sbuffer *sb;
   msgpack_packer pk;
   begin(&sb, &pk, 3, "redirect", id);
   const char *leader = server_leader_address(s);
@@ -75,18 +85,18 @@ void clients__redirect(struct server *s, net_conn *c, uint64_t id) {
     pack_str(&pk, leader);
   else
     msgpack_pack_nil(&pk);
-  finish(c, &sb);
+  finish(c, sb);
 }
 
 /* ["result", id, <reply>, index] where reply is already msgpack. */
 static void reply_result(net_conn *c, uint64_t id, const char *reply,
                          size_t len, uint64_t index) {
-  msgpack_sbuffer sb;
+  msgpack_sbuffer *sb;
   msgpack_packer pk;
   begin(&sb, &pk, 4, "result", id);
-  msgpack_sbuffer_write(&sb, reply, len);
+  msgpack_sbuffer_write(sb, reply, len);
   msgpack_pack_uint64(&pk, index);
-  finish(c, &sb);
+  finish(c, sb);
 }
 
 const char *clients__error_text(int rc) {
@@ -153,7 +163,7 @@ static void submit(struct inconn *ic, uint64_t id, uint64_t session,
   if (s->pending_tail && s->pending_tail->index == (uint64_t)index &&
       s->pending_tail->id == id && s->pending_tail->conn == ic->conn)
     s->pending_tail->command = 1;
-  server__process(s);
+  server__process_soon(s);
 }
 
 void clients__applied(struct server *s, uint64_t index, uint64_t term,
@@ -251,7 +261,7 @@ static void query(struct server *s, net_conn *c, uint64_t id,
   r->id = id;
   r->next = s->reads;
   s->reads = r;
-  server__process(s);
+  server__process_soon(s);
 }
 
 void clients__reads_ready(struct server *s, const struct raft_read_result *rr,
@@ -344,7 +354,7 @@ static void admin(struct server *s, net_conn *c, uint64_t id, const char *verb,
     /* Answer once the new configuration has committed. */
     clients__add_pending(s, c, id, raft_configuration_index(s->raft), 1);
   }
-  server__process(s);
+  server__process_soon(s);
 }
 
 void clients__request(struct inconn *ic, const char *data, size_t len) {

@@ -368,7 +368,7 @@ static void in_frame(net_conn *c, const char *data, size_t len) {
     }
     if (m.type == RAFT_MSG_VOTE) agree__vote_from(s, ic, &m);
     raft_step(s->raft, &m);
-    server__process(s);
+    server__process_soon(s);
   }
   raft_msg_clear(&m);
 }

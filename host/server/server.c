@@ -62,7 +62,7 @@ static void on_durable(struct store *st, uint64_t durable, int status,
   }
   uint64_t term = store_term_at(st, durable);
   if (durable > 0 && term > 0) raft_persisted(s->raft, durable, term);
-  server__process(s);
+  server__process_soon(s);
 }
 
 static int persist(struct server *s, const struct raft_ready *rd) {
@@ -497,6 +497,16 @@ void server__process(struct server *s) {
   s->in_ready = 0;
 }
 
+static void on_soon(uv_check_t *h) {
+  struct server *s = h->data;
+  uv_check_stop(h);
+  server__process(s);
+}
+
+void server__process_soon(struct server *s) {
+  if (!s->stopping) uv_check_start(&s->soon, on_soon);
+}
+
 /* The core counts time in ticks. A timer that fires late (a loaded
  * machine, a process paused with SIGSTOP) still fires once, so the ticks
  * are counted from the monotonic clock instead: every tick that is due is
@@ -519,6 +529,19 @@ static void on_tick(uv_timer_t *t) {
   /* After a storage failure the core is no longer driven: it would run
    * elections (and claim leadership in the log) that it cannot act on. */
   if (s->failed) return;
+  /* A server that is not the leader and whose own loop was held up (a
+   * loaded machine: its timer fires late) has not heard from the leader
+   * for that long through no fault of the leader, whose messages wait in
+   * the socket: counting the whole delay at once would start an election
+   * before they are read. So a late timer gives it at most a heartbeat
+   * interval's worth of ticks; the rest of the delay is forgotten. Only
+   * elections come later for it (never earlier), which keeps every lease
+   * bound: a leader always counts the full delay. */
+  if (raft_role(s->raft) != RAFT_LEADER) {
+    uint64_t due = (uv_hrtime() / 1000000 - s->tick_start_ms) / s->o.tick_ms;
+    uint64_t most = s->o.heartbeat_ms / s->o.tick_ms + 1;
+    if (due > s->ticks + most) s->ticks = due - most;
+  }
   server__catch_up(s);
   agree__tick(s);
   sessions__tick(s); /* ends with server__process */
@@ -726,6 +749,8 @@ int server_start(uv_loop_t *loop, const struct server_opts *o,
   logger_u64(&l, "snapshot_index", raft_snapshot_index(s->raft));
   logger_u64(&l, "members", raft_configuration(s->raft)->n);
   logger_end(&l);
+  uv_check_init(loop, &s->soon);
+  s->soon.data = s;
   uv_timer_init(loop, &s->tick);
   s->tick.data = s;
   s->tick_start_ms = uv_hrtime() / 1000000;
@@ -785,6 +810,10 @@ static void on_tick_closed(uv_handle_t *h) {
   server__closed_one(h->data);
 }
 
+static void on_soon_closed(uv_handle_t *h) {
+  server__closed_one(h->data);
+}
+
 static void on_store_closed(void *data) {
   server__closed_one(data);
 }
@@ -802,7 +831,7 @@ void server_stop(struct server *s, void (*cb)(void *data), void *data) {
   s->stopping = 1;
   s->stop_cb = cb;
   s->stop_data = data;
-  s->closing_handles = 2 + (s->http != NULL);
+  s->closing_handles = 3 + (s->http != NULL);
   /* One more handle while a child writes a snapshot; while its file is
    * being read back on the thread pool, the store stays open until that
    * is done (snapshot.c closes it). */
@@ -816,6 +845,8 @@ void server_stop(struct server *s, void (*cb)(void *data), void *data) {
   if (s->http) gw_close(s->http, on_http_closed, s);
   uv_timer_stop(&s->tick);
   uv_close((uv_handle_t *)&s->tick, on_tick_closed);
+  uv_check_stop(&s->soon);
+  uv_close((uv_handle_t *)&s->soon, on_soon_closed);
   net_listener_close(s->listener);
   if (s->client_listener) net_listener_close(s->client_listener);
   clients__fail_all(s, "server is stopping");

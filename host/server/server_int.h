@@ -139,6 +139,10 @@ struct server {
   net_listener *listener, *client_listener;
   struct tls_ctx *tls; /* NULL: plain TCP; a reference */
   uv_timer_t tick;
+  /* Runs server__process once the loop turn's I/O callbacks are done
+   * (server__process_soon): requests and messages that arrived together
+   * become one batch of entries, one store write, one message per peer. */
+  uv_check_t soon;
   struct peer peers[SERVER_MAX_PEERS];
   struct inconn *inconns;
   struct pending *pending, *pending_tail;
@@ -183,6 +187,9 @@ struct server {
 
 /* server.c */
 void server__process(struct server *s);
+/* server__process later in this loop turn, after every I/O callback of
+ * the turn (so what they fed the core is handled together). */
+void server__process_soon(struct server *s);
 /* An info line with the formatted text as its msg field, and the same
  * (event, text) to the state machine's notify hook. Prefer structured
  * lines (logger_begin ... logger_end on s->log). */

@@ -14,6 +14,7 @@
  * Every entry is [time, kind, ...]: the leader's wall clock in
  * milliseconds, never older than a time already in the log.
  */
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -26,25 +27,41 @@ static uint64_t wall_ms(void) {
   return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+/* The entry's head, [time, kind, ...: packed into a small fixed buffer. */
+struct head {
+  char b[32];
+  size_t n;
+};
+
+static int head_write(void *data, const char *buf, size_t len) {
+  struct head *h = data;
+  if (h->n + len > sizeof h->b) return -1;
+  memcpy(h->b + h->n, buf, len);
+  h->n += len;
+  return 0;
+}
+
 /* Proposes [time, kind, <tail>] where tail holds n msgpack values already
- * encoded. Returns the index or a negative RAFT_E* code. */
+ * encoded, built straight into the entry's buffer (one allocation per
+ * entry). Returns the index or a negative RAFT_E* code. */
 int64_t sessions__propose(struct server *s, const char *kind, const void *tail,
                           size_t len, uint32_t n) {
   uint64_t now = wall_ms();
   if (now < s->last_time) now = s->last_time; /* time never goes back */
   s->last_time = now;
-  msgpack_sbuffer sb;
-  msgpack_sbuffer_init(&sb);
+  struct head h = {.n = 0};
   msgpack_packer pk;
-  msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-  msgpack_pack_array(&pk, 2 + n);
-  msgpack_pack_uint64(&pk, now);
-  msgpack_pack_str(&pk, strlen(kind));
-  msgpack_pack_str_body(&pk, kind, strlen(kind));
-  if (len) msgpack_sbuffer_write(&sb, tail, len);
-  struct raft_buf *buf = raft_buf_from(sb.data, sb.size);
-  msgpack_sbuffer_destroy(&sb);
+  msgpack_packer_init(&pk, &h, head_write);
+  size_t klen = strlen(kind);
+  assert(klen < 8);
+  if (msgpack_pack_array(&pk, 2 + n) < 0 || msgpack_pack_uint64(&pk, now) < 0 ||
+      msgpack_pack_str(&pk, klen) < 0 ||
+      msgpack_pack_str_body(&pk, kind, klen) < 0)
+    return RAFT_EINVAL;
+  struct raft_buf *buf = raft_buf_new(h.n + len);
   if (!buf) return RAFT_ENOMEM;
+  memcpy(buf->data, h.b, h.n);
+  if (len) memcpy(buf->data + h.n, tail, len);
   int64_t index = raft_propose(s->raft, RAFT_COMMAND, buf);
   raft_buf_unref(buf);
   if (index > 0) s->last_propose_ms = uv_now(s->loop);
@@ -63,7 +80,7 @@ static void propose_for(struct inconn *ic, uint64_t id, const char *kind,
     clients__reply_error(ic->conn, id, clients__error_text((int)index));
   } else {
     clients__add_pending(s, ic->conn, id, (uint64_t)index, 0);
-    server__process(s);
+    server__process_soon(s);
   }
 }
 

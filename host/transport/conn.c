@@ -3,7 +3,11 @@
  * outgoing connects.
  *
  * Reads go straight into the frame reader's buffer. Writes accumulate in
- * `pend` while a write is in flight (`fly`); when it completes the two
+ * `pend` and leave in one write per loop turn: a frame queued while no
+ * write is in flight waits for the `corked` prepare handle, which runs
+ * once every callback of the turn has had its say and just before the
+ * loop polls again (so it adds no waiting, only merges). While a write is
+ * in flight (`fly`) frames queue in `pend`; when it completes the two
  * buffers swap, so whatever was queued meanwhile leaves in one write.
  * With TLS (secure.c) `pend` holds plaintext and `fly` the ciphertext
  * made from it; reads go through the TLS layer into the same reader.
@@ -90,6 +94,10 @@ static void close_with(net_conn *c, int status, const char *reason) {
   snprintf(c->reason, sizeof c->reason, "%s", reason ? reason : "closed");
   uv_read_stop(&c->h.stream);
   c->open_handles = 1;
+  if (c->corked_init) {
+    c->open_handles++;
+    uv_close((uv_handle_t *)&c->corked, on_closed);
+  }
   if (c->drain_active) {
     c->open_handles++;
     uv_close((uv_handle_t *)&c->drain, on_closed);
@@ -172,6 +180,29 @@ void net__flush(net_conn *c) {
   if (!c->writing) flush(c);
 }
 
+static void on_corked(uv_prepare_t *h) {
+  net_conn *c = h->data;
+  uv_prepare_stop(h);
+  c->corked_active = 0;
+  if (!c->writing && !c->closing && c->pend.len > 0) flush(c);
+}
+
+/* Writes pend before the loop next polls (now, if that cannot be set
+ * up). A write in flight takes pend along when it completes. */
+static void cork(net_conn *c) {
+  if (c->writing || c->corked_active) return;
+  if (!c->corked_init) {
+    if (uv_prepare_init(c->h.handle.loop, &c->corked) < 0) {
+      flush(c);
+      return;
+    }
+    c->corked.data = c;
+    c->corked_init = 1;
+  }
+  uv_prepare_start(&c->corked, on_corked);
+  c->corked_active = 1;
+}
+
 int net__reserve(struct net_buf *b, size_t more) {
   if (b->cap - b->len >= more) return 0;
   size_t cap = b->cap ? b->cap : 4096;
@@ -196,7 +227,7 @@ int net_conn_send(net_conn *c, const void *data, size_t len) {
   net_put_prefix(c->pend.buf + c->pend.len, (uint32_t)len);
   memcpy(c->pend.buf + c->pend.len + 4, data, len);
   c->pend.len += 4 + len;
-  if (!c->writing) flush(c);
+  cork(c);
   return 0;
 }
 

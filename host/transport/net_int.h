@@ -25,8 +25,12 @@ struct net_conn {
   struct net_buf fly;  /* being written */
   uv_write_t wreq;
   uv_idle_t drain; /* delivers buffered frames after a resume */
+  /* Writes what was queued during a loop turn, just before the loop
+   * waits for I/O again: one write per connection and turn. */
+  uv_prepare_t corked;
   size_t max_queue;
   int writing, closing, close_after_flush, paused, drain_active;
+  int corked_init, corked_active;
   int open_handles; /* handles still closing */
   int status;
   char reason[192];

@@ -228,6 +228,9 @@ describe("cluster members", function()
         local _, err = c:submit("put", { key = "k" .. i, value = ("x"):rep(100) })
         assert(not err, err)
       end
+      -- The snapshot is written by a child process: wait for it (bounded).
+      local deadline = copycat.now() + 15000
+      while s:status().snapshot_index == 0 and copycat.now() < deadline do copycat.sleep(20) end
       print("snapshot_index", s:status().snapshot_index > 0)
       c:close()
       s:stop()
