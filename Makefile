@@ -210,6 +210,8 @@ INSTALL_FILES = 755:$(BIN):$(BINDIR)/copycat-lua \
   755:examples/kv/cluster.sh:$(DATADIR)/examples/kv/cluster.sh \
   $(foreach f,$(sort $(wildcard types/*.lua)),644:$(f):$(DATADIR)/$(f)) \
   $(foreach f,README.md $(sort $(wildcard docs/*.md)),644:$(f):$(DOCDIR)/$(f:docs/%=%)) \
+  644:docs/openapi.yaml:$(DOCDIR)/openapi.yaml \
+  644:clients/python/copycat.py:$(DATADIR)/clients/python/copycat.py \
   644:$(UNIT):$(DOCDIR)/examples/copycat-lua@.service \
   644:docs/copycat-lua.1:$(MANDIR)/man1/copycat-lua.1
 # Directories that are ours alone: uninstall removes them once empty.
