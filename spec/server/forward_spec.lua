@@ -52,4 +52,30 @@ describe("a follower", function()
       "result\t5\ttwo", "result\t6\ttwo", "result\t7\ttwo", "result\t0", "result\ttrue",
       "result\texpired", "" }, "\n"), r.stdout)
   end)
+
+  it("forwards a leadership transfer to the leader", function()
+    local c = cluster.new(3)
+    for i = 1, 3 do cluster.start(c, i, "bootstrap", cluster.addresses(c)) end
+    assert.are.equal(0, cluster.kv_until_ok(c, { "put", "a", "1" }).code)
+    local li = cluster.index_of(c, cluster.leader(c))
+    local f = li % 3 + 1
+    local r = proc.run({ "-e", ([[
+      local conn = assert(copycat.net.connect(%q))
+      conn:send({ "copycat", 1, "copycat", "client", "", "" })
+      assert(conn:recv(5000)[1] == "ok")
+      conn:send({ "transfer", 7, %q })
+      local reply = conn:recv(10000)
+      print(reply[1], reply[2])
+      conn:close()
+    ]]):format(c.members[f].address, c.members[f].name) })
+    assert.are.equal(0, r.code, r.stderr)
+    assert.are.equal("ok\t7\n", r.stdout)
+    local led
+    for _ = 1, 100 do
+      led = cluster.leader(c)
+      if led == c.members[f].name then break end
+      os.execute("sleep 0.1")
+    end
+    assert.are.equal(c.members[f].name, led)
+  end)
 end)
