@@ -45,7 +45,7 @@ SIM_OBJS  := $(SIM_SRCS:%.c=$(BUILD)/obj/%.o)
 BIN       := $(BUILD)/copycat-lua
 CORE_SO   := $(BUILD)/copycat/core.so
 
-.PHONY: all deps test asan lint format bench bench-etcd sim crash run clean help check-deps fuzz \
+.PHONY: all deps test asan lint format bench bench-etcd sim crash run clean help check-deps fuzz snapshot-big \
         install uninstall rock install-lua deb
 all: check-deps $(BIN) $(CORE_SO) $(CTEST_BINS) $(CTOOL_BINS) $(FUZZ_BINS) $(BENCH_BINS) $(if $(SIM_SRCS),$(BUILD)/sim)
 
@@ -61,6 +61,8 @@ help:
 	@echo "make fuzz    fuzz every decoder under ASan+UBSan: make fuzz FUZZ_SECONDS=60"
 	@echo "             (libFuzzer with clang; else the standalone driver, FUZZ_ITERATIONS)"
 	@echo "make crash   the storage SIGKILL test at length: make crash RUNS=2000"
+	@echo "make snapshot-big  a 1 GiB state snapshotted, sent to a new member, installed; memory"
+	@echo "             figures (SNAPSHOT_MIB=1024; needs ~4 GiB of memory and disk)"
 	@echo "make bench   benchmarks (codec, storage, core, kv cluster; etcd comparison if etcd is installed)"
 	@echo "make bench-etcd  install etcd + python3-grpcio + wrk (apt-get), compare a 3-node kv cluster with 3-node etcd"
 	@echo "             (native clients, then the HTTP gateways under wrk)"
@@ -164,6 +166,12 @@ sim: all
 RUNS ?= 2000
 crash: all
 	STORAGE_CRASH_RUNS=$(RUNS) COPYCAT_BUILD=$(BUILD) $(BUILD)/test/storage/crash_test
+
+# A large state (SNAPSHOT_MIB, default 1 GiB) snapshotted, sent to a new
+# member and installed, with both servers' memory (bench/snapshot_big.sh).
+SNAPSHOT_MIB ?= 1024
+snapshot-big: all
+	sh bench/snapshot_big.sh $(BUILD) $(SNAPSHOT_MIB)
 
 # Every fuzz target for FUZZ_SECONDS each under ASan+UBSan (tools/fuzz.sh).
 FUZZ_SECONDS ?= 60

@@ -92,6 +92,18 @@ static int persist(struct server *s, const struct raft_ready *rd) {
 
 /* ---- snapshots ---- */
 
+/* Restores the state machine from the store's snapshot, mapped from its
+ * file for the time of the call (so the bytes are never copied into this
+ * process's heap by the host). 0 or -1. */
+static int restore_from(struct server *s, const struct store_snapshot *ss) {
+  const uint8_t *data;
+  void *cookie;
+  if (snap_map(ss, &data, &cookie) != 0) return -1;
+  int rc = s->o.sm->restore(s->o.sm->data, data, ss->data_len);
+  snap_unmap(ss, cookie);
+  return rc < 0 ? -1 : 0;
+}
+
 static int write_snapshot(struct server *s, uint64_t index, uint64_t term,
                           const struct raft_conf *conf, const void *data,
                           size_t len) {
@@ -248,7 +260,7 @@ static void install_snapshot(struct server *s, const struct raft_ready *rd) {
   /* The store holds the snapshot it just made durable, read back from the
    * file and checksummed: the state machine is restored from that. */
   const struct store_snapshot *snap = store_snapshot(s->store);
-  if (s->o.sm->restore(s->o.sm->data, snap->data, snap->data_len) < 0) {
+  if (restore_from(s, snap) < 0) {
     logger_begin(&l, &s->log, LOGGER_ERROR, "snapshot_restore_failed");
     logger_u64(&l, "index", rd->snap.index);
     logger_u64(&l, "bytes", snap->data_len);
@@ -327,8 +339,16 @@ static void answer_chunks(struct server *s, struct chunk_answer *a, size_t n) {
     }
     size_t len = snap->data_len - a[i].offset;
     if (len > a[i].max_len) len = a[i].max_len;
-    struct raft_buf *b = raft_buf_from(snap->data + a[i].offset, len);
+    /* Read from the file a chunk at a time: the snapshot is never held
+     * whole in memory, however large it is. */
+    struct raft_buf *b = raft_buf_new(len);
     if (!b) continue;
+    if (snap_pread(snap, a[i].offset, b->data, len) != 0) {
+      raft_buf_unref(b);
+      raft_snapshot_chunk(s->raft, a[i].to, a[i].index, a[i].offset, NULL,
+                          false);
+      continue;
+    }
     raft_snapshot_chunk(s->raft, a[i].to, a[i].index, a[i].offset, b,
                         a[i].offset + len == snap->data_len);
     raft_buf_unref(b);
@@ -571,7 +591,7 @@ static int load(struct server *s, char *err, size_t errlen) {
       snprintf(err, errlen, "the newest snapshot's configuration is damaged");
       return -1;
     }
-    if (s->o.sm->restore(s->o.sm->data, ss->data, ss->data_len) < 0) {
+    if (restore_from(s, ss) < 0) {
       snprintf(err, errlen, "the state machine could not restore snapshot %llu",
                (unsigned long long)ss->last_index);
       return -1;

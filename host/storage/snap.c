@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 
 #include "storage/crc32c.h"
 #include "storage/error.h"
@@ -33,7 +35,9 @@ struct snap_writer {
 void snap_free(struct store_snapshot *s) {
   free(s->config);
   free(s->data);
+  if (s->io && s->fd >= 0) s->io->close(s->io, s->fd);
   memset(s, 0, sizeof *s);
+  s->fd = -1;
 }
 
 void snap_name(char *out, size_t size, uint64_t last_index) {
@@ -62,20 +66,52 @@ static int bad(char *err, const char *path, size_t off, const char *what) {
   return STORE_ECORRUPT;
 }
 
+/* Checksum of `len` bytes of fd from `at`, read a chunk at a time. */
+static int crc_of(struct store_io *io, int fd, uint64_t at, uint64_t len,
+                  uint32_t *crc) {
+  enum { STEP = 1 << 20 };
+  uint8_t *buf = malloc(STEP);
+  if (!buf) return -ENOMEM;
+  int rc = 0;
+  for (uint64_t done = 0; done < len;) {
+    size_t n = len - done < STEP ? (size_t)(len - done) : STEP, got = 0;
+    rc = io_pread_all(io, fd, buf, n, (off_t)(at + done), &got);
+    if (rc == 0 && got != n) rc = -EIO;
+    if (rc) break;
+    *crc = crc32c(*crc, buf, n);
+    done += n;
+  }
+  free(buf);
+  return rc;
+}
+
 int snap_load(struct store_io *io, const char *path, struct store_snapshot *out,
               char *err) {
-  uint8_t *buf;
-  size_t len;
-  int rc = io_read_file(io, path, SIZE_MAX / 2, &buf, &len);
-  if (rc) {
+  memset(out, 0, sizeof *out);
+  out->fd = -1;
+  int fd = io->open(io, path, O_RDONLY, 0);
+  struct stat st;
+  if (fd < 0 || fstat(fd, &st) != 0) {
+    int e = errno;
+    if (fd >= 0) io->close(io, fd);
     store_errf(err,
                "%s: cannot read: %s. Check the file's "
                "permissions and the disk.",
-               path, strerror(-rc));
+               path, strerror(e));
+    return store_errno_code(e);
+  }
+  size_t len = (size_t)st.st_size;
+  uint8_t buf[SNAP_HEADER_SIZE];
+  size_t got = 0;
+  int rc = io_pread_all(io, fd, buf, len < sizeof buf ? len : sizeof buf, 0,
+                        &got);
+  if (rc) {
+    io->close(io, fd);
+    store_errf(err, "%s: cannot read: %s. Check the disk.", path,
+               strerror(-rc));
     return store_errno_code(-rc);
   }
-  memset(out, 0, sizeof *out);
-  rc = 0;
+  uint64_t clen = 0, dlen = 0;
   if (len < SNAP_HEADER_SIZE) {
     rc = bad(err, path, len, "file shorter than its 64-byte header");
   } else if (memcmp(buf, SNAP_MAGIC, 8) != 0) {
@@ -90,32 +126,85 @@ int snap_load(struct store_io *io, const char *path, struct store_snapshot *out,
                path, get_u32(buf + 8), FORMAT_VERSION);
     rc = STORE_EVERSION;
   } else {
-    uint64_t clen = get_u64(buf + 32), dlen = get_u64(buf + 40);
+    clen = get_u64(buf + 32);
+    dlen = get_u64(buf + 40);
     if (get_u32(buf + 12) != SNAP_HEADER_SIZE || clen > len || dlen > len ||
-        SNAP_HEADER_SIZE + clen + dlen != len) {
+        SNAP_HEADER_SIZE + clen + dlen != len)
       rc = bad(err, path, 32, "lengths in the header differ from the file");
-    } else if (get_u32(buf + 48) !=
-               crc32c(0, buf + SNAP_HEADER_SIZE, len - SNAP_HEADER_SIZE)) {
+  }
+  uint32_t crc = 0;
+  if (rc == 0) {
+    int e = crc_of(io, fd, SNAP_HEADER_SIZE, clen + dlen, &crc);
+    if (e == -ENOMEM) {
+      rc = STORE_ENOMEM;
+    } else if (e) {
+      store_errf(err, "%s: cannot read: %s. Check the disk.", path,
+                 strerror(-e));
+      rc = store_errno_code(-e);
+    } else if (crc != get_u32(buf + 48)) {
       rc = bad(err, path, SNAP_HEADER_SIZE,
                "checksum mismatch in the configuration or data");
-    } else {
-      out->last_index = get_u64(buf + 16);
-      out->last_term = get_u64(buf + 24);
-      out->config_len = clen;
-      out->data_len = dlen;
-      out->config = malloc(clen ? clen : 1);
-      out->data = malloc(dlen ? dlen : 1);
-      if (!out->config || !out->data) {
-        snap_free(out);
-        rc = STORE_ENOMEM;
-      } else {
-        memcpy(out->config, buf + SNAP_HEADER_SIZE, clen);
-        memcpy(out->data, buf + SNAP_HEADER_SIZE + clen, dlen);
-      }
     }
   }
-  free(buf);
+  if (rc == 0) {
+    out->config = malloc(clen ? clen : 1);
+    if (!out->config) {
+      rc = STORE_ENOMEM;
+    } else if ((rc = io_pread_all(io, fd, out->config, clen, SNAP_HEADER_SIZE,
+                                  &got)) != 0 ||
+               got != clen) {
+      rc = bad(err, path, SNAP_HEADER_SIZE, "configuration unreadable");
+    }
+  }
+  if (rc) {
+    free(out->config);
+    out->config = NULL;
+    io->close(io, fd);
+    return rc;
+  }
+  out->last_index = get_u64(buf + 16);
+  out->last_term = get_u64(buf + 24);
+  out->config_len = clen;
+  out->data_len = dlen;
+  out->io = io;
+  out->fd = fd;
+  return 0;
+}
+
+int snap_pread(const struct store_snapshot *s, uint64_t off, void *buf,
+               size_t len) {
+  if (off > s->data_len || len > s->data_len - off) return -EINVAL;
+  if (!s->io) {
+    if (len) memcpy(buf, s->data + off, len);
+    return 0;
+  }
+  size_t got = 0;
+  int rc = io_pread_all(s->io, s->fd, buf, len,
+                        (off_t)(SNAP_HEADER_SIZE + s->config_len + off), &got);
+  if (rc == 0 && got != len) rc = -EIO;
   return rc;
+}
+
+int snap_map(const struct store_snapshot *s, const uint8_t **data,
+             void **cookie) {
+  *cookie = NULL;
+  if (!s->io) {
+    *data = s->data;
+    return 0;
+  }
+  size_t total = SNAP_HEADER_SIZE + s->config_len + s->data_len;
+  void *p = mmap(NULL, total, PROT_READ, MAP_SHARED, s->fd, 0);
+  if (p == MAP_FAILED) return -errno;
+  /* Read ahead: a restore reads it all, once, in order. */
+  madvise(p, total, MADV_SEQUENTIAL);
+  *cookie = p;
+  *data = (const uint8_t *)p + SNAP_HEADER_SIZE + s->config_len;
+  return 0;
+}
+
+void snap_unmap(const struct store_snapshot *s, void *cookie) {
+  if (cookie)
+    munmap(cookie, SNAP_HEADER_SIZE + s->config_len + s->data_len);
 }
 
 static int io_fail(char *err, const char *path, const char *op, int e) {
@@ -221,108 +310,17 @@ void snap_abort(struct snap_writer *w) {
   writer_free(w);
 }
 
-int snap_finish(struct snap_writer *w, struct store_snapshot *out, char *err) {
-  memset(out, 0, sizeof *out);
-  out->last_index = w->last_index;
-  out->last_term = w->last_term;
-  out->config = w->config;
-  out->config_len = w->config_len;
-  w->config = NULL;
-  if (w->memory) {
-    out->data = w->mem ? w->mem : malloc(1);
-    out->data_len = w->size;
-    w->mem = NULL;
-    writer_free(w);
-    if (!out->data) {
-      snap_free(out);
-      return STORE_ENOMEM;
-    }
-    return 0;
-  }
-  /* Read the data back: the checksum then covers what the file holds. */
-  struct store_io *io = w->io;
-  int rc = 0;
-  size_t got = 0;
-  out->data_len = w->size;
-  out->data = malloc(w->size ? w->size : 1);
-  if (!out->data) {
-    rc = STORE_ENOMEM;
-    goto fail;
-  }
-  rc = io_pread_all(io, w->fd, out->data, w->size,
-                    (off_t)(SNAP_HEADER_SIZE + w->config_len), &got);
-  if (rc == 0 && got != w->size) rc = -EIO;
-  if (rc) {
-    rc = io_fail(err, w->tmp, "read back", -rc);
-    goto fail;
-  }
-  uint8_t h[SNAP_HEADER_SIZE] = {0};
-  memcpy(h, SNAP_MAGIC, 8);
-  put_u32(h + 8, FORMAT_VERSION);
-  put_u32(h + 12, SNAP_HEADER_SIZE);
-  put_u64(h + 16, w->last_index);
-  put_u64(h + 24, w->last_term);
-  put_u64(h + 32, w->config_len);
-  put_u64(h + 40, w->size);
-  put_u32(h + 48, crc32c(crc32c(0, out->config, out->config_len), out->data,
-                         out->data_len));
-  put_u32(h + 60, crc32c(0, h, 60));
-  char path[PATH_MAX + 80], name[64];
-  snap_name(name, sizeof name, w->last_index);
-  snprintf(path, sizeof path, "%s/%s", w->dir, name);
-  /* The temporary file was created with O_TRUNC, so it holds exactly
-   * header, configuration and data. */
-  if ((rc = io_pwrite_all(io, w->fd, h, sizeof h, 0)) != 0) {
-    rc = io_fail(err, w->tmp, "write", -rc);
-  } else if (io->fsync(io, w->fd) != 0) {
-    rc = io_fail(err, w->tmp, "fsync", errno);
-  } else if (io->close(io, w->fd) != 0) {
-    w->fd = -1;
-    rc = io_fail(err, w->tmp, "close", errno);
-  } else if ((w->fd = -1, io->rename(io, w->tmp, path) != 0)) {
-    rc = io_fail(err, path, "rename", errno);
-  } else if ((rc = io_sync_dir(io, w->dir)) != 0) {
-    /* The file is complete under its final name; whether the rename
-     * survives a crash is unknown, so report failure. */
-    rc = io_fail(err, w->dir, "fsync of directory", -rc);
-    writer_free(w);
-    snap_free(out);
-    return rc;
-  }
-  if (rc == 0) {
-    writer_free(w);
-    return 0;
-  }
-fail:
-  snap_abort(w);
-  snap_free(out);
-  return rc;
-}
-
-int snap_finish_file(struct snap_writer *w, char *err) {
+/* Computes the checksum over what the file holds (a chunk at a time),
+ * writes the header, fsyncs, renames to the final name and fsyncs the
+ * directory. On success the writer's fd stays open (for the caller); on
+ * failure the writer is aborted. */
+static int seal(struct snap_writer *w, char *err) {
   assert(!w->memory);
   struct store_io *io = w->io;
-  enum { STEP = 1 << 20 };
-  uint8_t *buf = malloc(STEP);
-  if (!buf) {
-    snap_abort(w);
-    return STORE_ENOMEM;
-  }
   uint32_t crc = crc32c(0, w->config, w->config_len);
-  uint64_t at = 0;
-  int rc = 0;
-  while (at < w->size) {
-    size_t n = w->size - at < STEP ? (size_t)(w->size - at) : STEP, got = 0;
-    rc = io_pread_all(io, w->fd, buf, n,
-                      (off_t)(SNAP_HEADER_SIZE + w->config_len + at), &got);
-    if (rc == 0 && got != n) rc = -EIO;
-    if (rc) break;
-    crc = crc32c(crc, buf, n);
-    at += n;
-  }
-  free(buf);
+  int rc = crc_of(io, w->fd, SNAP_HEADER_SIZE + w->config_len, w->size, &crc);
   if (rc) {
-    rc = io_fail(err, w->tmp, "read back", -rc);
+    rc = rc == -ENOMEM ? STORE_ENOMEM : io_fail(err, w->tmp, "read back", -rc);
     snap_abort(w);
     return rc;
   }
@@ -339,24 +337,64 @@ int snap_finish_file(struct snap_writer *w, char *err) {
   char path[PATH_MAX + 80], name[64];
   snap_name(name, sizeof name, w->last_index);
   snprintf(path, sizeof path, "%s/%s", w->dir, name);
+  /* The temporary file was created with O_TRUNC, so it holds exactly
+   * header, configuration and data. */
   if ((rc = io_pwrite_all(io, w->fd, h, sizeof h, 0)) != 0) {
     rc = io_fail(err, w->tmp, "write", -rc);
   } else if (io->fsync(io, w->fd) != 0) {
     rc = io_fail(err, w->tmp, "fsync", errno);
-  } else if (io->close(io, w->fd) != 0) {
-    w->fd = -1;
-    rc = io_fail(err, w->tmp, "close", errno);
-  } else if ((w->fd = -1, io->rename(io, w->tmp, path) != 0)) {
+  } else if (io->rename(io, w->tmp, path) != 0) {
     rc = io_fail(err, path, "rename", errno);
   } else if ((rc = io_sync_dir(io, w->dir)) != 0) {
+    /* The file is complete under its final name; whether the rename
+     * survives a crash is unknown, so report failure. */
     rc = io_fail(err, w->dir, "fsync of directory", -rc);
+    io->close(io, w->fd);
+    w->fd = -1;
     writer_free(w);
     return rc;
   }
-  if (rc) {
-    snap_abort(w);
-    return rc;
+  if (rc) snap_abort(w);
+  return rc;
+}
+
+int snap_finish(struct snap_writer *w, struct store_snapshot *out, char *err) {
+  memset(out, 0, sizeof *out);
+  out->fd = -1;
+  out->last_index = w->last_index;
+  out->last_term = w->last_term;
+  out->config_len = w->config_len;
+  out->data_len = w->size;
+  if (w->memory) {
+    out->config = w->config;
+    w->config = NULL;
+    out->data = w->mem ? w->mem : malloc(1);
+    w->mem = NULL;
+    writer_free(w);
+    if (!out->data) {
+      snap_free(out);
+      return STORE_ENOMEM;
+    }
+    return 0;
   }
+  struct store_io *io = w->io;
+  int fd = w->fd;
+  int rc = seal(w, err);
+  if (rc) return rc;
+  out->config = w->config;
+  w->config = NULL;
   writer_free(w);
+  out->io = io;
+  out->fd = fd;
+  return 0;
+}
+
+int snap_finish_file(struct snap_writer *w, char *err) {
+  struct store_io *io = w->io;
+  int fd = w->fd;
+  int rc = seal(w, err);
+  if (rc) return rc;
+  writer_free(w);
+  if (io->close(io, fd) != 0) return io_fail(err, "snapshot", "close", errno);
   return 0;
 }

@@ -141,8 +141,10 @@ int store_entries(const struct store *s, uint64_t a, uint64_t b,
  *     index last_index + 1 (a follower receiving the leader's snapshot).
  * Only one writer at a time (STORE_EINVAL otherwise); last_index must be
  * above the current snapshot's. Snapshot file I/O runs on the calling
- * thread. store_snapshot() is NULL when there is none; its data stays valid
- * until the next snapshot is installed.
+ * thread. store_snapshot() is NULL when there is none; it stays valid until
+ * the next snapshot is installed. Its data is read from the file
+ * (snap_pread, snap_map in storage/snap.h), never held whole in memory,
+ * except in a memory-only store.
  */
 int store_snap_begin(struct store *s, uint64_t last_index, uint64_t last_term,
                      const void *config, size_t config_len,

@@ -177,29 +177,6 @@ local function machine_name(sm)
   return "(unnamed)"
 end
 
--- Takes a snapshot in a child process and waits for it (the server goes
--- on serving); returns nothing, or raises the reason.
-local function fresh_snapshot(raw, deadline)
-  local target, err
-  repeat
-    target, err = raw:snapshot_begin()
-    if not target then
-      if not tostring(err):find("try again", 1, true) then error(err, 0) end
-      if runtime.now() > deadline then error("time limit reached waiting for a snapshot being written", 0) end
-      runtime.sleep(50)
-    end
-  until target
-  while true do
-    local st = raw:status()
-    if st.snapshot_index >= target then return end
-    if st.snapshot_failed_index >= target then
-      error(("the snapshot of index %d failed (see the server's log)"):format(target), 0)
-    end
-    if runtime.now() > deadline then error("time limit reached while the snapshot was written", 0) end
-    runtime.sleep(20)
-  end
-end
-
 -- Streams a backup of a fresh snapshot (the protocol at the top).
 local function save_snapshot(state, conn, req, peer)
   local host, raw = state.host, state.host.raw
@@ -213,8 +190,12 @@ local function save_snapshot(state, conn, req, peer)
     conn:send({ "error", msg })
     conn:close("done", true)
   end
-  local ok, err = pcall(fresh_snapshot, raw, deadline)
-  if not ok then return refuse("snapshot: " .. tostring(err)) end
+  -- A fresh snapshot, taken in a child process while the server serves.
+  local run = { deadline = deadline, check = function()
+    if runtime.now() > deadline then error("time limit reached while the snapshot was written", 0) end
+  end }
+  local ok, err = pcall(operator.new(host, run).snapshot)
+  if not ok then return refuse(tostring(err):gsub("^[^:]*:%d+: ", "")) end
   local info = {
     cluster = host.opts.cluster or "copycat", member = host.opts.name,
     state_machine = machine_name(host.opts.state_machine), created = os.time(),

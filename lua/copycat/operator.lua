@@ -392,13 +392,24 @@ function operator.new(host, run)
   --- While a snapshot the server started itself is still being written,
   --- waits for it to finish (within the script's time), then takes one.
   function api.snapshot()
-    local index, err = raw:snapshot()
-    while not index and tostring(err):find("try again", 1, true) and runtime.now() + 100 < run.deadline do
+    -- In a child process (the server goes on serving while a large state
+    -- is written); raw:snapshot_begin says which index it covers.
+    local target, err = raw:snapshot_begin()
+    while not target and tostring(err):find("try again", 1, true) and runtime.now() + 100 < run.deadline do
       sleep(100)
-      index, err = raw:snapshot()
+      target, err = raw:snapshot_begin()
     end
-    if not index then error("snapshot: " .. tostring(err), 2) end
-    return index
+    if not target then error("snapshot: " .. tostring(err), 2) end
+    local st
+    poll(function()
+      st = raw:status()
+      return st.snapshot_index >= target or st.snapshot_failed_index >= target
+    end)
+    if st.snapshot_index < target then
+      error(st.snapshot_failed_index >= target and "snapshot: the snapshot failed (see the server's log)"
+        or ("snapshot: time limit reached while snapshot %d was written"):format(target), 2)
+    end
+    return st.snapshot_index
   end
 
   --- Reads this server's TLS certificate, key and CA files again (`ctl

@@ -119,7 +119,9 @@ static void verify(const char *dir, const struct outcome *o, const char *what) {
   if (sn) {
     uint8_t data[500];
     payload_fill(data, sizeof data, 50, 1);
-    CHECK(sn->data_len == 500 && !memcmp(sn->data, data, 500));
+    uint8_t got[500];
+    CHECK(sn->data_len == 500 && snap_pread(sn, 0, got, 500) == 0 &&
+          !memcmp(got, data, 500));
   }
   uint64_t from = sn ? sn->last_index + 1 : 1;
   for (uint64_t i = from; i <= o->acked; i++) {
