@@ -103,8 +103,8 @@ int snap_load(struct store_io *io, const char *path, struct store_snapshot *out,
   size_t len = (size_t)st.st_size;
   uint8_t buf[SNAP_HEADER_SIZE];
   size_t got = 0;
-  int rc = io_pread_all(io, fd, buf, len < sizeof buf ? len : sizeof buf, 0,
-                        &got);
+  int rc =
+      io_pread_all(io, fd, buf, len < sizeof buf ? len : sizeof buf, 0, &got);
   if (rc) {
     io->close(io, fd);
     store_errf(err, "%s: cannot read: %s. Check the disk.", path,
@@ -203,8 +203,7 @@ int snap_map(const struct store_snapshot *s, const uint8_t **data,
 }
 
 void snap_unmap(const struct store_snapshot *s, void *cookie) {
-  if (cookie)
-    munmap(cookie, SNAP_HEADER_SIZE + s->config_len + s->data_len);
+  if (cookie) munmap(cookie, SNAP_HEADER_SIZE + s->config_len + s->data_len);
 }
 
 static int io_fail(char *err, const char *path, const char *op, int e) {
