@@ -285,6 +285,7 @@ char *server_metrics_render(struct server *s, size_t *len) {
         s->failed ? 1 : 0);
   snapshots(&b, m);
   agree__metrics(s, &b);
+  trust__metrics(s, &b);
   if (b.failed) {
     prom_buf_free(&b);
     return NULL;

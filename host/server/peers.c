@@ -188,31 +188,38 @@ void peers__send_frame(struct server *s, const char *to, const char *data,
 
 static void drop_peer(struct peer *p);
 
+/* A free slot; for a member of the configuration (evict = 1), the slot
+ * of a server only learned from a hello when none is free, so that hellos
+ * cannot crowd out the configuration. */
 static struct peer *add_peer(struct server *s, const char *name,
-                             const char *address) {
-  for (int i = 0; i < SERVER_MAX_PEERS; i++) {
-    struct peer *p = &s->peers[i];
-    if (p->in_use || p->connecting) continue;
-    memset(p, 0, sizeof *p);
-    p->in_use = 1;
-    snprintf(p->name, sizeof p->name, "%s", name);
-    snprintf(p->address, sizeof p->address, "%s", address);
-    p->backoff_ms = BACKOFF_MIN_MS;
-    p->added_ms = uv_now(s->loop);
-    return p;
+                             const char *address, int evict) {
+  for (int pass = 0; pass < 1 + evict; pass++) {
+    for (int i = 0; i < SERVER_MAX_PEERS; i++) {
+      struct peer *p = &s->peers[i];
+      if (pass == 1 && p->in_use && p->learned && !p->connecting) drop_peer(p);
+      if (p->in_use || p->connecting) continue;
+      memset(p, 0, sizeof *p);
+      p->in_use = 1;
+      snprintf(p->name, sizeof p->name, "%s", name);
+      snprintf(p->address, sizeof p->address, "%s", address);
+      p->backoff_ms = BACKOFF_MIN_MS;
+      p->added_ms = uv_now(s->loop);
+      return p;
+    }
   }
   return NULL;
 }
 
 /* A server that said hello can be answered even before it is in our
  * configuration (a joining member, or a leader we have not heard of yet):
- * remember where it listens. */
+ * remember where it listens. The address of a member of the configuration
+ * comes from the configuration, never from a hello. */
 static void learn(struct server *s, const char *name, const char *address) {
   if (strcmp(name, s->name) == 0) return;
   struct peer *p = find_peer(s, name);
-  if (p && strcmp(p->address, address) == 0) return;
+  if (p && (!p->learned || strcmp(p->address, address) == 0)) return;
   if (p) drop_peer(p);
-  p = add_peer(s, name, address);
+  p = add_peer(s, name, address, 0);
   if (p) p->learned = 1;
 }
 
@@ -241,7 +248,7 @@ void peers__sync(struct server *s) {
   for (unsigned k = 0; k < c->n; k++) {
     if (strcmp(c->m[k].name, s->name) == 0 || find_peer(s, c->m[k].name))
       continue;
-    add_peer(s, c->m[k].name, c->m[k].address);
+    add_peer(s, c->m[k].name, c->m[k].address, 1);
   }
 }
 
@@ -360,7 +367,8 @@ static void in_frame(net_conn *c, const char *data, size_t len) {
     net_conn_close(c, why);
     return;
   }
-  if (strcmp(m.to, s->name) == 0 && !s->stopping && !s->in_ready) {
+  if (strcmp(m.to, s->name) == 0 && !s->stopping && !s->in_ready &&
+      trust__raft_sender(ic, &m) == 0) {
     struct peer *p = find_peer(s, m.from);
     if (p) {
       p->heard = 1;

@@ -87,8 +87,12 @@ struct inconn {
   /* While serving a request a member forwarded (forward.c): the rights
    * it vouches the original client held. */
   int forwarding, forward_admin;
+  int drop_logged; /* a dropped Raft message was logged (trust.c) */
   struct inconn *next, *prev;
 };
+
+/* Why a Raft message was dropped (trust.c). */
+enum { TRUST_DROP_SENDER = 0, TRUST_DROP_NOT_MEMBER, TRUST_DROP_REASONS };
 
 /* Outcomes of client requests, for the metrics (metrics.c). */
 enum { METRICS_OK = 0, METRICS_ERROR, METRICS_REDIRECT, METRICS_OUTCOMES };
@@ -100,6 +104,7 @@ struct server_metrics {
   uint64_t commands[METRICS_OUTCOMES], queries[METRICS_OUTCOMES];
   uint64_t sessions;
   uint64_t written_bytes;
+  uint64_t raft_dropped[TRUST_DROP_REASONS]; /* trust.c */
   struct prom_hist batch_entries, fsync_seconds;
   struct prom_hist snap_bytes[2], snap_seconds[2]; /* taken, installed */
   /* what the change detection (note_changes) last saw */
@@ -288,6 +293,12 @@ void forward__conn_gone(struct server *s, net_conn *c);
 void forward__free(struct server *s);
 /* peers.c: whether our connection to member name is up. */
 int peers__ready(const struct server *s, const char *name);
+/* trust.c */
+/* 0 if the Raft message m may be stepped: its sender is the member ic
+ * authenticated as and a member of the configuration (or this server
+ * knows none yet); else -1, counted and logged once per connection. */
+int trust__raft_sender(struct inconn *ic, const struct raft_msg *m);
+void trust__metrics(struct server *s, struct prom_buf *b);
 
 /* clients.c */
 void clients__request(struct inconn *ic, const char *data, size_t len);

@@ -7,8 +7,9 @@
 local proc = require("support.proc")
 local cluster = require("support.cluster")
 local json = require("support.json")
+local observe = require("support.observe")
 
-local c, certs, other, expired
+local c, certs, other, expired, mport
 
 local function ctl(args)
   return proc.run(args, { timeout = 60 })
@@ -37,9 +38,11 @@ end
 -- Connects to member `to` as a server named `claim`, with TLS material
 -- (cert/key may be nil), and, unless hello_only, sends a RequestVote that
 -- asks for leadership at a far higher term and an AppendEntries at that
--- term. Prints what the hello got.
+-- term, both naming `from` as their sender (default: claim). Prints what
+-- the hello got.
 local ATTACK = [[
-local address, to, claim, ca, cert, key, hello_only = ...
+local address, to, claim, ca, cert, key, hello_only, from = ...
+from = from ~= "-" and from or claim
 local core = require("copycat.core")
 local ctx = assert(core.tls.context({ ca = ca, cert = cert ~= "-" and cert or nil,
   key = key ~= "-" and key or nil }))
@@ -54,17 +57,17 @@ else
 end
 if hello_only == "yes" then conn:close() return end
 local big = 1000000
-conn:send({ 1, big, claim, to, big, big, false, true })
-conn:send({ 3, big, claim, to, 0, 0, 0, {} })
+conn:send({ 1, big, from, to, big, big, false, true })
+conn:send({ 3, big, from, to, 0, 0, 0, require("copycat.codec").array() })
 copycat.sleep(300)
 conn:close()
 ]]
 
-local function attack(i, claim, dir, name, hello_only)
+local function attack(i, claim, dir, name, hello_only, from)
   local cert = name and (dir .. "/" .. name .. ".crt") or "-"
   local key = name and (dir .. "/" .. name .. ".key") or "-"
   local r = proc.run({ proc.script(ATTACK), c.members[i].address, c.members[i].name, claim,
-    certs .. "/ca.crt", cert, key, hello_only and "yes" or "no" }, { timeout = 30 })
+    certs .. "/ca.crt", cert, key, hello_only and "yes" or "no", from or "-" }, { timeout = 30 })
   assert.are.equal(0, r.code, r.stderr)
   return r.stdout
 end
@@ -89,10 +92,12 @@ describe("TLS between members", function()
     local r = ctl({ "ctl", "certs", expired, "n2", "--days", "-1" })
     assert.are.equal(0, r.code, r.stderr)
     local all = cluster.addresses(c)
+    mport = cluster.free_ports(1)[1]
     for i = 1, 3 do
       local n = "n" .. i
       cluster.start(c, i, "bootstrap", all, { "--tls-ca", certs .. "/ca.crt",
-        "--tls-cert", certs .. "/" .. n .. ".crt", "--tls-key", certs .. "/" .. n .. ".key" })
+        "--tls-cert", certs .. "/" .. n .. ".crt", "--tls-key", certs .. "/" .. n .. ".key",
+        i == 2 and "--metrics-address" or nil, i == 2 and "127.0.0.1:" .. mport or nil })
     end
     r = nil
     for _ = 1, 60 do
@@ -142,6 +147,29 @@ describe("TLS between members", function()
     out = attack(3, "n1", certs, "client")
     assert.matches("hello: error a server must present its member certificate %(this one: a client's%)", out)
     unchanged(before)
+  end)
+
+  it("a message naming another member than the connection's is dropped, counted and logged once", function()
+    local before = state()
+    -- Authenticated as n2 (its own certificate), speaking for n1.
+    local out = attack(3, "n2", certs, "n2", false, "n1")
+    assert.matches("hello: ok n3", out)
+    unchanged(before)
+    local log = c.procs[3]:stderr()
+    local _, lines = log:gsub("event=raft_message_dropped[^\n]*from=n1", "")
+    assert.are.equal(1, lines, log) -- two messages, one line
+    assert.is_truthy(log:find("event=raft_message_dropped[^\n]*member=n2[^\n]*another sender"), log)
+  end)
+
+  it("a valid certificate of a name that is not a member cannot change the term, the log or the state", function()
+    local before = state()
+    local out = attack(2, "n9", certs, "n9")
+    assert.matches("hello: ok n2", out) -- it may be a server being added
+    unchanged(before)
+    local log = c.procs[2]:stderr()
+    assert.is_truthy(log:find("event=raft_message_dropped[^\n]*member=n9[^\n]*not a member"), log)
+    local _, _, body = observe.http_get(mport, "/metrics")
+    assert.matches('copycat_raft_messages_dropped_total{reason="not_member"} 2\n', body, 1, true)
   end)
 
   it("clients verify the servers and are verified by them", function()
