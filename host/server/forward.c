@@ -105,7 +105,7 @@ int forward__request(struct inconn *ic, const char *verb, uint64_t id,
   msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
   msgpack_pack_array(&pk, 3);
   pack_str(&pk, "forward");
-  if (server__conn_is_admin(ic))
+  if (trust__may_admin(ic))
     msgpack_pack_true(&pk);
   else
     msgpack_pack_false(&pk);

@@ -401,11 +401,6 @@ static void in_close(net_conn *c, int status, const char *reason) {
   free(ic);
 }
 
-int server__conn_is_admin(const struct inconn *ic) {
-  if (ic->forwarding) return ic->forward_admin; /* the member vouches */
-  return ic->cert_role == TLS_ROLE_ADMIN;
-}
-
 int peers__ready(const struct server *s, const char *name) {
   for (int i = 0; i < SERVER_MAX_PEERS; i++) {
     const struct peer *p = &s->peers[i];

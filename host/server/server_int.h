@@ -105,6 +105,7 @@ struct server_metrics {
   uint64_t sessions;
   uint64_t written_bytes;
   uint64_t raft_dropped[TRUST_DROP_REASONS]; /* trust.c */
+  uint64_t admin_denied;                      /* trust.c */
   struct prom_hist batch_entries, fsync_seconds;
   struct prom_hist snap_bytes[2], snap_seconds[2]; /* taken, installed */
   /* what the change detection (note_changes) last saw */
@@ -271,11 +272,6 @@ struct transfer_log *peers__snap_log(struct server *s, const char *name);
 void transfer__sent(struct server *s, const char *to, uint64_t index,
                     uint64_t bytes, uint64_t total);
 void transfer__received(struct server *s, uint64_t index, uint64_t bytes);
-/* Whether this connection holds admin rights by its TLS certificate (a
- * client certificate with the admin role, docs/tls.md). A member's
- * certificate proves the connection's member name (cert_name), not admin
- * rights; tokens and the admin channel are checked elsewhere. */
-int server__conn_is_admin(const struct inconn *ic);
 
 /* forward.c: client requests a follower relays to the leader. */
 /* Forwards the request (or redirects when the leader cannot be reached)
@@ -299,6 +295,11 @@ int peers__ready(const struct server *s, const char *name);
  * knows none yet); else -1, counted and logged once per connection. */
 int trust__raft_sender(struct inconn *ic, const struct raft_msg *m);
 void trust__metrics(struct server *s, struct prom_buf *b);
+/* Whether ic holds admin rights (membership and leadership requests). */
+int trust__may_admin(const struct inconn *ic);
+/* 0 if ic may send the admin request `verb`; else -1 after answering
+ * request id with the error code "denied" (counted and logged). */
+int trust__admin_check(struct inconn *ic, uint64_t id, const char *verb);
 
 /* clients.c */
 void clients__request(struct inconn *ic, const char *data, size_t len);

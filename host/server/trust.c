@@ -9,6 +9,12 @@
  * waiting to be joined) takes messages from any authenticated member.
  * Anything else is dropped, counted (copycat_raft_messages_dropped_total)
  * and logged once per connection.
+ *
+ * Admin rights: membership and leadership requests on the client protocol
+ * (change, remove, transfer) need a certificate with the admin or the
+ * member role under TLS; refusals are ["error", id, message, "denied"],
+ * counted (copycat_requests_denied_total) and logged. Without TLS nothing
+ * is authenticated and every connection holds them (docs/security.md).
  */
 #include <stdio.h>
 #include <string.h>
@@ -56,4 +62,56 @@ void trust__metrics(struct server *s, struct prom_buf *b) {
     const char *l[] = {"reason", drop_reasons[i], NULL};
     prom_u64(b, name, l, s->metrics.raft_dropped[i]);
   }
+  prom_family(b, "copycat_requests_denied_total", "counter",
+              "Membership and leadership requests refused for want of "
+              "admin rights.");
+  prom_u64(b, "copycat_requests_denied_total", NULL, s->metrics.admin_denied);
+}
+
+/* ---- admin rights on the client protocol ---- */
+
+int trust__may_admin(const struct inconn *ic) {
+  /* A request a member forwarded: the rights it vouches the client held
+   * (forward.c; only members of the configuration may forward). */
+  if (ic->forwarding) return ic->forward_admin;
+  /* Plain TCP authenticates nobody: a server without TLS listens where
+   * only trusted parties reach it (loopback, or --insecure). */
+  if (!net_conn_is_tls(ic->conn)) return 1;
+  /* A member's certificate: members join, leave and run operator scripts
+   * through the client protocol, and a member can lead anyway. */
+  return ic->cert_role == TLS_ROLE_ADMIN || ic->cert_role == TLS_ROLE_MEMBER;
+}
+
+int trust__admin_check(struct inconn *ic, uint64_t id, const char *verb) {
+  if (trust__may_admin(ic)) return 0;
+  struct server *s = ic->s;
+  s->metrics.admin_denied++;
+  char msg[300];
+  snprintf(msg, sizeof msg,
+           "denied: %s needs admin rights: connect with a certificate that "
+           "has the admin role (ctl certs writes admin.crt) or use the "
+           "admin channel (copycat-lua ctl)",
+           verb);
+  msgpack_sbuffer sb;
+  msgpack_sbuffer_init(&sb);
+  msgpack_packer pk;
+  msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+  msgpack_pack_array(&pk, 4);
+  msgpack_pack_str(&pk, 5);
+  msgpack_pack_str_body(&pk, "error", 5);
+  msgpack_pack_uint64(&pk, id);
+  msgpack_pack_str(&pk, strlen(msg));
+  msgpack_pack_str_body(&pk, msg, strlen(msg));
+  msgpack_pack_str(&pk, 6);
+  msgpack_pack_str_body(&pk, "denied", 6);
+  net_conn_send(ic->conn, sb.data, sb.size);
+  msgpack_sbuffer_destroy(&sb);
+  struct logger_line l;
+  logger_begin(&l, &s->log, LOGGER_WARN, "request_denied");
+  logger_str(&l, "peer", net_conn_peer(ic->conn));
+  logger_str(&l, "verb", verb);
+  logger_str(&l, "certificate", ic->cert_name[0] ? ic->cert_name : "none");
+  logger_str(&l, "role", tls_role_name(ic->cert_role));
+  logger_end(&l);
+  return -1;
 }

@@ -43,7 +43,8 @@ end
 local function permanent(err)
   err = tostring(err)
   return err:find("no such member", 1, true) or err:find("malformed", 1, true) or
-    err:find("unknown request", 1, true) or err:find("must be", 1, true)
+    err:find("unknown request", 1, true) or err:find("must be", 1, true) or
+    err:find("denied", 1, true)
 end
 
 ---@param host {raw: userdata, opts: table, status: fun(): table|nil}

@@ -194,6 +194,60 @@ describe("TLS between members", function()
     unchanged(before)
   end)
 
+  -- Runs change, remove and transfer as a client with certificate `name`
+  -- (nil: none); prints one line per request.
+  local ADMIN = [[
+local cluster, ca, cert, key = ...
+local c = copycat.client({ cluster = { cluster }, timeout = 2000,
+  tls = { ca = ca, cert = cert ~= "-" and cert or nil, key = key ~= "-" and key or nil } })
+local spare = "127.0.0.1:9"
+local function show(what, ok, err) print(what .. ": " .. tostring(ok) .. " " .. tostring(err)) end
+show("change", c:change("n5", spare, "reserve"))
+show("remove", c:remove("n5"))
+show("remove-n3", c:remove(ARG_REMOVE_N3 and "n3" or "nobody"))
+show("transfer", c:transfer("n9"))
+c:close()
+]]
+
+  local function members()
+    local r = ctl({ "ctl", "--socket", c.members[1].data, "status", "--json" })
+    assert.are.equal(0, r.code, r.stderr)
+    local names = {}
+    for _, m in ipairs(json.decode(r.stdout).members) do names[#names + 1] = m.name .. "/" .. m.type end
+    table.sort(names)
+    return table.concat(names, ",")
+  end
+
+  local function as_client(name, remove_n3)
+    local src = ADMIN:gsub("ARG_REMOVE_N3", remove_n3 and "true" or "false")
+    local cert = name and (certs .. "/" .. name .. ".crt") or "-"
+    local key = name and (certs .. "/" .. name .. ".key") or "-"
+    local r = proc.run({ proc.script(src), c.members[2].address, certs .. "/ca.crt", cert, key },
+      { timeout = 60 })
+    assert.are.equal(0, r.code, r.stderr)
+    return r.stdout
+  end
+
+  it("membership and leadership changes need admin rights", function()
+    local before = members()
+    for _, who in ipairs({ false, "client" }) do
+      local out = as_client(who or nil, true)
+      for _, verb in ipairs({ "change", "remove", "transfer" }) do
+        assert.matches(verb .. ": nil denied: " .. verb .. " needs admin rights", out, 1, true)
+      end
+      assert.matches("remove-n3: nil denied: remove needs admin rights", out, 1, true)
+      assert.are.equal(before, members())
+    end
+    assert.is_truthy(c.procs[2]:stderr():find("event=request_denied[^\n]*certificate=client[^\n]*role=client"))
+    -- The admin certificate holds the rights: n5 is added, then removed;
+    -- n9 is no member, so the transfer fails on that, not on rights.
+    local out = as_client("admin", false)
+    assert.matches("change: true nil", out, 1, true)
+    assert.matches("remove: true nil", out, 1, true)
+    assert.matches("transfer: nil no such member", out, 1, true)
+    assert.are.equal(before, members())
+  end)
+
   it("a new member joins over TLS with its own certificate", function()
     local port = cluster.free_ports(1)[1]
     local h = proc.start({ "examples/kv/server.lua", "--name", "n4", "--address", "127.0.0.1:" .. port,
