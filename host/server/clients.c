@@ -456,8 +456,7 @@ void clients__request(struct inconn *ic, const char *data, size_t len) {
   } else if ((strcmp(verb, "change") == 0 && n == 5) ||
              ((strcmp(verb, "remove") == 0 || strcmp(verb, "transfer") == 0) &&
               n == 3)) {
-    if (trust__admin_check(ic, id, verb) == 0)
-      admin(s, ic->conn, id, verb, &r);
+    if (trust__admin_check(ic, id, verb) == 0) admin(s, ic->conn, id, verb, &r);
   } else {
     clients__reply_error(ic->conn, id,
                          "unknown request (expected submit, query, "

@@ -105,7 +105,7 @@ struct server_metrics {
   uint64_t sessions;
   uint64_t written_bytes;
   uint64_t raft_dropped[TRUST_DROP_REASONS]; /* trust.c */
-  uint64_t admin_denied;                      /* trust.c */
+  uint64_t admin_denied;                     /* trust.c */
   struct prom_hist batch_entries, fsync_seconds;
   struct prom_hist snap_bytes[2], snap_seconds[2]; /* taken, installed */
   /* what the change detection (note_changes) last saw */
