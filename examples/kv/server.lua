@@ -10,7 +10,7 @@
 --       [--metrics-address HOST:PORT] [--http-address HOST:PORT] [--log-level error|warn|info|debug]
 --       [--log-format kv|json]
 --       [--tls-ca FILE --tls-cert FILE --tls-key FILE [--tls-require-client-cert]]
---       [--insecure]
+--       [--insecure] [--hello-timeout MS] [--max-unauthenticated N]
 --
 -- --state-machine runs another state machine file with the same server
 -- (examples/counter, examples/lock and examples/election use it).
@@ -32,7 +32,8 @@ usage: copycat-lua examples/kv/server.lua --name NAME --address HOST:PORT --data
          [--admin-socket PATH] [--admin-address HOST:PORT --admin-token-file FILE]
          [--metrics-address HOST:PORT] [--http-address HOST:PORT] [--log-level error|warn|info|debug]
          [--log-format kv|json] [--tls-ca FILE --tls-cert FILE --tls-key FILE]
-         [--tls-require-client-cert] [--insecure]]=]
+         [--tls-require-client-cert] [--insecure] [--hello-timeout MS]
+         [--max-unauthenticated N]]=]
 
 local cli = copycat.cli
 local ms = cli.ms(1)
@@ -49,6 +50,7 @@ local spec = { name = "kv server", usage = usage, required = { "name", "address"
   ["log-format"] = cli.one_of({ "kv", "json" }),
   ["tls-ca"] = cli.string, ["tls-cert"] = cli.string, ["tls-key"] = cli.string,
   ["tls-require-client-cert"] = cli.switch, insecure = cli.switch,
+  ["hello-timeout"] = cli.ms(100), ["max-unauthenticated"] = cli.integer(1, nil, "connections"),
 } }
 local opts, words = cli.parse(arg, spec)
 if #words > 0 then cli.usage_error(spec, "unexpected argument " .. words[1]) end
@@ -69,6 +71,7 @@ local ok_start, server = pcall(copycat.server, {
   metrics_address = opts["metrics-address"], http_address = opts["http-address"],
   log_level = opts["log-level"], log_format = opts["log-format"],
   insecure = opts.insecure ~= nil,
+  hello_timeout = opts["hello-timeout"], max_unauthenticated = opts["max-unauthenticated"],
   tls = (opts["tls-ca"] or opts["tls-cert"] or opts["tls-key"]) and { ca = opts["tls-ca"],
     cert = opts["tls-cert"], key = opts["tls-key"],
     require_client_cert = opts["tls-require-client-cert"] ~= nil } or nil,

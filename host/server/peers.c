@@ -325,6 +325,7 @@ static void hello(struct inconn *ic, const char *data, size_t len) {
     return;
   }
   ic->role = h.role;
+  net_conn_authenticated(ic->conn);
   snprintf(ic->name, sizeof ic->name, "%s", h.name);
   if (h.role == PROTO_SERVER && h.address[0]) learn(s, h.name, h.address);
   msgpack_sbuffer sb;
@@ -391,6 +392,7 @@ static void in_close(net_conn *c, int status, const char *reason) {
     logger_str(&l, "reason", reason);
     logger_end(&l);
   }
+  if (!ic->role) trust__preauth_closed(s, c, status, reason);
   /* A member's connection may carry requests it forwarded: forget them. */
   if (ic->role) clients__conn_gone(s, c);
   if (ic->prev)

@@ -676,6 +676,8 @@ int server_start(uv_loop_t *loop, const struct server_opts *o,
   if (!s->o.snapshot_entries) s->o.snapshot_entries = 10000;
   if (!s->o.snapshot_bytes) s->o.snapshot_bytes = 64u << 20;
   if (!s->o.max_request) s->o.max_request = SERVER_DEFAULT_MAX_REQUEST;
+  if (!s->o.hello_timeout_ms) s->o.hello_timeout_ms = 5000;
+  if (!s->o.max_unauthenticated) s->o.max_unauthenticated = 256;
   if (!s->o.time_ms) s->o.time_ms = 200;
   agree__init(s);
   msgpack_sbuffer_init(&s->scratch);
@@ -733,6 +735,7 @@ int server_start(uv_loop_t *loop, const struct server_opts *o,
     goto fail;
   }
   struct net_conn_opts lo = {.tls = o->tls};
+  trust__listen_opts(s, &lo);
   rc = net_listen(loop, s->address, &lo, on_accept, s, &s->listener, err,
                   errlen);
   if (rc < 0) goto fail;

@@ -78,6 +78,12 @@ struct server_opts {
    * arguments can take many times its size in memory (an array of empty
    * arrays: ~70 bytes per byte), so this bounds what one request costs. */
   uint32_t max_request;
+  /* Before its hello is accepted (docs/security.md): a connection that
+   * has not completed it after hello_timeout_ms is closed (0: 5000), and a
+   * listener keeps at most max_unauthenticated such connections (0: 256);
+   * frames are at most 64 KiB until then. */
+  unsigned hello_timeout_ms;
+  unsigned max_unauthenticated;
   /* Hash the state every N applied entries and compare the replicas'
    * hashes (host/server/agree.h); 0: 10000, negative: never. Every member
    * should use the same N (only common multiples are compared). */

@@ -93,6 +93,13 @@ struct inconn {
 
 /* Why a Raft message was dropped (trust.c). */
 enum { TRUST_DROP_SENDER = 0, TRUST_DROP_NOT_MEMBER, TRUST_DROP_REASONS };
+/* Why a connection was closed before its hello (trust.c). */
+enum {
+  TRUST_PREAUTH_TIMEOUT = 0,
+  TRUST_PREAUTH_OVERSIZED,
+  TRUST_PREAUTH_REASONS
+};
+#define SERVER_PREAUTH_MAX_FRAME (64u << 10) /* before the hello */
 
 /* Outcomes of client requests, for the metrics (metrics.c). */
 enum { METRICS_OK = 0, METRICS_ERROR, METRICS_REDIRECT, METRICS_OUTCOMES };
@@ -104,8 +111,10 @@ struct server_metrics {
   uint64_t commands[METRICS_OUTCOMES], queries[METRICS_OUTCOMES];
   uint64_t sessions;
   uint64_t written_bytes;
-  uint64_t raft_dropped[TRUST_DROP_REASONS]; /* trust.c */
-  uint64_t admin_denied;                     /* trust.c */
+  uint64_t raft_dropped[TRUST_DROP_REASONS];      /* trust.c */
+  uint64_t admin_denied;                          /* trust.c */
+  uint64_t preauth_closed[TRUST_PREAUTH_REASONS]; /* trust.c */
+  uint64_t preauth_logged_ms, preauth_unlogged;
   struct prom_hist batch_entries, fsync_seconds;
   struct prom_hist snap_bytes[2], snap_seconds[2]; /* taken, installed */
   /* what the change detection (note_changes) last saw */
@@ -300,6 +309,12 @@ int trust__may_admin(const struct inconn *ic);
 /* 0 if ic may send the admin request `verb`; else -1 after answering
  * request id with the error code "denied" (counted and logged). */
 int trust__admin_check(struct inconn *ic, uint64_t id, const char *verb);
+/* The preauth bounds of the server's listeners, into o. */
+void trust__listen_opts(const struct server *s, struct net_conn_opts *o);
+/* A connection without an accepted hello closed (status, reason): counts
+ * and logs (at most a line a second) the ones the bounds closed. */
+void trust__preauth_closed(struct server *s, net_conn *c, int status,
+                           const char *reason);
 
 /* clients.c */
 void clients__request(struct inconn *ic, const char *data, size_t len);

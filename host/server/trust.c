@@ -15,6 +15,13 @@
  * member role under TLS; refusals are ["error", id, message, "denied"],
  * counted (copycat_requests_denied_total) and logged. Without TLS nothing
  * is authenticated and every connection holds them (docs/security.md).
+ *
+ * Before its hello is accepted, a connection to the peer or client
+ * address may send frames of at most SERVER_PREAUTH_MAX_FRAME bytes, must
+ * complete the hello (and TLS handshake) within hello_timeout_ms, and
+ * only max_unauthenticated such connections are kept per listener
+ * (host/transport enforces the bounds; these are the server's settings,
+ * counters and log lines).
  */
 #include <stdio.h>
 #include <string.h>
@@ -66,6 +73,20 @@ void trust__metrics(struct server *s, struct prom_buf *b) {
               "Membership and leadership requests refused for want of "
               "admin rights.");
   prom_u64(b, "copycat_requests_denied_total", NULL, s->metrics.admin_denied);
+  name = "copycat_unauthenticated_closed_total";
+  prom_family(b, name, "counter",
+              "Connections closed before their hello was accepted: timeout "
+              "(no hello in time), oversized (a frame over the limit before "
+              "the hello), limit (too many such connections at once).");
+  static const char *const kinds[] = {"timeout", "oversized"};
+  for (int i = 0; i < TRUST_PREAUTH_REASONS; i++) {
+    const char *l[] = {"reason", kinds[i], NULL};
+    prom_u64(b, name, l, s->metrics.preauth_closed[i]);
+  }
+  uint64_t refused = net_listener_refused(s->listener);
+  if (s->client_listener) refused += net_listener_refused(s->client_listener);
+  const char *l[] = {"reason", "limit", NULL};
+  prom_u64(b, name, l, refused);
 }
 
 /* ---- admin rights on the client protocol ---- */
@@ -114,4 +135,40 @@ int trust__admin_check(struct inconn *ic, uint64_t id, const char *verb) {
   logger_str(&l, "role", tls_role_name(ic->cert_role));
   logger_end(&l);
   return -1;
+}
+
+/* ---- before the hello ---- */
+
+void trust__listen_opts(const struct server *s, struct net_conn_opts *o) {
+  o->preauth_max_frame = SERVER_PREAUTH_MAX_FRAME;
+  o->preauth_ms = s->o.hello_timeout_ms;
+  o->preauth_max = s->o.max_unauthenticated;
+}
+
+void trust__preauth_closed(struct server *s, net_conn *c, int status,
+                           const char *reason) {
+  int k;
+  if (status == NET_ETIMEDOUT)
+    k = TRUST_PREAUTH_TIMEOUT;
+  else if (status == NET_ETOOBIG)
+    k = TRUST_PREAUTH_OVERSIZED;
+  else
+    return;
+  s->metrics.preauth_closed[k]++;
+  /* An attacker can open connections faster than anyone reads lines:
+   * at most one line a second, with how many were not logged. */
+  uint64_t now = uv_now(s->loop);
+  if (s->metrics.preauth_logged_ms &&
+      now - s->metrics.preauth_logged_ms < 1000) {
+    s->metrics.preauth_unlogged++;
+    return;
+  }
+  s->metrics.preauth_logged_ms = now;
+  struct logger_line l;
+  logger_begin(&l, &s->log, LOGGER_WARN, "unauthenticated_closed");
+  logger_str(&l, "peer", net_conn_peer(c));
+  logger_str(&l, "reason", reason);
+  logger_u64(&l, "not_logged", s->metrics.preauth_unlogged);
+  logger_end(&l);
+  s->metrics.preauth_unlogged = 0;
 }

@@ -87,12 +87,64 @@ static void on_closed(uv_handle_t *h) {
   free(c);
 }
 
+/* ---- before authentication ---- */
+
+static void preauth_release(net_conn *c) {
+  struct net_preauth *pa = c->preauth;
+  if (!pa) return;
+  c->preauth = NULL;
+  pa->count--;
+  if (--pa->refs == 0) free(pa);
+}
+
+static void on_preauth_timeout(uv_timer_t *t) {
+  net_conn *c = t->data;
+  char msg[96];
+  snprintf(msg, sizeof msg, "no hello accepted within %u ms", c->preauth_ms);
+  net__close_with(c, NET_ETIMEDOUT, msg);
+}
+
+int net__preauth_begin(net_conn *c, struct net_preauth *pa,
+                       const struct net_conn_opts *o) {
+  assert(!c->preauth);
+  if (o->preauth_max && pa->count >= o->preauth_max) {
+    pa->refused++;
+    return -1;
+  }
+  pa->count++;
+  pa->refs++;
+  c->preauth = pa;
+  c->full_max_frame = c->reader.max_frame;
+  if (o->preauth_max_frame && o->preauth_max_frame < c->reader.max_frame)
+    c->reader.max_frame = o->preauth_max_frame;
+  if (o->preauth_ms) {
+    uv_timer_init(c->h.handle.loop, &c->preauth_timer);
+    c->preauth_timer.data = c;
+    c->preauth_timer_active = 1;
+    c->preauth_ms = o->preauth_ms;
+    uv_timer_start(&c->preauth_timer, on_preauth_timeout, o->preauth_ms, 0);
+  }
+  return 0;
+}
+
+int net_conn_preauth(const net_conn *c) {
+  return c->preauth != NULL;
+}
+
+void net_conn_authenticated(net_conn *c) {
+  if (!c->preauth) return;
+  preauth_release(c);
+  c->reader.max_frame = c->full_max_frame;
+  if (c->preauth_timer_active) uv_timer_stop(&c->preauth_timer);
+}
+
 static void close_with(net_conn *c, int status, const char *reason) {
   if (c->closing) return;
   c->closing = 1;
   c->status = status;
   snprintf(c->reason, sizeof c->reason, "%s", reason ? reason : "closed");
   uv_read_stop(&c->h.stream);
+  preauth_release(c);
   c->open_handles = 1;
   if (c->corked_init) {
     c->open_handles++;
@@ -101,6 +153,10 @@ static void close_with(net_conn *c, int status, const char *reason) {
   if (c->drain_active) {
     c->open_handles++;
     uv_close((uv_handle_t *)&c->drain, on_closed);
+  }
+  if (c->preauth_timer_active) {
+    c->open_handles++;
+    uv_close((uv_handle_t *)&c->preauth_timer, on_closed);
   }
   uv_close(&c->h.handle, on_closed);
 }

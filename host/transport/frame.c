@@ -124,6 +124,8 @@ const char *net_strerror(int code) {
       return "address must be host:port (or [ipv6]:port)";
     case NET_ETLS:
       return "TLS failure";
+    case NET_ETIMEDOUT:
+      return "not authenticated in time";
     default:
       return uv_strerror(code);
   }

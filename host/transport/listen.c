@@ -22,6 +22,7 @@ struct net_listener {
   net_accept_cb cb;
   void *data;
   struct net_conn_opts opts;
+  struct net_preauth *preauth; /* NULL: no preauth bounds */
   char address[NET_UNIX_PATH_MAX + 8];
 };
 
@@ -85,6 +86,10 @@ static void on_connection(uv_stream_t *server, int status) {
     return;
   }
   net__conn_fill_peer(c);
+  if (l->preauth && net__preauth_begin(c, l->preauth, &l->opts) < 0) {
+    net_conn_close(c, "too many connections that have not said hello");
+    return;
+  }
   if (l->opts.tls && net__tls_attach(c, l->opts.tls, 1, NULL) < 0) {
     net_conn_close(c, "out of memory");
     return;
@@ -158,6 +163,14 @@ int net_listen(uv_loop_t *loop, const char *address,
   l->data = data;
   if (opts) l->opts = *opts;
   l->opts.tls_expect = NULL;
+  if (l->opts.preauth_max_frame || l->opts.preauth_ms || l->opts.preauth_max) {
+    l->preauth = calloc(1, sizeof *l->preauth);
+    if (!l->preauth) {
+      free(l);
+      return UV_ENOMEM;
+    }
+    l->preauth->refs = 1;
+  }
   if (l->opts.tls) tls_ctx_ref(l->opts.tls);
   uv_tcp_init(loop, &l->h.tcp);
   l->h.handle.data = l;
@@ -170,6 +183,7 @@ int net_listen(uv_loop_t *loop, const char *address,
                    "another address)"
                  : "");
     tls_ctx_unref(l->opts.tls);
+    free(l->preauth);
     uv_close(&l->h.handle, (uv_close_cb)free);
     return rc;
   }
@@ -195,8 +209,14 @@ void net_listener_set_tls(net_listener *l, struct tls_ctx *tls) {
   l->opts.tls = tls;
 }
 
+uint64_t net_listener_refused(const net_listener *l) {
+  return l->preauth ? l->preauth->refused : 0;
+}
+
 void net_listener_close(net_listener *l) {
   tls_ctx_unref(l->opts.tls);
   l->opts.tls = NULL;
+  if (l->preauth && --l->preauth->refs == 0) free(l->preauth);
+  l->preauth = NULL;
   uv_close(&l->h.handle, (uv_close_cb)free);
 }

@@ -36,11 +36,12 @@
 #define NET_DEFAULT_MAX_QUEUE (256u << 20)
 
 /* Error codes beyond libuv's (which are negative errno values). */
-#define NET_ETOOBIG (-20001) /* frame larger than max_frame */
-#define NET_EQUEUE (-20002)  /* outgoing queue over max_queue */
-#define NET_ECLOSED (-20003) /* connection already closing */
-#define NET_EADDR (-20004)   /* address not of the form host:port */
-#define NET_ETLS (-20005)    /* TLS handshake, verification or record */
+#define NET_ETOOBIG (-20001)   /* frame larger than max_frame */
+#define NET_EQUEUE (-20002)    /* outgoing queue over max_queue */
+#define NET_ECLOSED (-20003)   /* connection already closing */
+#define NET_EADDR (-20004)     /* address not of the form host:port */
+#define NET_ETLS (-20005)      /* TLS handshake, verification or record */
+#define NET_ETIMEDOUT (-20006) /* not authenticated within preauth_ms */
 
 /* Longest Unix socket path, with its NUL (the size of sun_path). */
 #define NET_UNIX_PATH_MAX 108
@@ -105,6 +106,15 @@ struct tls_ctx;
 struct net_conn_opts {
   uint32_t max_frame; /* 0: NET_DEFAULT_MAX_FRAME */
   size_t max_queue;   /* 0: NET_DEFAULT_MAX_QUEUE */
+  /* Listeners: bounds on a connection until net_conn_authenticated (the
+   * TLS handshake and the hello both count). preauth_max_frame: largest
+   * frame before that (0: max_frame); preauth_ms: a connection not
+   * authenticated by then is closed with NET_ETIMEDOUT (0: never);
+   * preauth_max: most connections not yet authenticated at once, more are
+   * closed as they arrive (0: no cap; net_listener_refused counts them). */
+  uint32_t preauth_max_frame;
+  unsigned preauth_ms;
+  unsigned preauth_max;
   /* TLS (not for unix: addresses): NULL for plain TCP. A listener or
    * connect takes its own reference. tls_expect: for net_connect, the
    * member name the server's certificate must carry (NULL: any member). */
@@ -122,6 +132,12 @@ int net_conn_is_tls(const net_conn *c);
  * peer proved to hold; "" and TLS_ROLE_NONE without TLS or certificate. */
 const char *net_conn_tls_name(const net_conn *c);
 int net_conn_tls_role(const net_conn *c);
+/* The peer is authenticated (its hello was accepted): the listener's
+ * preauth bounds no longer apply to c. Idempotent; a no-op for a conn
+ * without them. */
+void net_conn_authenticated(net_conn *c);
+/* 1 while c is under its listener's preauth bounds. */
+int net_conn_preauth(const net_conn *c);
 /* Queues one frame. Returns 0, NET_ECLOSED, NET_ETOOBIG or NET_EQUEUE (the
  * peer is not reading: the connection is then closed). */
 int net_conn_send(net_conn *c, const void *data, size_t len);
@@ -171,6 +187,8 @@ void *net_listener_data(net_listener *l);
  * listener must have been started with TLS). Connections already
  * accepted keep theirs. */
 void net_listener_set_tls(net_listener *l, struct tls_ctx *tls);
+/* Connections closed on arrival because preauth_max were unauthenticated. */
+uint64_t net_listener_refused(const net_listener *l);
 /* The bound address as "ip:port" (or "unix:PATH"). */
 const char *net_listener_address(net_listener *l);
 /* Stops listening and frees the listener (asynchronously). */

@@ -9,6 +9,14 @@ struct net_buf {
   size_t len, cap;
 };
 
+/* Unauthenticated connections of one listener: shared by the listener
+ * and those connections, freed by whichever lets go last. */
+struct net_preauth {
+  unsigned count;   /* connections still unauthenticated */
+  unsigned refs;    /* the listener (while open) + count */
+  uint64_t refused; /* closed on arrival: count was at the cap */
+};
+
 struct net_conn {
   union { /* a TCP socket, or a Unix socket for "unix:PATH" addresses */
     uv_handle_t handle;
@@ -34,6 +42,13 @@ struct net_conn {
   int open_handles; /* handles still closing */
   int status;
   char reason[192];
+  /* Until authenticated (listen.c): the listener's tally, the frame
+   * limit that applies afterwards, and the deadline timer. */
+  struct net_preauth *preauth;
+  uint32_t full_max_frame;
+  uv_timer_t preauth_timer;
+  int preauth_timer_active;
+  unsigned preauth_ms;
   struct tls_conn *tls; /* NULL for plain TCP and Unix sockets */
   char *tls_in;         /* ciphertext read from the socket (TLS only) */
 };
@@ -54,6 +69,10 @@ int net__tls_input(net_conn *c, size_t n);
  * fly; returns the bytes now in fly. */
 size_t net__tls_fill(net_conn *c);
 void net__tls_free(net_conn *c);
+/* listen.c: puts an accepted conn under the listener's preauth bounds;
+ * 0, or -1 when the cap is reached (the caller closes it). */
+int net__preauth_begin(net_conn *c, struct net_preauth *pa,
+                       const struct net_conn_opts *o);
 /* conn.c: closes with status and reason (no-op when already closing). */
 void net__close_with(net_conn *c, int status, const char *reason);
 void net__flush(net_conn *c);

@@ -19,6 +19,10 @@
 --- or state machine timers pending (docs/sessions.md). max_request_bytes
 --- (default 2 MiB, at most 64 MiB): a larger client request is refused with
 --- an error (decoding a request may take many times its size in memory).
+--- Before its hello (docs/security.md): hello_timeout (ms, default 5000):
+--- a connection that has not completed its hello (and TLS handshake) by
+--- then is closed; max_unauthenticated (default 256): most such
+--- connections per listener; their frames are at most 64 KiB.
 --- Admin channel (docs/operators.md): admin_socket (a Unix socket path, or
 --- false for none; default "admin.sock" in data_dir, none for memory
 --- servers), admin_address (TCP "host:port", needs a token: admin_token,
@@ -83,6 +87,14 @@ local function check_opts(o)
   if o.max_request_bytes ~= nil and (math.type(o.max_request_bytes) ~= "integer" or
       o.max_request_bytes < 1024 or o.max_request_bytes > 64 * 1024 * 1024) then
     error("copycat.server: max_request_bytes must be an integer from 1024 to 67108864", 3)
+  end
+  if o.hello_timeout ~= nil and (math.type(o.hello_timeout) ~= "integer" or
+      o.hello_timeout < 100 or o.hello_timeout > 600000) then
+    error("copycat.server: hello_timeout must be an integer from 100 to 600000 (ms)", 3)
+  end
+  if o.max_unauthenticated ~= nil and (math.type(o.max_unauthenticated) ~= "integer" or
+      o.max_unauthenticated < 1 or o.max_unauthenticated > 1000000) then
+    error("copycat.server: max_unauthenticated must be an integer from 1 to 1000000", 3)
   end
   if o.hash_interval ~= nil and (math.type(o.hash_interval) ~= "integer" or o.hash_interval < 0) then
     error("copycat.server: hash_interval must be an integer >= 0 (entries between state hashes; 0: none)", 3)
@@ -223,6 +235,7 @@ local function new(opts)
     election_ms = opts.election_timeout, heartbeat_ms = opts.heartbeat_interval,
     snapshot_entries = opts.snapshot_threshold, snapshot_bytes = opts.snapshot_bytes,
     time_ms = opts.time_interval, max_request = opts.max_request_bytes,
+    hello_timeout_ms = opts.hello_timeout, max_unauthenticated = opts.max_unauthenticated,
     hash_interval = opts.hash_interval == 0 and -1 or opts.hash_interval,
     metrics_address = opts.metrics_address, http_address = opts.http_address,
     log_level = opts.log_level, log_format = opts.log_format,
