@@ -67,7 +67,10 @@ static void hook(lua_State *S, lua_Debug *ar);
 ** caught the error raises it again: only the host's call returns. */
 static int stop(lua_State *S) {
   lua_sethook(S, hook, LUA_MASKCOUNT, 1);
-  lua_pushliteral(S, SANDBOX_BUDGET_MSG);
+  if (sandbox_get(S)->exceeded == SANDBOX_OVER_MEMORY)
+    lua_pushliteral(S, SANDBOX_MEMORY_MSG);
+  else
+    lua_pushliteral(S, SANDBOX_BUDGET_MSG);
   return lua_error(S);
 }
 
@@ -86,7 +89,7 @@ static void hook(lua_State *S, lua_Debug *ar) {
       if (count != sb->step) lua_sethook(S, hook, LUA_MASKCOUNT, sb->step);
       return;
     }
-    sb->exceeded = 1;
+    sb->exceeded = SANDBOX_OVER_BUDGET;
   }
   stop(S);
 }
@@ -95,7 +98,7 @@ void sandbox_charge(lua_State *S, lua_Integer units) {
   Sandbox *sb = sandbox_get(S);
   if (units > 0 && !sb->exceeded) {
     sb->used = units > sb->limit - sb->used ? sb->limit : sb->used + units;
-    if (sb->used >= sb->limit) sb->exceeded = 1;
+    if (sb->used >= sb->limit) sb->exceeded = SANDBOX_OVER_BUDGET;
   }
   sandbox_check(S);
 }
@@ -104,7 +107,15 @@ void sandbox_check(lua_State *S) {
   if (sandbox_get(S)->exceeded) stop(S);
 }
 
-/* Allocator of the sandbox state: realloc under an optional limit. */
+/* Allocator of the sandbox state: realloc under an optional limit.
+**
+** A growth over the limit returns NULL; Lua then collects all garbage
+** (an emergency collection, which runs no finalizer) and asks again for
+** the same block. Refused a second time, the live heap really is over the
+** limit: during a call, the call is then stopped like one over its budget
+** (SANDBOX_OVER_MEMORY: every later growth is refused and the count hook
+** stops the thread at its next count), so the state machine cannot catch
+** the error with pcall and carry on. Frees and shrinks always succeed. */
 static void *sb_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   Sandbox *sb = (Sandbox *)ud;
   size_t old = ptr ? osize : 0;
@@ -114,10 +125,25 @@ static void *sb_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     sb->mem -= old;
     return NULL;
   }
-  if (sb->mem_limit && nsize > old && sb->mem - old + nsize > sb->mem_limit)
+  if (nsize > old && sb->busy && sb->exceeded == SANDBOX_OVER_MEMORY)
     return NULL;
+  if (sb->mem_limit && nsize > old && sb->mem - old + nsize > sb->mem_limit) {
+    if (sb->busy) {
+      if (sb->refused_pending && sb->refused_ptr == ptr &&
+          sb->refused_size == nsize) {
+        if (sb->exceeded == SANDBOX_RUNNING) sb->exceeded = SANDBOX_OVER_MEMORY;
+      }
+      sb->refused_ptr = ptr;
+      sb->refused_size = nsize;
+      sb->refused_pending = 1;
+    }
+    return NULL;
+  }
   p = realloc(ptr, nsize);
-  if (p) sb->mem = sb->mem - old + nsize;
+  if (p) {
+    sb->mem = sb->mem - old + nsize;
+    if (nsize > old) sb->refused_pending = 0;
+  }
   return p;
 }
 
@@ -380,7 +406,8 @@ static int run(lua_State *L, Sandbox *sb, Call *c, lua_Integer budget) {
   assert(S != NULL && !sb->busy && budget > 0);
   sb->busy = 1;
   sb->used = 0;
-  sb->exceeded = 0;
+  sb->exceeded = SANDBOX_RUNNING;
+  sb->refused_pending = 0;
   sb->limit = budget;
   sb->step = budget < SANDBOX_STEP ? (int)budget : SANDBOX_STEP;
   sb->kind = c->kind;
@@ -396,6 +423,15 @@ static int run(lua_State *L, Sandbox *sb, Call *c, lua_Integer budget) {
   status = lua_pcall(S, 1, 0, 0);
   sb->busy = 0;
   sb->last = sb->used;
+  if (sb->exceeded == SANDBOX_OVER_MEMORY) {
+    /* Whatever the state machine did with the error, the call failed; the
+     * garbage it left goes now rather than at the next collection. */
+    lua_settop(S, 0);
+    lua_gc(S, LUA_GCCOLLECT);
+    lua_pushfstring(L, "%s (%I bytes)", SANDBOX_MEMORY_MSG,
+                    (LUAI_UACINT)sb->mem_limit);
+    return 0;
+  }
   if (sb->exceeded) {
     /* Whatever the state machine did with the error, the call failed. */
     lua_settop(S, 0);

@@ -36,6 +36,11 @@
 
 /* The message of the error that stops a call whose budget is spent. */
 #define SANDBOX_BUDGET_MSG "instruction budget exceeded"
+/* ... and of one that ran the sandbox's heap over its memory limit. */
+#define SANDBOX_MEMORY_MSG "memory limit exceeded"
+
+/* Values of Sandbox.exceeded: why the call in progress is stopped. */
+enum { SANDBOX_RUNNING = 0, SANDBOX_OVER_BUDGET, SANDBOX_OVER_MEMORY };
 
 /* Registry key of the metatable shared by session handles. */
 #define SANDBOX_SESSION_MT "copycat.sandbox.session"
@@ -77,13 +82,13 @@ typedef struct SandboxTimer {
 /* One state machine's sandbox. Lives in a full userdata of the host state;
 ** the sandbox state finds it through its extra space (sandbox_get). */
 typedef struct Sandbox {
-  lua_State *S;        /* the sandbox's own state; NULL once closed */
-  lua_Integer limit;   /* budget of the call in progress */
-  lua_Integer used;    /* instructions (and charges) counted so far */
-  int step;            /* count-hook interval of the call in progress */
-  int exceeded;        /* the call overran its budget: stop everything */
-  int busy;            /* a call is in progress (no reentry) */
-  int locked;          /* the file has loaded: no new globals */
+  lua_State *S;      /* the sandbox's own state; NULL once closed */
+  lua_Integer limit; /* budget of the call in progress */
+  lua_Integer used;  /* instructions (and charges) counted so far */
+  int step;          /* count-hook interval of the call in progress */
+  int exceeded; /* SANDBOX_OVER_*: the call overran a limit, stop everything */
+  int busy;     /* a call is in progress (no reentry) */
+  int locked;   /* the file has loaded: no new globals */
   uint64_t rng[4];     /* math.random state (xoshiro256**) */
   msgpack_sbuffer buf; /* encoded values crossing between the states */
   lua_Integer budget;  /* per command, query and session_closed */
@@ -91,9 +96,15 @@ typedef struct Sandbox {
   lua_Integer last;    /* instructions counted by the last call */
   size_t mem;          /* bytes allocated by S */
   size_t mem_limit;    /* 0: no limit */
-  int kind;            /* SANDBOX_* kind of the call in progress */
-  int has_now;         /* the call in progress has a time: */
-  SandboxNum now;      /* ctx.time, the base of sm.schedule's deadlines */
+  /* A growth the allocator refused during a call, kept until the retry
+  ** Lua makes after its emergency collection (same block, same size):
+  ** refused again, the call is over its memory limit. */
+  const void *refused_ptr;
+  size_t refused_size;
+  int refused_pending;
+  int kind;       /* SANDBOX_* kind of the call in progress */
+  int has_now;    /* the call in progress has a time: */
+  SandboxNum now; /* ctx.time, the base of sm.schedule's deadlines */
   /* Timers (sandbox_timers.c). The heap's storage is a userdata of S
   ** anchored in S's registry at heap_ref (so S's allocator and memory limit
   ** cover it); the timers table (id -> {deadline, name, args}) at

@@ -155,6 +155,7 @@ function Client:close() end
 ---@field snapshot_bytes? integer payload bytes between snapshots (default 64 MiB)
 ---@field time_interval? integer ms between the idle leader's time entries (default 200)
 ---@field max_request_bytes? integer largest client request (default 2 MiB)
+---@field sm_memory? integer bytes the state machine's heap may hold (default 512 MiB; 0: no limit)
 ---@field hello_timeout? integer ms a connection has for its hello (default 5000)
 ---@field max_unauthenticated? integer connections without a hello kept per listener (default 256)
 ---@field admin_socket? string|false the admin Unix socket (default data_dir/admin.sock)

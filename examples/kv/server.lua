@@ -11,6 +11,7 @@
 --       [--log-format kv|json]
 --       [--tls-ca FILE --tls-cert FILE --tls-key FILE [--tls-require-client-cert]]
 --       [--insecure] [--hello-timeout MS] [--max-unauthenticated N]
+--       [--sm-memory BYTES]
 --
 -- --state-machine runs another state machine file with the same server
 -- (examples/counter, examples/lock and examples/election use it).
@@ -33,7 +34,7 @@ usage: copycat-lua examples/kv/server.lua --name NAME --address HOST:PORT --data
          [--metrics-address HOST:PORT] [--http-address HOST:PORT] [--log-level error|warn|info|debug]
          [--log-format kv|json] [--tls-ca FILE --tls-cert FILE --tls-key FILE]
          [--tls-require-client-cert] [--insecure] [--hello-timeout MS]
-         [--max-unauthenticated N]]=]
+         [--max-unauthenticated N] [--sm-memory BYTES]]=]
 
 local cli = copycat.cli
 local ms = cli.ms(1)
@@ -51,6 +52,7 @@ local spec = { name = "kv server", usage = usage, required = { "name", "address"
   ["tls-ca"] = cli.string, ["tls-cert"] = cli.string, ["tls-key"] = cli.string,
   ["tls-require-client-cert"] = cli.switch, insecure = cli.switch,
   ["hello-timeout"] = cli.ms(100), ["max-unauthenticated"] = cli.integer(1, nil, "connections"),
+  ["sm-memory"] = cli.integer(0, nil, "bytes"),
 } }
 local opts, words = cli.parse(arg, spec)
 if #words > 0 then cli.usage_error(spec, "unexpected argument " .. words[1]) end
@@ -72,6 +74,7 @@ local ok_start, server = pcall(copycat.server, {
   log_level = opts["log-level"], log_format = opts["log-format"],
   insecure = opts.insecure ~= nil,
   hello_timeout = opts["hello-timeout"], max_unauthenticated = opts["max-unauthenticated"],
+  sm_memory = opts["sm-memory"],
   tls = (opts["tls-ca"] or opts["tls-cert"] or opts["tls-key"]) and { ca = opts["tls-ca"],
     cert = opts["tls-cert"], key = opts["tls-key"],
     require_client_cert = opts["tls-require-client-cert"] ~= nil } or nil,

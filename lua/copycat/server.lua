@@ -19,6 +19,10 @@
 --- or state machine timers pending (docs/sessions.md). max_request_bytes
 --- (default 2 MiB, at most 64 MiB): a larger client request is refused with
 --- an error (decoding a request may take many times its size in memory).
+--- sm_memory (bytes, default 512 MiB; 0: no limit): the most the state
+--- machine's heap may hold; a command that would grow it further fails
+--- with "memory limit exceeded (N bytes)" (docs/state-machine.md). Give
+--- every member the same value.
 --- Before its hello (docs/security.md): hello_timeout (ms, default 5000):
 --- a connection that has not completed its hello (and TLS handshake) by
 --- then is closed; max_unauthenticated (default 256): most such
@@ -88,6 +92,10 @@ local function check_opts(o)
       o.max_request_bytes < 1024 or o.max_request_bytes > 64 * 1024 * 1024) then
     error("copycat.server: max_request_bytes must be an integer from 1024 to 67108864", 3)
   end
+  if o.sm_memory ~= nil and (math.type(o.sm_memory) ~= "integer" or o.sm_memory < 0 or
+      (o.sm_memory > 0 and o.sm_memory < 1024 * 1024)) then
+    error("copycat.server: sm_memory must be an integer number of bytes, at least 1048576 (0: no limit)", 3)
+  end
   if o.hello_timeout ~= nil and (math.type(o.hello_timeout) ~= "integer" or
       o.hello_timeout < 100 or o.hello_timeout > 600000) then
     error("copycat.server: hello_timeout must be an integer from 100 to 600000 (ms)", 3)
@@ -133,12 +141,12 @@ local function check_opts(o)
   end
 end
 
-local function load_machine(sm)
+local function load_machine(sm, memory)
   if type(sm) == "table" and sm.command then return sm end
   -- No per-server name here: error messages must be identical on every
   -- replica, so the machine is named after its file only.
   local loader = require("copycat.state_machine")
-  local m, err = loader.load(sm)
+  local m, err = loader.load(sm, { memory = memory or loader.DEFAULT_SERVER_MEMORY })
   if not m then error("copycat.server: cannot load the state machine: " .. tostring(err), 4) end
   return m
 end
@@ -211,7 +219,7 @@ local function new(opts)
   check_opts(opts)
   opts = cluster_of(opts)
   local self = setmetatable({ opts = opts, handlers = {} }, Server)
-  local machine = load_machine(opts.state_machine)
+  local machine = load_machine(opts.state_machine, opts.sm_memory)
   self.machine = machine
   local layer = sessions.new(machine)
   self.sessions = layer

@@ -24,6 +24,9 @@ local M = {}
 M.DEFAULT_BUDGET = 10000000
 --- Instructions loading the file, sm.snapshot and sm.restore may run.
 M.DEFAULT_SETUP_BUDGET = 100000000
+--- Bytes a server's state machine may hold (copycat.server's sm_memory,
+--- --sm-memory): the limit servers put on by default.
+M.DEFAULT_SERVER_MEMORY = 512 * 1024 * 1024
 --- Granularity of the budget (instructions between two checks).
 M.BUDGET_STEP = sandbox.STEP
 --- Most timers one machine:advance call fires (the rest wait for the next).
@@ -38,7 +41,7 @@ M.MAX_TIMER_FIRINGS = sandbox.MAX_FIRINGS
 ---   session}` (c.session: a session handle when ctx.session is given).
 ---   err: unknown command, an error raised by the handler (its message),
 ---   results that cannot be encoded, "instruction budget exceeded (N
----   instructions)", "not enough memory". After an error the machine stays
+---   instructions)", "memory limit exceeded (N bytes)". After an error the machine stays
 ---   usable, and what the handler changed before failing stays changed
 ---   (timers it scheduled and events it published included), identically on
 ---   every replica. Misuse raises instead: args that copycat.codec cannot
@@ -111,7 +114,7 @@ M.MAX_TIMER_FIRINGS = sandbox.MAX_FIRINGS
 ---@field source? boolean the first argument is Lua source text, not a path
 ---@field budget? integer instructions per command, query, session hook or timer (default M.DEFAULT_BUDGET)
 ---@field setup_budget? integer instructions for loading, snapshot and restore (default M.DEFAULT_SETUP_BUDGET)
----@field memory? integer bytes the sandbox may allocate (default 0: no limit)
+---@field memory? integer bytes the sandbox may hold (default 0: no limit; servers: sm_memory, 512 MiB)
 
 ---@class copycat.Context
 ---@field index integer the log index of the entry (required but for queries)

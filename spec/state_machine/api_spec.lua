@@ -320,10 +320,30 @@ describe("copycat.state_machine", function()
       function sm.commands.grow(c) local t = {} for i = 1, c.args.n do t[i] = i end keep[#keep + 1] = t end
       function sm.commands.drop() keep = {} end
     ]], { memory = 4 * 1024 * 1024 })
-    assert.are.equal("not enough memory", h.fails(m, "grow", { n = 1000000 }))
+    assert.are.equal("memory limit exceeded (4194304 bytes)", h.fails(m, "grow", { n = 1000000 }))
     h.ok(m, "drop")
     h.ok(m, "grow", { n = 1000 })
     assert.is_true(m:memory() > 0 and m:memory() < 4 * 1024 * 1024)
+  end)
+
+  it("stops a call over the memory limit even when it catches the error", function()
+    local m = h.machine([[
+      local n = 0
+      function sm.commands.hog()
+        local t = {}
+        while true do
+          local ok = pcall(function() for i = 1, 1e9 do t[#t + 1] = ("x"):rep(100) .. i end end)
+          n = n + 1
+          if n > 1000 then return "carried on" end
+        end
+      end
+      function sm.commands.count() return n end
+      function sm.queries.count() return n end
+    ]], { memory = 4 * 1024 * 1024 })
+    assert.are.equal("memory limit exceeded (4194304 bytes)", h.fails(m, "hog"))
+    -- The garbage of the failed call is gone and the machine goes on.
+    assert.is_true(m:memory() < 1024 * 1024)
+    h.ok(m, "count")
   end)
 
   it("can be closed", function()
