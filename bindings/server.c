@@ -344,6 +344,7 @@ static int l_start(lua_State *L) {
   o.max_request = (uint32_t)opt_int(L, "max_request", 0);
   o.hello_timeout_ms = (unsigned)opt_int(L, "hello_timeout_ms", 0);
   o.max_unauthenticated = (unsigned)opt_int(L, "max_unauthenticated", 0);
+  o.admin_token = opt_string(L, "admin_token");
   o.seed = (uint64_t)opt_int(L, "seed", 0);
   o.hash_interval = (int64_t)opt_int(L, "hash_interval", 0);
   o.time_ms = (unsigned)opt_int(L, "time_ms", 0);

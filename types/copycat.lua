@@ -83,6 +83,7 @@ function Timer:active() end
 ---@field timeout? number ms per request attempt (default 5000)
 ---@field session_timeout? integer ms without keep-alives before the cluster expires the session (default 5000, >= 200)
 ---@field tls? copycat.TlsOptions speak TLS: trust member certificates from tls.ca; cert/key optional (docs/tls.md)
+---@field admin_token? string the servers' admin token: admin rights (membership, leadership) on the client protocol
 
 ---@class copycat.TlsOptions
 ---@field ca string PEM file of the cluster's CA certificate(s)

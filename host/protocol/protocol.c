@@ -294,7 +294,7 @@ int proto_decode_hello(const void *data, size_t len, struct proto_hello *h,
   char magic[16], role[16];
   memset(h, 0, sizeof *h);
   mp_reader_init(&r, data, len);
-  if (mp_read_array(&r, &n) < 0 || n != 6 ||
+  if (mp_read_array(&r, &n) < 0 || (n != 6 && n != 7) ||
       mp_read_name(&r, magic, sizeof magic) < 0 ||
       strcmp(magic, PROTO_MAGIC) != 0 || mp_read_uint(&r, &h->version) < 0)
     return fail(err, errlen,
@@ -310,7 +310,9 @@ int proto_decode_hello(const void *data, size_t len, struct proto_hello *h,
   if (mp_read_name(&r, h->cluster, sizeof h->cluster) < 0 ||
       mp_read_name(&r, role, sizeof role) < 0 ||
       mp_read_name(&r, h->name, sizeof h->name) < 0 ||
-      mp_read_name(&r, h->address, sizeof h->address) < 0 || mp_left(&r) != 0)
+      mp_read_name(&r, h->address, sizeof h->address) < 0 ||
+      (n == 7 && mp_read_name(&r, h->token, sizeof h->token) < 0) ||
+      mp_left(&r) != 0)
     return fail(err, errlen, "malformed hello");
   if (strcmp(role, "server") == 0)
     h->role = PROTO_SERVER;

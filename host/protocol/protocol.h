@@ -29,12 +29,16 @@
 
 enum proto_role { PROTO_SERVER = 1, PROTO_CLIENT = 2 };
 
+#define PROTO_TOKEN_MAX 256 /* longest admin token in a hello, with its NUL */
+
 struct proto_hello {
   uint64_t version;
   char cluster[PROTO_CLUSTER_MAX];
   int role;
   char name[RAFT_NAME_MAX];    /* the sender's member name; "" for clients */
   char address[RAFT_ADDR_MAX]; /* where the sender listens; "" for clients */
+  /* A client's admin token (an optional seventh field), "" if none. */
+  char token[PROTO_TOKEN_MAX];
 };
 
 /* Appends the hello ["copycat", version, cluster, "server"|"client",

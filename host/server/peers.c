@@ -320,7 +320,9 @@ static void hello(struct inconn *ic, const char *data, size_t len) {
     return;
   }
   char why[256];
-  if (cert_check(ic, &h, why, sizeof why) < 0) {
+  if (cert_check(ic, &h, why, sizeof why) < 0 ||
+      (h.role == PROTO_CLIENT &&
+       trust__hello_token(ic, h.token, why, sizeof why) < 0)) {
     refuse(ic, why);
     return;
   }
@@ -368,16 +370,20 @@ static void in_frame(net_conn *c, const char *data, size_t len) {
     net_conn_close(c, why);
     return;
   }
-  if (strcmp(m.to, s->name) == 0 && !s->stopping && !s->in_ready &&
-      trust__raft_sender(ic, &m) == 0) {
-    struct peer *p = find_peer(s, m.from);
-    if (p) {
-      p->heard = 1;
-      p->heard_ms = uv_now(s->loop);
-    }
+  if (strcmp(m.to, s->name) == 0 && !s->stopping && !s->in_ready) {
+    /* A vote request from a member our committed configuration removed
+     * is dropped below, but first answered with a Removed notice (so it
+     * stops campaigning). */
     if (m.type == RAFT_MSG_VOTE) agree__vote_from(s, ic, &m);
-    raft_step(s->raft, &m);
-    server__process_soon(s);
+    if (trust__raft_sender(ic, &m) == 0) {
+      struct peer *p = find_peer(s, m.from);
+      if (p) {
+        p->heard = 1;
+        p->heard_ms = uv_now(s->loop);
+      }
+      raft_step(s->raft, &m);
+      server__process_soon(s);
+    }
   }
   raft_msg_clear(&m);
 }

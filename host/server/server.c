@@ -676,6 +676,15 @@ int server_start(uv_loop_t *loop, const struct server_opts *o,
   if (!s->o.snapshot_entries) s->o.snapshot_entries = 10000;
   if (!s->o.snapshot_bytes) s->o.snapshot_bytes = 64u << 20;
   if (!s->o.max_request) s->o.max_request = SERVER_DEFAULT_MAX_REQUEST;
+  if (o->admin_token && strlen(o->admin_token) >= sizeof s->admin_token) {
+    snprintf(err, errlen, "the admin token is longer than %zu bytes",
+             sizeof s->admin_token - 1);
+    free(s);
+    return -1;
+  }
+  snprintf(s->admin_token, sizeof s->admin_token, "%s",
+           o->admin_token ? o->admin_token : "");
+  s->o.admin_token = NULL; /* the copy above is what counts */
   if (!s->o.hello_timeout_ms) s->o.hello_timeout_ms = 5000;
   if (!s->o.max_unauthenticated) s->o.max_unauthenticated = 256;
   if (!s->o.time_ms) s->o.time_ms = 200;

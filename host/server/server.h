@@ -84,6 +84,9 @@ struct server_opts {
    * frames are at most 64 KiB until then. */
   unsigned hello_timeout_ms;
   unsigned max_unauthenticated;
+  /* A client whose hello carries this token holds admin rights (NULL or
+   * "": none; at most 255 bytes). */
+  const char *admin_token;
   /* Hash the state every N applied entries and compare the replicas'
    * hashes (host/server/agree.h); 0: 10000, negative: never. Every member
    * should use the same N (only common multiples are compared). */

@@ -88,6 +88,7 @@ struct inconn {
    * it vouches the original client held. */
   int forwarding, forward_admin;
   int drop_logged; /* a dropped Raft message was logged (trust.c) */
+  int token_admin; /* the hello carried the server's admin token */
   struct inconn *next, *prev;
 };
 
@@ -152,7 +153,8 @@ struct server {
   struct raft *raft;
   struct store *store;
   net_listener *listener, *client_listener;
-  struct tls_ctx *tls; /* NULL: plain TCP; a reference */
+  struct tls_ctx *tls;               /* NULL: plain TCP; a reference */
+  char admin_token[PROTO_TOKEN_MAX]; /* "": none (trust.c) */
   uv_timer_t tick;
   /* Runs server__process once the loop turn's I/O callbacks are done
    * (server__process_soon): requests and messages that arrived together
@@ -309,6 +311,10 @@ int trust__may_admin(const struct inconn *ic);
 /* 0 if ic may send the admin request `verb`; else -1 after answering
  * request id with the error code "denied" (counted and logged). */
 int trust__admin_check(struct inconn *ic, uint64_t id, const char *verb);
+/* A client's hello token: 0 (none, or the server's: ic->token_admin set)
+ * or -1 with why (a wrong token refuses the hello). */
+int trust__hello_token(struct inconn *ic, const char *token, char *why,
+                       size_t whylen);
 /* The preauth bounds of the server's listeners, into o. */
 void trust__listen_opts(const struct server *s, struct net_conn_opts *o);
 /* A connection without an accepted hello closed (status, reason): counts

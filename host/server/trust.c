@@ -11,10 +11,11 @@
  * and logged once per connection.
  *
  * Admin rights: membership and leadership requests on the client protocol
- * (change, remove, transfer) need a certificate with the admin or the
- * member role under TLS; refusals are ["error", id, message, "denied"],
- * counted (copycat_requests_denied_total) and logged. Without TLS nothing
- * is authenticated and every connection holds them (docs/security.md).
+ * (change, remove, transfer) need, under TLS, a certificate with the
+ * admin or the member role, or the server's admin token in the client's
+ * hello (a wrong token refuses the hello); refusals are ["error", id, message,
+ * "denied"], counted (copycat_requests_denied_total) and logged. Without TLS
+ * nothing is authenticated and every connection holds them (docs/security.md).
  *
  * Before its hello is accepted, a connection to the peer or client
  * address may send frames of at most SERVER_PREAUTH_MAX_FRAME bytes, must
@@ -23,6 +24,7 @@
  * (host/transport enforces the bounds; these are the server's settings,
  * counters and log lines).
  */
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -91,10 +93,27 @@ void trust__metrics(struct server *s, struct prom_buf *b) {
 
 /* ---- admin rights on the client protocol ---- */
 
+int trust__hello_token(struct inconn *ic, const char *token, char *why,
+                       size_t whylen) {
+  const char *mine = ic->s->admin_token;
+  if (!token[0]) return 0;
+  size_t n = strlen(token);
+  if (!mine[0] || n != strlen(mine) || CRYPTO_memcmp(token, mine, n) != 0) {
+    snprintf(why, whylen, "%s",
+             mine[0] ? "wrong admin token"
+                     : "this server takes no admin token (give it "
+                       "admin_token_file or COPYCAT_ADMIN_TOKEN)");
+    return -1;
+  }
+  ic->token_admin = 1;
+  return 0;
+}
+
 int trust__may_admin(const struct inconn *ic) {
   /* A request a member forwarded: the rights it vouches the client held
    * (forward.c; only members of the configuration may forward). */
   if (ic->forwarding) return ic->forward_admin;
+  if (ic->token_admin) return 1;
   /* Plain TCP authenticates nobody: a server without TLS listens where
    * only trusted parties reach it (loopback, or --insecure). */
   if (!net_conn_is_tls(ic->conn)) return 1;
@@ -110,8 +129,8 @@ int trust__admin_check(struct inconn *ic, uint64_t id, const char *verb) {
   char msg[300];
   snprintf(msg, sizeof msg,
            "denied: %s needs admin rights: connect with a certificate that "
-           "has the admin role (ctl certs writes admin.crt) or use the "
-           "admin channel (copycat-lua ctl)",
+           "has the admin role (ctl certs writes admin.crt) or the admin "
+           "token, or use the admin channel (copycat-lua ctl)",
            verb);
   msgpack_sbuffer sb;
   msgpack_sbuffer_init(&sb);

@@ -63,9 +63,10 @@ end
 --- (default 5000, at least 200). opts.tls = { ca = FILE, cert = FILE,
 --- key = FILE }: speak TLS, trusting servers with a member certificate
 --- from that CA; the certificate (optional) is this client's, and one with
---- the admin role grants membership and leadership changes (docs/tls.md).
+--- the admin role grants membership and leadership changes (docs/tls.md),
+--- as does opts.admin_token, the servers' admin token.
 ---@param opts {cluster: string[], cluster_id?: string, timeout?: number, session_timeout?: integer,
----  tls?: copycat.TlsOptions}
+---  tls?: copycat.TlsOptions, admin_token?: string}
 ---@return copycat.Client
 local function new(opts)
   if type(opts) ~= "table" or type(opts.cluster) ~= "table" or #opts.cluster == 0 then
@@ -77,6 +78,10 @@ local function new(opts)
       error(("cluster[%d] must be \"host:port\", got %s"):format(i, tostring(a)), 2)
     end
     members[i] = a
+  end
+  if opts.admin_token ~= nil and (type(opts.admin_token) ~= "string" or opts.admin_token == "" or
+      #opts.admin_token > 255) then
+    error("copycat.client: admin_token must be a string of 1 to 255 bytes", 2)
   end
   local st = opts.session_timeout or 5000
   if math.type(st) ~= "integer" or st < 200 then
@@ -95,6 +100,7 @@ local function new(opts)
     timeout = opts.timeout or 5000,
     session_timeout = st,
     net_opts = ctx and { tls = ctx } or nil,
+    admin_token = opts.admin_token,
     waiting = {},
     next_id = 0,
     at = shuffle_start(#members) - 1,
@@ -147,7 +153,11 @@ end
 local function dial(self, address)
   local conn, err = net.connect(address, self.net_opts)
   if not conn then return nil, err end
-  conn:send({ "copycat", PROTOCOL_VERSION, self.cluster_id, "client", "", "" })
+  if self.admin_token then
+    conn:send({ "copycat", PROTOCOL_VERSION, self.cluster_id, "client", "", "", self.admin_token })
+  else
+    conn:send({ "copycat", PROTOCOL_VERSION, self.cluster_id, "client", "", "" })
+  end
   local reply, rerr = conn:recv(self.timeout)
   if type(reply) ~= "table" or reply[1] ~= "ok" then
     conn:close()

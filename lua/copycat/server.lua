@@ -237,6 +237,8 @@ local function new(opts)
     if not ctx then error("copycat.server: " .. terr, 2) end
     self.tls_ctx = ctx
   end
+  -- The admin token also grants admin rights on the client protocol.
+  local token = admin_token(opts)
   local raw, err = core.server.start({
     name = opts.name, address = opts.address, client_address = opts.client_address,
     data_dir = opts.data_dir, memory = opts.memory, cluster = opts.cluster,
@@ -244,6 +246,7 @@ local function new(opts)
     snapshot_entries = opts.snapshot_threshold, snapshot_bytes = opts.snapshot_bytes,
     time_ms = opts.time_interval, max_request = opts.max_request_bytes,
     hello_timeout_ms = opts.hello_timeout, max_unauthenticated = opts.max_unauthenticated,
+    admin_token = token,
     hash_interval = opts.hash_interval == 0 and -1 or opts.hash_interval,
     metrics_address = opts.metrics_address, http_address = opts.http_address,
     log_level = opts.log_level, log_format = opts.log_format,

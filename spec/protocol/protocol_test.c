@@ -239,8 +239,8 @@ TEST(unknown_message_types_are_refused) {
 }
 
 TEST(hello_round_trips) {
-  struct proto_hello h = {PROTO_VERSION, "prod-eu", PROTO_SERVER, "n1",
-                          "127.0.0.1:5001"},
+  struct proto_hello h = {PROTO_VERSION, "prod-eu",        PROTO_SERVER,
+                          "n1",          "127.0.0.1:5001", ""},
                      d;
   msgpack_sbuffer sb;
   msgpack_sbuffer_init(&sb);
@@ -255,7 +255,7 @@ TEST(hello_round_trips) {
 }
 
 TEST(hello_with_another_version_is_refused_naming_both) {
-  struct proto_hello h = {PROTO_VERSION + 1, "c", PROTO_CLIENT, "", ""}, d;
+  struct proto_hello h = {PROTO_VERSION + 1, "c", PROTO_CLIENT, "", "", ""}, d;
   msgpack_sbuffer sb;
   msgpack_sbuffer_init(&sb);
   proto_encode_hello(&sb, &h);
@@ -264,6 +264,36 @@ TEST(hello_with_another_version_is_refused_naming_both) {
             PROTO_EVERSION);
   CHECK(strstr(err, "protocol version 2 is not supported") != NULL);
   msgpack_sbuffer_destroy(&sb);
+}
+
+TEST(a_client_hello_may_carry_an_admin_token) {
+  /* ["copycat", 1, "c", "client", "", "", "s3cret"] */
+  const char frame[] =
+      "\x97\xa7"
+      "copycat\x01\xa1"
+      "c\xa6"
+      "client\xa0\xa0\xa6s3cret";
+  struct proto_hello d;
+  char err[160];
+  CHECK_INT(proto_decode_hello(frame, sizeof frame - 1, &d, err, sizeof err),
+            ==, 0);
+  CHECK_INT(d.role, ==, PROTO_CLIENT);
+  CHECK(strcmp(d.token, "s3cret") == 0);
+  /* An eighth field, or a token that is not a string, is malformed. */
+  const char eight[] =
+      "\x98\xa7"
+      "copycat\x01\xa1"
+      "c\xa6"
+      "client\xa0\xa0\xa1t\xa1u";
+  CHECK_INT(proto_decode_hello(eight, sizeof eight - 1, &d, err, sizeof err),
+            ==, PROTO_EFORMAT);
+  const char number[] =
+      "\x97\xa7"
+      "copycat\x01\xa1"
+      "c\xa6"
+      "client\xa0\xa0\x07";
+  CHECK_INT(proto_decode_hello(number, sizeof number - 1, &d, err, sizeof err),
+            ==, PROTO_EFORMAT);
 }
 
 TEST(garbage_is_not_a_hello) {
@@ -296,6 +326,7 @@ int main(void) {
   RUN(unknown_message_types_are_refused);
   RUN(hello_round_trips);
   RUN(hello_with_another_version_is_refused_naming_both);
+  RUN(a_client_hello_may_carry_an_admin_token);
   RUN(garbage_is_not_a_hello);
   return harness_done();
 }

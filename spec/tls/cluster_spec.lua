@@ -81,7 +81,9 @@ end
 
 describe("TLS between members", function()
   setup(function()
-    c = cluster.new(3)
+    -- Long timeouts: a spurious election on a loaded machine would read as
+    -- a disruption.
+    c = cluster.new(3, { election_timeout = 1500, heartbeat_interval = 100 })
     certs = c.dir .. "/certs"
     other = c.dir .. "/other"
     expired = c.dir .. "/expired"
@@ -93,10 +95,14 @@ describe("TLS between members", function()
     assert.are.equal(0, r.code, r.stderr)
     local all = cluster.addresses(c)
     mport = cluster.free_ports(1)[1]
+    local tf = assert(io.open(c.dir .. "/token", "w"))
+    tf:write("s3cret-admin\n")
+    tf:close()
     for i = 1, 3 do
       local n = "n" .. i
       cluster.start(c, i, "bootstrap", all, { "--tls-ca", certs .. "/ca.crt",
         "--tls-cert", certs .. "/" .. n .. ".crt", "--tls-key", certs .. "/" .. n .. ".key",
+        "--admin-token-file", c.dir .. "/token",
         i == 2 and "--metrics-address" or nil, i == 2 and "127.0.0.1:" .. mport or nil })
     end
     r = nil
@@ -197,8 +203,8 @@ describe("TLS between members", function()
   -- Runs change, remove and transfer as a client with certificate `name`
   -- (nil: none); prints one line per request.
   local ADMIN = [[
-local cluster, ca, cert, key = ...
-local c = copycat.client({ cluster = { cluster }, timeout = 2000,
+local cluster, ca, cert, key, token = ...
+local c = copycat.client({ cluster = { cluster }, timeout = 2000, admin_token = token,
   tls = { ca = ca, cert = cert ~= "-" and cert or nil, key = key ~= "-" and key or nil } })
 local spare = "127.0.0.1:9"
 local function show(what, ok, err) print(what .. ": " .. tostring(ok) .. " " .. tostring(err)) end
@@ -218,11 +224,11 @@ c:close()
     return table.concat(names, ",")
   end
 
-  local function as_client(name, remove_n3)
+  local function as_client(name, remove_n3, token)
     local src = ADMIN:gsub("ARG_REMOVE_N3", remove_n3 and "true" or "false")
     local cert = name and (certs .. "/" .. name .. ".crt") or "-"
     local key = name and (certs .. "/" .. name .. ".key") or "-"
-    local r = proc.run({ proc.script(src), c.members[2].address, certs .. "/ca.crt", cert, key },
+    local r = proc.run({ proc.script(src), c.members[2].address, certs .. "/ca.crt", cert, key, token },
       { timeout = 60 })
     assert.are.equal(0, r.code, r.stderr)
     return r.stdout
@@ -248,11 +254,23 @@ c:close()
     assert.are.equal(before, members())
   end)
 
+  it("the servers' admin token grants the same rights; a wrong one is refused", function()
+    local before = members()
+    local out = as_client(nil, false, "s3cret-admin")
+    assert.matches("change: true nil", out, 1, true)
+    assert.matches("remove: true nil", out, 1, true)
+    assert.are.equal(before, members())
+    out = as_client(nil, true, "not-the-token")
+    assert.matches("change: nil [^\n]*wrong admin token", out)
+    assert.matches("remove%-n3: nil [^\n]*wrong admin token", out)
+    assert.are.equal(before, members())
+  end)
+
   it("a new member joins over TLS with its own certificate", function()
     local port = cluster.free_ports(1)[1]
     local h = proc.start({ "examples/kv/server.lua", "--name", "n4", "--address", "127.0.0.1:" .. port,
-      "--data", c.dir .. "/n4", "--join", cluster.addresses(c), "--election-timeout", "300",
-      "--heartbeat-interval", "30", "--tls-ca", certs .. "/ca.crt", "--tls-cert", certs .. "/n4.crt",
+      "--data", c.dir .. "/n4", "--join", cluster.addresses(c), "--election-timeout", "1500",
+      "--heartbeat-interval", "100", "--tls-ca", certs .. "/ca.crt", "--tls-cert", certs .. "/n4.crt",
       "--tls-key", certs .. "/n4.key" }, { timeout = 120 })
     assert.is_truthy(h:wait_output("serving on 127.0.0.1:" .. port, 60), h:stderr())
     local r = ctl({ "ctl", "--socket", c.dir .. "/n4", "status", "--json" })
