@@ -384,6 +384,12 @@ void clients__request(struct inconn *ic, const char *data, size_t len) {
     clients__reply_error(ic->conn, id, refusal);
     return;
   }
+  /* Membership and leadership requests without admin rights are refused
+   * here, by whichever member the client reached (trust.c). */
+  if ((strcmp(verb, "change") == 0 || strcmp(verb, "remove") == 0 ||
+       strcmp(verb, "transfer") == 0) &&
+      trust__admin_check(ic, id, verb) < 0)
+    return;
   /* A follower hands what only the leader serves to the leader. */
   if (forward__request(ic, verb, id, data, len, id_at,
                        (size_t)(r.p - (const unsigned char *)data)))
@@ -456,7 +462,7 @@ void clients__request(struct inconn *ic, const char *data, size_t len) {
   } else if ((strcmp(verb, "change") == 0 && n == 5) ||
              ((strcmp(verb, "remove") == 0 || strcmp(verb, "transfer") == 0) &&
               n == 3)) {
-    if (trust__admin_check(ic, id, verb) == 0) admin(s, ic->conn, id, verb, &r);
+    admin(s, ic->conn, id, verb, &r); /* rights checked above */
   } else {
     clients__reply_error(ic->conn, id,
                          "unknown request (expected submit, query, "

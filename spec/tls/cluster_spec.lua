@@ -244,6 +244,7 @@ c:close()
       assert.matches("remove-n3: nil denied: remove needs admin rights", out, 1, true)
       assert.are.equal(before, members())
     end
+    -- Refused by the member the client reached, not forwarded.
     assert.is_truthy(c.procs[2]:stderr():find("event=request_denied[^\n]*certificate=client[^\n]*role=client"))
     -- The admin certificate holds the rights: n5 is added, then removed;
     -- n9 is no member, so the transfer fails on that, not on rights.
