@@ -17,6 +17,8 @@
  *       snapshot() -> string           restore(string) -> true | nil, err
  *       state() -> string...   the state's canonical encoding, in pieces
  *           (hashed together with XXH3 for the divergence checks)
+ *       snapshot_state() -> string, string...   snapshot() and state()
+ *           from one encoding (a snapshot taken at a check index)
  *       wants_time() -> boolean        notify(event, detail)
  *   server:bootstrap({{name=, address=, type=}, ...}) -> true | nil, err
  *   server:status() -> table (role "removed" once this server learned it
@@ -275,6 +277,54 @@ static int sm_hash(void *data, uint64_t *out) {
   return rc;
 }
 
+/* The snapshot_state handler: snapshot bytes, then the pieces the state
+ * handler would return (from one encoding of the machine's state). The
+ * first goes to out, the others are hashed as sm_hash hashes them, so the
+ * hash equals sm_hash's for the same state. */
+static int sm_snapshot_hash(void *data, msgpack_sbuffer *out, uint64_t *hash) {
+  struct lserver *ls = data;
+  lua_State *L = ls->L;
+  int top = lua_gettop(L);
+  if (!push_handler(ls, "snapshot_state")) {
+    /* No combined handler: the two, one after the other. */
+    lua_settop(L, top);
+    return sm_snapshot(data, out) != 0 ? -1 : sm_hash(data, hash);
+  }
+  if (lua_pcall(L, 0, LUA_MULTRET, 0) != LUA_OK) {
+    log_failure(ls, "snapshot_failed", 0, L);
+    lua_settop(L, top);
+    return -1;
+  }
+  int n = lua_gettop(L) - top;
+  if (n < 2 || lua_type(L, top + 1) != LUA_TSTRING) {
+    if (n >= 2)
+      lua_pushvalue(L, top + 2); /* nil, message */
+    else
+      lua_pushliteral(L, "the snapshot_state handler returned no bytes");
+    log_failure(ls, "snapshot_failed", 0, L);
+    lua_settop(L, top);
+    return -1;
+  }
+  XXH3_state_t *st = XXH3_createState();
+  int rc = st && XXH3_64bits_reset(st) == XXH_OK ? 0 : -1;
+  for (int i = top + 2; i <= lua_gettop(L) && rc == 0; i++) {
+    size_t len;
+    const char *p = lua_tolstring(L, i, &len);
+    if (lua_type(L, i) != LUA_TSTRING ||
+        XXH3_64bits_update(st, p, len) != XXH_OK)
+      rc = -1;
+  }
+  if (rc == 0) {
+    size_t len;
+    const char *p = lua_tolstring(L, top + 1, &len);
+    msgpack_sbuffer_write(out, p, len);
+    *hash = XXH3_64bits_digest(st);
+  }
+  XXH3_freeState(st);
+  lua_settop(L, top);
+  return rc;
+}
+
 /* In a forked child that is about to write a snapshot: no garbage
  * collection, whose finalizers (connections, timers) would call into the
  * event loop. The child exits right after. */
@@ -378,6 +428,7 @@ static int l_start(lua_State *L) {
                               .snapshot = sm_snapshot,
                               .child_prepare = sm_child_prepare,
                               .hash = sm_hash,
+                              .snapshot_hash = sm_snapshot_hash,
                               .restore = sm_restore,
                               .wants_time = sm_wants_time,
                               .notify = sm_notify};

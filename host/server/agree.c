@@ -211,7 +211,7 @@ void agree__applied(struct server *s, uint64_t index) {
   struct agree *a = &s->agree;
   if (!a->interval || a->diverged || index % a->interval != 0 || !s->o.sm->hash)
     return;
-  if (a->child.pid || a->child.closing) {
+  if (a->child.pid || a->child.closing || a->snap_hash) {
     /* The previous hash is still being computed: the interval is short
      * for this state's size. This index goes unchecked here. */
     a->skipped++;
@@ -222,6 +222,12 @@ void agree__applied(struct server *s, uint64_t index) {
     return;
   }
   uint64_t t0 = uv_hrtime(), hash;
+  if (server__snapshot_with_hash(s, index) == 0) {
+    /* One child for the snapshot due about now and this hash. */
+    a->snap_hash = 1;
+    a->loop_seconds += (double)(uv_hrtime() - t0) / 1e9;
+    return;
+  }
   int forked = hash__fork(s, index) == 0;
   a->loop_seconds += (double)(uv_hrtime() - t0) / 1e9;
   if (forked) return; /* agree__hashed when the child reports */

@@ -55,6 +55,7 @@ struct agree {
   double seconds;              /* spent hashing, in total */
   double loop_seconds;         /* of which the loop spent (fork, fallback) */
   struct hash_child child;
+  int snap_hash; /* the hash of a check index comes with a snapshot child */
   /* Diverged: the check that found it. */
   int diverged;
   int act; /* a decision waits for the core to take inputs */

@@ -189,7 +189,7 @@ static int take_snapshot(struct server *s, int may_fork) {
   s->snap_attempt = index;
   s->bytes_since_snapshot = 0;
   /* last_snapshot moves when the child has written the file. */
-  if (may_fork && snapshot__fork(s, index, term) == 0) return 0;
+  if (may_fork && snapshot__fork(s, index, term, 0) == 0) return 0;
   msgpack_sbuffer sb;
   msgpack_sbuffer_init(&sb);
   uint64_t t0 = uv_hrtime();
@@ -1007,5 +1007,22 @@ int server_snapshot_file(const struct server *s, char *path, size_t size,
   const struct store_snapshot *ss = store_snapshot(s->store);
   if (!ss || store_snap_file(s->store, path, size) < 0) return -1;
   *index = ss->last_index;
+  return 0;
+}
+
+int server__snapshot_with_hash(struct server *s, uint64_t index) {
+  uint64_t term = raft_term_at(s->raft, index);
+  if (!s->o.sm->snapshot_hash || snapshot__busy(s) || index != s->applied ||
+      index > raft_persisted_index(s->raft) || index <= s->last_snapshot ||
+      term == 0 || s->snap_in || store_is_memory(s->store))
+    return -1;
+  /* Due within half a threshold: taking it now costs nothing more, and
+   * with equal thresholds and intervals the two stay together. */
+  if (index < s->snap_attempt + s->o.snapshot_entries / 2 &&
+      s->bytes_since_snapshot < s->o.snapshot_bytes / 2)
+    return -1;
+  if (snapshot__fork(s, index, term, 1) != 0) return -1;
+  s->snap_attempt = index;
+  s->bytes_since_snapshot = 0;
   return 0;
 }

@@ -51,6 +51,10 @@ struct server_sm {
    * holds) in *out; 0 or -1. Equal states hash equal on every replica.
    * May be NULL (no divergence checks). */
   int (*hash)(void *data, uint64_t *out);
+  /* snapshot and hash at once: the snapshot bytes to out and, in *hash,
+   * exactly what hash would give for the same state, from one encoding
+   * of it. May be NULL. Called in a forked child. */
+  int (*snapshot_hash)(void *data, msgpack_sbuffer *out, uint64_t *hash);
   /* Replace the state with a snapshot; 0 or -1. */
   int (*restore)(void *data, const void *snap, size_t len);
   /* Nonzero while replicated time must advance on an idle cluster (open

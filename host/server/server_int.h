@@ -129,9 +129,10 @@ struct snap_child {
   int pid;        /* 0: none */
   uv_pipe_t pipe; /* the child's report ("ok" or an error), then EOF */
   uint64_t index, term;
-  uint64_t t0; /* uv_hrtime() at the fork */
-  int closing; /* the pipe of a child that failed to start */
-  int loading; /* the written file is being read back (thread pool) */
+  uint64_t t0;   /* uv_hrtime() at the fork */
+  int closing;   /* the pipe of a child that failed to start */
+  int loading;   /* the written file is being read back (thread pool) */
+  int with_hash; /* the child also reports the state hash of index */
   uv_work_t load_req;
   struct store_snapshot loaded;
   int load_rc;
@@ -254,7 +255,15 @@ void server__snapshot_failed(struct server *s, uint64_t index, uint64_t term,
                              const char *msg);
 
 /* snapshot.c */
-int snapshot__fork(struct server *s, uint64_t index, uint64_t term);
+/* with_hash: the child also computes the state hash of `index` (one
+ * encoding for both; sm->snapshot_hash) and hands it to agree__hashed. */
+int snapshot__fork(struct server *s, uint64_t index, uint64_t term,
+                   int with_hash);
+/* At hash index `index` (s->applied == index): when a snapshot is due
+ * within half a threshold anyway, starts it now in a child that also
+ * computes the hash, so one fork serves both. 0: started; -1: not now
+ * (the caller forks for the hash alone). */
+int server__snapshot_with_hash(struct server *s, uint64_t index);
 int snapshot__busy(const struct server *s);
 /* Ends a running child; returns 1 when the store must stay open until the
  * snapshot being read back is done (snapshot.c then closes it). */

@@ -22,6 +22,7 @@
  * removed at the next start-up.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,7 +56,8 @@ static void report(int fd, const char *msg) {
 
 /* In the child: write the snapshot, report, exit. Never returns. */
 static void child_main(struct server *s, int fd, pid_t parent, uint64_t index,
-                       uint64_t term, const struct raft_buf *conf) {
+                       uint64_t term, const struct raft_buf *conf,
+                       int with_hash) {
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (getppid() != parent) _exit(1); /* the parent is already gone */
   /* Below the servers' own threads: on a busy machine the loop that
@@ -70,16 +72,27 @@ static void child_main(struct server *s, int fd, pid_t parent, uint64_t index,
   msgpack_sbuffer sb;
   msgpack_sbuffer_init(&sb);
   char err[STORE_ERR_MAX] = "";
-  if (s->o.sm->snapshot(s->o.sm->data, &sb) != 0) {
+  uint64_t hash = 0, t0 = uv_hrtime();
+  if (with_hash ? s->o.sm->snapshot_hash(s->o.sm->data, &sb, &hash) != 0
+                : s->o.sm->snapshot(s->o.sm->data, &sb) != 0) {
     report(fd, "the state machine's snapshot handler failed (see the log)");
     _exit(1);
   }
+  double secs = (double)(uv_hrtime() - t0) / 1e9;
   if (store_snap_write_detached(s->store, index, term, conf->data, conf->len,
                                 sb.data, sb.size, err) != 0) {
     report(fd, err[0] ? err : "writing the snapshot failed");
     _exit(1);
   }
-  report(fd, "ok");
+  if (with_hash) {
+    /* "ok HASH SECONDS": the state hash of `index` (agree.c) came with
+     * the snapshot, from one encoding of the state. */
+    char msg[64];
+    snprintf(msg, sizeof msg, "ok %016" PRIx64 " %.6f", hash, secs);
+    report(fd, msg);
+  } else {
+    report(fd, "ok");
+  }
   _exit(0);
 }
 
@@ -151,9 +164,21 @@ static void on_closed(uv_handle_t *h) {
     server__closed_one(s);
     return;
   }
-  if (!(WIFEXITED(st) && WEXITSTATUS(st) == 0 && strcmp(c->msg, "ok") == 0)) {
+  int ok = WIFEXITED(st) && WEXITSTATUS(st) == 0 &&
+           strncmp(c->msg, "ok", 2) == 0 &&
+           (c->msg[2] == 0 || (c->with_hash && c->msg[2] == ' '));
+  if (c->with_hash) {
+    s->agree.snap_hash = 0;
+    char *end = NULL;
+    uint64_t hash = ok ? strtoull(c->msg + 3, &end, 16) : 0;
+    if (ok && end == c->msg + 19 && *end == ' ') {
+      agree__hashed(s, c->index, hash, strtod(end + 1, NULL));
+      agree__act(s);
+    }
+  }
+  if (!ok) {
     char why[600];
-    if (c->msglen && strcmp(c->msg, "ok") != 0)
+    if (c->msglen && strncmp(c->msg, "ok", 2) != 0)
       snprintf(why, sizeof why, "%s", c->msg);
     else if (WIFSIGNALED(st))
       snprintf(why, sizeof why,
@@ -203,7 +228,8 @@ int snapshot__busy(const struct server *s) {
 /* Start a child that writes the snapshot of `index`. 0: started (the
  * outcome comes later); -1: not possible here (memory-only store, no fork),
  * the caller snapshots in-process instead. */
-int snapshot__fork(struct server *s, uint64_t index, uint64_t term) {
+int snapshot__fork(struct server *s, uint64_t index, uint64_t term,
+                   int with_hash) {
   struct snap_child *c = &s->child;
   if (c->pid || c->loading || c->closing || store_is_memory(s->store))
     return -1;
@@ -221,7 +247,7 @@ int snapshot__fork(struct server *s, uint64_t index, uint64_t term) {
   pid_t pid = fork();
   if (pid == 0) {
     close(fds[0]);
-    child_main(s, fds[1], parent, index, term, conf);
+    child_main(s, fds[1], parent, index, term, conf, with_hash);
   }
   raft_buf_unref(conf);
   close(fds[1]);
@@ -234,6 +260,7 @@ int snapshot__fork(struct server *s, uint64_t index, uint64_t term) {
   c->index = index;
   c->term = term;
   c->t0 = t0;
+  c->with_hash = with_hash;
   c->pipe.data = s;
   struct logger_line l;
   logger_begin(&l, &s->log, LOGGER_INFO, "snapshot_started");

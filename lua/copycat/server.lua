@@ -260,6 +260,7 @@ local function new(opts)
     query = function(op, args, session, index) return layer:query(op, args, session, index) end,
     snapshot = function() return layer:snapshot() end,
     state = function() return layer:state() end,
+    snapshot_state = function() return layer:snapshot_and_state() end,
     restore = function(bytes)
       local ok, rerr = layer:restore(bytes)
       report_sessions()

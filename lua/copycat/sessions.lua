@@ -347,6 +347,18 @@ function Sessions:state()
   return codec.encode({ M.FORMAT, self.time, self.term, sessions_part(self) }), machine
 end
 
+--- snapshot() and state() together, from one call of the machine's
+--- snapshot: for a snapshot taken at a check index (the server hashes the
+--- last two strings as it hashes state()'s).
+---@return string|nil snapshot, string sessions, string machine
+function Sessions:snapshot_and_state()
+  local list = sessions_part(self)
+  local machine, err = self.machine:snapshot()
+  if not machine then return nil, err end
+  return codec.encode({ M.FORMAT, self.time, self.term, list, machine }),
+    codec.encode({ M.FORMAT, self.time, self.term, list }), machine
+end
+
 --- Replaces the state with a snapshot's.
 function Sessions:restore(bytes)
   local ok, v = pcall(codec.decode, bytes)
