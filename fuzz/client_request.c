@@ -1,19 +1,16 @@
 /*
  * client_request.c — fuzzes what a server does with a client's request
- * frame before it reaches the Raft core: the mp_reader grammar of
- * clients__request() and sessions__open/keepalive/close() in
- * host/server/ (["submit", id, session, seq, ack, op, args],
+ * frame before it reaches the Raft core: cproto_decode()
+ * (host/protocol/client.c, the one decoder host/server/clients.c uses)
+ * over ["submit", id, session, seq, ack, op, args],
  * ["query", id, op, args, level, session, min_index], ["open", id, ms],
  * ["keepalive", id, session, ack, event_ack], ["close", id, session],
- * ["change", id, name, address, type], ["remove"|"transfer", id, name]),
- * then, for a submit, the log entry the server builds from it
- * ([time, "c", session, seq, ack, op, args], copied without decoding) as
- * the state machine decodes it with codec_unpack, and for a query the
- * op/args bytes likewise.
- *
- * The request functions send replies on a live connection, so this target
- * repeats their sequence of reader calls (keep the two in step); every
- * reader call is checked to keep the cursor inside the frame.
+ * ["change", id, name, address, type], ["remove"|"transfer", id, name];
+ * every raw part it returns must lie inside the frame. Then, for a
+ * session request, the log entry the server builds from it
+ * (cproto_entry: [time, kind, fields...], copied without decoding) as the
+ * state machine decodes it with codec_unpack, and for a query the op/args
+ * bytes likewise.
  */
 #include <lauxlib.h>
 #include <lua.h>
@@ -23,32 +20,12 @@
 
 #include "codec.h"
 #include "fuzz.h"
-#include "protocol/mp.h"
+#include "protocol/client.h"
 #include "raft/raft.h"
 
 const char fuzz_target_name[] = "client_request";
 
-static const unsigned char *frame_end;
 static lua_State *L;
-
-#define IN(r) FUZZ_CHECK((r)->p <= frame_end && (r)->end == frame_end)
-
-static int rd_uint(struct mp_reader *r, uint64_t *v) {
-  int rc = mp_read_uint(r, v);
-  IN(r);
-  return rc;
-}
-static int rd_name(struct mp_reader *r, char *out, size_t max) {
-  int rc = mp_read_name(r, out, max);
-  IN(r);
-  if (rc == 0) FUZZ_CHECK(strlen(out) < max);
-  return rc;
-}
-static int rd_skip(struct mp_reader *r) {
-  int rc = mp_skip(r);
-  IN(r);
-  return rc;
-}
 
 static int unpack_job(lua_State *S) {
   const char *p = lua_touserdata(S, 1);
@@ -78,77 +55,67 @@ static void machine_decode(const void *p, size_t len) {
 }
 
 /* sessions__propose(): [time, kind, tail...] with n values in tail. */
-static void propose(const char *kind, const unsigned char *tail, size_t len,
+static void propose(enum cproto_kind kind, const void *tail, size_t len,
                     uint32_t n) {
   msgpack_sbuffer sb;
-  msgpack_packer pk;
   msgpack_sbuffer_init(&sb);
-  msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-  msgpack_pack_array(&pk, 2 + n);
-  msgpack_pack_uint64(&pk, 1767225600000ull);
-  msgpack_pack_str(&pk, strlen(kind));
-  msgpack_pack_str_body(&pk, kind, strlen(kind));
-  if (len) msgpack_sbuffer_write(&sb, (const char *)tail, len);
+  cproto_entry(&sb, 1767225600000ull, kind, tail, len, n);
   machine_decode(sb.data, sb.size);
   msgpack_sbuffer_destroy(&sb);
 }
 
+/* p[0..len) lies inside data[0..size). */
+static int inside(const void *p, size_t len, const uint8_t *data, size_t size) {
+  const uint8_t *q = p;
+  return q >= data && q <= data + size && len <= (size_t)(data + size - q);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  struct mp_reader r;
-  uint32_t n;
-  char verb[16];
-  uint64_t id;
-  frame_end = data + size;
-  mp_reader_init(&r, data, size);
-  int rc = mp_read_array(&r, &n);
-  IN(&r);
-  if (rc < 0 || n < 2 || rd_name(&r, verb, sizeof verb) < 0 ||
-      rd_uint(&r, &id) < 0)
+  struct cproto_request r;
+  enum cproto_code code;
+  char err[160];
+  int rc = cproto_decode(data, size, &r, &code, err, sizeof err);
+  FUZZ_CHECK(strlen(err) < sizeof err || rc == 0);
+  if (rc == CPROTO_EREQUEST) {
+    FUZZ_CHECK(code > 0 && code < CPROTO_CODE_COUNT);
+    FUZZ_CHECK(strcmp(cproto_code_name(code), "internal") != 0);
     return 0;
-  if (strcmp(verb, "submit") == 0 && n == 7) {
-    const unsigned char *start = r.p;
-    uint64_t session, seq, ack;
-    if (rd_uint(&r, &session) < 0 || rd_uint(&r, &seq) < 0 ||
-        rd_uint(&r, &ack) < 0 || rd_skip(&r) < 0 || rd_skip(&r) < 0 ||
-        mp_left(&r) != 0)
-      return 0;
-    propose("c", start, (size_t)(r.p - start), 5);
-  } else if (strcmp(verb, "query") == 0 && n == 7) {
-    const unsigned char *start = r.p;
-    char level[16];
-    uint64_t session, min_index;
-    if (rd_skip(&r) < 0 || rd_skip(&r) < 0) return 0;
-    size_t oplen = (size_t)(r.p - start);
-    if (rd_name(&r, level, sizeof level) < 0 || rd_uint(&r, &session) < 0 ||
-        rd_uint(&r, &min_index) < 0 || mp_left(&r) != 0)
-      return 0;
-    machine_decode(start, oplen);
-  } else if (strcmp(verb, "open") == 0 && n == 3) {
-    const unsigned char *start = r.p;
-    uint64_t timeout;
-    if (rd_uint(&r, &timeout) < 0 || mp_left(&r) != 0) return 0;
-    propose("o", start, (size_t)(r.p - start), 1);
-  } else if (strcmp(verb, "keepalive") == 0 && n == 5) {
-    const unsigned char *start = r.p;
-    uint64_t session, ack, event_ack;
-    if (rd_uint(&r, &session) < 0 || rd_uint(&r, &ack) < 0 ||
-        rd_uint(&r, &event_ack) < 0 || mp_left(&r) != 0)
-      return 0;
-    propose("k", start, (size_t)(r.p - start), 3);
-  } else if (strcmp(verb, "close") == 0 && n == 3) {
-    const unsigned char *start = r.p;
-    uint64_t session;
-    if (rd_uint(&r, &session) < 0 || mp_left(&r) != 0) return 0;
-    propose("x", start, (size_t)(r.p - start), 1);
-  } else if ((strcmp(verb, "change") == 0 && n == 5) ||
-             ((strcmp(verb, "remove") == 0 || strcmp(verb, "transfer") == 0) &&
-              n == 3)) {
-    char name[RAFT_NAME_MAX], address[RAFT_ADDR_MAX], type[16];
-    if (rd_name(&r, name, sizeof name) < 0) return 0;
-    if (strcmp(verb, "change") == 0 &&
-        (rd_name(&r, address, sizeof address) < 0 ||
-         rd_name(&r, type, sizeof type) < 0))
-      return 0;
+  }
+  if (rc < 0) return 0;
+  FUZZ_CHECK(r.verb != CPROTO_UNKNOWN);
+  FUZZ_CHECK(inside(r.fields, r.fields_len, data, size));
+  /* session requests and commands end the frame (membership requests are
+   * not checked for trailing bytes) */
+  if (!cproto_verb_is_admin(r.verb))
+    FUZZ_CHECK((const uint8_t *)r.fields + r.fields_len == data + size);
+  FUZZ_CHECK(strlen(r.name) < sizeof r.name);
+  FUZZ_CHECK(strlen(r.address) < sizeof r.address);
+  switch (r.verb) {
+    case CPROTO_SUBMIT:
+      FUZZ_CHECK(r.have_seq && r.op_len <= r.op_args_len);
+      FUZZ_CHECK(inside(r.op, r.op_args_len, data, size));
+      propose(CPROTO_KIND_COMMAND, r.fields, r.fields_len, 5);
+      break;
+    case CPROTO_QUERY:
+      FUZZ_CHECK(r.op_len <= r.op_args_len);
+      FUZZ_CHECK(inside(r.op, r.op_args_len, data, size));
+      machine_decode(r.op, r.op_args_len);
+      break;
+    case CPROTO_OPEN:
+      propose(CPROTO_KIND_OPEN, r.fields, r.fields_len, 1);
+      break;
+    case CPROTO_KEEPALIVE:
+      propose(CPROTO_KIND_KEEPALIVE, r.fields, r.fields_len, 3);
+      break;
+    case CPROTO_CLOSE:
+      propose(CPROTO_KIND_CLOSE, r.fields, r.fields_len, 1);
+      break;
+    case CPROTO_CHANGE:
+      FUZZ_CHECK(r.member_type != 0);
+      break;
+    default:
+      FUZZ_CHECK(cproto_verb_is_admin(r.verb));
+      break;
   }
   return 0;
 }

@@ -123,19 +123,24 @@ function Client:on(name, fn) end
 function Client:session_id() end
 
 --- Membership requests (as join/leave and operator scripts make them).
+--- On failure: nil, the message and, when a server refused, its error code
+--- (docs/protocol.md: "no_such_member", "busy", ...).
 ---@param name string
 ---@param address string
 ---@param type_? "active"|"passive"|"reserve"
 ---@return true|nil
 ---@return string|nil
+---@return string|nil code
 function Client:change(name, address, type_) end
 ---@param name string
 ---@return true|nil
 ---@return string|nil
+---@return string|nil code
 function Client:remove(name) end
 ---@param name string
 ---@return true|nil
 ---@return string|nil
+---@return string|nil code
 function Client:transfer(name) end
 
 --- Closes the session (session_closed runs at once) and the connection.

@@ -86,7 +86,7 @@ void agree__act(struct server *s) {
   a->act = 0;
   raft_set_campaign(s->raft, !a->diverged && !a->removed);
   if (a->diverged) {
-    clients__fail_all(s, agree__refusal(s));
+    clients__fail_all(s, CPROTO_EDIVERGED, agree__refusal(s));
     hand_over(s);
     server__process(s);
   }

@@ -1,7 +1,8 @@
 /*
  * clients.c — requests from clients: commands, queries, membership.
  *
- * Requests and replies are msgpack arrays (docs/protocol.md):
+ * Requests and replies are msgpack arrays (docs/protocol.md), decoded and
+ * built by host/protocol/client.c:
  *   ["open", id, timeout_ms]                         -> result: session id
  *   ["keepalive", id, session, cmd_ack, event_ack]   -> result: [unknown ids]
  *   ["close", id, session]                           -> result
@@ -13,7 +14,7 @@
  * where result is ["result", id, [ok, value, code?], index]: the session
  * layer's reply and the index it reflects (the client's "seen" index).
  * Any of them may get ["redirect", id, leader_address_or_nil] (this server
- * does not lead) or ["error", id, message]. Events reach the connection
+ * does not lead) or ["error", id, message, code]. Events reach the connection
  * whose client last named its session as ["event", session, seq, name,
  * data] (host/server/sessions.c).
  *
@@ -27,31 +28,22 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <assert.h>
 
 #include "server/server_int.h"
 
-static void pack_str(msgpack_packer *pk, const char *s) {
-  msgpack_pack_str(pk, strlen(s));
-  msgpack_pack_str_body(pk, s, strlen(s));
-}
-
-/* Every reply is [verb, id, ...]: begin packs the envelope of an array of
- * n items, finish sends it (if the client is still there). Replies are
- * packed into one buffer that is kept (loop thread only; a reply is
- * copied into the connection's queue before the next one begins), so a
- * reply costs no allocation; a buffer grown past 64 KiB is let go. */
+/* Replies are built by host/protocol/client.c into one buffer that is kept
+ * (loop thread only; a reply is copied into the connection's queue before
+ * the next one begins), so a reply costs no allocation; a buffer grown
+ * past 64 KiB is let go. */
 static msgpack_sbuffer reply_sb;
 
-static void begin(msgpack_sbuffer **sb, msgpack_packer *pk, size_t n,
-                  const char *verb, uint64_t id) {
-  *sb = &reply_sb;
+static msgpack_sbuffer *reply_buf(void) {
   reply_sb.size = 0;
-  msgpack_packer_init(pk, &reply_sb, msgpack_sbuffer_write);
-  msgpack_pack_array(pk, n);
-  pack_str(pk, verb);
-  msgpack_pack_uint64(pk, id);
+  return &reply_sb;
 }
 
+/* Sends what a cproto_* builder put in sb (if the client is still there). */
 static void finish(net_conn *c, msgpack_sbuffer *sb) {
   if (c) net_conn_send(c, sb->data, sb->size);
   sb->size = 0;
@@ -61,61 +53,37 @@ static void finish(net_conn *c, msgpack_sbuffer *sb) {
   }
 }
 
-void clients__reply_error(net_conn *c, uint64_t id, const char *msg) {
-  msgpack_sbuffer *sb;
-  msgpack_packer pk;
-  begin(&sb, &pk, 3, "error", id);
-  pack_str(&pk, msg);
+void clients__reply_error(net_conn *c, uint64_t id, enum cproto_code code,
+                          const char *msg) {
+  msgpack_sbuffer *sb = reply_buf();
+  cproto_error(sb, id, code, msg);
   finish(c, sb);
 }
 
+void clients__reply_raft_error(net_conn *c, uint64_t id, int rc) {
+  assert(rc < 0 && rc != RAFT_ENOTLEADER);
+  clients__reply_error(c, id, cproto_code_of_raft(rc), cproto_raft_message(rc));
+}
+
 static void reply_ok(net_conn *c, uint64_t id) {
-  msgpack_sbuffer *sb;
-  msgpack_packer pk;
-  begin(&sb, &pk, 2, "ok", id);
+  msgpack_sbuffer *sb = reply_buf();
+  cproto_ok(sb, id);
   finish(c, sb);
 }
 
 void clients__redirect(struct server *s, net_conn *c, uint64_t id) {
-  msgpack_sbuffer *sb;
-  msgpack_packer pk;
-  begin(&sb, &pk, 3, "redirect", id);
+  msgpack_sbuffer *sb = reply_buf();
   const char *leader = server_leader_address(s);
-  if (leader[0] && raft_role(s->raft) != RAFT_LEADER)
-    pack_str(&pk, leader);
-  else
-    msgpack_pack_nil(&pk);
+  cproto_redirect(sb, id, raft_role(s->raft) != RAFT_LEADER ? leader : NULL);
   finish(c, sb);
 }
 
 /* ["result", id, <reply>, index] where reply is already msgpack. */
 static void reply_result(net_conn *c, uint64_t id, const char *reply,
                          size_t len, uint64_t index) {
-  msgpack_sbuffer *sb;
-  msgpack_packer pk;
-  begin(&sb, &pk, 4, "result", id);
-  msgpack_sbuffer_write(sb, reply, len);
-  msgpack_pack_uint64(&pk, index);
+  msgpack_sbuffer *sb = reply_buf();
+  cproto_result(sb, id, reply, len, index);
   finish(c, sb);
-}
-
-const char *clients__error_text(int rc) {
-  switch (rc) {
-    case RAFT_EBACKLOG:
-      return "busy: too much uncommitted data (is a quorum of servers up?)";
-    case RAFT_ECHANGE:
-      return "another membership change is in progress: retry shortly";
-    case RAFT_ENOTCAUGHTUP:
-      return "the member has not caught up with the log yet: retry shortly";
-    case RAFT_ENOTREADY:
-      return "the new leader has not committed an entry yet: retry shortly";
-    case RAFT_ETRANSFER:
-      return "a leadership transfer is in progress: retry shortly";
-    case RAFT_ENOTFOUND:
-      return "no such member";
-    default:
-      return raft_strerror(rc);
-  }
 }
 
 /* ---- commands ---- */
@@ -136,14 +104,12 @@ void clients__add_pending(struct server *s, net_conn *c, uint64_t id,
   s->pending_tail = p;
 }
 
-/* tail points at the raw [session, seq, ack, op, args] of the request:
- * the entry is [time, "c", session, seq, ack, op, args], written without
- * decoding args. */
-/* Proposes a command entry: kind "c" with tail [session, seq, ack, op,
- * args] (n = 5), or "r", a refused command, with [session, seq, ack,
- * message] (n = 4). */
+/* Proposes a command entry: kind "c" with the request's raw tail
+ * [session, seq, ack, op, args] (n = 5, args are not decoded), or "r", a
+ * refused command, with [session, seq, ack, message] (n = 4). */
 static void submit(struct inconn *ic, uint64_t id, uint64_t session,
-                   const char *kind, const void *tail, size_t len, uint32_t n) {
+                   enum cproto_kind kind, const void *tail, size_t len,
+                   uint32_t n) {
   struct server *s = ic->s;
   ic->session = session;
   int64_t index = sessions__propose(s, kind, tail, len, n);
@@ -154,7 +120,7 @@ static void submit(struct inconn *ic, uint64_t id, uint64_t session,
   }
   if (index < 0) {
     metrics__command(s, METRICS_ERROR);
-    clients__reply_error(ic->conn, id, clients__error_text((int)index));
+    clients__reply_raft_error(ic->conn, id, (int)index);
     return;
   }
   clients__add_pending(s, ic->conn, id, (uint64_t)index, 0);
@@ -181,7 +147,7 @@ void clients__applied(struct server *s, uint64_t index, uint64_t term,
     else if (p->index == index && p->term == term && reply)
       reply_result(p->conn, p->id, reply, len, index);
     else
-      clients__reply_error(p->conn, p->id,
+      clients__reply_error(p->conn, p->id, CPROTO_ENOT_APPLIED,
                            "not applied: leadership changed before the command "
                            "committed; it is safe to retry");
     free(p);
@@ -204,25 +170,18 @@ static void run_query(struct server *s, net_conn *c, uint64_t id,
  * server has applied both it and what the client has already seen
  * (min_index): a sequential query on a lagging follower waits rather than
  * going back in time. */
-static void query(struct server *s, net_conn *c, uint64_t id,
-                  const unsigned char *req, size_t len, const char *level,
-                  uint64_t session, uint64_t min_index) {
-  int sequential = strcmp(level, "sequential") == 0;
-  int lease = strcmp(level, "lease") == 0;
-  if (!sequential && !lease && strcmp(level, "linearizable") != 0) {
-    metrics__query(s, METRICS_ERROR);
-    clients__reply_error(c, id,
-                         "unknown consistency: use linearizable, lease or "
-                         "sequential");
-    return;
-  }
-  /* req is the raw [op, args] pair: make it an array for the machine. */
+static void query(struct server *s, net_conn *c,
+                  const struct cproto_request *q) {
+  uint64_t id = q->id;
+  int sequential = q->consistency == CPROTO_SEQUENTIAL;
+  int lease = q->consistency == CPROTO_LEASE;
+  /* the raw [op, args] pair: made an array for the machine. */
   msgpack_sbuffer sb;
   msgpack_sbuffer_init(&sb);
   msgpack_sbuffer_write(&sb, "\x92", 1);
-  msgpack_sbuffer_write(&sb, (const char *)req, len);
-  if (sequential && min_index <= s->applied) {
-    run_query(s, c, id, session, sb.data, sb.size);
+  msgpack_sbuffer_write(&sb, (const char *)q->op, q->op_args_len);
+  if (sequential && q->min_index <= s->applied) {
+    run_query(s, c, id, q->session, sb.data, sb.size);
     msgpack_sbuffer_destroy(&sb);
     return;
   }
@@ -239,7 +198,7 @@ static void query(struct server *s, net_conn *c, uint64_t id,
     }
     if (rc < 0) {
       metrics__query(s, METRICS_ERROR);
-      clients__reply_error(c, id, clients__error_text(rc));
+      clients__reply_raft_error(c, id, rc);
       msgpack_sbuffer_destroy(&sb);
       return;
     }
@@ -250,13 +209,14 @@ static void query(struct server *s, net_conn *c, uint64_t id,
   if (!r || !r->req) {
     free(r);
     metrics__query(s, METRICS_ERROR);
-    clients__reply_error(c, id, "out of memory: retry shortly");
+    clients__reply_error(c, id, CPROTO_ENO_MEMORY,
+                         "out of memory: retry shortly");
     return;
   }
   r->ctx = ctx;
   r->ready = sequential;
-  r->min_index = min_index;
-  r->session = session;
+  r->min_index = q->min_index;
+  r->session = q->session;
   r->conn = c;
   r->id = id;
   r->next = s->reads;
@@ -301,37 +261,20 @@ void clients__serve_reads(struct server *s) {
 
 /* ---- membership ---- */
 
-static int member_type(const char *t) {
-  if (strcmp(t, "active") == 0) return RAFT_ACTIVE;
-  if (strcmp(t, "passive") == 0) return RAFT_PASSIVE;
-  if (strcmp(t, "reserve") == 0) return RAFT_RESERVE;
-  return 0;
-}
-
-static void admin(struct server *s, net_conn *c, uint64_t id, const char *verb,
-                  struct mp_reader *r) {
-  char name[RAFT_NAME_MAX], address[RAFT_ADDR_MAX], type[16];
+static void admin(struct server *s, net_conn *c,
+                  const struct cproto_request *q) {
+  uint64_t id = q->id;
+  const char *verb = cproto_verb_name(q->verb);
   int rc;
-  if (mp_read_name(r, name, sizeof name) < 0) {
-    clients__reply_error(c, id, "malformed request: expected a member name");
-    return;
-  }
-  if (strcmp(verb, "change") == 0) {
-    if (mp_read_name(r, address, sizeof address) < 0 ||
-        mp_read_name(r, type, sizeof type) < 0 || !member_type(type)) {
-      clients__reply_error(c, id,
-                           "malformed change: expected name, address and "
-                           "type (active, passive or reserve)");
-      return;
-    }
-    rc = raft_change(s->raft, name, address, member_type(type));
-  } else if (strcmp(verb, "remove") == 0) {
-    rc = raft_remove(s->raft, name);
-  } else {
-    rc = raft_transfer(s->raft, name);
-  }
-  server__log_request(s, verb, name, verb[0] == 'c' ? address : NULL,
-                      verb[0] == 'c' ? member_type(type) : 0, rc);
+  if (q->verb == CPROTO_CHANGE)
+    rc = raft_change(s->raft, q->name, q->address, q->member_type);
+  else if (q->verb == CPROTO_REMOVE)
+    rc = raft_remove(s->raft, q->name);
+  else
+    rc = raft_transfer(s->raft, q->name);
+  server__log_request(s, verb, q->name,
+                      q->verb == CPROTO_CHANGE ? q->address : NULL,
+                      q->verb == CPROTO_CHANGE ? q->member_type : 0, rc);
   if (rc == RAFT_ENOTLEADER) {
     clients__redirect(s, c, id);
   } else if (rc == RAFT_ENOTCAUGHTUP) {
@@ -339,16 +282,16 @@ static void admin(struct server *s, net_conn *c, uint64_t id, const char *verb,
      * (copycat.operator reads these two numbers). */
     uint64_t match = 0;
     char why[160];
-    raft_match_index(s->raft, name, &match); /* stays 0 for a new member */
+    raft_match_index(s->raft, q->name, &match); /* stays 0 for a new member */
     snprintf(why, sizeof why,
              "the member has not caught up with the log yet (it holds %llu "
              "of %llu entries): retry shortly",
              (unsigned long long)match,
              (unsigned long long)raft_last_index(s->raft));
-    clients__reply_error(c, id, why);
+    clients__reply_error(c, id, CPROTO_ENOT_CAUGHT_UP, why);
   } else if (rc < 0) {
-    clients__reply_error(c, id, clients__error_text(rc));
-  } else if (verb[0] == 't') {
+    clients__reply_raft_error(c, id, rc);
+  } else if (q->verb == CPROTO_TRANSFER) {
     reply_ok(c, id); /* transfer: the caller watches the leader change */
   } else {
     /* Answer once the new configuration has committed. */
@@ -357,116 +300,95 @@ static void admin(struct server *s, net_conn *c, uint64_t id, const char *verb,
   server__process_soon(s);
 }
 
-void clients__request(struct inconn *ic, const char *data, size_t len) {
-  struct server *s = ic->s;
-  struct mp_reader r;
-  uint32_t n;
-  char verb[16];
-  uint64_t id;
-  mp_reader_init(&r, data, len);
-  size_t id_at = 0;
-  if (mp_read_array(&r, &n) < 0 || n < 2 ||
-      mp_read_name(&r, verb, sizeof verb) < 0 ||
-      (id_at = (size_t)(r.p - (const unsigned char *)data),
-       mp_read_uint(&r, &id) < 0)) {
-    net_conn_close(ic->conn, "malformed request: expected [verb, id, ...]");
+/* A submit larger than max_request: the command is not logged, but its
+ * sequence number must be used up, or the session's next commands would
+ * wait for it forever: a small "refused" entry takes its place. Other
+ * requests get an error. */
+static void too_large(struct inconn *ic, const struct cproto_request *q,
+                      size_t len) {
+  char msg[200];
+  snprintf(msg, sizeof msg,
+           "request too large: %zu bytes, the server takes at most %u "
+           "(max_request_bytes); split large values",
+           len, (unsigned)ic->s->o.max_request);
+  if (q->verb == CPROTO_SUBMIT && q->have_seq) {
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    cproto_refused_tail(&sb, q->session, q->seq, q->ack, msg);
+    submit(ic, q->id, q->session, CPROTO_KIND_REFUSED, sb.data, sb.size, 4);
+    msgpack_sbuffer_destroy(&sb);
     return;
   }
+  clients__reply_error(ic->conn, q->id, CPROTO_ETOO_LARGE, msg);
+}
+
+void clients__request(struct inconn *ic, const char *data, size_t len) {
+  struct server *s = ic->s;
+  struct cproto_request q;
+  enum cproto_code code;
+  char err[160];
+  int rc = cproto_decode(data, len, &q, &code, err, sizeof err);
+  if (rc == CPROTO_EFRAME) {
+    net_conn_close(ic->conn, err);
+    return;
+  }
+  /* The order of refusals: a failed or diverged server refuses before
+   * it looks further (membership requests still reach a diverged one, so
+   * that an operator can replace it), then size, then the fields. */
   if (s->failed) {
-    clients__reply_error(ic->conn, id,
+    clients__reply_error(ic->conn, q.id, CPROTO_ESTORAGE_FAILED,
                          "this server stopped accepting writes after "
                          "a storage failure (see its log)");
     return;
   }
   const char *refusal = agree__refusal(s);
-  if (refusal && strcmp(verb, "change") != 0 && strcmp(verb, "remove") != 0 &&
-      strcmp(verb, "transfer") != 0) {
-    clients__reply_error(ic->conn, id, refusal);
+  if (refusal && !cproto_verb_is_admin(q.verb)) {
+    clients__reply_error(ic->conn, q.id, CPROTO_EDIVERGED, refusal);
     return;
   }
   /* Membership and leadership requests without admin rights are refused
    * here, by whichever member the client reached (trust.c). */
-  if ((strcmp(verb, "change") == 0 || strcmp(verb, "remove") == 0 ||
-       strcmp(verb, "transfer") == 0) &&
-      trust__admin_check(ic, id, verb) < 0)
+  if (cproto_verb_is_admin(q.verb) &&
+      trust__admin_check(ic, q.id, cproto_verb_name(q.verb)) < 0)
     return;
   /* A follower hands what only the leader serves to the leader. */
-  if (forward__request(ic, verb, id, data, len, id_at,
-                       (size_t)(r.p - (const unsigned char *)data)))
+  if (forward__request(ic, cproto_verb_name(q.verb), q.id, data, len, q.id_at,
+                       q.id_end))
     return;
   if (len > s->o.max_request) {
-    char msg[200];
-    snprintf(msg, sizeof msg,
-             "request too large: %zu bytes, the server takes at most %u "
-             "(max_request_bytes); split large values",
-             len, (unsigned)s->o.max_request);
-    uint64_t session, seq, ack;
-    if (strcmp(verb, "submit") == 0 && n == 7 &&
-        mp_read_uint(&r, &session) == 0 && mp_read_uint(&r, &seq) == 0 &&
-        mp_read_uint(&r, &ack) == 0) {
-      /* The command is not logged, but its sequence number must be used
-       * up, or the session's next commands would wait for it forever: a
-       * small "refused" entry takes its place. */
-      msgpack_sbuffer sb;
-      msgpack_sbuffer_init(&sb);
-      msgpack_packer pk;
-      msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-      msgpack_pack_uint64(&pk, session);
-      msgpack_pack_uint64(&pk, seq);
-      msgpack_pack_uint64(&pk, ack);
-      msgpack_pack_str(&pk, strlen(msg));
-      msgpack_pack_str_body(&pk, msg, strlen(msg));
-      submit(ic, id, session, "r", sb.data, sb.size, 4);
-      msgpack_sbuffer_destroy(&sb);
-      return;
-    }
-    clients__reply_error(ic->conn, id, msg);
+    too_large(ic, &q, len);
     return;
   }
-  if (strcmp(verb, "submit") == 0 && n == 7) {
-    const unsigned char *start = r.p;
-    uint64_t session, seq, ack;
-    if (mp_read_uint(&r, &session) < 0 || mp_read_uint(&r, &seq) < 0 ||
-        mp_read_uint(&r, &ack) < 0 || mp_skip(&r) < 0 || mp_skip(&r) < 0 ||
-        mp_left(&r) != 0) {
-      clients__reply_error(ic->conn, id,
-                           "malformed submit: expected session, seq, ack, "
-                           "op and args");
-      return;
-    }
-    submit(ic, id, session, "c", start, (size_t)(r.p - start), 5);
-  } else if (strcmp(verb, "query") == 0 && n == 7) {
-    const unsigned char *start = r.p;
-    char level[16];
-    uint64_t session, min_index;
-    if (mp_skip(&r) < 0 || mp_skip(&r) < 0) {
-      clients__reply_error(ic->conn, id, "malformed query: bad op or args");
-      return;
-    }
-    size_t oplen = (size_t)(r.p - start);
-    if (mp_read_name(&r, level, sizeof level) < 0 ||
-        mp_read_uint(&r, &session) < 0 || mp_read_uint(&r, &min_index) < 0 ||
-        mp_left(&r) != 0) {
-      clients__reply_error(ic->conn, id,
-                           "malformed query: expected op, args, consistency, "
-                           "session and min_index");
-      return;
-    }
-    query(s, ic->conn, id, start, oplen, level, session, min_index);
-  } else if (strcmp(verb, "open") == 0 && n == 3) {
-    sessions__open(ic, id, &r);
-  } else if (strcmp(verb, "keepalive") == 0 && n == 5) {
-    sessions__keepalive(ic, id, &r);
-  } else if (strcmp(verb, "close") == 0 && n == 3) {
-    sessions__close(ic, id, &r);
-  } else if ((strcmp(verb, "change") == 0 && n == 5) ||
-             ((strcmp(verb, "remove") == 0 || strcmp(verb, "transfer") == 0) &&
-              n == 3)) {
-    admin(s, ic->conn, id, verb, &r); /* rights checked above */
-  } else {
-    clients__reply_error(ic->conn, id,
-                         "unknown request (expected submit, query, "
-                         "change, remove or transfer)");
+  if (rc < 0) {
+    if (q.verb == CPROTO_QUERY && code == CPROTO_EMALFORMED)
+      metrics__query(s, METRICS_ERROR);
+    clients__reply_error(ic->conn, q.id, code, err);
+    return;
+  }
+  switch (q.verb) {
+    case CPROTO_SUBMIT:
+      submit(ic, q.id, q.session, CPROTO_KIND_COMMAND, q.fields, q.fields_len,
+             5);
+      break;
+    case CPROTO_QUERY:
+      query(s, ic->conn, &q);
+      break;
+    case CPROTO_OPEN:
+      sessions__open(ic, &q);
+      break;
+    case CPROTO_KEEPALIVE:
+      sessions__keepalive(ic, &q);
+      break;
+    case CPROTO_CLOSE:
+      sessions__close(ic, &q);
+      break;
+    case CPROTO_CHANGE:
+    case CPROTO_REMOVE:
+    case CPROTO_TRANSFER:
+      admin(s, ic->conn, &q);
+      break;
+    default:
+      assert(!"cproto_decode returned an unknown verb");
   }
 }
 
@@ -492,12 +414,13 @@ void clients__conn_gone(struct server *s, net_conn *c) {
   }
 }
 
-void clients__fail_all(struct server *s, const char *why) {
+void clients__fail_all(struct server *s, enum cproto_code code,
+                       const char *why) {
   while (s->pending) {
     struct pending *p = s->pending;
     s->pending = p->next;
     if (p->command) metrics__command(s, METRICS_ERROR);
-    clients__reply_error(p->conn, p->id, why);
+    clients__reply_error(p->conn, p->id, code, why);
     free(p);
   }
   s->pending_tail = NULL;
@@ -505,7 +428,7 @@ void clients__fail_all(struct server *s, const char *why) {
     struct pending_read *r = s->reads;
     s->reads = r->next;
     metrics__query(s, METRICS_ERROR);
-    clients__reply_error(r->conn, r->id, why);
+    clients__reply_error(r->conn, r->id, code, why);
     raft_buf_unref(r->req);
     free(r);
   }

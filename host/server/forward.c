@@ -89,7 +89,8 @@ int forward__request(struct inconn *ic, const char *verb, uint64_t id,
   }
   struct fwd *f = calloc(1, sizeof *f);
   if (!f) {
-    clients__reply_error(ic->conn, id, "out of memory: retry shortly");
+    clients__reply_error(ic->conn, id, CPROTO_ENO_MEMORY,
+                         "out of memory: retry shortly");
     return 1;
   }
   f->fid = ++s->next_fid;
@@ -182,13 +183,14 @@ int forward__reply(struct server *s, const char *data, size_t len) {
   return 1;
 }
 
-static void fail(struct server *s, const char *leader, const char *why) {
+static void fail(struct server *s, const char *leader, enum cproto_code code,
+                 const char *why) {
   struct fwd **pp = &s->fwds;
   while (*pp) {
     struct fwd *f = *pp;
     if (!leader || strcmp(f->leader, leader) == 0) {
       *pp = f->next;
-      clients__reply_error(f->client, f->id, why);
+      clients__reply_error(f->client, f->id, code, why);
       free(f);
     } else {
       pp = &f->next;
@@ -197,7 +199,7 @@ static void fail(struct server *s, const char *leader, const char *why) {
 }
 
 void forward__peer_lost(struct server *s, const char *name) {
-  fail(s, name,
+  fail(s, name, CPROTO_ELEADER_LOST,
        "the connection to the leader broke before it answered; it is safe "
        "to retry");
 }
@@ -208,5 +210,5 @@ void forward__conn_gone(struct server *s, net_conn *c) {
 }
 
 void forward__free(struct server *s) {
-  fail(s, NULL, "server is stopping");
+  fail(s, NULL, CPROTO_ESTOPPING, "server is stopping");
 }

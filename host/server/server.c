@@ -881,11 +881,11 @@ void server_stop(struct server *s, void (*cb)(void *data), void *data) {
   uv_close((uv_handle_t *)&s->soon, on_soon_closed);
   net_listener_close(s->listener);
   if (s->client_listener) net_listener_close(s->client_listener);
-  clients__fail_all(s, "server is stopping");
+  clients__fail_all(s, CPROTO_ESTOPPING, "server is stopping");
   forward__free(s);
   for (uint32_t i = 0; i < s->ka_n; i++)
     clients__reply_error(s->ka_waits[i].conn, s->ka_waits[i].id,
-                         "server is stopping");
+                         CPROTO_ESTOPPING, "server is stopping");
   s->ka_n = 0;
   peers__close_all(s);
   if (!store_waits) server__close_store(s);

@@ -5,6 +5,7 @@
 #include "logger.h"
 #include "http/gateway.h"
 #include "metrics/prom.h"
+#include "protocol/client.h"
 #include "protocol/mp.h"
 #include "protocol/protocol.h"
 #include "server/agree.h"
@@ -339,19 +340,26 @@ void clients__reads_ready(struct server *s, const struct raft_read_result *r,
                           size_t n);
 void clients__serve_reads(struct server *s);
 void clients__conn_gone(struct server *s, net_conn *c);
-void clients__fail_all(struct server *s, const char *why);
-void clients__reply_error(net_conn *c, uint64_t id, const char *msg);
+void clients__fail_all(struct server *s, enum cproto_code code,
+                       const char *why);
+/* ["error", id, msg, code] to c (nothing when c is NULL). */
+void clients__reply_error(net_conn *c, uint64_t id, enum cproto_code code,
+                          const char *msg);
+/* The error for a core's refusal rc (not RAFT_ENOTLEADER: redirect). */
+void clients__reply_raft_error(net_conn *c, uint64_t id, int rc);
 void clients__redirect(struct server *s, net_conn *c, uint64_t id);
-const char *clients__error_text(int rc);
 void clients__add_pending(struct server *s, net_conn *c, uint64_t id,
                           uint64_t index, int admin);
 
 /* sessions.c */
-int64_t sessions__propose(struct server *s, const char *kind, const void *tail,
-                          size_t len, uint32_t n);
-void sessions__open(struct inconn *ic, uint64_t id, struct mp_reader *r);
-void sessions__keepalive(struct inconn *ic, uint64_t id, struct mp_reader *r);
-void sessions__close(struct inconn *ic, uint64_t id, struct mp_reader *r);
+/* Proposes [time, kind, <tail>] where tail holds n msgpack values already
+ * encoded. Returns the index or a negative RAFT_E* code. */
+int64_t sessions__propose(struct server *s, enum cproto_kind kind,
+                          const void *tail, size_t len, uint32_t n);
+/* Decoded open, keepalive and close requests (clients.c decodes). */
+void sessions__open(struct inconn *ic, const struct cproto_request *q);
+void sessions__keepalive(struct inconn *ic, const struct cproto_request *q);
+void sessions__close(struct inconn *ic, const struct cproto_request *q);
 void sessions__tick(struct server *s);
 void sessions__push(struct server *s, const char *events, size_t len);
 void sessions__free(struct server *s);

@@ -27,41 +27,18 @@ static uint64_t wall_ms(void) {
   return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-/* The entry's head, [time, kind, ...: packed into a small fixed buffer. */
-struct head {
-  char b[32];
-  size_t n;
-};
-
-static int head_write(void *data, const char *buf, size_t len) {
-  struct head *h = data;
-  if (h->n + len > sizeof h->b) return -1;
-  memcpy(h->b + h->n, buf, len);
-  h->n += len;
-  return 0;
-}
-
-/* Proposes [time, kind, <tail>] where tail holds n msgpack values already
- * encoded, built straight into the entry's buffer (one allocation per
- * entry). Returns the index or a negative RAFT_E* code. */
-int64_t sessions__propose(struct server *s, const char *kind, const void *tail,
-                          size_t len, uint32_t n) {
+/* Builds the entry straight into its buffer (one allocation per entry). */
+int64_t sessions__propose(struct server *s, enum cproto_kind kind,
+                          const void *tail, size_t len, uint32_t n) {
   uint64_t now = wall_ms();
   if (now < s->last_time) now = s->last_time; /* time never goes back */
   s->last_time = now;
-  struct head h = {.n = 0};
-  msgpack_packer pk;
-  msgpack_packer_init(&pk, &h, head_write);
-  size_t klen = strlen(kind);
-  assert(klen < 8);
-  if (msgpack_pack_array(&pk, 2 + n) < 0 || msgpack_pack_uint64(&pk, now) < 0 ||
-      msgpack_pack_str(&pk, klen) < 0 ||
-      msgpack_pack_str_body(&pk, kind, klen) < 0)
-    return RAFT_EINVAL;
-  struct raft_buf *buf = raft_buf_new(h.n + len);
+  char head[CPROTO_HEAD_MAX];
+  size_t hn = cproto_entry_head(head, now, kind, n);
+  struct raft_buf *buf = raft_buf_new(hn + len);
   if (!buf) return RAFT_ENOMEM;
-  memcpy(buf->data, h.b, h.n);
-  if (len) memcpy(buf->data + h.n, tail, len);
+  memcpy(buf->data, head, hn);
+  if (len) memcpy(buf->data + hn, tail, len);
   int64_t index = raft_propose(s->raft, RAFT_COMMAND, buf);
   raft_buf_unref(buf);
   if (index > 0) s->last_propose_ms = uv_now(s->loop);
@@ -70,14 +47,14 @@ int64_t sessions__propose(struct server *s, const char *kind, const void *tail,
 
 /* Proposes a one-off session entry and answers the client when it has been
  * applied (the reply is the session layer's). */
-static void propose_for(struct inconn *ic, uint64_t id, const char *kind,
+static void propose_for(struct inconn *ic, uint64_t id, enum cproto_kind kind,
                         const void *tail, size_t len, uint32_t n) {
   struct server *s = ic->s;
   int64_t index = sessions__propose(s, kind, tail, len, n);
   if (index == RAFT_ENOTLEADER) {
     clients__redirect(s, ic->conn, id);
   } else if (index < 0) {
-    clients__reply_error(ic->conn, id, clients__error_text((int)index));
+    clients__reply_raft_error(ic->conn, id, (int)index);
   } else {
     clients__add_pending(s, ic->conn, id, (uint64_t)index, 0);
     server__process_soon(s);
@@ -85,61 +62,43 @@ static void propose_for(struct inconn *ic, uint64_t id, const char *kind,
 }
 
 /* ["open", id, timeout_ms] */
-void sessions__open(struct inconn *ic, uint64_t id, struct mp_reader *r) {
-  const unsigned char *start = r->p;
-  uint64_t timeout;
-  if (mp_read_uint(r, &timeout) < 0 || mp_left(r) != 0) {
-    clients__reply_error(ic->conn, id,
-                         "malformed open: expected a timeout in ms");
-    return;
-  }
-  propose_for(ic, id, "o", start, (size_t)(r->p - start), 1);
+void sessions__open(struct inconn *ic, const struct cproto_request *q) {
+  assert(q->verb == CPROTO_OPEN);
+  propose_for(ic, q->id, CPROTO_KIND_OPEN, q->fields, q->fields_len, 1);
 }
 
 /* ["close", id, session] */
-void sessions__close(struct inconn *ic, uint64_t id, struct mp_reader *r) {
-  const unsigned char *start = r->p;
-  uint64_t session;
-  if (mp_read_uint(r, &session) < 0 || mp_left(r) != 0) {
-    clients__reply_error(ic->conn, id, "malformed close: expected a session");
-    return;
-  }
-  if (ic->session == session) ic->session = 0;
-  propose_for(ic, id, "x", start, (size_t)(r->p - start), 1);
+void sessions__close(struct inconn *ic, const struct cproto_request *q) {
+  assert(q->verb == CPROTO_CLOSE);
+  if (ic->session == q->session) ic->session = 0;
+  propose_for(ic, q->id, CPROTO_KIND_CLOSE, q->fields, q->fields_len, 1);
 }
 
 /* ["keepalive", id, session, command_ack, event_ack]: gathered into the
  * next batch; answered when that batch has been applied. */
-void sessions__keepalive(struct inconn *ic, uint64_t id, struct mp_reader *r) {
+void sessions__keepalive(struct inconn *ic, const struct cproto_request *q) {
   struct server *s = ic->s;
-  const unsigned char *start = r->p;
-  uint64_t session, ack, event_ack;
-  if (mp_read_uint(r, &session) < 0 || mp_read_uint(r, &ack) < 0 ||
-      mp_read_uint(r, &event_ack) < 0 || mp_left(r) != 0) {
-    clients__reply_error(ic->conn, id,
-                         "malformed keepalive: expected session, "
-                         "command ack and event ack");
-    return;
-  }
-  ic->session = session;
+  assert(q->verb == CPROTO_KEEPALIVE);
+  ic->session = q->session;
   if (raft_role(s->raft) != RAFT_LEADER) {
-    clients__redirect(s, ic->conn, id);
+    clients__redirect(s, ic->conn, q->id);
     return;
   }
   if (s->ka_n == s->ka_cap) {
     size_t cap = s->ka_cap ? s->ka_cap * 2 : 16;
     struct ka_wait *w = realloc(s->ka_waits, cap * sizeof *w);
     if (!w) {
-      clients__reply_error(ic->conn, id, "out of memory: retry shortly");
+      clients__reply_error(ic->conn, q->id, CPROTO_ENO_MEMORY,
+                           "out of memory: retry shortly");
       return;
     }
     s->ka_waits = w;
     s->ka_cap = cap;
   }
   msgpack_sbuffer_write(&s->ka, "\x93", 1);
-  msgpack_sbuffer_write(&s->ka, (const char *)start, (size_t)(r->p - start));
+  msgpack_sbuffer_write(&s->ka, (const char *)q->fields, q->fields_len);
   s->ka_waits[s->ka_n].conn = ic->conn;
-  s->ka_waits[s->ka_n].id = id;
+  s->ka_waits[s->ka_n].id = q->id;
   s->ka_n++;
 }
 
@@ -152,14 +111,15 @@ static void flush_keepalives(struct server *s) {
   msgpack_packer_init(&pk, &tail, msgpack_sbuffer_write);
   msgpack_pack_array(&pk, s->ka_n);
   msgpack_sbuffer_write(&tail, s->ka.data, s->ka.size);
-  int64_t index = sessions__propose(s, "k", tail.data, tail.size, 1);
+  int64_t index =
+      sessions__propose(s, CPROTO_KIND_KEEPALIVE, tail.data, tail.size, 1);
   msgpack_sbuffer_destroy(&tail);
   for (uint32_t i = 0; i < s->ka_n; i++) {
     struct ka_wait *w = &s->ka_waits[i];
     if (index == RAFT_ENOTLEADER)
       clients__redirect(s, w->conn, w->id);
     else if (index < 0)
-      clients__reply_error(w->conn, w->id, clients__error_text((int)index));
+      clients__reply_raft_error(w->conn, w->id, (int)index);
     else
       clients__add_pending(s, w->conn, w->id, (uint64_t)index, 0);
   }
@@ -175,7 +135,7 @@ void sessions__tick(struct server *s) {
       s->o.sm->wants_time(s->o.sm->data)) {
     /* Refusals (a transfer in progress, a full backlog) just wait for the
      * next tick. */
-    (void)sessions__propose(s, "t", NULL, 0, 0);
+    (void)sessions__propose(s, CPROTO_KIND_TIME, NULL, 0, 0);
   }
   server__process(s);
 }
@@ -203,7 +163,7 @@ void sessions__push(struct server *s, const char *events, size_t len) {
 void sessions__free(struct server *s) {
   for (uint32_t i = 0; i < s->ka_n; i++)
     clients__reply_error(s->ka_waits[i].conn, s->ka_waits[i].id,
-                         "server is stopping");
+                         CPROTO_ESTOPPING, "server is stopping");
   s->ka_n = 0;
   free(s->ka_waits);
   s->ka_waits = NULL;

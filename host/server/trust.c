@@ -132,20 +132,7 @@ int trust__admin_check(struct inconn *ic, uint64_t id, const char *verb) {
            "has the admin role (ctl certs writes admin.crt) or the admin "
            "token, or use the admin channel (copycat-lua ctl)",
            verb);
-  msgpack_sbuffer sb;
-  msgpack_sbuffer_init(&sb);
-  msgpack_packer pk;
-  msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-  msgpack_pack_array(&pk, 4);
-  msgpack_pack_str(&pk, 5);
-  msgpack_pack_str_body(&pk, "error", 5);
-  msgpack_pack_uint64(&pk, id);
-  msgpack_pack_str(&pk, strlen(msg));
-  msgpack_pack_str_body(&pk, msg, strlen(msg));
-  msgpack_pack_str(&pk, 6);
-  msgpack_pack_str_body(&pk, "denied", 6);
-  net_conn_send(ic->conn, sb.data, sb.size);
-  msgpack_sbuffer_destroy(&sb);
+  clients__reply_error(ic->conn, id, CPROTO_EDENIED, msg);
   struct logger_line l;
   logger_begin(&l, &s->log, LOGGER_WARN, "request_denied");
   logger_str(&l, "peer", net_conn_peer(ic->conn));

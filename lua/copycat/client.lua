@@ -38,7 +38,7 @@ local PROTOCOL_VERSION = 1
 ---@field private done table<integer, boolean> completed commands above acked
 ---@field private delivered integer last event delivered to handlers
 ---@field private seen integer highest log index a reply reflected
----@field on_retry fun(msg: string)|nil hears each refusal a request retries (progress)
+---@field on_retry fun(msg: string, code: string)|nil hears each refusal a request retries (progress)
 ---@field private last_contact number when the cluster last confirmed the session
 ---@field private lost string|nil why the session is gone
 ---@field private handlers table<string, function[]>
@@ -234,13 +234,15 @@ local function exchange(self, conn, request, timeout)
   return runtime.suspend("client request")
 end
 
--- Error replies that say the request was not carried out and may be sent
--- again (possibly to another member).
-local function retryable(msg)
-  return msg:find("retry", 1, true) or msg:find("busy", 1, true) or
-    msg:find("not applied", 1, true) or msg:find("stopping", 1, true) or
-    msg:find("storage failure", 1, true) or msg:find("diverged", 1, true)
-end
+-- Error codes (["error", id, message, code], docs/protocol.md) that say the
+-- request was not carried out and may be sent again, possibly to another
+-- member; ELSEWHERE: only to another member (this one cannot serve).
+local TRANSIENT = {
+  busy = true, change_in_progress = true, not_caught_up = true, not_ready = true,
+  transfer_in_progress = true, not_applied = true, leader_lost = true, no_memory = true, stopping = true,
+  storage_failed = true, diverged = true, stale = true,
+}
+local ELSEWHERE = { storage_failed = true, diverged = true }
 
 local function note_index(self, index)
   if math.type(index) == "integer" and index > self.seen then self.seen = index end
@@ -249,7 +251,7 @@ end
 -- Runs a request until it has an answer: follows redirects and retries
 -- what is safe to retry, until `give_up(attempt)` says to stop (it returns
 -- an error; every give_up is bounded in time). Returns the reply table, or
--- nil and an error.
+-- nil, an error and, when a server refused, the error's code.
 local function request(self, req, give_up, timeout)
   local prefer
   local last_err = "no attempt made"
@@ -287,11 +289,11 @@ local function request(self, req, give_up, timeout)
           runtime.sleep(10)
         end
       elseif reply[1] == "error" then
-        local msg = tostring(reply[3])
-        if not retryable(msg) then return nil, msg end
+        local msg, code = tostring(reply[3]), reply[4]
+        if not TRANSIENT[code] then return nil, msg, code end
         last_err = msg
-        if self.on_retry then self.on_retry(msg) end
-        if (msg:find("storage failure", 1, true) or msg:find("diverged", 1, true)) and self.conn == conn then
+        if self.on_retry then self.on_retry(msg, code) end
+        if ELSEWHERE[code] and self.conn == conn then
           self.conn = nil
           conn:close("that member cannot write")
         end
@@ -518,20 +520,20 @@ end
 --- Membership requests (used by join/leave and operator scripts): set
 --- member `name` at `address` to `type` ("active", "passive", "reserve").
 function Client:change(name, address, type_)
-  local reply, err = request(self, { "change", 0, name, address, type_ or "active" }, deadline_of(self))
-  if not reply then return nil, err end
+  local reply, err, code = request(self, { "change", 0, name, address, type_ or "active" }, deadline_of(self))
+  if not reply then return nil, err, code end
   return true
 end
 
 function Client:remove(name)
-  local reply, err = request(self, { "remove", 0, name }, deadline_of(self))
-  if not reply then return nil, err end
+  local reply, err, code = request(self, { "remove", 0, name }, deadline_of(self))
+  if not reply then return nil, err, code end
   return true
 end
 
 function Client:transfer(name)
-  local reply, err = request(self, { "transfer", 0, name }, deadline_of(self))
-  if not reply then return nil, err end
+  local reply, err, code = request(self, { "transfer", 0, name }, deadline_of(self))
+  if not reply then return nil, err, code end
   return true
 end
 

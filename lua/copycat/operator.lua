@@ -39,13 +39,11 @@ local function find(members, name)
   end
 end
 
--- Errors that retrying cannot fix.
-local function permanent(err)
-  err = tostring(err)
-  return err:find("no such member", 1, true) or err:find("malformed", 1, true) or
-    err:find("unknown request", 1, true) or err:find("must be", 1, true) or
-    err:find("denied", 1, true)
-end
+-- Error codes (docs/protocol.md) that retrying cannot fix; others, and
+-- failures without a code (no answer, no member reachable), are retried.
+local PERMANENT = {
+  no_such_member = true, malformed = true, unknown_request = true, too_large = true, denied = true,
+}
 
 ---@param host {raw: userdata, opts: table, status: fun(): table|nil}
 ---@param run {deadline: number, check: fun()}
@@ -194,12 +192,12 @@ function operator.new(host, run)
     local c = client.new({ cluster = addresses, cluster_id = opts.cluster,
       timeout = math.max(50, math.min(2000, left // 4)), tls_context = host.tls and host.tls() })
     c.on_retry = on_retry -- the refusals the client retries by itself
-    local ok, err
+    local ok, err, code
     -- The client is closed even when the script's time runs out here.
     local done, stopped = pcall(function()
       while true do
-        ok, err = send(c)
-        if ok or permanent(err) then break end
+        ok, err, code = send(c)
+        if ok or PERMANENT[code] then break end
         if on_retry then on_retry(err) end
         if runtime.now() + 200 >= run.deadline then
           err = tostring(err) .. " (gave up: the script's time limit is near)"

@@ -519,11 +519,11 @@ function Server:leave()
   if #addresses == 0 then return nil, "leave: this server is the only member" end
   local c = client.new({ cluster = addresses, cluster_id = self.opts.cluster, timeout = 2000,
     tls_context = self.tls_ctx })
-  local ok, err = c:remove(self.opts.name)
+  local ok, err, code = c:remove(self.opts.name)
   c:close()
   -- A removal the client resent after a leader change may find its first
   -- attempt already committed: the member is gone, which is what leave asks.
-  if not ok and tostring(err):find("no such member", 1, true) then return true end
+  if not ok and code == "no_such_member" then return true end
   if not ok then return nil, "leave: " .. tostring(err) end
   return true
 end
