@@ -1,7 +1,7 @@
 # copycat-lua build. `make help` lists the targets.
 #
 # Layout of what is built (all under $(BUILD)/):
-#   copycat-lua          the program (host/main.c + everything else)
+#   copycat-lua          the program (app/main.c + everything else)
 #   libcopycat.a         every C module except main.c, compiled -fPIC
 #   copycat/core.so      the C module `copycat.core` for plain lua5.4/busted
 #   test/<path>          one binary per spec/**/*_test.c (C unit tests)
@@ -26,10 +26,10 @@ LUA_LIBS   = $(shell pkg-config --libs lua5.4 2>/dev/null)
 # library's 8 KiB first block is a "large" malloc that makes glibc
 # consolidate its fast bins on every request.
 CFLAGS_ALL = -std=c11 -D_GNU_SOURCE -DMSGPACK_SBUFFER_INIT_SIZE=256 $(OPT) $(WARN) -fPIC $(SAN) \
-             -Ihost -Ibindings -I$(BUILD)/gen $(PKG_CFLAGS) $(CFLAGS)
+             -Ihost -Imachine -Ibindings -Iapp -I$(BUILD)/gen $(PKG_CFLAGS) $(CFLAGS)
 LDFLAGS_ALL = $(SAN) $(LDFLAGS)
 
-LIB_SRCS  := $(filter-out host/main.c,$(wildcard host/*.c host/*/*.c bindings/*.c))
+LIB_SRCS  := $(wildcard host/*.c host/*/*.c machine/*.c bindings/*.c)
 LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
 LUA_SRCS  := $(sort $(wildcard lua/copycat/*.lua lua/copycat/*/*.lua))
 CTEST_SRCS := $(shell find spec -name '*_test.c' 2>/dev/null | sort)
@@ -94,7 +94,7 @@ $(BUILD)/libcopycat.a: $(LIB_OBJS)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BIN): $(BUILD)/obj/host/main.o $(BUILD)/obj/gen/lua_modules.o $(BUILD)/libcopycat.a
+$(BIN): $(BUILD)/obj/app/main.o $(BUILD)/obj/gen/lua_modules.o $(BUILD)/libcopycat.a
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LUA_LIBS) $(UV_LIBS) -Wl,-E
 
 # The loadable module takes Lua's symbols from the interpreter that loads it.

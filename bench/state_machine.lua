@@ -89,7 +89,7 @@ end, 100000), measure(function(n)
   for i = 1, n do sink = put({ args = { key = keys[i % 1000 + 1], value = i }, index = i, term = 1, time = i }) end
 end, 100000), "commands/s")
 
--- Queries run with a read-only view of the state (bindings/sandbox_view.c):
+-- Queries run with a read-only view of the state (machine/sandbox_view.c):
 -- what the view costs is in this figure.
 report("get query", measure(function(n)
   for i = 1, n do sink = machine:query("get", { key = keys[i % 1000 + 1] }) end

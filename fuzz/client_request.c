@@ -39,7 +39,7 @@ static int unpack_job(lua_State *S) {
   return 0;
 }
 
-/* What the state machine does with the bytes (bindings/server.c). */
+/* What the state machine does with the bytes (bindings/l_server.c). */
 static void machine_decode(const void *p, size_t len) {
   if (!L) {
     L = luaL_newstate();

@@ -1,5 +1,5 @@
 /*
- * restore.c — fuzzes machine:restore (bindings/sandbox.c and
+ * restore.c — fuzzes machine:restore (machine/sandbox.c and
  * sandbox_timers.c): a state machine snapshot arrives from the leader in
  * snapshot messages and from the snapshot file at start-up, and restoring
  * decodes it ([version, state, timer counter, timers], timers holding
@@ -15,7 +15,7 @@
 #include <lualib.h>
 #include <string.h>
 
-#include "core.h"
+#include "l_core.h"
 #include "fuzz.h"
 
 const char fuzz_target_name[] = "restore";

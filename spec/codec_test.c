@@ -1,5 +1,5 @@
 /*
-** codec_test.c - the C contract of codec_pack/codec_unpack (bindings/codec.h)
+** codec_test.c - the C contract of codec_pack/codec_unpack (machine/codec.h)
 ** as the host uses it: appending to a caller's buffer, restoring it on error,
 ** leaving the Lua stack balanced, and decoding one value from a longer buffer.
 */

@@ -23,7 +23,7 @@
  *
  * The configuration is the Raft configuration as of the last index (the
  * encoding of raft_conf_encode); info is an opaque msgpack map the caller
- * chooses (cluster id, member, state machine, time; see bindings/backup.c).
+ * chooses (cluster id, member, state machine, time; see bindings/l_backup.c).
  *
  * Threading: nothing here touches an event loop; each object is used by
  * one thread at a time (the server reads on libuv's thread pool).

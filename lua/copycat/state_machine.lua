@@ -33,7 +33,7 @@ M.BUDGET_STEP = sandbox.STEP
 M.MAX_TIMER_FIRINGS = sandbox.MAX_FIRINGS
 
 --- A loaded state machine: a userdata of copycat.core.sandbox whose methods
---- are implemented in C (bindings/sandbox.c), so that argument errors point
+--- are implemented in C (machine/sandbox.c), so that argument errors point
 --- at the caller. Methods:
 ---
 --- machine:command(op, args, ctx) -> true, results... | false, err

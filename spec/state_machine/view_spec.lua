@@ -1,4 +1,4 @@
--- Queries see the state read-only (bindings/sandbox_view.c): every way a
+-- Queries see the state read-only (machine/sandbox_view.c): every way a
 -- query usually reaches the state - upvalues, nested tables, the sm table,
 -- globals, helper functions - refuses writes with an error and leaves the
 -- state as it was, while reads see everything as before.

@@ -23,7 +23,7 @@
 #include <lua.h>
 #include <lualib.h>
 
-#include "core.h"
+#include "l_core.h"
 #include "embed.h"
 #include "version.h"
 

@@ -1,5 +1,5 @@
 /*
- * watch.c — timers and signal watchers on the libuv default loop.
+ * l_watch.c — timers and signal watchers on the libuv default loop.
  *
  *   core.timer(ms, repeat_ms, fn) -> handle   fn() after ms, then every
  *                                             repeat_ms (0: once)
@@ -25,7 +25,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 
-#include "core.h"
+#include "l_core.h"
 
 #define WATCH_MT "copycat.watch"
 

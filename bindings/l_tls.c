@@ -1,5 +1,5 @@
 /*
- * tls.c — the Lua face of host/tls.
+ * l_tls.c — the Lua face of host/tls.
  *
  *   core.tls.context{ca=, cert=, key=, require_client_cert=} -> ctx | nil, err
  *       ctx:name() -> this side's certificate name ("" without one)
@@ -17,7 +17,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 
-#include "core.h"
+#include "l_core.h"
 #include "tls/tls.h"
 
 #define TLS_MT "copycat.tls.ctx"

@@ -1,5 +1,6 @@
 /*
- * core.h — the C module `copycat.core`.
+ * l_core.h — the C module `copycat.core` (bindings/: the Lua wrappers over
+ * host/ and machine/).
  *
  * Built into the copycat-lua binary and also as build/copycat/core.so so that
  * plain lua5.4 and busted can load it. Every handle it creates lives on the
@@ -21,25 +22,22 @@ int core_exit_status(lua_State *L);
  * message is on top of the stack) and asks the program to exit with 1. */
 void core_callback_error(lua_State *L);
 
-/* Adds timer() and signal() to the table on top of the stack (watch.c). */
+/* Adds timer() and signal() to the table on top of the stack (l_watch.c). */
 int watch_open(lua_State *L);
 
-/* Pushes the table of net functions (net.c). */
+/* Pushes the table of net functions (l_net.c). */
 int net_open(lua_State *L);
 
-/* Pushes the table of TLS functions (tls.c). */
+/* Pushes the table of TLS functions (l_tls.c). */
 int tls_open(lua_State *L);
 /* The TLS context of the userdata at idx (a core.tls.context); raises
  * if it is not one. */
 struct tls_ctx;
 struct tls_ctx *tls_binding_check(lua_State *L, int idx);
 
-/* Pushes the table of server functions (server.c). */
+/* Pushes the table of server functions (l_server.c). */
 int server_open(lua_State *L);
-/* Pushes the table of backup functions (backup.c). */
+/* Pushes the table of backup functions (l_backup.c). */
 int backup_open(lua_State *L);
-/* Pushes the sandbox module: state machines in deterministic Lua states
- * (sandbox.c). */
-int sandbox_open(lua_State *L);
 
 #endif

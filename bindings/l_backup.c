@@ -1,5 +1,5 @@
 /*
- * backup.c — core.backup: backup files (host/storage/backup.h) for Lua.
+ * l_backup.c — core.backup: backup files (host/storage/backup.h) for Lua.
  *
  *   core.backup.source(snapshot_path, info_table[, chunk]) -> src | nil, err
  *       src:size()        bytes of the whole backup file it produces
@@ -34,7 +34,7 @@
 #include <lua.h>
 
 #include "codec.h"
-#include "core.h"
+#include "l_core.h"
 #include "raft/raft.h"
 #include "storage/backup.h"
 #include "storage/error.h"

@@ -47,7 +47,7 @@
 #include <lua.h>
 
 #include "codec.h"
-#include "core.h"
+#include "machine.h"
 #include "sandbox.h"
 
 #define SANDBOX_MT "copycat.sandbox"

@@ -1,5 +1,5 @@
 /*
- * net.c — Lua binding of the transport: msgpack values over framed TCP.
+ * l_net.c — Lua binding of the transport: msgpack values over framed TCP.
  *
  *   core.net.listen(address, on_accept [, opts]) -> listener | nil, err
  *       on_accept(conn) for each new connection (call conn:start soon)
@@ -30,7 +30,7 @@
 #include <lua.h>
 
 #include "codec.h"
-#include "core.h"
+#include "l_core.h"
 #include "tls/tls.h"
 #include "transport/net.h"
 

@@ -1,5 +1,5 @@
 /*
- * core.c — the module table of `copycat.core`.
+ * l_core.c — the module table of `copycat.core`.
  *
  *   core.now()        monotonic time in milliseconds (float, sub-ms)
  *   core.run()        run the loop until nothing is pending (plain Lua only;
@@ -7,13 +7,14 @@
  *   core.exit(code)   ask the program to stop with status code: the loop is
  *                     stopped and the caller's process exits once the
  *                     current callback returns
- *   core.timer, core.signal      see watch.c
+ *   core.timer, core.signal      see l_watch.c
  *   core.codec        msgpack encode/decode, see codec.h
- *   core.net          framed msgpack over TCP, see net.c
- *   core.tls          TLS contexts and certificate files, see tls.c
- *   core.sandbox      deterministic state-machine sandboxes, see sandbox.c
+ *   core.net          framed msgpack over TCP, see l_net.c
+ *   core.tls          TLS contexts and certificate files, see l_tls.c
+ *   core.sandbox      deterministic state-machine sandboxes, see
+ *                   machine/sandbox.c
  *   core.backup       backup files (snapshot save, status, restore), see
- *                     backup.c
+ *                     l_backup.c
  *   core.version      the copycat-lua version string
  */
 #include <stdio.h>
@@ -23,7 +24,8 @@
 #include <lua.h>
 
 #include "codec.h"
-#include "core.h"
+#include "l_core.h"
+#include "machine.h"
 #include "version.h"
 
 #define EXIT_KEY "copycat.exit_status"

@@ -1,5 +1,5 @@
 /*
- * server.c (bindings) — the Lua face of host/server.
+ * l_server.c — the Lua face of host/server.
  *
  *   core.server.start(opts, handlers) -> server | nil, err
  *     opts: name, address, client_address, data_dir, cluster, memory,
@@ -59,7 +59,7 @@
 #include <xxhash.h>
 
 #include "codec.h"
-#include "core.h"
+#include "l_core.h"
 #include "server/server.h"
 
 #define SERVER_MT "copycat.server"
