@@ -9,11 +9,15 @@
  *           "warn", "info", "debug"), log_format ("kv", "json"),
  *           tls (a core.tls.context with this member's certificate)
  *     handlers (Lua functions, called on the loop, must not wait):
- *       apply(index, term, entry) -> reply, events
- *           entry: the decoded log entry {time, kind, ...}
- *           reply: {ok, value_or_message[, code]}, sent to the proposer
+ *       apply(index, term, entry[, args]) -> reply, events
+ *           entry: the decoded log entry {time, kind, ...}, except that
+ *             a command's arguments are not decoded: entry is then
+ *             {time, "c", session, seq, ack, op} and args their bytes
+ *           reply: {ok, value_or_message[, code]}, or a string holding
+ *             its msgpack encoding, sent to the proposer unchanged
  *           events: nil or {{session, seq, name, data}, ...} to push
- *       query(op, args, session, index) -> reply
+ *       query(op, args, session, index, true) -> reply
+ *           args: the query's arguments as bytes; reply as for apply
  *       snapshot() -> string           restore(string) -> true | nil, err
  *       state() -> string...   the state's canonical encoding, in pieces
  *           (hashed together with XXH3 for the divergence checks)
@@ -60,6 +64,7 @@
 
 #include "codec.h"
 #include "l_core.h"
+#include "protocol/mp.h"
 #include "server/server.h"
 
 #define SERVER_MT "copycat.server"
@@ -98,11 +103,17 @@ static void pack_failure(msgpack_sbuffer *out, const char *what,
   msgpack_pack_str_body(&pk, "internal", 8);
 }
 
-/* Packs the reply table at idx; a reply that cannot be encoded becomes a
- * failure naming why. */
+/* Packs the reply table at idx, or copies a reply already encoded (a
+ * string); a reply that cannot be encoded becomes a failure naming why. */
 static void pack_reply(lua_State *L, int idx, msgpack_sbuffer *out) {
   char err[256];
   size_t mark = out->size;
+  if (lua_type(L, idx) == LUA_TSTRING) {
+    size_t n;
+    const char *p = lua_tolstring(L, idx, &n);
+    msgpack_sbuffer_write(out, p, n);
+    return;
+  }
   if (!lua_istable(L, idx)) {
     pack_failure(out, "internal error", "the session layer gave no reply");
     return;
@@ -151,6 +162,43 @@ static void log_failure(struct lserver *ls, const char *event, uint64_t index,
   logger_end(&l);
 }
 
+/* An unsigned integer that Lua holds as an integer. */
+static int read_count(struct mp_reader *r, uint64_t *v) {
+  return mp_read_uint(r, v) == 0 && *v <= (uint64_t)LUA_MAXINTEGER ? 0 : -1;
+}
+
+/* A command entry [time, "c", session, seq, ack, op, args] read by its
+ * envelope alone: pushes {time, "c", session, seq, ack, op} and the bytes
+ * of args, and returns 1; 0 (nothing pushed) for any other entry. */
+static int push_command(lua_State *L, const void *payload, size_t len) {
+  struct mp_reader r;
+  uint32_t n, oplen;
+  uint64_t v[5];
+  const void *kind, *op;
+  mp_reader_init(&r, payload, len);
+  if (mp_read_array(&r, &n) < 0 || n != 7 || read_count(&r, &v[0]) < 0 ||
+      mp_read_bytes(&r, &kind, &n) < 0 || n != 1 || *(const char *)kind != 'c')
+    return 0;
+  for (int i = 1; i < 4; i++)
+    if (read_count(&r, &v[i]) < 0) return 0;
+  if (mp_read_bytes(&r, &op, &oplen) < 0) return 0;
+  const unsigned char *args = r.p;
+  if (mp_skip(&r) < 0) return 0;
+  lua_createtable(L, 6, 0);
+  lua_pushinteger(L, (lua_Integer)v[0]);
+  lua_rawseti(L, -2, 1);
+  lua_pushliteral(L, "c");
+  lua_rawseti(L, -2, 2);
+  for (int i = 1; i < 4; i++) {
+    lua_pushinteger(L, (lua_Integer)v[i]);
+    lua_rawseti(L, -2, i + 2);
+  }
+  lua_pushlstring(L, op, oplen);
+  lua_rawseti(L, -2, 6);
+  lua_pushlstring(L, (const char *)args, (size_t)(r.p - args));
+  return 1;
+}
+
 static void sm_apply(void *data, uint64_t index, uint64_t term,
                      const void *payload, size_t len, msgpack_sbuffer *out,
                      msgpack_sbuffer *events) {
@@ -158,17 +206,19 @@ static void sm_apply(void *data, uint64_t index, uint64_t term,
   lua_State *L = ls->L;
   char err[256];
   size_t used;
-  int top = lua_gettop(L);
+  int top = lua_gettop(L), nargs = 3;
   push_handler(ls, "apply");
   lua_pushinteger(L, (lua_Integer)index);
   lua_pushinteger(L, (lua_Integer)term);
-  if (!payload ||
-      codec_unpack_protected(L, payload, len, &used, err, sizeof err) < 0) {
+  if (payload && push_command(L, payload, len)) {
+    nargs = 4; /* the args stay bytes: only the sandbox decodes them */
+  } else if (!payload || codec_unpack_protected(L, payload, len, &used, err,
+                                                sizeof err) < 0) {
     lua_settop(L, top);
     pack_failure(out, "malformed entry", payload ? err : "empty");
     return;
   }
-  if (lua_pcall(L, 3, 2, 0) != LUA_OK) {
+  if (lua_pcall(L, nargs, 2, 0) != LUA_OK) {
     log_failure(ls, "apply_failed", index, L);
     pack_failure(out, "internal error", lua_tostring(L, -1));
     lua_settop(L, top);
@@ -187,6 +237,27 @@ static void sm_query(void *data, const void *req, size_t len, uint64_t session,
   size_t used;
   int top = lua_gettop(L);
   push_handler(ls, "query");
+  struct mp_reader r;
+  uint32_t n, oplen;
+  const void *op;
+  mp_reader_init(&r, req, len);
+  if (mp_read_array(&r, &n) == 0 && n == 2 &&
+      mp_read_bytes(&r, &op, &oplen) == 0) {
+    /* [op, args]: the args go to the sandbox as bytes */
+    lua_pushlstring(L, op, oplen);
+    lua_pushlstring(L, (const char *)r.p, mp_left(&r));
+    lua_pushinteger(L, (lua_Integer)session);
+    lua_pushinteger(L, (lua_Integer)index);
+    lua_pushboolean(L, 1);
+    if (lua_pcall(L, 5, 1, 0) != LUA_OK) {
+      pack_failure(out, "internal error", lua_tostring(L, -1));
+      lua_settop(L, top);
+      return;
+    }
+    pack_reply(L, top + 1, out);
+    lua_settop(L, top);
+    return;
+  }
   if (codec_unpack_protected(L, req, len, &used, err, sizeof err) < 0 ||
       !lua_istable(L, -1)) {
     lua_settop(L, top);

@@ -15,6 +15,11 @@
 **     state through a read-only view (sandbox_view.c). The encoded forms
 **     take the arguments as copycat.codec bytes and return the results as
 **     the bytes of one msgpack array.
+**   machine:command_reply(op, bytes, ctx)   -> true, bytes | false, err
+**   machine:query_reply(op, bytes, ctx)     -> true, bytes | false, err
+**     The same, with the results encoded as the session layer's success
+**     reply ([true, r1] or [true, r1, [r2, ...]], see pack_reply): what a
+**     server caches and sends without decoding it.
 **   machine:session_opened(session, ctx)      -> true | false, err
 **   machine:session_closed(session, ctx)      -> true | false, err
 **     Call sm.session_opened / sm.session_closed (session handle, c), if
@@ -168,7 +173,8 @@ typedef struct Call {
   lua_Integer timer; /* TIMER: the timer's id */
   SandboxNum time;
   int has_index, has_term, has_session, has_time;
-  int nres; /* out: number of results encoded in sb->buf */
+  int reply; /* COMMAND, QUERY: encode the results as the session reply */
+  int nres;  /* out: number of results encoded in sb->buf */
 } Call;
 
 /* Decode c->in and push it, or raise an error naming `what`. */
@@ -231,6 +237,52 @@ static void pack_results(lua_State *S, Call *c, int first, const char *what) {
   c->nres = n;
 }
 
+/* Encode the values from stack index `first` to the top into sb->buf as the
+** success reply of the session layer (lua/copycat/sessions.lua), byte for
+** byte what copycat.codec makes of the table that layer would build:
+**   {true, r1}                          one result (nil: {true})
+**   {true, r1, codec.array{r2, ...}}    more: the rest as an array whose
+**                                       trailing nils are dropped
+** and, when r1 is nil, that table has keys 1 and 3 only: a map. A rest
+** with more holes than codec.array allows is encoded with them. */
+static void pack_reply(lua_State *S, Call *c, int first, const char *what) {
+  Sandbox *sb = sandbox_get(S);
+  msgpack_packer pk;
+  char err[256];
+  int i, top = lua_gettop(S), n = top - first + 1, last = top;
+  int r1 = n > 0 && !lua_isnil(S, first);
+  sb->buf.size = 0;
+  msgpack_packer_init(&pk, &sb->buf, msgpack_sbuffer_write);
+  if (n <= 1) {
+    msgpack_pack_array(&pk, r1 ? 2 : 1);
+    msgpack_pack_true(&pk);
+  } else if (r1) {
+    msgpack_pack_array(&pk, 3);
+    msgpack_pack_true(&pk);
+  } else {
+    msgpack_pack_map(&pk, 2);
+    msgpack_pack_int64(&pk, 1);
+    msgpack_pack_true(&pk);
+  }
+  if (r1 && codec_pack(S, first, &sb->buf, err, sizeof err) != 0)
+    luaL_error(S, "%s returned a value that cannot be encoded (result 1: %s)",
+               what, err);
+  if (n > 1) {
+    if (!r1) msgpack_pack_int64(&pk, 3);
+    while (last > first && lua_isnil(S, last))
+      last--;
+    if (msgpack_pack_array(&pk, (size_t)(last - first)) != 0)
+      luaL_error(S, "out of memory");
+    for (i = first + 1; i <= last; i++)
+      if (codec_pack(S, i, &sb->buf, err, sizeof err) != 0)
+        luaL_error(S,
+                   "%s returned a value that cannot be encoded (result %d: "
+                   "%s)",
+                   what, i - first + 1, err);
+  }
+  c->nres = n;
+}
+
 static int do_load(lua_State *S, Call *c) {
   if (c->inlen > 0 && c->in[0] == LUA_SIGNATURE[0])
     return luaL_error(S,
@@ -271,7 +323,7 @@ static int do_query(lua_State *S, Call *c, const char *name) {
   status = lua_pcall(S, 2, LUA_MULTRET, 0);
   if (sandbox_view_end(S, 4, status != LUA_OK) || status != LUA_OK)
     return lua_error(S); /* the assignment's message, or the query's */
-  pack_results(S, c, 4, name);
+  (c->reply ? pack_reply : pack_results)(S, c, 4, name);
   return 0;
 }
 
@@ -291,7 +343,7 @@ static int do_handler(lua_State *S, Call *c) {
   if (c->kind == SANDBOX_QUERY) return do_query(S, c, name);
   push_ctx(S, c);
   lua_call(S, 1, LUA_MULTRET);
-  pack_results(S, c, 3, name);
+  (c->reply ? pack_reply : pack_results)(S, c, 3, name);
   return 0;
 }
 
@@ -583,12 +635,14 @@ static int call_values(lua_State *L, int kind) {
   return push_results(L, sb, &c);
 }
 
-/* machine:command_encoded/query_encoded(op, bytes, ctx) */
-static int call_encoded(lua_State *L, int kind) {
+/* machine:command_encoded/query_encoded(op, bytes, ctx), and
+** command_reply/query_reply (reply set) */
+static int call_encoded(lua_State *L, int kind, int reply) {
   Sandbox *sb = check_open(L);
   Call c;
   memset(&c, 0, sizeof c);
   c.kind = kind;
+  c.reply = reply;
   c.op = luaL_checklstring(L, 2, &c.oplen);
   c.in = luaL_checklstring(L, 3, &c.inlen);
   c.has_args = 1;
@@ -608,11 +662,19 @@ static int m_query(lua_State *L) {
 }
 
 static int m_command_encoded(lua_State *L) {
-  return call_encoded(L, SANDBOX_COMMAND);
+  return call_encoded(L, SANDBOX_COMMAND, 0);
 }
 
 static int m_query_encoded(lua_State *L) {
-  return call_encoded(L, SANDBOX_QUERY);
+  return call_encoded(L, SANDBOX_QUERY, 0);
+}
+
+static int m_command_reply(lua_State *L) {
+  return call_encoded(L, SANDBOX_COMMAND, 1);
+}
+
+static int m_query_reply(lua_State *L) {
+  return call_encoded(L, SANDBOX_QUERY, 1);
 }
 
 /* machine:session_opened/session_closed(session, ctx) */
@@ -793,6 +855,8 @@ int sandbox_open(lua_State *L) {
                                      {"query", m_query},
                                      {"command_encoded", m_command_encoded},
                                      {"query_encoded", m_query_encoded},
+                                     {"command_reply", m_command_reply},
+                                     {"query_reply", m_query_reply},
                                      {"session_opened", m_session_opened},
                                      {"session_closed", m_session_closed},
                                      {"advance", m_advance},

@@ -252,12 +252,12 @@ local function new(opts)
     log_level = opts.log_level, log_format = opts.log_format,
     tls = self.tls_ctx,
   }, {
-    apply = function(index, term, entry)
-      local reply, events = layer:apply(index, term, entry)
+    apply = function(index, term, entry, args)
+      local reply, events = layer:apply(index, term, entry, args)
       report_sessions()
       return reply, events
     end,
-    query = function(op, args, session, index) return layer:query(op, args, session, index) end,
+    query = function(op, args, session, index, encoded) return layer:query(op, args, session, index, encoded) end,
     snapshot = function() return layer:snapshot() end,
     state = function() return layer:state() end,
     snapshot_state = function() return layer:snapshot_and_state() end,

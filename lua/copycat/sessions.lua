@@ -28,6 +28,13 @@
 --- when it returned several) or {false, message, code} (code: "expired", "sequence", "busy", "lost",
 --- "application", "refused", "malformed"), and the events to push to connected
 --- clients: an array of {session, seq, name, data}.
+---
+--- The server's path keeps user values out of this layer: it passes a
+--- command's arguments as the bytes the client sent (apply's `args`, the
+--- entry then ends at op) and a query's likewise, and the machine returns
+--- the success reply already encoded (machine:command_reply/query_reply);
+--- that string is cached as the result and sent unchanged. Snapshots hold
+--- every cached result decoded, so they are the same either way.
 local codec = require("copycat.codec")
 
 local M = {}
@@ -181,9 +188,9 @@ end
 -- A command ("c"), or a refused one ("r": its sequence number is used up
 -- with the leader's message as the result, so that the session's later
 -- commands are not held back by a gap).
-local function command(self, index, term, e, out)
+local function command(self, index, term, e, out, args)
   local refused = e[2] == "r"
-  local id, seq, ack, op, args = e[3], e[4], e[5], e[6], e[7]
+  local id, seq, ack, op = e[3], e[4], e[5], e[6]
   if not (is_count(id) and is_count(seq) and is_count(ack)) or type(op) ~= "string" then
     return reply_error("malformed", "malformed command entry")
   end
@@ -208,8 +215,12 @@ local function command(self, index, term, e, out)
   local r
   if refused then
     r = { false, op, "refused" }
+  elseif args then -- the arguments' bytes: the reply comes back encoded
+    local ok, reply = self.machine:command_reply(op, args, ctx(self, index, term, id))
+    collect(self, out)
+    r = ok and reply or { false, reply, "application" }
   else
-    local res = table.pack(self.machine:command(op, args, ctx(self, index, term, id)))
+    local res = table.pack(self.machine:command(op, e[7], ctx(self, index, term, id)))
     collect(self, out)
     r = reply_ok(res.n, table.unpack(res, 1, res.n)) or { false, res[2], "application" }
   end
@@ -242,12 +253,15 @@ local function keepalive(self, e, out)
 end
 
 --- Applies one committed entry. Returns the reply and the events to push.
+--- With `args` (a command's arguments as codec bytes; e then ends at op),
+--- a command's reply is the encoded string (see the top of this file).
 ---@param index integer
 ---@param term integer
 ---@param e table the decoded entry
----@return table reply {ok, value[, code]}
+---@param args string|nil
+---@return table|string reply {ok, value[, code]}, or its encoding
 ---@return table events {{session, seq, name, data}, ...}
-function Sessions:apply(index, term, e)
+function Sessions:apply(index, term, e, args)
   local out = {}
   if type(e) ~= "table" or not is_count(e[1]) or type(e[2]) ~= "string" then
     return reply_error("malformed", "malformed entry"), out
@@ -270,7 +284,7 @@ function Sessions:apply(index, term, e)
   local kind = e[2]
   local r
   if kind == "c" or kind == "r" then
-    r = command(self, index, term, e, out)
+    r = command(self, index, term, e, out, args)
   elseif kind == "k" then
     r = keepalive(self, e, out)
   elseif kind == "o" then
@@ -289,15 +303,21 @@ function Sessions:apply(index, term, e)
   return r, out
 end
 
---- Runs a query against the machine. Returns {ok, value[, code]}.
+--- Runs a query against the machine. Returns {ok, value[, code]}; when
+--- `encoded`, args are codec bytes and a success reply comes encoded.
 ---@param op string
 ---@param args any
 ---@param session integer|nil
 ---@param index integer the index applied when the query runs
-function Sessions:query(op, args, session, index)
-  local res = table.pack(self.machine:query(op, args, {
-    index = index, time = self.time, session = (session and session > 0) and session or nil,
-  }))
+---@param encoded boolean|nil
+---@return table|string
+function Sessions:query(op, args, session, index, encoded)
+  local c = { index = index, time = self.time, session = (session and session > 0) and session or nil }
+  if encoded then
+    local ok, reply = self.machine:query_reply(op, args, c)
+    return ok and reply or { false, reply, "application" }
+  end
+  local res = table.pack(self.machine:query(op, args, c))
   return reply_ok(res.n, table.unpack(res, 1, res.n)) or { false, res[2], "application" }
 end
 
@@ -323,7 +343,11 @@ local function sessions_part(self)
     local s = self.sessions[id]
     local results = {}
     for seq = s.acked + 1, s.applied_seq do
-      if s.results[seq] then results[#results + 1] = { seq, s.results[seq] } end
+      local r = s.results[seq]
+      -- an encoded reply as the table it encodes (codec: decode then
+      -- encode gives the same bytes)
+      if type(r) == "string" then r = codec.decode(r) end
+      if r then results[#results + 1] = { seq, r } end
     end
     list[i] = { s.id, s.timeout, s.seen, s.applied_seq, s.acked, s.event_seq, results, s.events }
   end

@@ -56,6 +56,10 @@ M.MAX_TIMER_FIRINGS = sandbox.MAX_FIRINGS
 --- machine:query_encoded(op, args_bytes [, ctx]) -> true, bytes | false, err
 ---   Arguments as copycat.codec bytes (as stored in the log); results as the
 ---   bytes of one msgpack array.
+--- machine:command_reply(op, args_bytes, ctx) -> true, bytes | false, err
+--- machine:query_reply(op, args_bytes [, ctx]) -> true, bytes | false, err
+---   The same, with the results encoded as the session layer's success reply
+---   ({true, r1} or {true, r1, rest}): what the server caches and sends.
 --- machine:session_opened(session, ctx) -> true | false, err
 --- machine:session_closed(session, ctx) -> true | false, err
 ---   session: the integer id (> 0). Calls `sm.session_opened(handle, c)` /
@@ -93,6 +97,8 @@ M.MAX_TIMER_FIRINGS = sandbox.MAX_FIRINGS
 ---@field query fun(self: copycat.StateMachine, op: string, args: any, ctx?: copycat.Context): boolean, ...
 ---@field command_encoded fun(self: copycat.StateMachine, op: string, args: string, ctx: copycat.Context): boolean, any
 ---@field query_encoded fun(self: copycat.StateMachine, op: string, args: string, ctx?: copycat.Context): boolean, any
+---@field command_reply fun(self: copycat.StateMachine, op: string, args: string, ctx: copycat.Context): boolean, string
+---@field query_reply fun(self: copycat.StateMachine, op: string, args: string, ctx?: copycat.Context): boolean, string
 ---@field session_opened fun(self: copycat.StateMachine, session: integer, ctx: copycat.Context): boolean, string?
 ---@field session_closed fun(self: copycat.StateMachine, session: integer, ctx: copycat.Context): boolean, string?
 ---@field advance fun(self: copycat.StateMachine, ctx: copycat.Context): boolean, any, integer?
