@@ -134,6 +134,8 @@ static void submit(struct inconn *ic, uint64_t id, uint64_t session,
 
 void clients__applied(struct server *s, uint64_t index, uint64_t term,
                       const char *reply, size_t len) {
+  assert(index == s->applying);
+  s->replied = index;
   while (s->pending && s->pending->index <= index) {
     struct pending *p = s->pending;
     s->pending = p->next;

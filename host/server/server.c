@@ -1,6 +1,7 @@
 /*
  * server.c — server lifecycle and the carrying-out of the core's outputs.
  */
+#include <assert.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -300,6 +301,9 @@ static uint64_t entry_time(const struct raft_entry *e) {
 
 static void apply(struct server *s, uint64_t index,
                   const struct raft_entry *e) {
+  /* Acknowledged only once committed (a majority holds it durably). */
+  assert(index <= raft_commit_index(s->raft));
+  s->applying = index;
   if (e->type >= RAFT_COMMAND) {
     /* A leader never stamps a time older than one already in the log. */
     uint64_t t = entry_time(e);
@@ -356,6 +360,15 @@ static void answer_chunks(struct server *s, struct chunk_answer *a, size_t n) {
   }
 }
 
+/* Durable before sent: a message speaks for a term (and vote) this
+ * server has saved; a pre-vote poll and its answer ask about the next
+ * term without taking it. */
+static int term_saved(const struct server *s, const struct raft_msg *m) {
+  if (m->type == RAFT_MSG_VOTE && m->u.vote.prevote) return 1;
+  if (m->type == RAFT_MSG_VOTE_RESP && m->u.vote_resp.prevote) return 1;
+  return m->term <= store_meta(s->store)->term;
+}
+
 static void handle(struct server *s, struct raft_ready *rd,
                    struct chunk_answer **answers, size_t *n_answers) {
   if (rd->hs_changed) {
@@ -379,8 +392,10 @@ static void handle(struct server *s, struct raft_ready *rd,
     s->failed = 1;
     return;
   }
-  for (size_t i = 0; i < rd->n_msgs; i++)
+  for (size_t i = 0; i < rd->n_msgs; i++) {
+    assert(term_saved(s, &rd->msgs[i]));
     peers__send(s, &rd->msgs[i]);
+  }
   for (size_t i = 0; i < rd->n_committed; i++) {
     if (s->agree.diverged) break; /* its state is wrong: nothing more */
     apply(s, rd->commit_first + i, &rd->committed[i]);

@@ -190,6 +190,9 @@ struct server {
   struct snap_writer *snap_in;
   struct transfer_log snap_in_log;
   msgpack_sbuffer events; /* events produced by the entry being applied */
+  /* Reply before events: the index being applied, and the last index
+   * whose waiting clients were answered (clients__applied). */
+  uint64_t applying, replied;
   /* Keep-alives gathered since the last batch (sessions.c). */
   msgpack_sbuffer ka;
   uint32_t ka_n;

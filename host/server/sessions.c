@@ -142,6 +142,9 @@ void sessions__tick(struct server *s) {
 
 /* events holds arrays ["event", session, seq, name, data] back to back. */
 void sessions__push(struct server *s, const char *events, size_t len) {
+  /* The reply first: a client sees a command's result before the events
+   * it caused. */
+  assert(s->replied == s->applying);
   struct mp_reader r;
   mp_reader_init(&r, events, len);
   while (mp_left(&r) > 0) {
