@@ -56,7 +56,7 @@ help:
 	@echo "             (other ports and data: make run BASE_PORT=6001 DATA=data6001)"
 	@echo "make test    deps + build + every suite; ends with 'tests: N passed, N failed'"
 	@echo "make asan    the same suites under AddressSanitizer + UBSan"
-	@echo "make lint    luacheck + C warnings (+ clang-format check)"
+	@echo "make lint    luacheck + C warnings + layer includes (+ clang-format check)"
 	@echo "make sim     run the simulator: make sim SEEDS=10000 STEPS=20000"
 	@echo "make fuzz    fuzz every decoder under ASan+UBSan: make fuzz FUZZ_SECONDS=60"
 	@echo "             (libFuzzer with clang; else the standalone driver, FUZZ_ITERATIONS)"
@@ -149,6 +149,7 @@ asan: deps
 
 lint: check-deps
 	luacheck -q $(wildcard lua spec examples scripts tools bench types)
+	@tools/layers.sh && echo "layers: clean"
 	@$(MAKE) --no-print-directory BUILD=build-lint all
 	@if command -v clang-format >/dev/null; then \
 	  clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h') && echo "clang-format: clean"; fi
