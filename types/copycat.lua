@@ -399,4 +399,12 @@ function copycat.cli.usage_error(spec, msg) end
 ---@return any
 function copycat.cli.word(spec, what, value, check) end
 
+--- Checks the command word and its argument count (commands: {name, min[,
+--- max]} in usage order); a usage error exits 2. Returns the command.
+---@param spec copycat.cli.Spec
+---@param words string[]
+---@param commands {[1]: string, [2]: integer, [3]: integer|nil}[]
+---@return string
+function copycat.cli.command(spec, words, commands) end
+
 return copycat

@@ -24,14 +24,7 @@ local function fail(msg)
   os.exit(1)
 end
 
-local cmd = words[1]
-local arity = { add = { 0, 2 }, get = { 0, 1 }, reset = { 1, 1 }, bump = { 3, 3 } }
-if not cmd then cli.usage_error(spec, "expected a command: add, get, reset or bump") end
-if not arity[cmd] then cli.usage_error(spec, "unknown command " .. cmd) end
-if #words - 1 < arity[cmd][1] or #words - 1 > arity[cmd][2] then
-  cli.usage_error(spec, ("%s takes %s argument(s)"):format(cmd,
-    arity[cmd][1] == arity[cmd][2] and arity[cmd][1] or (arity[cmd][1] .. " to " .. arity[cmd][2])))
-end
+local cmd = cli.command(spec, words, { { "add", 0, 2 }, { "get", 0, 1 }, { "reset", 1 }, { "bump", 3 } })
 local by, n, tasks
 if cmd == "add" and words[3] then
   -- Any number goes to the cluster, whose state machine refuses one that

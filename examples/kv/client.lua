@@ -28,13 +28,7 @@ local function fail(msg)
   os.exit(1)
 end
 
-local arity = { put = 2, get = 1, delete = 1, cas = 3, keys = 1 }
-local cmd = words[1]
-if not cmd then cli.usage_error(spec, "expected a command: put, get, delete, cas or keys") end
-if not arity[cmd] then cli.usage_error(spec, "unknown command " .. cmd) end
-if #words - 1 ~= arity[cmd] then
-  cli.usage_error(spec, ("%s takes %d argument(s)"):format(cmd, arity[cmd]))
-end
+local cmd = cli.command(spec, words, { { "put", 2 }, { "get", 1 }, { "delete", 1 }, { "cas", 3 }, { "keys", 1 } })
 
 local made, client = pcall(copycat.client, cli.client_options(opts))
 if not made then fail((tostring(client):gsub("^[^:]*:%d+: ", ""))) end

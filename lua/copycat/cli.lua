@@ -218,4 +218,29 @@ function cli.word(spec, what, value, check)
   return v
 end
 
+--- Checks the command word and its number of arguments: commands lists
+--- {name, min[, max]} in the order the usage gives them (max defaults to
+--- min). Returns the command; a missing or unknown one, or a wrong count,
+--- is a usage error (exit 2).
+---@param spec copycat.cli.Spec
+---@param words string[] the words after the flags; words[1] is the command
+---@param commands {[1]: string, [2]: integer, [3]: integer|nil}[]
+---@return string
+function cli.command(spec, words, commands)
+  local cmd, names = words[1], {}
+  for i, c in ipairs(commands) do names[i] = c[1] end
+  local list = #names > 1 and table.concat(names, ", ", 1, #names - 1) .. " or " .. names[#names] or names[1]
+  if not cmd then cli.usage_error(spec, "expected a command: " .. list) end
+  for _, c in ipairs(commands) do
+    if c[1] == cmd then
+      local min, max = c[2], c[3] or c[2]
+      if #words - 1 < min or #words - 1 > max then
+        cli.usage_error(spec, ("%s takes %s argument(s)"):format(cmd, min == max and min or (min .. " to " .. max)))
+      end
+      return cmd
+    end
+  end
+  cli.usage_error(spec, "unknown command " .. cmd)
+end
+
 return cli

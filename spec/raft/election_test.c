@@ -71,46 +71,22 @@ TEST(election_candidate_term_and_vote_durable_before_requests) {
   fx_free(&f);
 }
 
-static struct raft_msg vote_req(const char *from, const char *to, uint64_t term,
-                                uint64_t li, uint64_t lt) {
-  struct raft_msg m;
-  memset(&m, 0, sizeof m);
-  m.type = RAFT_MSG_VOTE;
-  m.term = term;
-  strcpy(m.from, from);
-  strcpy(m.to, to);
-  m.u.vote.last_index = li;
-  m.u.vote.last_term = lt;
-  return m;
-}
-
-/* Step a message into node i and return whether it granted a vote. */
-static int granted(struct fx *f, int i, const struct raft_msg *m) {
-  f->nq = 0;
-  raft_step(f->nodes[i].r, m);
-  fx_drain(f, i);
-  int g = -1;
-  for (int k = 0; k < f->nq; k++)
-    if (f->q[k].type == RAFT_MSG_VOTE_RESP) g = f->q[k].u.vote_resp.granted;
-  fx_drop_all(f);
-  return g;
-}
-
 TEST(election_one_vote_per_term) {
   struct fx f;
   fx_init_with(&f, 3, 3, no_prevote);
-  struct raft_msg m1 = vote_req("b", "a", 2, 1, 1);
-  struct raft_msg m2 = vote_req("c", "a", 2, 1, 1);
-  CHECK_INT(granted(&f, 0, &m1), ==, 1);
-  CHECK_INT(granted(&f, 0, &m2), ==, 0);
-  CHECK_INT(granted(&f, 0, &m1), ==, 1); /* a retry is answered the same */
+  struct raft_msg m1 = fx_vote_msg("b", "a", 2, 1, 1, false, false);
+  struct raft_msg m2 = fx_vote_msg("c", "a", 2, 1, 1, false, false);
+  CHECK_INT(fx_vote_granted(&f, 0, &m1), ==, 1);
+  CHECK_INT(fx_vote_granted(&f, 0, &m2), ==, 0);
+  CHECK_INT(fx_vote_granted(&f, 0, &m1), ==,
+            1); /* a retry is answered the same */
   fx_free(&f);
 }
 
 TEST(election_vote_durable_before_response) {
   struct fx f;
   fx_init_with(&f, 3, 3, no_prevote);
-  struct raft_msg m = vote_req("b", "a", 2, 1, 1);
+  struct raft_msg m = fx_vote_msg("b", "a", 2, 1, 1, false, false);
   raft_step(f.nodes[0].r, &m);
   struct raft_ready rd;
   raft_ready_get(f.nodes[0].r, &rd);
@@ -126,8 +102,8 @@ TEST(election_vote_durable_before_response) {
 TEST(election_vote_survives_restart) {
   struct fx f;
   fx_init_with(&f, 3, 3, no_prevote);
-  struct raft_msg m = vote_req("b", "a", 2, 1, 1);
-  CHECK_INT(granted(&f, 0, &m), ==, 1);
+  struct raft_msg m = fx_vote_msg("b", "a", 2, 1, 1, false, false);
+  CHECK_INT(fx_vote_granted(&f, 0, &m), ==, 1);
   /* Restart "a" from what it made durable. */
   struct raft_options o;
   fx_opts(&o, "a", 0);
@@ -143,8 +119,8 @@ TEST(election_vote_survives_restart) {
   raft_buf_unref(e.buf);
   raft_free(f.nodes[0].r);
   f.nodes[0].r = r;
-  struct raft_msg m2 = vote_req("c", "a", 2, 1, 1);
-  CHECK_INT(granted(&f, 0, &m2), ==, 0);
+  struct raft_msg m2 = fx_vote_msg("c", "a", 2, 1, 1, false, false);
+  CHECK_INT(fx_vote_granted(&f, 0, &m2), ==, 0);
   fx_free(&f);
 }
 
@@ -157,13 +133,13 @@ TEST(election_rejects_candidate_with_out_of_date_log) {
   CHECK_INT(raft_last_index(f.nodes[1].r), ==, 3);
   /* "c" claims a log ending at (2, term 2): shorter than b's (3, 2).
    * (Marked as a transfer so that b's loyalty to a does not interfere.) */
-  struct raft_msg m = vote_req("c", "b", 3, 2, 2);
+  struct raft_msg m = fx_vote_msg("c", "b", 3, 2, 2, false, false);
   m.u.vote.transfer = true;
-  CHECK_INT(granted(&f, 1, &m), ==, 0);
+  CHECK_INT(fx_vote_granted(&f, 1, &m), ==, 0);
   /* A higher last term wins even with fewer entries. */
-  struct raft_msg m2 = vote_req("c", "b", 4, 1, 3);
+  struct raft_msg m2 = fx_vote_msg("c", "b", 4, 1, 3, false, false);
   m2.u.vote.transfer = true;
-  CHECK_INT(granted(&f, 1, &m2), ==, 1);
+  CHECK_INT(fx_vote_granted(&f, 1, &m2), ==, 1);
   fx_free(&f);
 }
 

@@ -287,4 +287,36 @@ static inline int64_t fx_propose(struct fx *f, int i, const char *data) {
   return rc;
 }
 
+/* A vote request (or, with pre, a pre-vote poll) from `from` to `to`. */
+static inline struct raft_msg fx_vote_msg(const char *from, const char *to,
+                                          uint64_t term, uint64_t li,
+                                          uint64_t lt, bool pre,
+                                          bool transfer) {
+  struct raft_msg m;
+  memset(&m, 0, sizeof m);
+  m.type = RAFT_MSG_VOTE;
+  m.term = term;
+  strcpy(m.from, from);
+  strcpy(m.to, to);
+  m.u.vote.last_index = li;
+  m.u.vote.last_term = lt;
+  m.u.vote.prevote = pre;
+  m.u.vote.transfer = transfer;
+  return m;
+}
+
+/* Steps m into node i: 1 if it granted the vote, 0 if it refused, -1 if it
+ * did not answer. What it sent is dropped. */
+static inline int fx_vote_granted(struct fx *f, int i,
+                                  const struct raft_msg *m) {
+  f->nq = 0;
+  raft_step(f->nodes[i].r, m);
+  fx_drain(f, i);
+  int g = -1;
+  for (int k = 0; k < f->nq; k++)
+    if (f->q[k].type == RAFT_MSG_VOTE_RESP) g = f->q[k].u.vote_resp.granted;
+  fx_drop_all(f);
+  return g;
+}
+
 #endif

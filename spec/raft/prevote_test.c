@@ -51,32 +51,6 @@ TEST(prevote_granted_then_real_election_bumps_term_once) {
   fx_free(&f);
 }
 
-static struct raft_msg vote(const char *from, const char *to, uint64_t term,
-                            uint64_t li, uint64_t lt, bool pre, bool transfer) {
-  struct raft_msg m;
-  memset(&m, 0, sizeof m);
-  m.type = RAFT_MSG_VOTE;
-  m.term = term;
-  strcpy(m.from, from);
-  strcpy(m.to, to);
-  m.u.vote.last_index = li;
-  m.u.vote.last_term = lt;
-  m.u.vote.prevote = pre;
-  m.u.vote.transfer = transfer;
-  return m;
-}
-
-static int answer(struct fx *f, int i, const struct raft_msg *m) {
-  f->nq = 0;
-  raft_step(f->nodes[i].r, m);
-  fx_drain(f, i);
-  int g = -1;
-  for (int k = 0; k < f->nq; k++)
-    if (f->q[k].type == RAFT_MSG_VOTE_RESP) g = f->q[k].u.vote_resp.granted;
-  fx_drop_all(f);
-  return g;
-}
-
 TEST(stickiness_follower_with_live_leader_refuses_votes) {
   struct fx f;
   fx_init_with(&f, 3, 3, with_cq);
@@ -84,14 +58,14 @@ TEST(stickiness_follower_with_live_leader_refuses_votes) {
   fx_round(&f);
   uint64_t term = raft_term(f.nodes[1].r);
   uint64_t li = raft_last_index(f.nodes[1].r);
-  struct raft_msg m = vote("c", "b", term + 1, li, term, false, false);
-  CHECK_INT(answer(&f, 1, &m), ==, 0);
+  struct raft_msg m = fx_vote_msg("c", "b", term + 1, li, term, false, false);
+  CHECK_INT(fx_vote_granted(&f, 1, &m), ==, 0);
   CHECK_INT(raft_term(f.nodes[1].r), ==, term); /* not even the term */
-  struct raft_msg p = vote("c", "b", term + 1, li, term, true, false);
-  CHECK_INT(answer(&f, 1, &p), ==, 0);
+  struct raft_msg p = fx_vote_msg("c", "b", term + 1, li, term, true, false);
+  CHECK_INT(fx_vote_granted(&f, 1, &p), ==, 0);
   /* ...unless the request comes from a leadership transfer. */
-  struct raft_msg t = vote("c", "b", term + 1, li, term, false, true);
-  CHECK_INT(answer(&f, 1, &t), ==, 1);
+  struct raft_msg t = fx_vote_msg("c", "b", term + 1, li, term, false, true);
+  CHECK_INT(fx_vote_granted(&f, 1, &t), ==, 1);
   fx_free(&f);
 }
 
@@ -106,14 +80,14 @@ TEST(stickiness_ends_an_election_timeout_after_leader_contact) {
   /* b last heard from a one tick ago; its lease on a lasts 10 ticks. */
   fx_tick(&f, 1, 8);
   fx_drop_all(&f);
-  struct raft_msg p = vote("c", "b", term + 1, li, term, true, false);
-  CHECK_INT(answer(&f, 1, &p), ==, 0);
+  struct raft_msg p = fx_vote_msg("c", "b", term + 1, li, term, true, false);
+  CHECK_INT(fx_vote_granted(&f, 1, &p), ==, 0);
   fx_tick(&f, 1, 1);
   fx_drop_all(&f);
   /* 10 ticks without the leader: b answers polls again (unless its own
    * timeout of 10 fired and it is polling itself). */
   if (raft_role(f.nodes[1].r) == RAFT_FOLLOWER)
-    CHECK_INT(answer(&f, 1, &p), ==, 1);
+    CHECK_INT(fx_vote_granted(&f, 1, &p), ==, 1);
   fx_free(&f);
 }
 
