@@ -12,6 +12,7 @@ files["examples"] = { read_globals = { "copycat" } }
 -- Operator scripts run in the operator environment, which provides `cluster`.
 files["scripts"] = { read_globals = { "cluster" } }
 files["bench"] = { read_globals = { "copycat" } }
+files["tests/faults/worker.lua"] = { read_globals = { "copycat" } }
 -- State machines run in the sandbox, which provides state_machine().
 files["examples/*/state_machine.lua"] = { read_globals = { "state_machine" } }
 -- LuaLS definition files (---@meta): declarations with empty bodies that

@@ -3,6 +3,7 @@
 # closing line "tests: N passed, N failed" summed from the runners' own counts:
 #   - each C unit-test binary (spec/**/*_test.c) ends with "N passed, N failed";
 #   - the simulator's CI run ends with "N passed, N failed" (seeds);
+#   - the fault suite (tests/faults/suite.sh) ends with "N passed, N failed";
 #   - busted ends with "N successes / N failures / N errors / N pending";
 #   - Python's unittest (the HTTP API's specs in spec/http and the Python
 #     client's in clients/python) ends with "Ran N tests" and "OK" or
@@ -45,6 +46,15 @@ if [ -x "$BUILD/sim" ]; then
   if ! "$BUILD/sim" --seeds "$seeds" --steps "$steps" >"$log/out" 2>&1; then status=1; fi
   tail -n 20 "$log/out"
   add_counts "$log/out" "sim"
+fi
+
+# The fault suite's short runs (tests/faults/suite.sh; root, network
+# namespaces): not under the sanitizers, whose servers are too slow for it.
+if [ -z "${ASAN:-}" ] && [ -x tests/faults/suite.sh ]; then
+  echo "== tests/faults/suite.sh"
+  if ! tests/faults/suite.sh "$BUILD" >"$log/out" 2>&1; then status=1; fi
+  cat "$log/out"
+  add_counts "$log/out" "faults"
 fi
 
 echo "== busted"

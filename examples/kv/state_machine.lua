@@ -46,6 +46,24 @@ function sm.commands.cas(c)
   return true
 end
 
+--- append {key, value} -> the list's new length: value added at the end of
+--- the list at key (a missing key is an empty list). Not idempotent, so
+--- that a command applied twice shows (the fault suite relies on it).
+function sm.commands.append(c)
+  check_key(c.args.key)
+  local old = store[c.args.key]
+  local list = old and old.value
+  if list == nil then
+    list = {}
+  elseif type(list) ~= "table" then
+    error(("append: the value at %s is a %s, not a list"):format(c.args.key, type(list)), 0)
+  end
+  list[#list + 1] = c.args.value
+  rev = rev + 1
+  store[c.args.key] = { value = list, rev = rev, time = c.time }
+  return #list
+end
+
 --- evict {count} -> the keys removed, chosen at random among all keys
 function sm.commands.evict(c)
   local keys = {}

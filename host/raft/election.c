@@ -127,7 +127,7 @@ static void tick_leader(struct raft *r) {
   }
   if (++r->quorum_elapsed >= r->opt.election_timeout) {
     r->quorum_elapsed = 0;
-    if (r->opt.check_quorum && !quorum_active(r)) {
+    if (r->opt.check_quorum && !quorum_active(r) && !BUG(r, LEASE_NO_CLOCK)) {
       raft_become_follower(r, r->term, "");
       return;
     }

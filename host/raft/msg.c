@@ -152,7 +152,16 @@ static const struct {
     {RAFT_BUG_CONFIG_ON_COMMIT, "config-on-commit"},
     {RAFT_BUG_EARLY_CHANGE, "early-change"},
     {RAFT_BUG_ACK_UNDURABLE, "ack-undurable"},
+    {RAFT_BUG_LEASE_NO_CLOCK, "lease-no-clock"},
 };
+
+int raft_bugs_built(void) {
+#ifdef RAFT_BUGS
+  return 1;
+#else
+  return 0;
+#endif
+}
 
 int raft_bug_by_name(const char *name) {
   for (size_t i = 0; i < sizeof bugs / sizeof bugs[0]; i++)

@@ -210,10 +210,16 @@ enum {
   RAFT_BUG_CONFIG_ON_COMMIT = 1
                               << 4, /* configuration used only once committed */
   RAFT_BUG_EARLY_CHANGE = 1 << 5,   /* change before own-term entry committed */
-  RAFT_BUG_ACK_UNDURABLE = 1 << 6   /* acknowledge entries before durable */
+  RAFT_BUG_ACK_UNDURABLE = 1 << 6,  /* acknowledge entries before durable */
+  RAFT_BUG_LEASE_NO_CLOCK = 1 << 7  /* Copycat's old lease: served while the
+                                       leader believes it leads, which only a
+                                       higher term ends (no check-quorum) */
 };
 int raft_bug_by_name(const char *name); /* bit, or 0 if unknown */
 const char *raft_bug_name(int bit);
+/* Whether this build of the core honours raft_options.bugs (built with
+ * -DRAFT_BUGS=1: the simulator and the fault suite's `copycat-lua-bugs`). */
+int raft_bugs_built(void);
 
 /* ---- lifecycle ----------------------------------------------------------- */
 

@@ -83,7 +83,7 @@ void raft_update_lease(struct raft *r) {
 
 bool raft_lease_valid(const struct raft *r) {
   if (r->role != RAFT_LEADER || !r->own_term_committed) return false;
-  if (BUG(r, LEASE_NO_QUORUM)) return true;
+  if (BUG(r, LEASE_NO_QUORUM) || BUG(r, LEASE_NO_CLOCK)) return true;
   return r->opt.check_quorum && !r->lease_off && r->now < r->lease_until;
 }
 

@@ -589,6 +589,40 @@ static void on_accept(net_listener *l, net_conn *c) {
   if (s->stopping || peers__accept(s, c) < 0) net_conn_close(c, "refused");
 }
 
+/* COPYCAT_TEST_RAFT_BUGS=NAME,...: deliberate Raft bugs, so that the fault
+ * suite can prove it catches them (docs/faults.md). Only a core built with
+ * RAFT_BUGS honours them (`make chaos-bugs`); any other build refuses to
+ * start rather than seem to run them. Unset or empty: no bug, ever. */
+static int test_bugs(struct server *s, unsigned *bits, char *err,
+                     size_t errlen) {
+  const char *env = getenv("COPYCAT_TEST_RAFT_BUGS");
+  *bits = 0;
+  if (!env || !*env) return 0;
+  if (!raft_bugs_built()) {
+    snprintf(err, errlen,
+             "COPYCAT_TEST_RAFT_BUGS is set, but this build has no "
+             "deliberate bugs (only the fault suite's copycat-lua-bugs has)");
+    return -1;
+  }
+  char names[256];
+  snprintf(names, sizeof names, "%s", env);
+  for (char *save = NULL, *n = strtok_r(names, ",", &save); n;
+       n = strtok_r(NULL, ",", &save)) {
+    int b = raft_bug_by_name(n);
+    if (!b) {
+      snprintf(err, errlen, "COPYCAT_TEST_RAFT_BUGS: no bug named '%s'", n);
+      return -1;
+    }
+    *bits |= (unsigned)b;
+  }
+  struct logger_line l;
+  logger_begin(&l, &s->log, LOGGER_WARN, "deliberate_bugs");
+  logger_str(&l, "bugs", env);
+  logger_str(&l, "msg", "this server is broken on purpose (fault suite)");
+  logger_end(&l);
+  return 0;
+}
+
 static int load(struct server *s, char *err, size_t errlen) {
   const struct store_meta *meta = store_meta(s->store);
   struct raft_hard_state hs;
@@ -714,6 +748,10 @@ int server_start(uv_loop_t *loop, const struct server_opts *o,
   ro.heartbeat_interval = s->o.heartbeat_ms / s->o.tick_ms;
   if (ro.heartbeat_interval == 0) ro.heartbeat_interval = 1;
   ro.seed = o->seed ? o->seed : (uint64_t)uv_hrtime() ^ (uint64_t)(uintptr_t)s;
+  if (test_bugs(s, &ro.bugs, err, errlen) < 0) {
+    free(s);
+    return -1;
+  }
   s->raft = raft_new(&ro);
   if (!s->raft) {
     snprintf(err, errlen,

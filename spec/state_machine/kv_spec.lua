@@ -21,6 +21,17 @@ describe("examples/kv", function()
     assert.are.equal("key must be a string, got number", h.fails(m, "put", { key = 1, value = 1 }))
   end)
 
+  it("appends to a list, each command once more, and refuses a key that is not a list", function()
+    local m = kv()
+    assert.are.equal(1, h.ok(m, "append", { key = "l", value = 7 }))
+    assert.are.equal(2, h.ok(m, "append", { key = "l", value = 7 }))
+    assert.are.equal(3, h.ok(m, "append", { key = "l", value = "x" }))
+    assert.are.same({ true, { 7, 7, "x" }, 3 }, { m:query("get", { key = "l" }) })
+    h.ok(m, "put", { key = "s", value = "text" })
+    assert.are.equal("append: the value at s is a string, not a list", h.fails(m, "append", { key = "s", value = 1 }))
+    assert.are.same({ true, "text", 4 }, { m:query("get", { key = "s" }) })
+  end)
+
   it("scans in key order and aggregates", function()
     local m = kv()
     for _, k in ipairs({ "b2", "a1", "b1", "c", "b10" }) do h.ok(m, "put", { key = k, value = #k }) end
