@@ -207,8 +207,23 @@ struct server {
   uint64_t next_fid;
 };
 
+/* Seconds since uv_hrtime() read t0. */
+static inline double server__seconds_since(uint64_t t0) {
+  return (double)(uv_hrtime() - t0) / 1e9;
+}
+
 /* server.c */
+/* Logs a storage failure (op, msg) with what the operator must do, and
+ * tells the state machine's notify hook. The caller sets s->failed. */
+void server__storage_failed(struct server *s, const char *op, const char *msg);
+/* "active", "passive" or "reserve". */
+const char *server__type_name(int type);
+
+/* ready.c */
 void server__process(struct server *s);
+/* The tick timer's callback: ticks due are given to the core, then the
+ * sessions' keep-alives, then server__process. */
+void server__on_tick(uv_timer_t *t);
 /* server__process later in this loop turn, after every I/O callback of
  * the turn (so what they fed the core is handled together). */
 void server__process_soon(struct server *s);
@@ -257,6 +272,22 @@ void server__closed_one(struct server *s);
 /* Logs a failed snapshot. */
 void server__snapshot_failed(struct server *s, uint64_t index, uint64_t term,
                              const char *msg);
+
+/* snapshot_take.c */
+/* Takes a snapshot at s->applied: in a forked child when may_fork and the
+ * store has files, in process otherwise. 0 (taken, started, nothing to
+ * take, or a child still busy) or -1 (it failed). */
+int snapshot__take(struct server *s, int may_fork);
+
+/* snapshot_install.c */
+/* Restores the state machine from snapshot ss, mapped from its file for
+ * the time of the call. 0 or -1. */
+int snapshot__restore(struct server *s, const struct store_snapshot *ss);
+/* One chunk of the snapshot the leader sends, written as it arrives. */
+void snapshot__receive_chunk(struct server *s, const struct raft_chunk_recv *c);
+/* The core says the received snapshot is complete: finish, check and
+ * restore it; sets s->failed when it cannot. */
+void snapshot__install(struct server *s, const struct raft_ready *rd);
 
 /* snapshot.c */
 /* with_hash: the child also computes the state hash of `index` (one

@@ -1,0 +1,111 @@
+/*
+ * snapshot_install.c — a snapshot received from the leader: its chunks are
+ * written to a temporary file as they arrive (never held whole in memory),
+ * the finished file is made durable and checked, and the state machine is
+ * restored from it. The restore runs on the loop: the state machine's Lua
+ * state belongs to the loop thread. A follower does not serve meanwhile;
+ * the leader's quorum does not wait for it.
+ */
+#include <assert.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "server/server_int.h"
+
+/* Restores the state machine from the store's snapshot, mapped from its
+ * file for the time of the call (so the bytes are never copied into this
+ * process's heap by the host). 0 or -1. */
+int snapshot__restore(struct server *s, const struct store_snapshot *ss) {
+  const uint8_t *data;
+  void *cookie;
+  if (snap_map(ss, &data, &cookie) != 0) return -1;
+  int rc = s->o.sm->restore(s->o.sm->data, data, ss->data_len);
+  snap_unmap(ss, cookie);
+  return rc < 0 ? -1 : 0;
+}
+
+/* One chunk of the snapshot the leader is sending: written to the
+ * snapshot's temporary file as it arrives, so a large snapshot is never
+ * held whole in memory twice and a crash mid-transfer leaves only a .tmp
+ * file (which start-up deletes). The core hands chunks over in order and
+ * starts every transfer at offset 0, where it names the configuration. */
+void snapshot__receive_chunk(struct server *s,
+                             const struct raft_chunk_recv *c) {
+  char err[512] = "";
+  int rc = 0;
+  if (c->offset == 0) {
+    store_snap_abort(s->store, s->snap_in); /* a transfer started over */
+    s->snap_in = NULL;
+    if (!c->conf) return;
+    rc = store_snap_begin(s->store, c->index, c->term, c->conf->data,
+                          c->conf->len, &s->snap_in, err);
+  } else if (!s->snap_in || snap_writer_index(s->snap_in) != c->index ||
+             snap_writer_term(s->snap_in) != c->term) {
+    return; /* not one we are writing: its install fails below */
+  }
+  if (rc == 0 && c->data)
+    rc = store_snap_write(s->store, s->snap_in, c->offset, c->data->data,
+                          c->data->len, err);
+  if (rc == 0)
+    transfer__received(s, c->index, c->offset + (c->data ? c->data->len : 0));
+  if (rc < 0) {
+    store_snap_abort(s->store, s->snap_in);
+    s->snap_in = NULL;
+    server__storage_failed(s, "snapshot_receive",
+                           err[0] ? err : store_strerror(rc));
+    s->failed = 1;
+  }
+}
+
+void snapshot__install(struct server *s, const struct raft_ready *rd) {
+  uint64_t t0 = uv_hrtime();
+  struct logger_line l;
+  char err[512] = "";
+  struct snap_writer *w = s->snap_in;
+  s->snap_in = NULL;
+  int rc;
+  if (!w || snap_writer_index(w) != rd->snap.index ||
+      snap_writer_term(w) != rd->snap.term) {
+    store_snap_abort(s->store, w);
+    snprintf(err, sizeof err,
+             "snapshot %llu: its chunks were not all received here",
+             (unsigned long long)rd->snap.index);
+    rc = -1;
+  } else {
+    rc = store_snap_finish(s->store, w, err);
+  }
+  if (rc < 0) {
+    server__snapshot_failed(s, rd->snap.index, rd->snap.term, err);
+    s->failed = 1;
+    return;
+  }
+  /* The store holds the snapshot it just made durable, read back from the
+   * file and checksummed: the state machine is restored from that. */
+  const struct store_snapshot *snap = store_snapshot(s->store);
+  if (snapshot__restore(s, snap) < 0) {
+    logger_begin(&l, &s->log, LOGGER_ERROR, "snapshot_restore_failed");
+    logger_u64(&l, "index", rd->snap.index);
+    logger_u64(&l, "bytes", snap->data_len);
+    logger_str(&l, "msg",
+               "the state machine refused the leader's snapshot; this "
+               "server accepts no more writes");
+    logger_end(&l);
+    s->failed = 1;
+    return;
+  }
+  s->applied = s->last_snapshot = s->snap_attempt = rd->snap.index;
+  double secs = server__seconds_since(t0);
+  metrics__snapshot(s, 1, snap->data_len, secs);
+  logger_begin(&l, &s->log, LOGGER_INFO, "snapshot_installed");
+  logger_u64(&l, "index", rd->snap.index);
+  logger_u64(&l, "term", rd->snap.term);
+  logger_u64(&l, "bytes", snap->data_len);
+  logger_f64(&l, "duration_ms", secs * 1e3);
+  logger_str(&l, "leader", raft_leader(s->raft));
+  logger_end(&l);
+  server__notify(s, "snapshot_installed", "index=%llu bytes=%zu",
+                 (unsigned long long)rd->snap.index, snap->data_len);
+}

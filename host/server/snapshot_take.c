@@ -1,0 +1,158 @@
+/*
+ * snapshot_take.c — when and how this server takes a snapshot of its state
+ * machine: in a forked child (snapshot.c) when the store has files, in
+ * process otherwise; the bookkeeping once one is durable; the operator's
+ * snapshot requests (server_snapshot_now/begin/file).
+ */
+#include <assert.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "server/server_int.h"
+
+static int write_snapshot(struct server *s, uint64_t index, uint64_t term,
+                          const struct raft_conf *conf, const void *data,
+                          size_t len) {
+  char err[512];
+  struct snap_writer *w;
+  struct raft_buf *cb = raft_conf_encode(conf);
+  if (!cb) return -1;
+  int rc = store_snap_begin(s->store, index, term, cb->data, cb->len, &w, err);
+  raft_buf_unref(cb);
+  if (rc == 0) rc = store_snap_write(s->store, w, 0, data, len, err);
+  if (rc == 0) {
+    rc = store_snap_finish(s->store, w, err);
+  } else {
+    store_snap_abort(s->store, w);
+  }
+  if (rc < 0) {
+    struct logger_line l;
+    if (index > s->snap_failed) s->snap_failed = index;
+    logger_begin(&l, &s->log, LOGGER_ERROR, "snapshot_failed");
+    logger_u64(&l, "index", index);
+    logger_u64(&l, "term", term);
+    logger_u64(&l, "bytes", len);
+    logger_str(&l, "msg", err);
+    logger_end(&l);
+  }
+  return rc;
+}
+
+void server__snapshot_taken(struct server *s, uint64_t index, uint64_t term,
+                            size_t bytes, double secs, int forked) {
+  if (index > s->last_snapshot) s->last_snapshot = index;
+  raft_snapshot_taken(s->raft, index);
+  metrics__snapshot(s, 0, bytes, secs);
+  struct logger_line l;
+  logger_begin(&l, &s->log, LOGGER_INFO, "snapshot_taken");
+  logger_u64(&l, "index", index);
+  logger_u64(&l, "term", term);
+  logger_u64(&l, "bytes", bytes);
+  logger_f64(&l, "duration_ms", secs * 1e3);
+  logger_str(&l, "by", forked ? "child" : "server");
+  logger_end(&l);
+  server__notify(s, "snapshot", "index=%llu bytes=%zu",
+                 (unsigned long long)index, bytes);
+  /* The core may now compact, or send what waited for the snapshot. */
+  if (forked) server__process(s);
+}
+
+void server__snapshot_failed(struct server *s, uint64_t index, uint64_t term,
+                             const char *msg) {
+  if (index > s->snap_failed) s->snap_failed = index;
+  struct logger_line l;
+  logger_begin(&l, &s->log, LOGGER_ERROR, "snapshot_failed");
+  logger_u64(&l, "index", index);
+  logger_u64(&l, "term", term);
+  logger_str(&l, "msg", msg);
+  logger_end(&l);
+}
+
+/* Takes a snapshot of the state machine at s->applied (after a ready): in
+ * a forked child when `may_fork` and the store has files, so that the loop
+ * goes on serving while it is serialized and written; in-process
+ * otherwise. Returns 0 (taken, started, nothing to take yet, or a child is
+ * still writing the previous one) or -1 (it failed). */
+int snapshot__take(struct server *s, int may_fork) {
+  uint64_t index = s->applied;
+  uint64_t term = raft_term_at(s->raft, index);
+  if (snapshot__busy(s)) return 0;
+  /* Only what is durable here may be covered: a snapshot past our own
+   * log's durable end could, after a crash, sit in front of entries of
+   * another history. The next ready tries again. */
+  if (index > raft_persisted_index(s->raft)) return 0;
+  if (index <= s->last_snapshot || term == 0) return 0;
+  if (s->snap_in) {
+    /* A transfer from the leader is open. If this server has since
+     * applied past it, it is moot (the core answers its later chunks with
+     * "done"); otherwise it is still wanted, and the local snapshot waits. */
+    if (snap_writer_index(s->snap_in) > index) return 0;
+    store_snap_abort(s->store, s->snap_in);
+    s->snap_in = NULL;
+  }
+  /* The thresholds count again from here, whatever the outcome: a
+   * snapshot that fails is tried again a threshold later, not at once. */
+  s->snap_attempt = index;
+  s->bytes_since_snapshot = 0;
+  /* last_snapshot moves when the child has written the file. */
+  if (may_fork && snapshot__fork(s, index, term, 0) == 0) return 0;
+  msgpack_sbuffer sb;
+  msgpack_sbuffer_init(&sb);
+  uint64_t t0 = uv_hrtime();
+  int rc = -1;
+  if (s->o.sm->snapshot(s->o.sm->data, &sb) == 0 &&
+      write_snapshot(s, index, term, raft_configuration(s->raft), sb.data,
+                     sb.size) == 0) {
+    rc = 0;
+    server__snapshot_taken(s, index, term, sb.size, server__seconds_since(t0),
+                           0);
+  }
+  msgpack_sbuffer_destroy(&sb);
+  return rc;
+}
+
+int server_snapshot_now(struct server *s, uint64_t *index) {
+  int rc = s->stopping || s->failed || s->agree.diverged ? -1
+           : snapshot__busy(s)                           ? -2
+                                                         : snapshot__take(s, 0);
+  *index = s->last_snapshot;
+  return rc;
+}
+
+int server_snapshot_begin(struct server *s, uint64_t *target) {
+  *target = s->last_snapshot;
+  if (s->stopping || s->failed || s->agree.diverged) return -1;
+  if (snapshot__busy(s)) return -2;
+  if (snapshot__take(s, 1) < 0) return -1;
+  *target = snapshot__busy(s) ? s->child.index : s->last_snapshot;
+  return 0;
+}
+
+int server_snapshot_file(const struct server *s, char *path, size_t size,
+                         uint64_t *index) {
+  *index = s->last_snapshot;
+  const struct store_snapshot *ss = store_snapshot(s->store);
+  if (!ss || store_snap_file(s->store, path, size) < 0) return -1;
+  *index = ss->last_index;
+  return 0;
+}
+
+int server__snapshot_with_hash(struct server *s, uint64_t index) {
+  uint64_t term = raft_term_at(s->raft, index);
+  if (!s->o.sm->snapshot_hash || snapshot__busy(s) || index != s->applied ||
+      index > raft_persisted_index(s->raft) || index <= s->last_snapshot ||
+      term == 0 || s->snap_in || store_is_memory(s->store))
+    return -1;
+  /* Due within half a threshold: taking it now costs nothing more, and
+   * with equal thresholds and intervals the two stay together. */
+  if (index < s->snap_attempt + s->o.snapshot_entries / 2 &&
+      s->bytes_since_snapshot < s->o.snapshot_bytes / 2)
+    return -1;
+  if (snapshot__fork(s, index, term, 1) != 0) return -1;
+  s->snap_attempt = index;
+  s->bytes_since_snapshot = 0;
+  return 0;
+}
