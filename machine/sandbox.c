@@ -11,7 +11,9 @@
 **   machine:query(op, args, ctx)            -> true, results... | false, err
 **   machine:command_encoded(op, bytes, ctx) -> true, bytes | false, err
 **   machine:query_encoded(op, bytes, ctx)   -> true, bytes | false, err
-**     Run sm.commands[op] / sm.queries[op] under `budget`; a query sees the
+**     Run sm.commands[op] / sm.queries[op] under `budget` (every form
+**     returns a third value, "unknown_op", when there is no such handler:
+**     false, "unknown command 'x'", "unknown_op"); a query sees the
 **     state through a read-only view (sandbox_view.c). The encoded forms
 **     take the arguments as copycat.codec bytes and return the results as
 **     the bytes of one msgpack array.
@@ -173,8 +175,9 @@ typedef struct Call {
   lua_Integer timer; /* TIMER: the timer's id */
   SandboxNum time;
   int has_index, has_term, has_session, has_time;
-  int reply; /* COMMAND, QUERY: encode the results as the session reply */
-  int nres;  /* out: number of results encoded in sb->buf */
+  int reply;      /* COMMAND, QUERY: encode the results as the session reply */
+  int nres;       /* out: number of results encoded in sb->buf */
+  int unknown_op; /* out: COMMAND, QUERY: failed for want of the handler */
 } Call;
 
 /* Decode c->in and push it, or raise an error naming `what`. */
@@ -334,12 +337,16 @@ static int do_handler(lua_State *S, Call *c) {
   lua_getfield(S, 1, c->kind == SANDBOX_COMMAND ? "commands" : "queries");
   snprintf(name, sizeof name, "%s '%.64s%s'", what, c->op,
            c->oplen > 64 ? "..." : "");
-  if (!lua_istable(S, 2))
+  if (!lua_istable(S, 2)) {
+    c->unknown_op = 1;
     return luaL_error(S, "unknown %s (sm.%s is not a table)", name,
                       c->kind == SANDBOX_COMMAND ? "commands" : "queries");
+  }
   lua_pushlstring(S, c->op, c->oplen);
-  if (lua_gettable(S, 2) != LUA_TFUNCTION) /* 3 */
+  if (lua_gettable(S, 2) != LUA_TFUNCTION) { /* 3 */
+    c->unknown_op = 1;
     return luaL_error(S, "unknown %s", name);
+  }
   if (c->kind == SANDBOX_QUERY) return do_query(S, c, name);
   push_ctx(S, c);
   lua_call(S, 1, LUA_MULTRET);
@@ -615,6 +622,16 @@ static int fail(lua_State *L, int ok_value) {
   return 2;
 }
 
+/* A failed command or query: false, err, plus the code "unknown_op" when
+** the machine has no such handler (a stable code for the session layer,
+** whatever the message says). */
+static int fail_call(lua_State *L, const Call *c) {
+  fail(L, 1);
+  if (!c->unknown_op) return 2;
+  lua_pushliteral(L, SANDBOX_UNKNOWN_OP);
+  return 3;
+}
+
 /* machine:command/query(op, args, ctx) */
 static int call_values(lua_State *L, int kind) {
   Sandbox *sb = check_open(L);
@@ -631,7 +648,7 @@ static int call_values(lua_State *L, int kind) {
   c.has_args = 1;
   c.in = sb->buf.data;
   c.inlen = sb->buf.size;
-  if (!run(L, sb, &c, sb->budget)) return fail(L, 1);
+  if (!run(L, sb, &c, sb->budget)) return fail_call(L, &c);
   return push_results(L, sb, &c);
 }
 
@@ -647,7 +664,7 @@ static int call_encoded(lua_State *L, int kind, int reply) {
   c.in = luaL_checklstring(L, 3, &c.inlen);
   c.has_args = 1;
   read_ctx(L, 4, &c, kind == SANDBOX_COMMAND);
-  if (!run(L, sb, &c, sb->budget)) return fail(L, 1);
+  if (!run(L, sb, &c, sb->budget)) return fail_call(L, &c);
   lua_pushboolean(L, 1);
   lua_pushlstring(L, sb->buf.data, sb->buf.size);
   return 2;

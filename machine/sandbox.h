@@ -38,6 +38,9 @@
 #define SANDBOX_BUDGET_MSG "instruction budget exceeded"
 /* ... and of one that ran the sandbox's heap over its memory limit. */
 #define SANDBOX_MEMORY_MSG "memory limit exceeded"
+/* The code a command or query returns after its message when the state
+** machine has no handler of that name (the session layer's code). */
+#define SANDBOX_UNKNOWN_OP "unknown_op"
 
 /* Values of Sandbox.exceeded: why the call in progress is stopped. */
 enum { SANDBOX_RUNNING = 0, SANDBOX_OVER_BUDGET, SANDBOX_OVER_MEMORY };

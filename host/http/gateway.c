@@ -248,7 +248,7 @@ void gw_close(struct gw *g, void (*cb)(void *data), void *data) {
   g->closing_handles = 1 + g->nlis + 2;
   gw_streams_close_all(g);
   gw_own_close(g);
-  gw_calls_fail_all(g, "server is stopping");
+  gw_calls_fail_all(g, CPROTO_ESTOPPING, "server is stopping");
   gw_ups_close_all(g);
   /* Open HTTP connections end with the process (or their idle timeout). */
   for (struct gw_sock *s = g->socks; s; s = s->next)

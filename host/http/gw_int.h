@@ -8,6 +8,7 @@
 
 #include "http/gateway.h"
 #include "logger.h"
+#include "protocol/client.h"
 #include "transport/net.h"
 
 #define GW_ADDR_MAX 128
@@ -33,24 +34,38 @@ void gw_pack_json(msgpack_packer *pk, const json_t *j);
  * {"base64": "..."}. */
 json_t *gw_json_of(const msgpack_object *o);
 
+/* ---- status.c: a server's answer as an HTTP status, by code (pure) ---- */
+
+/* The code of a refusal's code field (a str); 0 when it names none. */
+enum cproto_code gw_code_of(const msgpack_object *o);
+/* The HTTP status and error code (*name) for a refusal with code: 503
+ * "unavailable" for a transient one (cproto_code_transient), 500
+ * "internal" for none. */
+int gw_refusal_status(enum cproto_code code, const char **name);
+/* The HTTP status and error code (*name) for a failed session reply
+ * [false, message, code]: "unknown_op" is 404 "unknown_command",
+ * "application" 422, ...; an unknown code is 500 under its own name. */
+int gw_failure_status(const char *code, const char **name);
+
 /* ---- upstream.c: native client requests with failover ---- */
 
 /* A finished call: kind is "result" (reply = [ok, value, code?], index),
- * "ok" (reply NULL), "error" (message, retries exhausted or a refusal
- * that cannot be retried) or "unavailable" (no leader before the
- * deadline, message says why). */
+ * "ok" (reply NULL), "error" (message, with the refusal's code in
+ * c->code: retries exhausted or a refusal that cannot be retried) or
+ * "unavailable" (no leader before the deadline, message says why). */
 typedef void (*gw_call_cb)(struct gw_call *c, const char *kind,
                            const msgpack_object *reply, uint64_t index,
                            const char *message);
 
 struct gw_call {
   struct gw *g;
-  uint64_t id;          /* request id on the current connection */
-  msgpack_sbuffer req;  /* [verb, 0, fields...] with the id patched in */
-  size_t id_at, id_len; /* where the id sits in req */
-  uint64_t deadline;    /* loop ms */
-  int to_leader;        /* follows redirects (everything but sequential) */
-  int retry_busy;       /* resend on a "retry"/"busy" error or "sequence" */
+  uint64_t id;           /* request id on the current connection */
+  msgpack_sbuffer req;   /* [verb, 0, fields...] with the id patched in */
+  size_t id_at, id_len;  /* where the id sits in req */
+  uint64_t deadline;     /* loop ms */
+  int to_leader;         /* follows redirects (everything but sequential) */
+  int retry_busy;        /* resend on a transient error or "sequence" */
+  enum cproto_code code; /* "error": the refusal's code (0: none) */
   gw_call_cb cb;
   void *data;
   struct gw_up *up;     /* where it was sent, NULL while waiting */
@@ -82,7 +97,8 @@ struct gw_call *gw_call_new(struct gw *g, const char *verb, uint32_t nfields,
 void gw_call_start(struct gw_call *c, struct gw_up *via);
 /* Forgets the callback of a call whose HTTP request went away. */
 void gw_call_abandon(struct gw_call *c);
-void gw_calls_fail_all(struct gw *g, const char *why);
+/* Finishes every call with an "error" of code. */
+void gw_calls_fail_all(struct gw *g, enum cproto_code code, const char *why);
 /* A dedicated connection for an event stream, to the leader. */
 struct gw_up *gw_up_stream(struct gw *g);
 void gw_up_close(struct gw_up *u);

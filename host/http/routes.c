@@ -123,33 +123,9 @@ static h2o_req_t *wait_end(struct wait *w) {
 
 /* Maps a failed reply [false, message, code] to an HTTP answer. */
 static void send_failure(h2o_req_t *req, const char *code, const char *msg) {
-  int status = 500;
-  const char *c = code;
-  if (strcmp(code, "application") == 0) {
-    if (strncmp(msg, "unknown command '", 17) == 0 ||
-        strncmp(msg, "unknown query '", 15) == 0) {
-      status = 404;
-      c = "unknown_command";
-    } else {
-      status = 422;
-    }
-  } else if (strcmp(code, "expired") == 0) {
-    status = 404;
-    c = "session_not_found";
-  } else if (strcmp(code, "sequence") == 0) {
-    status = 409;
-  } else if (strcmp(code, "lost") == 0) {
-    status = 410;
-  } else if (strcmp(code, "busy") == 0) {
-    status = 429;
-  } else if (strcmp(code, "refused") == 0) {
-    status = 413;
-    c = "too_large";
-  } else if (strcmp(code, "malformed") == 0) {
-    status = 400;
-    c = "bad_request";
-  }
-  gw_send_error(req, status, c, msg);
+  const char *name;
+  int status = gw_failure_status(code, &name);
+  gw_send_error(req, status, name, msg);
 }
 
 static void str_of(const msgpack_object *o, char *out, size_t n) {
@@ -174,9 +150,9 @@ static void on_answer(struct gw_call *c, const char *kind,
     return;
   }
   if (strcmp(kind, "error") == 0) {
-    int busy = strstr(message, "busy") || strstr(message, "retry");
-    gw_send_error(req, busy ? 503 : 400, busy ? "unavailable" : "bad_request",
-                  message);
+    const char *name;
+    int status = gw_refusal_status(c->code, &name);
+    gw_send_error(req, status, name, message);
     return;
   }
   if (!reply || reply->type != MSGPACK_OBJECT_ARRAY ||

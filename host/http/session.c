@@ -159,11 +159,13 @@ static void own_flush(struct gw *g) {
   }
 }
 
-static void own_fail_waiting(struct gw *g, const char *kind, const char *msg) {
+/* Finishes the waiting commands with kind ("error": of code). */
+static void own_fail_waiting(struct gw *g, const char *kind,
+                             enum cproto_code code, const char *msg) {
   while (g->own.waiting) {
     struct own_wait *w = g->own.waiting;
     g->own.waiting = w->next;
-    struct gw_call fake = {.g = g, .data = w->data};
+    struct gw_call fake = {.g = g, .data = w->data, .code = code};
     w->cb(&fake, kind, NULL, 0, msg);
     own_free(w);
   }
@@ -187,7 +189,7 @@ static void own_opened(struct gw_call *c, const char *kind,
       !reply->via.array.ptr[0].via.boolean ||
       v->type != MSGPACK_OBJECT_POSITIVE_INTEGER) {
     own_fail_waiting(
-        g, "unavailable",
+        g, "unavailable", 0,
         message ? message : "the gateway could not open its session");
     return;
   }
@@ -203,7 +205,7 @@ static void own_open(struct gw *g) {
   msgpack_packer pk;
   struct gw_call *c = gw_call_new(g, "open", 1, &pk);
   if (!c) {
-    own_fail_waiting(g, "unavailable", "out of memory");
+    own_fail_waiting(g, "unavailable", 0, "out of memory");
     return;
   }
   g->own.opening = 1;
@@ -274,7 +276,7 @@ void gw_own_submit(struct gw *g, const char *op, size_t oplen, const char *args,
 }
 
 void gw_own_close(struct gw *g) {
-  own_fail_waiting(g, "error", "server is stopping");
+  own_fail_waiting(g, "error", CPROTO_ESTOPPING, "server is stopping");
   uv_timer_stop(&g->own.keepalive);
   free(g->own.done);
   g->own.done = NULL;

@@ -4,8 +4,9 @@
  * A call is one native request. It goes to the member the gateway
  * believes leads (this server's own address at first); a redirect names
  * the leader and the call is resent there at once; a lost connection, a
- * redirect without a leader, or an error that says "retry" resends it
- * after GW_RETRY_MS, until its deadline. Commands carry a session and a
+ * redirect without a leader, or an error whose code is transient
+ * (cproto_code_transient, never its message) resends it after
+ * GW_RETRY_MS, until its deadline. Commands carry a session and a
  * sequence number, so resending one is exactly-once; queries and
  * keep-alives are idempotent. A call's callback runs exactly once.
  *
@@ -13,6 +14,7 @@
  * except the ones made for an event stream (the server pushes a session's
  * events to the connection that last named it).
  */
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -66,6 +68,7 @@ static void unlink_call(struct gw_call *c) {
 static void finish(struct gw_call *c, const char *kind,
                    const msgpack_object *reply, uint64_t index,
                    const char *message) {
+  assert(strcmp(kind, "error") != 0 || message);
   unlink_call(c);
   gw_call_cb cb = c->cb;
   c->cb = NULL;
@@ -290,7 +293,8 @@ static void handle_reply(struct gw_up *u, const msgpack_object *m) {
   } else if (is_str(verb, "error")) {
     char msg[512];
     copy_str(item(m, 2), msg, sizeof msg);
-    if (c->retry_busy && (strstr(msg, "retry") || strstr(msg, "busy")))
+    c->code = gw_code_of(item(m, 3));
+    if (c->retry_busy && cproto_code_transient(c->code))
       retry_later(c);
     else
       finish(c, "error", NULL, 0, msg);
@@ -399,15 +403,18 @@ void gw_call_start(struct gw_call *c, struct gw_up *via) {
   if (g->calls) g->calls->prev = c;
   g->calls = c;
   if (g->closing) {
+    c->code = CPROTO_ESTOPPING;
     finish(c, "error", NULL, 0, "server is stopping");
     return;
   }
   send_call(c, via ? via : up_for(g, c->to_leader ? g->leader : g->upstream));
 }
 
-void gw_calls_fail_all(struct gw *g, const char *why) {
-  while (g->calls)
+void gw_calls_fail_all(struct gw *g, enum cproto_code code, const char *why) {
+  while (g->calls) {
+    g->calls->code = code;
     finish(g->calls, "error", NULL, 0, why);
+  }
 }
 
 void gw_ups_close_all(struct gw *g) {

@@ -4,6 +4,7 @@
  */
 #include "protocol/client.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -63,6 +64,14 @@ static const char *const code_names[CPROTO_CODE_COUNT] = {
 const char *cproto_code_name(enum cproto_code c) {
   if (c <= 0 || c >= CPROTO_CODE_COUNT || !code_names[c]) return "internal";
   return code_names[c];
+}
+
+enum cproto_code cproto_code_of_name(const char *name, size_t len) {
+  assert(name || len == 0);
+  for (int c = 1; c < CPROTO_CODE_COUNT; c++)
+    if (strlen(code_names[c]) == len && memcmp(code_names[c], name, len) == 0)
+      return (enum cproto_code)c;
+  return 0;
 }
 
 int cproto_code_transient(enum cproto_code c) {

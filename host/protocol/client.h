@@ -79,6 +79,9 @@ enum cproto_code {
 
 /* The code's wire name ("busy"); "internal" for a value out of range. */
 const char *cproto_code_name(enum cproto_code c);
+/* The code named name (len bytes, as on the wire: "busy"); 0, which is no
+ * code, for a name this build does not know ("internal" included). */
+enum cproto_code cproto_code_of_name(const char *name, size_t len);
 /* Whether a client may send the request again and expect another answer. */
 int cproto_code_transient(enum cproto_code c);
 /* The code and the message for a negative RAFT_E* from the core. */

@@ -349,7 +349,9 @@ local function unwrap(reply)
     if type(r[3]) == "table" then return r[2], table.unpack(r[3], 1, array_len(r[3])) end
     return r[2]
   end
-  if r[3] == "application" then return nil, "application error: " .. tostring(r[2]) end
+  -- The state machine's own failures, the same on every replica: its
+  -- handler raised ("application"), or it has no such op ("unknown_op").
+  if r[3] == "application" or r[3] == "unknown_op" then return nil, "application error: " .. tostring(r[2]) end
   return nil, tostring(r[2])
 end
 

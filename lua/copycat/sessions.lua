@@ -26,7 +26,8 @@
 --- apply returns the reply for the client that proposed the entry, as
 --- {true, value[, more]} (more: an array of the handler's other results,
 --- when it returned several) or {false, message, code} (code: "expired", "sequence", "busy", "lost",
---- "application", "refused", "malformed"), and the events to push to connected
+--- "unknown_op" (the machine has no such command or query), "application" (the handler raised),
+--- "refused", "malformed"), and the events to push to connected
 --- clients: an array of {session, seq, name, data}.
 ---
 --- The server's path keeps user values out of this layer: it passes a
@@ -216,13 +217,13 @@ local function command(self, index, term, e, out, args)
   if refused then
     r = { false, op, "refused" }
   elseif args then -- the arguments' bytes: the reply comes back encoded
-    local ok, reply = self.machine:command_reply(op, args, ctx(self, index, term, id))
+    local ok, reply, code = self.machine:command_reply(op, args, ctx(self, index, term, id))
     collect(self, out)
-    r = ok and reply or { false, reply, "application" }
+    r = ok and reply or { false, reply, code or "application" }
   else
     local res = table.pack(self.machine:command(op, e[7], ctx(self, index, term, id)))
     collect(self, out)
-    r = reply_ok(res.n, table.unpack(res, 1, res.n)) or { false, res[2], "application" }
+    r = reply_ok(res.n, table.unpack(res, 1, res.n)) or { false, res[2], res[3] or "application" }
   end
   s.applied_seq = seq
   s.results[seq] = r
@@ -314,11 +315,11 @@ end
 function Sessions:query(op, args, session, index, encoded)
   local c = { index = index, time = self.time, session = (session and session > 0) and session or nil }
   if encoded then
-    local ok, reply = self.machine:query_reply(op, args, c)
-    return ok and reply or { false, reply, "application" }
+    local ok, reply, code = self.machine:query_reply(op, args, c)
+    return ok and reply or { false, reply, code or "application" }
   end
   local res = table.pack(self.machine:query(op, args, c))
-  return reply_ok(res.n, table.unpack(res, 1, res.n)) or { false, res[2], "application" }
+  return reply_ok(res.n, table.unpack(res, 1, res.n)) or { false, res[2], res[3] or "application" }
 end
 
 --- True while replicated time must keep moving on an idle cluster: there

@@ -39,7 +39,9 @@ M.MAX_TIMER_FIRINGS = sandbox.MAX_FIRINGS
 --- machine:command(op, args, ctx) -> true, results... | false, err
 ---   Runs `sm.commands[op]` with `c = {args, op, index, term, time,
 ---   session}` (c.session: a session handle when ctx.session is given).
----   err: unknown command, an error raised by the handler (its message),
+---   err: unknown command (then a third value, the code "unknown_op":
+---   false, "unknown command 'x'", "unknown_op"), an error raised by the
+---   handler (its message),
 ---   results that cannot be encoded, "instruction budget exceeded (N
 ---   instructions)", "memory limit exceeded (N bytes)". After an error the machine stays
 ---   usable, and what the handler changed before failing stays changed

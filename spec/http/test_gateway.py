@@ -6,7 +6,7 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Cluster, request  # noqa: E402
+from harness import ROOT, Cluster, request  # noqa: E402
 
 
 class GatewaySpec(unittest.TestCase):
@@ -162,3 +162,32 @@ class GatewaySpec(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class CodesSpec(unittest.TestCase):
+    """The status of a failed command comes from the session layer's code,
+    not from its message."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.c = Cluster(state_machine=os.path.join(ROOT, "spec", "sessions", "machine.lua"))
+        cls.c.wait_ready()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.c.close()
+
+    def test_unknown_op_is_404_and_a_handler_error_422_whatever_it_says(self):
+        follower = (self.c.leader() + 1) % 3
+        st, _, body = request(self.c.http[follower], "POST", "/v1/commands/nope", {})
+        self.assertEqual((st, body["error"]["code"]), (404, "unknown_command"))
+        self.assertEqual(body["error"]["message"], "unknown command 'nope'")
+        st, _, body = request(self.c.http[follower], "POST", "/v1/queries/nope", {})
+        self.assertEqual((st, body["error"]["code"]), (404, "unknown_command"))
+        st, _, body = request(self.c.http[follower], "POST", "/v1/commands/raise",
+                              {"message": "unknown command 'nope'"})
+        self.assertEqual((st, body["error"]["code"]), (422, "application"))
+        self.assertEqual(body["error"]["message"], "unknown command 'nope'")
+        st, _, body = request(self.c.http[follower], "POST", "/v1/commands/raise",
+                              {"message": "busy: retry shortly"})
+        self.assertEqual((st, body["error"]["code"]), (422, "application"))

@@ -291,6 +291,23 @@ TEST(session_entries_frame_their_tail) {
   msgpack_sbuffer_destroy(&sb);
 }
 
+/* A code read from an error frame by name is the code that was sent. */
+TEST(codes_read_back_by_name) {
+  for (int c = 1; c < CPROTO_CODE_COUNT; c++) {
+    const char *name = cproto_code_name((enum cproto_code)c);
+    CHECK(cproto_code_of_name(name, strlen(name)) == (enum cproto_code)c);
+  }
+  CHECK(cproto_code_of_name("busy", 4) == CPROTO_EBUSY);
+  CHECK(cproto_code_transient(cproto_code_of_name("busy", 4)));
+  CHECK(!cproto_code_transient(cproto_code_of_name("malformed", 9)));
+  /* a prefix, a longer name, "internal" and nothing are no code */
+  CHECK(cproto_code_of_name("bus", 3) == 0);
+  CHECK(cproto_code_of_name("busy!", 5) == 0);
+  CHECK(cproto_code_of_name("internal", 8) == 0);
+  CHECK(cproto_code_of_name(NULL, 0) == 0);
+  CHECK(!cproto_code_transient((enum cproto_code)0));
+}
+
 /* docs/protocol.md names every code as `name` (run from the repository). */
 TEST(docs_list_every_code) {
   FILE *f = fopen("docs/protocol.md", "r");
@@ -315,6 +332,7 @@ int main(void) {
   RUN(bad_fields_get_a_code_and_the_id);
   RUN(replies_carry_codes_by_name);
   RUN(session_entries_frame_their_tail);
+  RUN(codes_read_back_by_name);
   RUN(docs_list_every_code);
   return harness_done();
 }

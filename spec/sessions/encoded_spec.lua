@@ -22,6 +22,7 @@ local shapes = {
   nested = function(c) return { got = c.args, list = { 1, 2, { x = 1.5 } } }, {}, "s" end,
   binary = function() return "\255\0", -7, 2 ^ 53 end,
   fail = function() error("boom") end,
+  fail_like_unknown = function() error("unknown command 'no_such_op'", 0) end,
   bad_result = function() return function() end end,
 }
 for name, fn in pairs(shapes) do sm.commands[name] = fn; sm.queries[name] = fn end
@@ -31,7 +32,7 @@ return sm
 ]]
 
 local SHAPES = { "none", "one_nil", "count", "three", "nil_first", "trailing_nils", "hole", "all_nil",
-  "nested", "binary", "fail", "bad_result" }
+  "nested", "binary", "fail", "fail_like_unknown", "bad_result", "no_such_op" }
 
 local function layer()
   return sessions.new(assert(state_machine.load(SOURCE, { source = true, name = "t" })))
@@ -76,6 +77,26 @@ describe("sessions with encoded arguments", function()
       local b = l:query(op, codec.encode({ q = 1 }), 1, 1, true)
       assert.equal(bytes_of(a), bytes_of(b), op)
     end
+  end)
+
+  it("fail an unknown command or query with the code unknown_op, a handler's error with application", function()
+    local l = layer()
+    l:apply(1, 1, { 1000, "o", 5000 })
+    local r = l:apply(2, 1, { 1001, "c", 1, 1, 0, "no_such_op", {} })
+    assert.same({ false, "unknown command 'no_such_op'", "unknown_op" }, r)
+    -- decided by the machine, not by the message: the same text raised by a handler
+    r = l:apply(3, 1, { 1002, "c", 1, 2, 0, "fail_like_unknown" }, codec.encode({}))
+    assert.same({ false, "unknown command 'no_such_op'", "application" }, r)
+    r = l:apply(4, 1, { 1003, "c", 1, 3, 0, "no_such_op" }, codec.encode({}))
+    assert.same({ false, "unknown command 'no_such_op'", "unknown_op" }, r)
+    assert.same({ false, "unknown query 'no_such_op'", "unknown_op" }, l:query("no_such_op", {}, 1, 4))
+    assert.same({ false, "unknown query 'no_such_op'", "unknown_op" },
+      l:query("no_such_op", codec.encode({}), 1, 4, true))
+    -- the code is cached with the result, and kept by a snapshot
+    local copy = layer()
+    assert.is_true(copy:restore(l:snapshot()))
+    assert.same({ false, "unknown command 'no_such_op'", "unknown_op" },
+      (copy:apply(5, 1, { 1004, "c", 1, 1, 0, "no_such_op", {} })))
   end)
 
   it("fail a command whose argument bytes do not decode, using up its sequence number", function()

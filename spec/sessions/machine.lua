@@ -15,6 +15,9 @@ function sm.commands.publish(c)
   return true
 end
 
+-- raise {message}: fails with exactly that message (no position).
+function sm.commands.raise(c) error(c.args.message, 0) end
+
 sm.timers = {}
 function sm.timers.fire(t, key) fired[key] = { t.index, t.time, t.deadline } end
 

@@ -129,6 +129,7 @@ describe("copycat.state_machine", function()
       function sm.commands.fail_table() error({ code = 1 }) end
       function sm.commands.fail_number() error(42) end
       function sm.commands.fail_nolevel() error("plain", 0) end
+      function sm.commands.fail_like_unknown() error("unknown command 'nope'", 0) end
       function sm.commands.bad_result() return 1, print end
       function sm.commands.nested_bad() return { ok = { print } } end
       function sm.queries.n(q) return n, q.index end
@@ -160,12 +161,23 @@ describe("copycat.state_machine", function()
       assert.are.same({ true, "ctx", 3, 1, 5.5 }, { m:query("ctx", nil, { index = 3, term = 1, time = 5.5 }) })
     end)
 
-    it("reports unknown operations, and commands and queries are separate", function()
-      assert.are.same({ false, "unknown command 'nope'" }, { m:command("nope", nil, h.ctx()) })
-      assert.are.same({ false, "unknown query 'inc'" }, { m:query("inc") })
-      assert.are.same({ false, "unknown command 'n'" }, { m:command("n", nil, h.ctx()) })
+    it("reports unknown operations with the code unknown_op, and commands and queries are separate", function()
+      assert.are.same({ false, "unknown command 'nope'", "unknown_op" }, { m:command("nope", nil, h.ctx()) })
+      assert.are.same({ false, "unknown query 'inc'", "unknown_op" }, { m:query("inc") })
+      assert.are.same({ false, "unknown command 'n'", "unknown_op" }, { m:command("n", nil, h.ctx()) })
       local long = ("x"):rep(100)
-      assert.are.same({ false, "unknown command '" .. ("x"):rep(64) .. "...'" }, { m:command(long, nil, h.ctx()) })
+      assert.are.same({ false, "unknown command '" .. ("x"):rep(64) .. "...'", "unknown_op" },
+        { m:command(long, nil, h.ctx()) })
+      local nil_args = codec.encode(nil)
+      assert.are.same({ false, "unknown command 'nope'", "unknown_op" },
+        { m:command_reply("nope", nil_args, h.ctx()) })
+      assert.are.same({ false, "unknown query 'nope'", "unknown_op" }, { m:query_encoded("nope", nil_args) })
+    end)
+
+    it("gives no code to a handler's error, whatever its message says", function()
+      assert.are.same({ false, "unknown command 'nope'" }, { m:command("fail_like_unknown", nil, h.ctx()) })
+      assert.are.same({ false, "unknown command 'nope'" },
+        { m:command_reply("fail_like_unknown", codec.encode(nil), h.ctx()) })
     end)
 
     it("returns errors raised by a command and stays usable", function()
