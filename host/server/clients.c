@@ -97,11 +97,11 @@ void clients__add_pending(struct server *s, net_conn *c, uint64_t id,
   p->conn = c;
   p->id = id;
   p->admin = admin;
-  if (s->pending_tail)
-    s->pending_tail->next = p;
+  if (s->clients.pending_tail)
+    s->clients.pending_tail->next = p;
   else
-    s->pending = p;
-  s->pending_tail = p;
+    s->clients.pending = p;
+  s->clients.pending_tail = p;
 }
 
 /* Proposes a command entry: kind "c" with the request's raw tail
@@ -126,20 +126,22 @@ static void submit(struct inconn *ic, uint64_t id, uint64_t session,
   clients__add_pending(s, ic->conn, id, (uint64_t)index, 0);
   /* Session entries (open, keep-alive, close) wait in the same list: only
    * commands count in copycat_commands_total. */
-  if (s->pending_tail && s->pending_tail->index == (uint64_t)index &&
-      s->pending_tail->id == id && s->pending_tail->conn == ic->conn)
-    s->pending_tail->command = 1;
+  if (s->clients.pending_tail &&
+      s->clients.pending_tail->index == (uint64_t)index &&
+      s->clients.pending_tail->id == id &&
+      s->clients.pending_tail->conn == ic->conn)
+    s->clients.pending_tail->command = 1;
   server__process_soon(s);
 }
 
 void clients__applied(struct server *s, uint64_t index, uint64_t term,
                       const char *reply, size_t len) {
-  assert(index == s->applying);
-  s->replied = index;
-  while (s->pending && s->pending->index <= index) {
-    struct pending *p = s->pending;
-    s->pending = p->next;
-    if (!s->pending) s->pending_tail = NULL;
+  assert(index == s->clients.applying);
+  s->clients.replied = index;
+  while (s->clients.pending && s->clients.pending->index <= index) {
+    struct pending *p = s->clients.pending;
+    s->clients.pending = p->next;
+    if (!s->clients.pending) s->clients.pending_tail = NULL;
     if (p->command)
       metrics__command(s, p->index == index && p->term == term && reply
                               ? METRICS_OK
@@ -190,7 +192,7 @@ static void query(struct server *s, net_conn *c,
   uint64_t ctx = 0;
   if (!sequential) {
     server__catch_up(s); /* a lease must not outlive a pause */
-    ctx = ++s->next_read_ctx;
+    ctx = ++s->clients.next_read_ctx;
     int rc = raft_read(s->raft, ctx, lease);
     if (rc == RAFT_ENOTLEADER) {
       metrics__query(s, METRICS_REDIRECT);
@@ -221,15 +223,15 @@ static void query(struct server *s, net_conn *c,
   r->session = q->session;
   r->conn = c;
   r->id = id;
-  r->next = s->reads;
-  s->reads = r;
+  r->next = s->clients.reads;
+  s->clients.reads = r;
   server__process_soon(s);
 }
 
 void clients__reads_ready(struct server *s, const struct raft_read_result *rr,
                           size_t n) {
   for (size_t i = 0; i < n; i++) {
-    for (struct pending_read *r = s->reads; r; r = r->next) {
+    for (struct pending_read *r = s->clients.reads; r; r = r->next) {
       if (!r->ctx || r->ctx != rr[i].ctx) continue;
       r->ready = 1;
       if (rr[i].status < 0)
@@ -241,7 +243,7 @@ void clients__reads_ready(struct server *s, const struct raft_read_result *rr,
 }
 
 void clients__serve_reads(struct server *s) {
-  struct pending_read **pp = &s->reads;
+  struct pending_read **pp = &s->clients.reads;
   while (*pp) {
     struct pending_read *r = *pp;
     uint64_t need = r->index > r->min_index ? r->index : r->min_index;
@@ -396,14 +398,13 @@ void clients__request(struct inconn *ic, const char *data, size_t len) {
 
 void clients__conn_gone(struct server *s, net_conn *c) {
   forward__conn_gone(s, c);
-  for (struct pending *p = s->pending; p; p = p->next)
+  for (struct pending *p = s->clients.pending; p; p = p->next)
     if (p->conn == c) p->conn = NULL;
-  for (uint32_t i = 0; i < s->ka_n; i++)
-    if (s->ka_waits[i].conn == c) s->ka_waits[i].conn = NULL;
+  sessions__conn_gone(s, c);
   /* Reads of a gone client are dropped now: a sequential read may wait
    * for an index this server never reaches. Linearizable ones leave their
    * context with the core, which finds nobody to answer. */
-  struct pending_read **pp = &s->reads;
+  struct pending_read **pp = &s->clients.reads;
   while (*pp) {
     struct pending_read *r = *pp;
     if (r->conn == c) {
@@ -418,20 +419,34 @@ void clients__conn_gone(struct server *s, net_conn *c) {
 
 void clients__fail_all(struct server *s, enum cproto_code code,
                        const char *why) {
-  while (s->pending) {
-    struct pending *p = s->pending;
-    s->pending = p->next;
+  while (s->clients.pending) {
+    struct pending *p = s->clients.pending;
+    s->clients.pending = p->next;
     if (p->command) metrics__command(s, METRICS_ERROR);
     clients__reply_error(p->conn, p->id, code, why);
     free(p);
   }
-  s->pending_tail = NULL;
-  while (s->reads) {
-    struct pending_read *r = s->reads;
-    s->reads = r->next;
+  s->clients.pending_tail = NULL;
+  while (s->clients.reads) {
+    struct pending_read *r = s->clients.reads;
+    s->clients.reads = r->next;
     metrics__query(s, METRICS_ERROR);
     clients__reply_error(r->conn, r->id, code, why);
     raft_buf_unref(r->req);
     free(r);
   }
+}
+
+void clients__applying(struct server *s, uint64_t index) {
+  /* Entries are applied once each, in order. */
+  assert(index > s->clients.applying || s->clients.applying == 0);
+  s->clients.applying = index;
+}
+
+uint64_t clients__replied_index(const struct server *s) {
+  return s->clients.replied;
+}
+
+uint64_t clients__applying_index(const struct server *s) {
+  return s->clients.applying;
 }

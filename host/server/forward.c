@@ -93,7 +93,7 @@ int forward__request(struct inconn *ic, const char *verb, uint64_t id,
                          "out of memory: retry shortly");
     return 1;
   }
-  f->fid = ++s->next_fid;
+  f->fid = ++s->forwards.next_id;
   f->client = ic->conn;
   f->id = id;
   snprintf(f->leader, sizeof f->leader, "%s", leader);
@@ -115,8 +115,8 @@ int forward__request(struct inconn *ic, const char *verb, uint64_t id,
   msgpack_sbuffer_destroy(&inner);
   peers__send_frame(s, leader, sb.data, sb.size);
   msgpack_sbuffer_destroy(&sb);
-  f->next = s->fwds;
-  s->fwds = f;
+  f->next = s->forwards.list;
+  s->forwards.list = f;
   return 1;
 }
 
@@ -166,7 +166,7 @@ int forward__reply(struct server *s, const char *data, size_t len) {
   size_t id_at = (size_t)(r.p - (const unsigned char *)data);
   if (mp_read_uint(&r, &fid) < 0) return 0; /* ["ok", name]: a hello answer */
   size_t rest = (size_t)(r.p - (const unsigned char *)data);
-  struct fwd **pp = &s->fwds;
+  struct fwd **pp = &s->forwards.list;
   while (*pp && (*pp)->fid != fid)
     pp = &(*pp)->next;
   if (!*pp) return 1; /* its client's request was already answered */
@@ -185,7 +185,7 @@ int forward__reply(struct server *s, const char *data, size_t len) {
 
 static void fail(struct server *s, const char *leader, enum cproto_code code,
                  const char *why) {
-  struct fwd **pp = &s->fwds;
+  struct fwd **pp = &s->forwards.list;
   while (*pp) {
     struct fwd *f = *pp;
     if (!leader || strcmp(f->leader, leader) == 0) {
@@ -205,7 +205,7 @@ void forward__peer_lost(struct server *s, const char *name) {
 }
 
 void forward__conn_gone(struct server *s, net_conn *c) {
-  for (struct fwd *f = s->fwds; f; f = f->next)
+  for (struct fwd *f = s->forwards.list; f; f = f->next)
     if (f->client == c) f->client = NULL;
 }
 

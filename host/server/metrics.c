@@ -217,12 +217,7 @@ static void members(struct prom_buf *b, struct server *s) {
   }
   prom_family(b, "copycat_peer_connected", "gauge",
               "1 while this server's connection to the member is up.");
-  for (int i = 0; i < SERVER_MAX_PEERS; i++) {
-    const struct peer *p = &s->peers[i];
-    if (!p->in_use || raft_conf_find(c, p->name) < 0) continue;
-    const char *l[] = {"peer", p->name, NULL};
-    prom_u64(b, "copycat_peer_connected", l, p->conn && p->ready ? 1 : 0);
-  }
+  peers__metrics(s, c, b);
 }
 
 char *server_metrics_render(struct server *s, size_t *len) {

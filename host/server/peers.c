@@ -32,13 +32,14 @@ static void pack_reply(msgpack_sbuffer *sb, const char *status,
 
 static int peer_slot(const struct server *s, const char *name) {
   for (int i = 0; i < SERVER_MAX_PEERS; i++)
-    if (s->peers[i].in_use && strcmp(s->peers[i].name, name) == 0) return i;
+    if (s->peers.list[i].in_use && strcmp(s->peers.list[i].name, name) == 0)
+      return i;
   return -1;
 }
 
 static struct peer *find_peer(struct server *s, const char *name) {
   int i = peer_slot(s, name);
-  return i < 0 ? NULL : &s->peers[i];
+  return i < 0 ? NULL : &s->peers.list[i];
 }
 
 struct transfer_log *peers__snap_log(struct server *s, const char *name) {
@@ -50,7 +51,7 @@ int peers__silence(const struct server *s, const char *name, uint64_t floor_ms,
                    uint64_t *ms, int *heard) {
   int i = peer_slot(s, name);
   if (i < 0) return -1;
-  const struct peer *p = &s->peers[i];
+  const struct peer *p = &s->peers.list[i];
   uint64_t now = uv_now(s->loop), since = p->heard ? p->heard_ms : p->added_ms;
   if (since < floor_ms) since = floor_ms;
   *ms = now > since ? now - since : 0;
@@ -195,7 +196,7 @@ static struct peer *add_peer(struct server *s, const char *name,
                              const char *address, int evict) {
   for (int pass = 0; pass < 1 + evict; pass++) {
     for (int i = 0; i < SERVER_MAX_PEERS; i++) {
-      struct peer *p = &s->peers[i];
+      struct peer *p = &s->peers.list[i];
       if (pass == 1 && p->in_use && p->learned && !p->connecting) drop_peer(p);
       if (p->in_use || p->connecting) continue;
       memset(p, 0, sizeof *p);
@@ -236,7 +237,7 @@ static void drop_peer(struct peer *p) {
 void peers__sync(struct server *s) {
   const struct raft_conf *c = raft_configuration(s->raft);
   for (int i = 0; i < SERVER_MAX_PEERS; i++) {
-    struct peer *p = &s->peers[i];
+    struct peer *p = &s->peers.list[i];
     if (!p->in_use) continue;
     int k = raft_conf_find(c, p->name);
     if (k < 0 && p->learned) continue; /* kept: it may be joining */
@@ -254,8 +255,8 @@ void peers__sync(struct server *s) {
 
 void peers__close_all(struct server *s) {
   for (int i = 0; i < SERVER_MAX_PEERS; i++)
-    if (s->peers[i].in_use) drop_peer(&s->peers[i]);
-  struct inconn *ic = s->inconns;
+    if (s->peers.list[i].in_use) drop_peer(&s->peers.list[i]);
+  struct inconn *ic = s->peers.inconns;
   while (ic) {
     struct inconn *next = ic->next;
     net_conn_close(ic->conn, "server is stopping");
@@ -404,14 +405,14 @@ static void in_close(net_conn *c, int status, const char *reason) {
   if (ic->prev)
     ic->prev->next = ic->next;
   else
-    s->inconns = ic->next;
+    s->peers.inconns = ic->next;
   if (ic->next) ic->next->prev = ic->prev;
   free(ic);
 }
 
 int peers__ready(const struct server *s, const char *name) {
   for (int i = 0; i < SERVER_MAX_PEERS; i++) {
-    const struct peer *p = &s->peers[i];
+    const struct peer *p = &s->peers.list[i];
     if (p->in_use && strcmp(p->name, name) == 0) return p->ready && p->conn;
   }
   return 0;
@@ -422,11 +423,28 @@ int peers__accept(struct server *s, net_conn *c) {
   if (!ic) return -1;
   ic->s = s;
   ic->conn = c;
-  ic->next = s->inconns;
-  if (s->inconns) s->inconns->prev = ic;
-  s->inconns = ic;
+  ic->next = s->peers.inconns;
+  if (s->peers.inconns) s->peers.inconns->prev = ic;
+  s->peers.inconns = ic;
   net_conn_set_data(c, ic);
   static const struct net_conn_cbs cbs = {in_frame, in_close};
   net_conn_start(c, &cbs);
   return 0;
+}
+
+void peers__send_session(struct server *s, uint64_t session, const void *data,
+                         size_t len) {
+  for (struct inconn *ic = s->peers.inconns; ic; ic = ic->next)
+    if (ic->role == PROTO_CLIENT && ic->session == session)
+      net_conn_send(ic->conn, data, len);
+}
+
+void peers__metrics(const struct server *s, const struct raft_conf *c,
+                    struct prom_buf *b) {
+  for (int i = 0; i < SERVER_MAX_PEERS; i++) {
+    const struct peer *p = &s->peers.list[i];
+    if (!p->in_use || raft_conf_find(c, p->name) < 0) continue;
+    const char *l[] = {"peer", p->name, NULL};
+    prom_u64(b, "copycat_peer_connected", l, p->conn && p->ready ? 1 : 0);
+  }
 }

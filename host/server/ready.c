@@ -78,11 +78,11 @@ static void apply(struct server *s, uint64_t index,
                   const struct raft_entry *e) {
   /* Acknowledged only once committed (a majority holds it durably). */
   assert(index <= raft_commit_index(s->raft));
-  s->applying = index;
+  clients__applying(s, index);
   if (e->type >= RAFT_COMMAND) {
     /* A leader never stamps a time older than one already in the log. */
     uint64_t t = entry_time(e);
-    if (t > s->last_time) s->last_time = t;
+    sessions__saw_time(s, t);
     msgpack_sbuffer *out = &s->scratch;
     out->size = 0;
     s->events.size = 0;
@@ -96,7 +96,7 @@ static void apply(struct server *s, uint64_t index,
     clients__applied(s, index, e->term, NULL, 0);
   }
   s->applied = index;
-  if (e->buf) s->bytes_since_snapshot += e->buf->len;
+  snapshot__applied(s, e->buf ? e->buf->len : 0);
 }
 
 /* ---- the ready loop ---- */
@@ -291,10 +291,7 @@ void server__process(struct server *s) {
       answer_chunks(s, answers, n_answers);
       free(answers);
     }
-    if (!s->agree.diverged &&
-        (s->applied >= s->snap_attempt + s->o.snapshot_entries ||
-         s->bytes_since_snapshot >= s->o.snapshot_bytes))
-      snapshot__take(s, 1);
+    if (!s->agree.diverged && snapshot__due(s)) snapshot__take(s, 1);
     peers__sync(s);
     clients__serve_reads(s);
   }

@@ -118,7 +118,7 @@ static int load(struct server *s, char *err, size_t errlen) {
                (unsigned long long)ss->last_index);
       return -1;
     }
-    s->applied = s->last_snapshot = s->snap_attempt = ss->last_index;
+    snapshot__restored(s, ss->last_index);
     sp = &snap;
   }
   uint64_t first = store_first_index(s->store);
@@ -198,22 +198,18 @@ int server_start(uv_loop_t *loop, const struct server_opts *o,
   if (!s->o.snapshot_entries) s->o.snapshot_entries = 10000;
   if (!s->o.snapshot_bytes) s->o.snapshot_bytes = 64u << 20;
   if (!s->o.max_request) s->o.max_request = SERVER_DEFAULT_MAX_REQUEST;
-  if (o->admin_token && strlen(o->admin_token) >= sizeof s->admin_token) {
-    snprintf(err, errlen, "the admin token is longer than %zu bytes",
-             sizeof s->admin_token - 1);
+  if (trust__init(s, o->admin_token, err, errlen) < 0) {
     free(s);
     return -1;
   }
-  snprintf(s->admin_token, sizeof s->admin_token, "%s",
-           o->admin_token ? o->admin_token : "");
-  s->o.admin_token = NULL; /* the copy above is what counts */
+  s->o.admin_token = NULL; /* trust.c's copy is what counts */
   if (!s->o.hello_timeout_ms) s->o.hello_timeout_ms = 5000;
   if (!s->o.max_unauthenticated) s->o.max_unauthenticated = 256;
   if (!s->o.time_ms) s->o.time_ms = 200;
   agree__init(s);
   msgpack_sbuffer_init(&s->scratch);
   msgpack_sbuffer_init(&s->events);
-  msgpack_sbuffer_init(&s->ka);
+  sessions__init(s);
 
   struct raft_options ro;
   raft_options_default(&ro, s->name);
@@ -409,10 +405,7 @@ void server_stop(struct server *s, void (*cb)(void *data), void *data) {
   if (s->client_listener) net_listener_close(s->client_listener);
   clients__fail_all(s, CPROTO_ESTOPPING, "server is stopping");
   forward__free(s);
-  for (uint32_t i = 0; i < s->ka_n; i++)
-    clients__reply_error(s->ka_waits[i].conn, s->ka_waits[i].id,
-                         CPROTO_ESTOPPING, "server is stopping");
-  s->ka_n = 0;
+  sessions__fail_all(s, CPROTO_ESTOPPING, "server is stopping");
   peers__close_all(s);
   if (!store_waits) server__close_store(s);
 }
@@ -458,7 +451,7 @@ void server_status(const struct server *s, struct server_status *st) {
   st->conf = raft_configuration(s->raft);
   st->config_index = raft_configuration_index(s->raft);
   st->removed = s->agree.removed;
-  st->snapshot_failed_index = s->snap_failed;
+  st->snapshot_failed_index = snapshot__failed_index(s);
   st->diverged = s->agree.diverged;
   st->diverged_index = s->agree.div_index;
   st->diverged_hash = s->agree.div_hash;

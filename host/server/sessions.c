@@ -31,8 +31,9 @@ static uint64_t wall_ms(void) {
 int64_t sessions__propose(struct server *s, enum cproto_kind kind,
                           const void *tail, size_t len, uint32_t n) {
   uint64_t now = wall_ms();
-  if (now < s->last_time) now = s->last_time; /* time never goes back */
-  s->last_time = now;
+  if (now < s->sessions.last_time)
+    now = s->sessions.last_time; /* time never goes back */
+  s->sessions.last_time = now;
   char head[CPROTO_HEAD_MAX];
   size_t hn = cproto_entry_head(head, now, kind, n);
   struct raft_buf *buf = raft_buf_new(hn + len);
@@ -41,7 +42,7 @@ int64_t sessions__propose(struct server *s, enum cproto_kind kind,
   if (len) memcpy(buf->data + hn, tail, len);
   int64_t index = raft_propose(s->raft, RAFT_COMMAND, buf);
   raft_buf_unref(buf);
-  if (index > 0) s->last_propose_ms = uv_now(s->loop);
+  if (index > 0) s->sessions.last_propose_ms = uv_now(s->loop);
   return index;
 }
 
@@ -84,38 +85,39 @@ void sessions__keepalive(struct inconn *ic, const struct cproto_request *q) {
     clients__redirect(s, ic->conn, q->id);
     return;
   }
-  if (s->ka_n == s->ka_cap) {
-    size_t cap = s->ka_cap ? s->ka_cap * 2 : 16;
-    struct ka_wait *w = realloc(s->ka_waits, cap * sizeof *w);
+  if (s->sessions.ka_n == s->sessions.ka_cap) {
+    size_t cap = s->sessions.ka_cap ? s->sessions.ka_cap * 2 : 16;
+    struct ka_wait *w = realloc(s->sessions.ka_waits, cap * sizeof *w);
     if (!w) {
       clients__reply_error(ic->conn, q->id, CPROTO_ENO_MEMORY,
                            "out of memory: retry shortly");
       return;
     }
-    s->ka_waits = w;
-    s->ka_cap = cap;
+    s->sessions.ka_waits = w;
+    s->sessions.ka_cap = cap;
   }
-  msgpack_sbuffer_write(&s->ka, "\x93", 1);
-  msgpack_sbuffer_write(&s->ka, (const char *)q->fields, q->fields_len);
-  s->ka_waits[s->ka_n].conn = ic->conn;
-  s->ka_waits[s->ka_n].id = q->id;
-  s->ka_n++;
+  msgpack_sbuffer_write(&s->sessions.ka, "\x93", 1);
+  msgpack_sbuffer_write(&s->sessions.ka, (const char *)q->fields,
+                        q->fields_len);
+  s->sessions.ka_waits[s->sessions.ka_n].conn = ic->conn;
+  s->sessions.ka_waits[s->sessions.ka_n].id = q->id;
+  s->sessions.ka_n++;
 }
 
 /* Proposes the gathered keep-alives as one entry [time, "k", [...]]. */
 static void flush_keepalives(struct server *s) {
-  if (s->ka_n == 0) return;
+  if (s->sessions.ka_n == 0) return;
   msgpack_sbuffer tail;
   msgpack_sbuffer_init(&tail);
   msgpack_packer pk;
   msgpack_packer_init(&pk, &tail, msgpack_sbuffer_write);
-  msgpack_pack_array(&pk, s->ka_n);
-  msgpack_sbuffer_write(&tail, s->ka.data, s->ka.size);
+  msgpack_pack_array(&pk, s->sessions.ka_n);
+  msgpack_sbuffer_write(&tail, s->sessions.ka.data, s->sessions.ka.size);
   int64_t index =
       sessions__propose(s, CPROTO_KIND_KEEPALIVE, tail.data, tail.size, 1);
   msgpack_sbuffer_destroy(&tail);
-  for (uint32_t i = 0; i < s->ka_n; i++) {
-    struct ka_wait *w = &s->ka_waits[i];
+  for (uint32_t i = 0; i < s->sessions.ka_n; i++) {
+    struct ka_wait *w = &s->sessions.ka_waits[i];
     if (index == RAFT_ENOTLEADER)
       clients__redirect(s, w->conn, w->id);
     else if (index < 0)
@@ -123,15 +125,15 @@ static void flush_keepalives(struct server *s) {
     else
       clients__add_pending(s, w->conn, w->id, (uint64_t)index, 0);
   }
-  s->ka_n = 0;
-  s->ka.size = 0;
+  s->sessions.ka_n = 0;
+  s->sessions.ka.size = 0;
 }
 
 void sessions__tick(struct server *s) {
   if (s->failed || s->stopping) return;
   flush_keepalives(s);
   if (raft_role(s->raft) == RAFT_LEADER && s->o.sm->wants_time &&
-      uv_now(s->loop) - s->last_propose_ms >= s->o.time_ms &&
+      uv_now(s->loop) - s->sessions.last_propose_ms >= s->o.time_ms &&
       s->o.sm->wants_time(s->o.sm->data)) {
     /* Refusals (a transfer in progress, a full backlog) just wait for the
      * next tick. */
@@ -144,7 +146,7 @@ void sessions__tick(struct server *s) {
 void sessions__push(struct server *s, const char *events, size_t len) {
   /* The reply first: a client sees a command's result before the events
    * it caused. */
-  assert(s->replied == s->applying);
+  assert(clients__replied_index(s) == clients__applying_index(s));
   struct mp_reader r;
   mp_reader_init(&r, events, len);
   while (mp_left(&r) > 0) {
@@ -157,19 +159,39 @@ void sessions__push(struct server *s, const char *events, size_t len) {
         mp_read_uint(&r, &session) < 0 || mp_skip(&r) < 0 || mp_skip(&r) < 0 ||
         mp_skip(&r) < 0)
       return; /* the binding wrote these: cannot happen */
-    for (struct inconn *ic = s->inconns; ic; ic = ic->next)
-      if (ic->role == PROTO_CLIENT && ic->session == session)
-        net_conn_send(ic->conn, start, (size_t)(r.p - start));
+    peers__send_session(s, session, start, (size_t)(r.p - start));
   }
 }
 
 void sessions__free(struct server *s) {
-  for (uint32_t i = 0; i < s->ka_n; i++)
-    clients__reply_error(s->ka_waits[i].conn, s->ka_waits[i].id,
-                         CPROTO_ESTOPPING, "server is stopping");
-  s->ka_n = 0;
-  free(s->ka_waits);
-  s->ka_waits = NULL;
-  msgpack_sbuffer_destroy(&s->ka);
+  for (uint32_t i = 0; i < s->sessions.ka_n; i++)
+    clients__reply_error(s->sessions.ka_waits[i].conn,
+                         s->sessions.ka_waits[i].id, CPROTO_ESTOPPING,
+                         "server is stopping");
+  s->sessions.ka_n = 0;
+  free(s->sessions.ka_waits);
+  s->sessions.ka_waits = NULL;
+  msgpack_sbuffer_destroy(&s->sessions.ka);
   msgpack_sbuffer_destroy(&s->events);
+}
+
+void sessions__init(struct server *s) {
+  msgpack_sbuffer_init(&s->sessions.ka);
+}
+
+void sessions__saw_time(struct server *s, uint64_t t) {
+  if (t > s->sessions.last_time) s->sessions.last_time = t;
+}
+
+void sessions__fail_all(struct server *s, enum cproto_code code,
+                        const char *why) {
+  for (uint32_t i = 0; i < s->sessions.ka_n; i++)
+    clients__reply_error(s->sessions.ka_waits[i].conn,
+                         s->sessions.ka_waits[i].id, code, why);
+  s->sessions.ka_n = 0;
+}
+
+void sessions__conn_gone(struct server *s, net_conn *c) {
+  for (uint32_t i = 0; i < s->sessions.ka_n; i++)
+    if (s->sessions.ka_waits[i].conn == c) s->sessions.ka_waits[i].conn = NULL;
 }

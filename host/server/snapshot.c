@@ -99,20 +99,20 @@ static void child_main(struct server *s, int fd, pid_t parent, uint64_t index,
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   struct server *s = h->data;
   (void)suggested;
-  struct snap_child *c = &s->child;
+  struct snap_child *c = &s->snaps.child;
   size_t room = sizeof c->msg - 1 - c->msglen;
   *buf = uv_buf_init(c->msg + c->msglen, (unsigned)room);
 }
 
 static void load_work(uv_work_t *req) {
   struct server *s = req->data;
-  struct snap_child *c = &s->child;
+  struct snap_child *c = &s->snaps.child;
   c->load_rc = store_snap_read(s->store, c->index, &c->loaded, c->load_err);
 }
 
 static void load_done(uv_work_t *req, int status) {
   struct server *s = req->data;
-  struct snap_child *c = &s->child;
+  struct snap_child *c = &s->snaps.child;
   c->loading = 0;
   if (s->stopping) {
     snap_free(&c->loaded);
@@ -152,7 +152,7 @@ static void load_done(uv_work_t *req, int status) {
 /* The pipe is closed: the child has exited (or is about to). */
 static void on_closed(uv_handle_t *h) {
   struct server *s = h->data;
-  struct snap_child *c = &s->child;
+  struct snap_child *c = &s->snaps.child;
   int st = 0;
   pid_t r;
   do {
@@ -203,12 +203,12 @@ static void on_closed(uv_handle_t *h) {
 
 static void on_dead_closed(uv_handle_t *h) {
   struct server *s = h->data;
-  s->child.closing = 0;
+  s->snaps.child.closing = 0;
 }
 
 static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf) {
   struct server *s = st->data;
-  struct snap_child *c = &s->child;
+  struct snap_child *c = &s->snaps.child;
   (void)buf;
   if (n > 0) {
     c->msglen += (size_t)n;
@@ -222,7 +222,7 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf) {
 }
 
 int snapshot__busy(const struct server *s) {
-  return s->child.pid != 0 || s->child.loading;
+  return s->snaps.child.pid != 0 || s->snaps.child.loading;
 }
 
 /* Start a child that writes the snapshot of `index`. 0: started (the
@@ -230,7 +230,7 @@ int snapshot__busy(const struct server *s) {
  * the caller snapshots in-process instead. */
 int snapshot__fork(struct server *s, uint64_t index, uint64_t term,
                    int with_hash) {
-  struct snap_child *c = &s->child;
+  struct snap_child *c = &s->snaps.child;
   if (c->pid || c->loading || c->closing || store_is_memory(s->store))
     return -1;
   struct raft_buf *conf = raft_conf_encode(raft_configuration(s->raft));
@@ -291,7 +291,7 @@ int snapshot__fork(struct server *s, uint64_t index, uint64_t term,
  * table), that read counts instead, and the store must stay open until it
  * is done: returns 1 then. */
 int snapshot__stop(struct server *s) {
-  struct snap_child *c = &s->child;
+  struct snap_child *c = &s->snaps.child;
   if (c->loading) {
     s->closing_handles++; /* load_done counts it, and closes the store */
     return 1;

@@ -37,23 +37,23 @@ void snapshot__receive_chunk(struct server *s,
   char err[512] = "";
   int rc = 0;
   if (c->offset == 0) {
-    store_snap_abort(s->store, s->snap_in); /* a transfer started over */
-    s->snap_in = NULL;
+    store_snap_abort(s->store, s->snaps.in); /* a transfer started over */
+    s->snaps.in = NULL;
     if (!c->conf) return;
     rc = store_snap_begin(s->store, c->index, c->term, c->conf->data,
-                          c->conf->len, &s->snap_in, err);
-  } else if (!s->snap_in || snap_writer_index(s->snap_in) != c->index ||
-             snap_writer_term(s->snap_in) != c->term) {
+                          c->conf->len, &s->snaps.in, err);
+  } else if (!s->snaps.in || snap_writer_index(s->snaps.in) != c->index ||
+             snap_writer_term(s->snaps.in) != c->term) {
     return; /* not one we are writing: its install fails below */
   }
   if (rc == 0 && c->data)
-    rc = store_snap_write(s->store, s->snap_in, c->offset, c->data->data,
+    rc = store_snap_write(s->store, s->snaps.in, c->offset, c->data->data,
                           c->data->len, err);
   if (rc == 0)
     transfer__received(s, c->index, c->offset + (c->data ? c->data->len : 0));
   if (rc < 0) {
-    store_snap_abort(s->store, s->snap_in);
-    s->snap_in = NULL;
+    store_snap_abort(s->store, s->snaps.in);
+    s->snaps.in = NULL;
     server__storage_failed(s, "snapshot_receive",
                            err[0] ? err : store_strerror(rc));
     s->failed = 1;
@@ -64,8 +64,8 @@ void snapshot__install(struct server *s, const struct raft_ready *rd) {
   uint64_t t0 = uv_hrtime();
   struct logger_line l;
   char err[512] = "";
-  struct snap_writer *w = s->snap_in;
-  s->snap_in = NULL;
+  struct snap_writer *w = s->snaps.in;
+  s->snaps.in = NULL;
   int rc;
   if (!w || snap_writer_index(w) != rd->snap.index ||
       snap_writer_term(w) != rd->snap.term) {
@@ -96,7 +96,7 @@ void snapshot__install(struct server *s, const struct raft_ready *rd) {
     s->failed = 1;
     return;
   }
-  s->applied = s->last_snapshot = s->snap_attempt = rd->snap.index;
+  snapshot__restored(s, rd->snap.index);
   double secs = server__seconds_since(t0);
   metrics__snapshot(s, 1, snap->data_len, secs);
   logger_begin(&l, &s->log, LOGGER_INFO, "snapshot_installed");
@@ -108,4 +108,8 @@ void snapshot__install(struct server *s, const struct raft_ready *rd) {
   logger_end(&l);
   server__notify(s, "snapshot_installed", "index=%llu bytes=%zu",
                  (unsigned long long)rd->snap.index, snap->data_len);
+}
+
+void snapshot__restored(struct server *s, uint64_t index) {
+  s->applied = s->snaps.last = s->snaps.attempt = index;
 }

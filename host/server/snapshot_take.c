@@ -30,7 +30,7 @@ static int write_snapshot(struct server *s, uint64_t index, uint64_t term,
   }
   if (rc < 0) {
     struct logger_line l;
-    if (index > s->snap_failed) s->snap_failed = index;
+    if (index > s->snaps.failed) s->snaps.failed = index;
     logger_begin(&l, &s->log, LOGGER_ERROR, "snapshot_failed");
     logger_u64(&l, "index", index);
     logger_u64(&l, "term", term);
@@ -43,7 +43,7 @@ static int write_snapshot(struct server *s, uint64_t index, uint64_t term,
 
 void server__snapshot_taken(struct server *s, uint64_t index, uint64_t term,
                             size_t bytes, double secs, int forked) {
-  if (index > s->last_snapshot) s->last_snapshot = index;
+  if (index > s->snaps.last) s->snaps.last = index;
   raft_snapshot_taken(s->raft, index);
   metrics__snapshot(s, 0, bytes, secs);
   struct logger_line l;
@@ -62,7 +62,7 @@ void server__snapshot_taken(struct server *s, uint64_t index, uint64_t term,
 
 void server__snapshot_failed(struct server *s, uint64_t index, uint64_t term,
                              const char *msg) {
-  if (index > s->snap_failed) s->snap_failed = index;
+  if (index > s->snaps.failed) s->snaps.failed = index;
   struct logger_line l;
   logger_begin(&l, &s->log, LOGGER_ERROR, "snapshot_failed");
   logger_u64(&l, "index", index);
@@ -84,19 +84,19 @@ int snapshot__take(struct server *s, int may_fork) {
    * log's durable end could, after a crash, sit in front of entries of
    * another history. The next ready tries again. */
   if (index > raft_persisted_index(s->raft)) return 0;
-  if (index <= s->last_snapshot || term == 0) return 0;
-  if (s->snap_in) {
+  if (index <= s->snaps.last || term == 0) return 0;
+  if (s->snaps.in) {
     /* A transfer from the leader is open. If this server has since
      * applied past it, it is moot (the core answers its later chunks with
      * "done"); otherwise it is still wanted, and the local snapshot waits. */
-    if (snap_writer_index(s->snap_in) > index) return 0;
-    store_snap_abort(s->store, s->snap_in);
-    s->snap_in = NULL;
+    if (snap_writer_index(s->snaps.in) > index) return 0;
+    store_snap_abort(s->store, s->snaps.in);
+    s->snaps.in = NULL;
   }
   /* The thresholds count again from here, whatever the outcome: a
    * snapshot that fails is tried again a threshold later, not at once. */
-  s->snap_attempt = index;
-  s->bytes_since_snapshot = 0;
+  s->snaps.attempt = index;
+  s->snaps.bytes_since = 0;
   /* last_snapshot moves when the child has written the file. */
   if (may_fork && snapshot__fork(s, index, term, 0) == 0) return 0;
   msgpack_sbuffer sb;
@@ -118,22 +118,22 @@ int server_snapshot_now(struct server *s, uint64_t *index) {
   int rc = s->stopping || s->failed || s->agree.diverged ? -1
            : snapshot__busy(s)                           ? -2
                                                          : snapshot__take(s, 0);
-  *index = s->last_snapshot;
+  *index = s->snaps.last;
   return rc;
 }
 
 int server_snapshot_begin(struct server *s, uint64_t *target) {
-  *target = s->last_snapshot;
+  *target = s->snaps.last;
   if (s->stopping || s->failed || s->agree.diverged) return -1;
   if (snapshot__busy(s)) return -2;
   if (snapshot__take(s, 1) < 0) return -1;
-  *target = snapshot__busy(s) ? s->child.index : s->last_snapshot;
+  *target = snapshot__busy(s) ? s->snaps.child.index : s->snaps.last;
   return 0;
 }
 
 int server_snapshot_file(const struct server *s, char *path, size_t size,
                          uint64_t *index) {
-  *index = s->last_snapshot;
+  *index = s->snaps.last;
   const struct store_snapshot *ss = store_snapshot(s->store);
   if (!ss || store_snap_file(s->store, path, size) < 0) return -1;
   *index = ss->last_index;
@@ -143,16 +143,29 @@ int server_snapshot_file(const struct server *s, char *path, size_t size,
 int server__snapshot_with_hash(struct server *s, uint64_t index) {
   uint64_t term = raft_term_at(s->raft, index);
   if (!s->o.sm->snapshot_hash || snapshot__busy(s) || index != s->applied ||
-      index > raft_persisted_index(s->raft) || index <= s->last_snapshot ||
-      term == 0 || s->snap_in || store_is_memory(s->store))
+      index > raft_persisted_index(s->raft) || index <= s->snaps.last ||
+      term == 0 || s->snaps.in || store_is_memory(s->store))
     return -1;
   /* Due within half a threshold: taking it now costs nothing more, and
    * with equal thresholds and intervals the two stay together. */
-  if (index < s->snap_attempt + s->o.snapshot_entries / 2 &&
-      s->bytes_since_snapshot < s->o.snapshot_bytes / 2)
+  if (index < s->snaps.attempt + s->o.snapshot_entries / 2 &&
+      s->snaps.bytes_since < s->o.snapshot_bytes / 2)
     return -1;
   if (snapshot__fork(s, index, term, 1) != 0) return -1;
-  s->snap_attempt = index;
-  s->bytes_since_snapshot = 0;
+  s->snaps.attempt = index;
+  s->snaps.bytes_since = 0;
   return 0;
+}
+
+void snapshot__applied(struct server *s, size_t bytes) {
+  s->snaps.bytes_since += bytes;
+}
+
+int snapshot__due(const struct server *s) {
+  return s->applied >= s->snaps.attempt + s->o.snapshot_entries ||
+         s->snaps.bytes_since >= s->o.snapshot_bytes;
+}
+
+uint64_t snapshot__failed_index(const struct server *s) {
+  return s->snaps.failed;
 }

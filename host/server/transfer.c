@@ -40,7 +40,7 @@ void transfer__sent(struct server *s, const char *to, uint64_t index,
 }
 
 void transfer__received(struct server *s, uint64_t index, uint64_t bytes) {
-  if (!logger_enabled(&s->log, LOGGER_INFO) || !due(s, &s->snap_in_log, index))
+  if (!logger_enabled(&s->log, LOGGER_INFO) || !due(s, &s->snaps.in_log, index))
     return;
   struct logger_line l;
   logger_begin(&l, &s->log, LOGGER_INFO, "snapshot_receiving");

@@ -42,7 +42,7 @@ int trust__raft_sender(struct inconn *ic, const struct raft_msg *m) {
   else if (c->n > 0 && raft_conf_find(c, m->from) < 0)
     reason = TRUST_DROP_NOT_MEMBER;
   if (reason < 0) return 0;
-  s->metrics.raft_dropped[reason]++;
+  s->trust.raft_dropped[reason]++;
   if (!ic->drop_logged) {
     ic->drop_logged = 1;
     struct logger_line l;
@@ -69,12 +69,12 @@ void trust__metrics(struct server *s, struct prom_buf *b) {
               "(not in the configuration).");
   for (int i = 0; i < TRUST_DROP_REASONS; i++) {
     const char *l[] = {"reason", drop_reasons[i], NULL};
-    prom_u64(b, name, l, s->metrics.raft_dropped[i]);
+    prom_u64(b, name, l, s->trust.raft_dropped[i]);
   }
   prom_family(b, "copycat_requests_denied_total", "counter",
               "Membership and leadership requests refused for want of "
               "admin rights.");
-  prom_u64(b, "copycat_requests_denied_total", NULL, s->metrics.admin_denied);
+  prom_u64(b, "copycat_requests_denied_total", NULL, s->trust.admin_denied);
   name = "copycat_unauthenticated_closed_total";
   prom_family(b, name, "counter",
               "Connections closed before their hello was accepted: timeout "
@@ -83,7 +83,7 @@ void trust__metrics(struct server *s, struct prom_buf *b) {
   static const char *const kinds[] = {"timeout", "oversized"};
   for (int i = 0; i < TRUST_PREAUTH_REASONS; i++) {
     const char *l[] = {"reason", kinds[i], NULL};
-    prom_u64(b, name, l, s->metrics.preauth_closed[i]);
+    prom_u64(b, name, l, s->trust.preauth_closed[i]);
   }
   uint64_t refused = net_listener_refused(s->listener);
   if (s->client_listener) refused += net_listener_refused(s->client_listener);
@@ -95,7 +95,7 @@ void trust__metrics(struct server *s, struct prom_buf *b) {
 
 int trust__hello_token(struct inconn *ic, const char *token, char *why,
                        size_t whylen) {
-  const char *mine = ic->s->admin_token;
+  const char *mine = ic->s->trust.admin_token;
   if (!token[0]) return 0;
   size_t n = strlen(token);
   if (!mine[0] || n != strlen(mine) || CRYPTO_memcmp(token, mine, n) != 0) {
@@ -125,7 +125,7 @@ int trust__may_admin(const struct inconn *ic) {
 int trust__admin_check(struct inconn *ic, uint64_t id, const char *verb) {
   if (trust__may_admin(ic)) return 0;
   struct server *s = ic->s;
-  s->metrics.admin_denied++;
+  s->trust.admin_denied++;
   char msg[300];
   snprintf(msg, sizeof msg,
            "denied: %s needs admin rights: connect with a certificate that "
@@ -160,21 +160,32 @@ void trust__preauth_closed(struct server *s, net_conn *c, int status,
     k = TRUST_PREAUTH_OVERSIZED;
   else
     return;
-  s->metrics.preauth_closed[k]++;
+  s->trust.preauth_closed[k]++;
   /* An attacker can open connections faster than anyone reads lines:
    * at most one line a second, with how many were not logged. */
   uint64_t now = uv_now(s->loop);
-  if (s->metrics.preauth_logged_ms &&
-      now - s->metrics.preauth_logged_ms < 1000) {
-    s->metrics.preauth_unlogged++;
+  if (s->trust.preauth_logged_ms && now - s->trust.preauth_logged_ms < 1000) {
+    s->trust.preauth_unlogged++;
     return;
   }
-  s->metrics.preauth_logged_ms = now;
+  s->trust.preauth_logged_ms = now;
   struct logger_line l;
   logger_begin(&l, &s->log, LOGGER_WARN, "unauthenticated_closed");
   logger_str(&l, "peer", net_conn_peer(c));
   logger_str(&l, "reason", reason);
-  logger_u64(&l, "not_logged", s->metrics.preauth_unlogged);
+  logger_u64(&l, "not_logged", s->trust.preauth_unlogged);
   logger_end(&l);
-  s->metrics.preauth_unlogged = 0;
+  s->trust.preauth_unlogged = 0;
+}
+
+int trust__init(struct server *s, const char *admin_token, char *err,
+                size_t errlen) {
+  if (admin_token && strlen(admin_token) >= sizeof s->trust.admin_token) {
+    snprintf(err, errlen, "the admin token is longer than %zu bytes",
+             sizeof s->trust.admin_token - 1);
+    return -1;
+  }
+  snprintf(s->trust.admin_token, sizeof s->trust.admin_token, "%s",
+           admin_token ? admin_token : "");
+  return 0;
 }
