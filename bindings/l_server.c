@@ -125,9 +125,10 @@ static void pack_reply(lua_State *L, int idx, msgpack_sbuffer *out) {
 }
 
 /* Packs each {session, seq, name, data} of the table at idx as
- * ["event", session, seq, name, data]. An event that cannot be encoded
- * was already checked by the sandbox when it was published; it is
- * skipped. */
+ * ["event", session, seq, name, data], where data is the codec bytes the
+ * sandbox encoded when the event was published (the session layer keeps
+ * them as bytes: encoded_events), copied unchanged. An event of another
+ * shape is skipped. */
 static void pack_events(lua_State *L, int idx, msgpack_sbuffer *out) {
   if (!lua_istable(L, idx)) return;
   lua_Integer n = luaL_len(L, idx);
@@ -140,9 +141,17 @@ static void pack_events(lua_State *L, int idx, msgpack_sbuffer *out) {
                           "event",
                           7);
     int bad = !lua_istable(L, -1);
-    for (int f = 1; f <= 4 && !bad; f++) {
+    for (int f = 1; f <= 3 && !bad; f++) {
       lua_geti(L, -1, f);
       bad = codec_pack(L, -1, out, err, sizeof err) < 0;
+      lua_pop(L, 1);
+    }
+    if (!bad) { /* the data: codec bytes, spliced unchanged */
+      size_t dlen;
+      lua_geti(L, -1, 4);
+      const char *data = lua_tolstring(L, -1, &dlen);
+      bad = lua_type(L, -1) != LUA_TSTRING || dlen == 0;
+      if (!bad) msgpack_sbuffer_write(out, data, dlen);
       lua_pop(L, 1);
     }
     if (bad) out->size = mark;

@@ -29,8 +29,10 @@
 **   machine:advance(ctx)       -> true, fired | false, err, fired
 **     Fires the timers due at ctx.time (sandbox_timers.c).
 **   machine:next_deadline()    -> the smallest pending deadline | nil
-**   machine:events()           -> {{session =, name =, data =}, ...}
-**     The events published since the last call, which clears them.
+**   machine:events([encoded])  -> {{session =, name =, data =}, ...}
+**     The events published since the last call, which clears them; with
+**     encoded, each data is the codec bytes of the value published (what
+**     a server keeps and sends without decoding it).
 **   machine:snapshot()                        -> bytes | nil, err
 **   machine:restore(bytes)                    -> true | nil, err
 **     bytes = msgpack [1, state, timer counter, timers]: the format version,
@@ -760,10 +762,10 @@ static int m_advance(lua_State *L) {
   return failed ? 3 : 2;
 }
 
-/* machine:events() -> {{session =, name =, data =}, ...} */
+/* machine:events([encoded]) -> {{session =, name =, data =}, ...} */
 static int m_events(lua_State *L) {
   Sandbox *sb = (Sandbox *)luaL_checkudata(L, 1, SANDBOX_MT);
-  return sandbox_events_take(L, sb);
+  return sandbox_events_take(L, sb, lua_toboolean(L, 2));
 }
 
 /* machine:next_deadline() -> the smallest pending deadline, or nil */

@@ -179,8 +179,10 @@ void sandbox_push_session(lua_State *S, lua_Integer id);
 int sandbox_sm_session(lua_State *S);
 
 /* Host side: push the events buffered in sb onto L as an array of
-** {session =, name =, data =} and clear the buffer. Returns 1. */
-int sandbox_events_take(lua_State *L, Sandbox *sb);
+** {session =, name =, data =} and clear the buffer. Returns 1. With
+** encoded set, data is the copycat.codec bytes of the value published (a
+** string), not the value. */
+int sandbox_events_take(lua_State *L, Sandbox *sb, int encoded);
 
 /* Timers (sandbox_timers.c). Run in S unless said otherwise. */
 void sandbox_timers_open(lua_State *S); /* the heap and the timers table */

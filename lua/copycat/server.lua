@@ -221,7 +221,8 @@ local function new(opts)
   local self = setmetatable({ opts = opts, handlers = {} }, Server)
   local machine = load_machine(opts.state_machine, opts.sm_memory)
   self.machine = machine
-  local layer = sessions.new(machine)
+  -- Events' data stay bytes from the machine to the connection (pack_events).
+  local layer = sessions.new(machine, { encoded_events = true })
   self.sessions = layer
   -- The copycat_sessions gauge follows the layer's count (docs/metrics.md).
   local reported = 0

@@ -34,8 +34,11 @@
 --- command's arguments as the bytes the client sent (apply's `args`, the
 --- entry then ends at op) and a query's likewise, and the machine returns
 --- the success reply already encoded (machine:command_reply/query_reply);
---- that string is cached as the result and sent unchanged. Snapshots hold
---- every cached result decoded, so they are the same either way.
+--- that string is cached as the result and sent unchanged. A layer made
+--- with {encoded_events = true} likewise keeps and returns each event's
+--- data as the bytes the machine encoded (machine:events(true)). Snapshots
+--- hold every cached result and every event's data decoded, so they are
+--- the same either way.
 local codec = require("copycat.codec")
 
 local M = {}
@@ -65,11 +68,15 @@ M.FORMAT = 1
 local Sessions = {}
 Sessions.__index = Sessions
 
---- Creates the layer over a loaded state machine.
+--- Creates the layer over a loaded state machine. With
+--- opts.encoded_events, events' data stay the codec bytes the machine
+--- encoded: in the queues, in apply's events and in events_of.
 ---@param machine copycat.StateMachine
+---@param opts {encoded_events: boolean|nil}|nil
 ---@return copycat.Sessions
-function M.new(machine)
-  return setmetatable({ machine = machine, sessions = {}, count = 0, time = 0, term = 0 }, Sessions)
+function M.new(machine, opts)
+  return setmetatable({ machine = machine, sessions = {}, count = 0, time = 0, term = 0,
+    encoded_events = (opts and opts.encoded_events) and true or false }, Sessions)
 end
 
 local function reply_error(code, msg) return { false, msg, code } end
@@ -86,7 +93,7 @@ end
 -- Moves what the machine published into the sessions' queues and into out.
 -- An event for a session that is not open (or is closing) is dropped.
 local function collect(self, out)
-  local published = self.machine:events()
+  local published = self.machine:events(self.encoded_events)
   for i = 1, #published do
     local e = published[i]
     local s = self.sessions[e.session]
@@ -331,7 +338,8 @@ end
 --- Open sessions.
 function Sessions:size() return self.count end
 
---- The unacknowledged events of a session ({{seq, name, data}, ...}), or nil.
+--- The unacknowledged events of a session ({{seq, name, data}, ...}; data as
+--- bytes with encoded_events), or nil.
 function Sessions:events_of(id)
   local s = self.sessions[id]
   return s and s.events
@@ -350,7 +358,12 @@ local function sessions_part(self)
       if type(r) == "string" then r = codec.decode(r) end
       if r then results[#results + 1] = { seq, r } end
     end
-    list[i] = { s.id, s.timeout, s.seen, s.applied_seq, s.acked, s.event_seq, results, s.events }
+    local events = s.events
+    if self.encoded_events then -- the data as the values they encode
+      events = {}
+      for k, ev in ipairs(s.events) do events[k] = { ev[1], ev[2], codec.decode(ev[3]) } end
+    end
+    list[i] = { s.id, s.timeout, s.seen, s.applied_seq, s.acked, s.event_seq, results, events }
   end
   return list
 end
@@ -400,6 +413,9 @@ function Sessions:restore(bytes)
       event_seq = r[6], results = {}, events = r[8] or {},
     }
     for _, pair in ipairs(r[7] or {}) do s.results[pair[1]] = pair[2] end
+    if self.encoded_events then
+      for k, ev in ipairs(s.events) do s.events[k] = { ev[1], ev[2], codec.encode(ev[3]) } end
+    end
     self.sessions[s.id] = s
     self.count = self.count + 1
     local e = s.seen + s.timeout + 1

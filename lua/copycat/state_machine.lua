@@ -78,9 +78,10 @@ M.MAX_TIMER_FIRINGS = sandbox.MAX_FIRINGS
 --- machine:next_deadline() -> number | nil
 ---   The smallest pending deadline (replicated time must reach it for the
 ---   timer to fire), or nil when no timer is pending.
---- machine:events() -> { {session = id, name = string, data = any}, ... }
+--- machine:events([encoded]) -> { {session = id, name = string, data = any}, ... }
 ---   The events published since the last call, in publish order (decoded
----   copies), and clears them. Not part of the state: drain it after each
+---   copies; with encoded, each data is the copycat.codec bytes of the
+---   value published, a string), and clears them. Not part of the state: drain it after each
 ---   call that may publish; snapshot and restore leave it alone.
 --- machine:snapshot() -> bytes | nil, err
 ---   msgpack [1, state, timer counter, timers]: the canonical copycat.codec

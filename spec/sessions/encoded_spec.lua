@@ -26,6 +26,10 @@ local shapes = {
   bad_result = function() return function() end end,
 }
 for name, fn in pairs(shapes) do sm.commands[name] = fn; sm.queries[name] = fn end
+local data = { nil, "s", "\255\0", { 1, nil, 3 }, { a = { b = 1.5 } }, 2 ^ 53, -7, true, {}, { [1.5] = "x" } }
+function sm.commands.publish(c)
+  for i = 1, 10 do c.session:publish("e" .. i, data[i]) end
+end
 function sm.snapshot() return n end
 function sm.restore(s) n = s end
 return sm
@@ -34,8 +38,8 @@ return sm
 local SHAPES = { "none", "one_nil", "count", "three", "nil_first", "trailing_nils", "hole", "all_nil",
   "nested", "binary", "fail", "fail_like_unknown", "bad_result", "no_such_op" }
 
-local function layer()
-  return sessions.new(assert(state_machine.load(SOURCE, { source = true, name = "t" })))
+local function layer(opts)
+  return sessions.new(assert(state_machine.load(SOURCE, { source = true, name = "t" })), opts)
 end
 
 -- A reply as bytes, whichever form the layer gave it in.
@@ -97,6 +101,45 @@ describe("sessions with encoded arguments", function()
     assert.is_true(copy:restore(l:snapshot()))
     assert.same({ false, "unknown command 'no_such_op'", "unknown_op" },
       (copy:apply(5, 1, { 1004, "c", 1, 1, 0, "no_such_op", {} })))
+  end)
+
+  it("keep and hand back events' data as the bytes the value path encodes", function()
+    local values, bytes = layer(), layer({ encoded_events = true })
+    values:apply(1, 1, { 1000, "o", 5000 })
+    bytes:apply(1, 1, { 1000, "o", 5000 })
+    local _, ev_v = values:apply(2, 1, { 1001, "c", 1, 1, 0, "publish", {} })
+    local _, ev_b = bytes:apply(2, 1, { 1001, "c", 1, 1, 0, "publish" }, codec.encode({}))
+    assert.equal(10, #ev_v)
+    assert.equal(#ev_v, #ev_b)
+    for i = 1, #ev_v do
+      assert.same({ 1, i, "e" .. i }, { ev_b[i][1], ev_b[i][2], ev_b[i][3] })
+      assert.same({ ev_v[i][1], ev_v[i][2], ev_v[i][3] }, { ev_b[i][1], ev_b[i][2], ev_b[i][3] })
+      assert.is_string(ev_b[i][4])
+      assert.equal(codec.encode(ev_v[i][4]), ev_b[i][4], "event " .. i)
+    end
+    -- the snapshots and the hashed state are the same bytes
+    assert.equal(values:snapshot(), bytes:snapshot())
+    assert.equal((values:state()), (bytes:state()))
+    -- a keep-alive that acknowledges nothing resends the same bytes
+    local _, again = bytes:apply(3, 1, { 1002, "k", { { 1, 1, 0 } } })
+    assert.equal(10, #again)
+    for i = 1, #again do assert.equal(ev_b[i][4], again[i][4]) end
+    values:apply(3, 1, { 1002, "k", { { 1, 1, 0 } } })
+    -- a snapshot restores into either kind of layer, the data as each keeps it
+    local into_bytes, into_values = layer({ encoded_events = true }), layer()
+    assert.is_true(into_bytes:restore(values:snapshot()))
+    assert.is_true(into_values:restore(bytes:snapshot()))
+    local kept_b, kept_v = into_bytes:events_of(1), into_values:events_of(1)
+    assert.equal(10, #kept_b)
+    for i = 1, #kept_b do
+      assert.equal(ev_b[i][4], kept_b[i][3])
+      assert.equal(codec.encode(ev_v[i][4]), codec.encode(kept_v[i][3]))
+    end
+    assert.equal(bytes:snapshot(), into_bytes:snapshot())
+    -- acknowledged events are gone from the bytes layer's queue too
+    bytes:apply(4, 1, { 1003, "k", { { 1, 1, 4 } } })
+    assert.equal(6, #bytes:events_of(1))
+    assert.equal(5, bytes:events_of(1)[1][1])
   end)
 
   it("fail a command whose argument bytes do not decode, using up its sequence number", function()

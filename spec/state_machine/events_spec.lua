@@ -93,6 +93,18 @@ describe("session events", function()
     assert.are_not.equal(ev[1].data, ev[2].data)
   end)
 
+  it("hands the data over as its codec bytes with events(true)", function()
+    local m = h.machine(body)
+    h.ok(m, "tell", { { 3, "a", "x" }, { 7, "b", nil }, { 3, "c", { 1, 2, { k = 1.5 } } } }, ctx(7))
+    assert.are.same({
+      { session = 3, name = "a", data = codec.encode("x") },
+      { session = 7, name = "b", data = codec.encode(nil) },
+      { session = 3, name = "c", data = codec.encode({ 1, 2, { k = 1.5 } }) },
+    }, m:events(true))
+    assert.are.same({}, m:events(true))
+    assert.are.same({}, m:events())
+  end)
+
   it("keeps the events of a handler that failed, as it keeps its state changes", function()
     local m = h.machine(body, { budget = 20000 })
     assert.are.equal("failed after publishing", h.fails(m, "publish_then_fail", nil, ctx(4)))
