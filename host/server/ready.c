@@ -1,7 +1,8 @@
 /*
  * ready.c — the carrying-out of the core's outputs (struct raft_ready): what
  * must be durable goes to the store (persist; on_durable tells the core),
- * messages go to the peers only for a term saved durably, committed entries
+ * messages go to the peers only for a term and vote saved durably (held.c
+ * holds them while the store saves it), committed entries
  * are applied to the state machine and their clients answered, snapshot
  * chunks are answered; then the changes of role, leader and membership are
  * logged (note_changes). Also the clock: ticks given to the core.
@@ -27,8 +28,8 @@ static void on_durable(struct store *st, uint64_t durable, int status,
   if (status < 0) {
     /* Nothing more is acknowledged: the core never hears of these entries
      * as durable, so no client is told they are committed by our vote. */
+    if (!s->failed) server__storage_failed(s, "append", store_errmsg(st));
     s->failed = 1;
-    server__storage_failed(s, "append", store_errmsg(st));
     return;
   }
   uint64_t term = store_term_at(st, durable);
@@ -135,22 +136,16 @@ static void answer_chunks(struct server *s, struct chunk_answer *a, size_t n) {
   }
 }
 
-/* Durable before sent: a message speaks for a term (and vote) this
- * server has saved; a pre-vote poll and its answer ask about the next
- * term without taking it. */
-static int term_saved(const struct server *s, const struct raft_msg *m) {
-  if (m->type == RAFT_MSG_VOTE && m->u.vote.prevote) return 1;
-  if (m->type == RAFT_MSG_VOTE_RESP && m->u.vote_resp.prevote) return 1;
-  return m->term <= store_meta(s->store)->term;
-}
-
 static void handle(struct server *s, struct raft_ready *rd,
                    struct chunk_answer **answers, size_t *n_answers) {
+  /* Durable before sent: the writer thread saves the term and vote, in
+   * order with the log; the messages wait for it (held.c). */
   if (rd->hs_changed) {
-    char err[512];
-    if (store_save_meta(s->store, rd->hs.term, rd->hs.vote, 0, NULL, 0, err) <
-        0) {
-      server__storage_failed(s, "save_meta", err);
+    int rc = held__save_meta(s, &rd->hs);
+    if (rc < 0) {
+      server__storage_failed(s, "save_meta",
+                             store_errmsg(s->store)[0] ? store_errmsg(s->store)
+                                                       : store_strerror(rc));
       s->failed = 1;
       return; /* no message that depends on it may leave */
     }
@@ -168,10 +163,8 @@ static void handle(struct server *s, struct raft_ready *rd,
     s->failed = 1;
     return;
   }
-  for (size_t i = 0; i < rd->n_msgs; i++) {
-    assert(term_saved(s, &rd->msgs[i]));
-    peers__send(s, &rd->msgs[i]);
-  }
+  for (size_t i = 0; i < rd->n_msgs; i++)
+    held__send(s, &rd->msgs[i]);
   for (size_t i = 0; i < rd->n_committed; i++) {
     if (s->agree.diverged) break; /* its state is wrong: nothing more */
     apply(s, rd->commit_first + i, &rd->committed[i]);

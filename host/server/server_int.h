@@ -19,6 +19,7 @@
 #include "server/agree.h"
 #include "server/clients.h"
 #include "server/forward.h"
+#include "server/held.h"
 #include "server/metrics.h"
 #include "server/peers.h"
 #include "server/server.h"
@@ -76,6 +77,7 @@ struct server {
   struct snapshots snaps;        /* snapshot*.c */
   struct agree agree;            /* agree.c, hash.c */
   struct forwards forwards;      /* forward.c */
+  struct held held;              /* held.c */
 };
 
 /* Seconds since uv_hrtime() read t0. */

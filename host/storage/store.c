@@ -25,11 +25,13 @@ void job_clear(struct job *j, uint64_t base) {
   j->status = 0;
   j->sync_ns = 0;
   j->err[0] = 0;
+  if (j->has_meta) meta_free(&j->meta);
+  j->has_meta = 0;
 }
 
 int job_empty(const struct job *j) {
   return j->nrec == 0 && !j->truncate_from && !j->reset_next &&
-         !j->compact_upto && j->nw == 0;
+         !j->compact_upto && j->nw == 0 && !j->has_meta;
 }
 
 static int grow(void **p, size_t *cap, size_t need, size_t elem) {
@@ -244,6 +246,12 @@ int store_save_meta(struct store *s, uint64_t term, const char *vote,
   if (s->closing) return STORE_ECLOSED;
   if (vote && strlen(vote) > META_MAX_VOTE) return STORE_EINVAL;
   if (config_len > META_MAX_CONFIG) return STORE_EINVAL;
+  if (s->meta_queued != s->meta_done) {
+    store_errf(err,
+               "metadata not saved: a queued metadata write is "
+               "outstanding");
+    return STORE_EINVAL;
+  }
   int rc = meta_copy(&m, term, vote, config_index, config, config_len);
   if (rc) return rc;
   if (!s->memory && (rc = meta_save(s->io, s->dir, &m, err)) != 0) {
@@ -252,6 +260,35 @@ int store_save_meta(struct store *s, uint64_t term, const char *vote,
   }
   meta_free(&s->meta);
   s->meta = m;
+  return 0;
+}
+
+int store_queue_meta(struct store *s, uint64_t term, const char *vote,
+                     uint64_t config_index, const void *config,
+                     size_t config_len, store_cb cb, void *data) {
+  int rc = check_writable(s);
+  if (rc) return rc;
+  if (vote && strlen(vote) > META_MAX_VOTE) return STORE_EINVAL;
+  if (config_len > META_MAX_CONFIG) return STORE_EINVAL;
+  struct store_meta m;
+  if ((rc = meta_copy(&m, term, vote, config_index, config, config_len)) != 0)
+    return rc;
+  uv_mutex_lock(&s->mu);
+  struct job *j = s->pending;
+  if (cb && grow((void **)&j->w, &j->wcap, j->nw + 1, sizeof *j->w)) {
+    uv_mutex_unlock(&s->mu);
+    meta_free(&m);
+    return STORE_ENOMEM;
+  }
+  /* A newer replacement of the whole file makes the one not yet taken
+   * redundant: the job writes only the newest, before its records. */
+  if (j->has_meta) meta_free(&j->meta);
+  j->meta = m;
+  j->has_meta = 1;
+  j->meta_seq = ++s->meta_queued;
+  add_waiter(j, cb, data);
+  uv_mutex_unlock(&s->mu);
+  writer_kick(s);
   return 0;
 }
 
@@ -430,6 +467,7 @@ void store_free(struct store *s) {
   meta_free(&s->meta);
   snap_free(&s->snap);
   for (int i = 0; i < STORE_JOBS; i++) {
+    if (s->jobs[i].has_meta) meta_free(&s->jobs[i].meta);
     free(s->jobs[i].buf);
     free(s->jobs[i].recs);
     free(s->jobs[i].w);

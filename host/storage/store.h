@@ -3,12 +3,12 @@
  * vote, configuration) and snapshots, in one data directory.
  *
  * Threading: every function here is called on the event-loop thread that
- * was given to store_open(), and every callback runs there. Log writes are
- * done by the store's own writer thread, which reports back through a
- * uv_async handle: appends made while a write is in flight are merged into
- * the next write, made durable with one fdatasync (group commit). The next
- * segment file is prepared on libuv's thread pool. The store keeps the loop
- * alive only while it has work outstanding (and while closing).
+ * was given to store_open(), and every callback runs there. Log writes and
+ * queued metadata writes are done by the store's own writer thread, which
+ * reports back through a uv_async handle: appends made while a write is in
+ * flight are merged into the next write, made durable with one fdatasync (group
+ * commit). The next segment file is prepared on libuv's thread pool. The store
+ * keeps the loop alive only while it has work outstanding (and while closing).
  *
  * Durability contract: an append callback reporting durable index N means
  * every entry with index <= N, as the log holds it now, is on disk and
@@ -109,10 +109,29 @@ int store_compact_prefix(struct store *s, uint64_t up_to);
 
 /* Replace term, vote ("" or NULL: none) and configuration atomically and
  * durably, synchronously on the calling thread (fsync + rename + fsync of
- * the directory: about two disk flushes). */
+ * the directory: about two disk flushes). For tools and tests; a running
+ * server uses store_queue_meta. STORE_EINVAL while a queued write is
+ * outstanding. */
 int store_save_meta(struct store *s, uint64_t term, const char *vote,
                     uint64_t config_index, const void *config,
                     size_t config_len, char *err);
+/*
+ * The same replacement done by the writer thread, in order with the log:
+ * the metadata file is replaced before any truncation or record accepted
+ * after this call is written, so an entry appended after the metadata of
+ * its term was queued is never durable without that metadata. Queued
+ * replacements not yet taken by the writer are merged (the newest is
+ * written). cb (may be NULL) runs on the loop thread when the write that
+ * carried it finished, status 0 (the metadata is durable and store_meta()
+ * shows it) or a STORE_E* code; then, as after a failed append, the store
+ * has failed (store_errmsg()) and the metadata on disk is the previous one.
+ * STORE_EFAILED after a write error, STORE_ECLOSED while closing.
+ */
+int store_queue_meta(struct store *s, uint64_t term, const char *vote,
+                     uint64_t config_index, const void *config,
+                     size_t config_len, store_cb cb, void *data);
+/* The metadata on disk: a queued replacement shows once its callback
+ * runs. */
 const struct store_meta *store_meta(const struct store *s);
 
 /* The log: first and last index present (first > last when empty; then

@@ -38,8 +38,12 @@ struct job {
   size_t nrec, rcap;
   struct waiter *w;
   size_t nw, wcap;
-  int status;       /* result, set by the writer */
-  uint64_t sync_ns; /* the write's fdatasync time, set by the writer */
+  int status;             /* result, set by the writer */
+  uint64_t sync_ns;       /* the write's fdatasync time, set by the writer */
+  int has_meta;           /* 1: replace the metadata file with `meta`, first
+                             (before any truncation or record of this job) */
+  struct store_meta meta; /* owned while has_meta */
+  unsigned meta_seq;      /* the store_queue_meta call `meta` came from */
   char err[STORE_ERR_MAX];
 };
 
@@ -53,8 +57,10 @@ struct store {
   int memory;
   int lock_fd;
   size_t seg_size;
-  struct log log; /* loop thread */
-  struct store_meta meta;
+  struct log log;         /* loop thread */
+  struct store_meta meta; /* as on disk: a queued write shows once done */
+  unsigned meta_queued;   /* store_queue_meta calls (loop thread) */
+  unsigned meta_done;     /* of those, finished or abandoned (loop thread) */
   struct store_snapshot snap;
   int has_snap;
   struct snap_writer *writer;

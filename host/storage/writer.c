@@ -21,6 +21,13 @@ static void job_run(struct store *s, struct job *j) {
   struct segs *g = &s->segs;
   int rc = 0;
   if (s->memory) return;
+  /* The metadata first: a record of a term is never durable before the
+   * metadata naming that term (the server queues the term's metadata
+   * before any of its entries). */
+  if (j->has_meta && (rc = meta_save(s->io, s->dir, &j->meta, j->err)) != 0) {
+    j->status = rc;
+    return;
+  }
   if (j->reset_next)
     rc = segs_reset(g, j->reset_next, j->err);
   else if (j->truncate_from)
@@ -203,6 +210,12 @@ void writer_kick(struct store *s) {
 /* Loop thread: account for one finished job and run its callbacks. */
 static void finish_job(struct store *s, struct job *j) {
   int status = j->status;
+  if (status == 0 && j->has_meta) {
+    meta_free(&s->meta);
+    s->meta = j->meta; /* durable now: the store's copy */
+    j->has_meta = 0;
+    s->meta_done = j->meta_seq;
+  }
   if (status == 0) {
     uint64_t d = j->base + j->nrec - 1; /* last index on disk then */
     if (j->trunc_after && d > j->trunc_after - 1) d = j->trunc_after - 1;
@@ -221,7 +234,9 @@ static void finish_job(struct store *s, struct job *j) {
     j->w[i].cb(s, s->durable, status, j->w[i].data);
   if (status) {
     /* Nothing more will be written: fail what waits. The waiters are
-     * moved out first, since callbacks may call back into the store. */
+     * moved out first, since callbacks may call back into the store. No
+     * queued metadata will be written either. */
+    s->meta_done = s->meta_queued;
     uv_mutex_lock(&s->mu);
     struct job *p = s->pending;
     struct waiter *w = p->w;

@@ -9,7 +9,9 @@
  * durable. Now and then it cuts the log's tail and goes on with the next
  * term ("T <from> <term>", printed before the cut). Every few hundred entries
  * it installs a snapshot of the durable prefix ("P <index>" once durable, which
- * compacts the log) and saves the metadata ("M <term>"). It runs until killed.
+ * compacts the log). The metadata is queued with the writer (store_queue_meta)
+ * before the first entry of each term, as a server does, and after each
+ * snapshot; "M <term>" once reported durable. It runs until killed.
  * Each line is written with one write(2), so what the parent reads was really
  * reported. Entry payloads are payload_fill(index, term) (spec/storage/util.h).
  */
@@ -32,6 +34,22 @@ static void say(char tag, unsigned long long a, unsigned long long b) {
 static void on_durable(struct store *s, uint64_t durable, int status,
                        void *data);
 
+static void on_meta(struct store *s, uint64_t durable, int status, void *data) {
+  (void)durable, (void)data;
+  if (status) {
+    fprintf(stderr, "metadata write failed: %s\n", store_errmsg(s));
+    _exit(6);
+  }
+  say('M', store_meta(s)->term, 0);
+}
+
+/* The metadata of the current term, queued before any of its entries. */
+static void queue_meta(struct child *c, uint64_t config_index) {
+  if (store_queue_meta(c->s, c->term, "n1", config_index, "cfg", 3, on_meta,
+                       NULL))
+    _exit(6);
+}
+
 /* Now and then cut the last few entries, as a follower does with a
  * conflicting tail, and continue with a higher term ("T <from> <term>" is
  * printed first: the cut may or may not survive a kill). */
@@ -45,6 +63,7 @@ static void maybe_truncate(struct child *c) {
   if (from < store_first_index(c->s) || (sn && from <= sn->last_index)) return;
   c->term++;
   say('T', from, c->term);
+  queue_meta(c, 0);
   if (store_truncate_suffix(c->s, from, NULL, NULL) != 0) _exit(3);
 }
 
@@ -76,8 +95,7 @@ static void snapshot(struct child *c, uint64_t durable) {
     _exit(5);
   }
   say('P', durable, term);
-  if (store_save_meta(c->s, c->term, "n1", durable, "cfg", 3, err)) _exit(6);
-  say('M', c->term, 0);
+  queue_meta(c, durable);
 }
 
 static void on_durable(struct store *s, uint64_t durable, int status,
@@ -112,6 +130,7 @@ int main(int argc, char **argv) {
   }
   say('S', store_first_index(c.s), store_last_index(c.s));
   c.next_snap = store_last_index(c.s) + 60;
+  queue_meta(&c, 0);
   for (int i = 0; i < 4; i++)
     append_batch(&c);
   uv_run(&loop, UV_RUN_DEFAULT);

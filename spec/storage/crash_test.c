@@ -201,6 +201,15 @@ static void verify(const char *dir, uint64_t run, struct history *h) {
       CHECK(0);
     }
     set_term(h, i, term);
+    /* The metadata of a term is written before any of its entries. */
+    if (e->term > store_meta(s)->term) {
+      printf(
+          "    run %llu: entry %llu of term %llu is on disk, the metadata "
+          "names term %llu\n",
+          (unsigned long long)run, (unsigned long long)i,
+          (unsigned long long)e->term, (unsigned long long)store_meta(s)->term);
+      CHECK(0);
+    }
   }
   CHECK_INT(store_meta(s)->term, >=, h->meta_term);
   if (strstr(store_notice(s), "torn")) torn_cuts++;

@@ -294,6 +294,80 @@ TEST(failed_metadata_save_keeps_the_old_metadata) {
   free(dir);
 }
 
+/* A queued metadata save that fails stops the store like a failed append:
+ * its callback and those of the records queued after it report the error,
+ * those records are never written (no entry of a term is durable without
+ * its metadata), and the old metadata stays. */
+TEST(failed_queued_metadata_save_stops_the_store) {
+  char *dir = tmp_dir();
+  struct fault_io f;
+  fault_init(&f);
+  struct store_opts opts = {0, 0, &f.io};
+  struct store *s;
+  char err[STORE_ERR_MAX];
+  CHECK_INT(store_open(&loop, dir, &opts, &s, err), ==, 0);
+  struct waitc a = {0}, m = {0}, b = {0};
+  CHECK_INT(store_save_meta(s, 1, "a", 0, NULL, 0, err), ==, 0);
+  CHECK_INT(append_range(s, 1, 3, 1, &a), ==, 0); /* creates the segment */
+  run_until(&loop, &a.calls, 1);
+  gate_close(&f);
+  CHECK_INT(append_range(s, 4, 3, 1, &a), ==, 0);
+  gate_wait_blocked(&f); /* entries 4..6 are being written */
+  fault_set(&f, FOP_RENAME, 0, 1, EIO);
+  CHECK_INT(store_queue_meta(s, 2, "b", 0, NULL, 0, wait_cb, &m), ==, 0);
+  CHECK_INT(append_range(s, 7, 3, 2, &b), ==, 0);
+  gate_open(&f);
+  run_until(&loop, &b.calls, 1);
+  CHECK_INT(a.status, ==, 0);
+  CHECK_INT(a.durable, ==, 6);
+  CHECK_INT(m.calls, ==, 1);
+  CHECK_INT(m.status, ==, STORE_EIO);
+  CHECK(b.status < 0);
+  CHECK_INT(b.durable, ==, 6);
+  CHECK(strstr(store_errmsg(s), "metadata") != NULL);
+  CHECK_INT(store_meta(s)->term, ==, 1);
+  CHECK_INT(store_queue_meta(s, 3, "c", 0, NULL, 0, wait_cb, &m), ==,
+            STORE_EFAILED);
+  CHECK_INT(append_range(s, 10, 1, 2, &b), ==, STORE_EFAILED);
+  close_store(&loop, s);
+  fault_set(&f, -1, 0, 0, 0);
+  CHECK_INT(store_open(&loop, dir, &opts, &s, err), ==, 0);
+  CHECK_INT(store_meta(s)->term, ==, 1);
+  CHECK(strcmp(store_meta(s)->vote, "a") == 0);
+  CHECK_INT(store_last_index(s), ==, 6);
+  close_store(&loop, s);
+  rm_rf(dir);
+  free(dir);
+}
+
+/* A write error before the queued save was taken: the save is abandoned
+ * and reported failed, and a synchronous save is no longer refused for
+ * waiting on it. */
+TEST(queued_metadata_save_fails_after_a_write_error) {
+  char *dir = tmp_dir();
+  struct fault_io f;
+  fault_init(&f);
+  struct store_opts opts = {0, 0, &f.io};
+  struct store *s;
+  char err[STORE_ERR_MAX];
+  CHECK_INT(store_open(&loop, dir, &opts, &s, err), ==, 0);
+  struct waitc a = {0}, m = {0};
+  gate_close(&f);
+  fault_set(&f, FOP_FDATASYNC, 0, 1, EIO);
+  CHECK_INT(append_range(s, 1, 3, 1, &a), ==, 0);
+  gate_wait_blocked(&f);
+  CHECK_INT(store_queue_meta(s, 2, "b", 0, NULL, 0, wait_cb, &m), ==, 0);
+  gate_open(&f);
+  run_until(&loop, &m.calls, 1);
+  CHECK_INT(a.status, ==, STORE_EIO);
+  CHECK_INT(m.status, ==, STORE_EFAILED);
+  CHECK_INT(store_meta(s)->term, ==, 0);
+  CHECK_INT(store_save_meta(s, 2, "b", 0, NULL, 0, err), ==, 0);
+  close_store(&loop, s);
+  rm_rf(dir);
+  free(dir);
+}
+
 int main(void) {
   uv_loop_init(&loop);
   RUN(scenario_without_faults);
@@ -302,6 +376,8 @@ int main(void) {
   RUN(unlink_failures_are_reported);
   RUN(write_error_stops_the_store);
   RUN(failed_metadata_save_keeps_the_old_metadata);
+  RUN(failed_queued_metadata_save_stops_the_store);
+  RUN(queued_metadata_save_fails_after_a_write_error);
   uv_loop_close(&loop);
   return harness_done();
 }

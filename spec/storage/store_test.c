@@ -585,6 +585,77 @@ TEST(metadata_saved_and_reloaded) {
   free(dir);
 }
 
+/* The writer thread saves queued metadata: store_meta() shows it only once
+ * its callback reported it durable, and a reopen finds it. */
+TEST(queued_metadata_is_durable_when_reported) {
+  char *dir = tmp_dir();
+  struct store *s = open_dir(dir, 0, NULL);
+  char err[STORE_ERR_MAX];
+  struct waitc w = {0};
+  CHECK_INT(store_queue_meta(s, 5, "n2", 7, "conf", 4, wait_cb, &w), ==, 0);
+  /* Not reported yet: the metadata shown is the one on disk. */
+  CHECK_INT(store_meta(s)->term, ==, 0);
+  /* A synchronous save would race the writer: refused until it is done. */
+  CHECK_INT(store_save_meta(s, 9, "n3", 0, NULL, 0, err), ==, STORE_EINVAL);
+  run_until(&loop, &w.calls, 1);
+  CHECK_INT(w.status, ==, 0);
+  CHECK_INT(store_meta(s)->term, ==, 5);
+  CHECK(strcmp(store_meta(s)->vote, "n2") == 0);
+  CHECK_INT(store_save_meta(s, 6, "n2", 7, "conf", 4, err), ==, 0);
+  /* Closing finishes a queued save and reports it. */
+  CHECK_INT(store_queue_meta(s, 8, NULL, 0, NULL, 0, wait_cb, &w), ==, 0);
+  close_store(&loop, s);
+  CHECK_INT(w.calls, ==, 2);
+  CHECK_INT(w.status, ==, 0);
+  s = open_dir(dir, 0, NULL);
+  CHECK_INT(store_meta(s)->term, ==, 8);
+  CHECK(strcmp(store_meta(s)->vote, "") == 0);
+  CHECK_INT(store_meta(s)->config_len, ==, 0);
+  CHECK_INT(count_files(dir, "metadata"), ==, 1); /* no .tmp left */
+  close_store(&loop, s);
+  rm_rf(dir);
+  free(dir);
+}
+
+/* Saves queued while the writer is busy are merged into its next write,
+ * which replaces the metadata before writing the records queued with it:
+ * once the records are reported durable the metadata queued before them
+ * is too, and the newest save wins. */
+TEST(queued_metadata_is_written_in_order_with_the_log) {
+  char *dir = tmp_dir();
+  struct fault_io f;
+  fault_init(&f);
+  struct store *s = open_dir(dir, 0, &f.io);
+  struct waitc a = {0}, m1 = {0}, m2 = {0}, b = {0};
+  CHECK_INT(append_range(s, 1, 3, 1, &a), ==, 0); /* creates the segment */
+  run_until(&loop, &a.calls, 1);
+  gate_close(&f);
+  CHECK_INT(append_range(s, 4, 3, 1, &a), ==, 0);
+  gate_wait_blocked(&f); /* the writer holds entries 4..6 */
+  int renames = f.counts[FOP_RENAME];
+  CHECK_INT(store_queue_meta(s, 2, "n1", 0, NULL, 0, wait_cb, &m1), ==, 0);
+  CHECK_INT(store_queue_meta(s, 3, "n2", 0, NULL, 0, wait_cb, &m2), ==, 0);
+  CHECK_INT(append_range(s, 7, 3, 3, &b), ==, 0);
+  gate_open(&f);
+  run_until(&loop, &b.calls, 1);
+  CHECK_INT(a.calls, ==, 2);
+  CHECK_INT(m1.calls, ==, 1);
+  CHECK_INT(m2.calls, ==, 1);
+  CHECK_INT(m1.status, ==, 0);
+  CHECK_INT(b.status, ==, 0);
+  CHECK_INT(b.durable, ==, 9);
+  CHECK_INT(f.counts[FOP_RENAME] - renames, ==, 1); /* one file written */
+  CHECK_INT(store_meta(s)->term, ==, 3);
+  CHECK(strcmp(store_meta(s)->vote, "n2") == 0);
+  close_store(&loop, s);
+  s = open_dir(dir, 0, NULL);
+  CHECK_INT(store_meta(s)->term, ==, 3);
+  check_range(s, 7, 9, 3);
+  close_store(&loop, s);
+  rm_rf(dir);
+  free(dir);
+}
+
 TEST(a_locked_directory_is_refused) {
   char *dir = tmp_dir();
   struct store *s = open_dir(dir, 0, NULL), *s2 = NULL;
@@ -618,6 +689,10 @@ TEST(memory_mode_writes_no_files) {
   CHECK_INT(store_first_index(s), ==, 23);
   CHECK_INT(store_save_meta(s, 3, "n1", 0, NULL, 0, err), ==, 0);
   CHECK_INT(store_meta(s)->term, ==, 3);
+  CHECK_INT(store_queue_meta(s, 4, "n2", 0, NULL, 0, wait_cb, &w), ==, 0);
+  run_until(&loop, &w.calls, 4);
+  CHECK_INT(w.status, ==, 0);
+  CHECK_INT(store_meta(s)->term, ==, 4);
   close_store(&loop, s);
   /* Without the explicit option, a directory is required. */
   CHECK_INT(store_open(&loop, NULL, NULL, &s, err), ==, STORE_EINVAL);
@@ -717,6 +792,8 @@ int main(void) {
   RUN(snapshot_from_leader_replaces_the_log);
   RUN(snapshot_chunks_holes_and_abort);
   RUN(metadata_saved_and_reloaded);
+  RUN(queued_metadata_is_durable_when_reported);
+  RUN(queued_metadata_is_written_in_order_with_the_log);
   RUN(a_locked_directory_is_refused);
   RUN(memory_mode_writes_no_files);
   RUN(leftover_temporary_files_are_removed);
