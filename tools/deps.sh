@@ -6,7 +6,7 @@
 #                          Python); the packages' etcd service is not started
 set -eu
 
-PKGS="gcc make pkg-config liblua5.4-dev lua5.4 libuv1-dev libmsgpack-dev libssl-dev openssl libxxhash-dev libh2o-dev libjansson-dev lua-busted lua-check python3 iproute2 nftables"
+PKGS="gcc make pkg-config liblua5.4-dev lua5.4 libuv1-dev libmsgpack-dev libssl-dev openssl libxxhash-dev libh2o-dev libjansson-dev lua-cjson lua-busted lua-check python3 iproute2 nftables"
 ETCD=0
 case "${1:-}" in
   --etcd) ETCD=1; PKGS="etcd-server etcd-client python3-grpcio python3-grpc-tools wrk curl" ;;
