@@ -19,7 +19,7 @@
 #include "raft/raft.h"
 
 #define AGREE_SLOTS 4 /* check indexes the leader keeps collecting */
-#define AGREE_DEFAULT_INTERVAL 10000
+#define AGREE_DEFAULT_INTERVAL 100000
 
 struct agree_slot {
   uint64_t index; /* 0: free */

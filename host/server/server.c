@@ -195,7 +195,7 @@ int server_start(uv_loop_t *loop, const struct server_opts *o,
   if (!s->o.tick_ms) s->o.tick_ms = 10;
   if (!s->o.election_ms) s->o.election_ms = 500;
   if (!s->o.heartbeat_ms) s->o.heartbeat_ms = 50;
-  if (!s->o.snapshot_entries) s->o.snapshot_entries = 10000;
+  if (!s->o.snapshot_entries) s->o.snapshot_entries = 100000;
   if (!s->o.snapshot_bytes) s->o.snapshot_bytes = 64u << 20;
   if (!s->o.max_request) s->o.max_request = SERVER_DEFAULT_MAX_REQUEST;
   if (trust__init(s, o->admin_token, err, errlen) < 0) {

@@ -75,7 +75,7 @@ struct server_opts {
   unsigned tick_ms;           /* core tick; default 10 */
   unsigned election_ms;       /* default 500 */
   unsigned heartbeat_ms;      /* default 50 */
-  uint64_t snapshot_entries;  /* take a snapshot every N applied; 0: 10000 */
+  uint64_t snapshot_entries;  /* take a snapshot every N applied; 0: 100000 */
   uint64_t snapshot_bytes;    /* ...or every M bytes applied; 0: 64 MiB */
   /* Largest client request (a frame) served; larger ones are refused with
    * an error. 0: SERVER_DEFAULT_MAX_REQUEST. Decoding a request's
@@ -92,7 +92,7 @@ struct server_opts {
    * "": none; at most 255 bytes). */
   const char *admin_token;
   /* Hash the state every N applied entries and compare the replicas'
-   * hashes (host/server/agree.h); 0: 10000, negative: never. Every member
+   * hashes (host/server/agree.h); 0: 100000, negative: never. Every member
    * should use the same N (only common multiples are compared). */
   int64_t hash_interval;
   uint64_t seed;    /* election randomness */

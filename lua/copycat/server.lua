@@ -9,9 +9,9 @@
 --- state_machine (a path, or a machine from copycat.state_machine.load),
 --- cluster (id; peers of another id are refused), type ("active",
 --- "passive", "reserve"; for join), election_timeout and
---- heartbeat_interval (ms), snapshot_threshold (entries, default 10000)
+--- heartbeat_interval (ms), snapshot_threshold (entries, default 100000)
 --- and snapshot_bytes (payload bytes, default 64 MiB): a snapshot is taken
---- when either is reached. hash_interval (entries, default 10000; 0: off):
+--- when either is reached. hash_interval (entries, default 100000; 0: off):
 --- every replica hashes its state at each multiple of it and the leader
 --- compares the hashes; a replica whose hash is not the majority's stops
 --- applying and serving (docs/operators.md). time_interval (ms, default 200): how often an
