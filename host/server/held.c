@@ -16,6 +16,9 @@
  *     vote and its answer thus never lets this server vote twice in a term.
  *   - A failed save stops the server as a failed append does
  *     (server__storage_failed, s->failed); what was held is dropped.
+ *   - held__hold/held__release hold the messages the same way for other
+ *     work that must be done before they may leave (a snapshot from the
+ *     leader being installed: its "done" answer waits for it).
  */
 #include <assert.h>
 #include <stdlib.h>
@@ -55,30 +58,35 @@ static void drop_held(struct server *s) {
   s->held.n = s->held.cap = 0;
 }
 
+void held__hold(struct server *s) {
+  s->held.waiting++;
+}
+
+void held__release(struct server *s) {
+  assert(s->held.waiting > 0);
+  if (--s->held.waiting > 0 && !s->failed && !s->stopping) return;
+  if (!s->failed && !s->stopping)
+    for (size_t i = 0; i < s->held.n; i++)
+      send_now(s, &s->held.m[i]);
+  drop_held(s);
+  if (!s->failed && !s->stopping) server__process_soon(s);
+}
+
 static void on_meta_saved(struct store *st, uint64_t durable, int status,
                           void *data) {
   (void)durable;
   struct server *s = data;
-  assert(s->held.waiting > 0);
-  s->held.waiting--;
-  if (s->stopping || status < 0) {
-    if (status < 0 && !s->stopping && !s->failed)
-      server__storage_failed(s, "save_meta", store_errmsg(st));
-    if (status < 0) s->failed = 1;
-    drop_held(s);
-    return;
+  if (status < 0 && !s->stopping) {
+    if (!s->failed) server__storage_failed(s, "save_meta", store_errmsg(st));
+    s->failed = 1;
   }
-  if (s->held.waiting > 0) return;
-  for (size_t i = 0; i < s->held.n && !s->failed; i++)
-    send_now(s, &s->held.m[i]);
-  drop_held(s);
-  server__process_soon(s);
+  held__release(s);
 }
 
 int held__save_meta(struct server *s, const struct raft_hard_state *hs) {
   int rc = store_queue_meta(s->store, hs->term, hs->vote, 0, NULL, 0,
                             on_meta_saved, s);
-  if (rc == 0) s->held.waiting++;
+  if (rc == 0) held__hold(s);
   return rc;
 }
 

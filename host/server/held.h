@@ -24,5 +24,9 @@ int held__save_meta(struct server *s, const struct raft_hard_state *hs);
 /* Send m now, or keep a copy until the term and vote it speaks for are
  * durable. */
 void held__send(struct server *s, const struct raft_msg *m);
+/* Hold messages until the matching release (counted with the saves); the
+ * last release sends them, or drops them once the server failed. */
+void held__hold(struct server *s);
+void held__release(struct server *s);
 
 #endif

@@ -270,9 +270,11 @@ static void note_changes(struct server *s) {
 }
 
 void server__process(struct server *s) {
-  if (s->in_ready || s->stopping) return;
+  /* While a snapshot from the leader is installed, nothing of the core's
+   * later outputs may run ahead of it: on_sealed runs this again. */
+  if (s->in_ready || s->stopping || snapshot__installing(s)) return;
   s->in_ready = 1;
-  while (!s->failed && raft_has_ready(s->raft)) {
+  while (!s->failed && !snapshot__installing(s) && raft_has_ready(s->raft)) {
     struct raft_ready rd;
     struct chunk_answer *answers = NULL;
     size_t n_answers = 0;
@@ -284,7 +286,8 @@ void server__process(struct server *s) {
       answer_chunks(s, answers, n_answers);
       free(answers);
     }
-    if (!s->agree.diverged && snapshot__due(s)) snapshot__take(s, 1);
+    if (!s->agree.diverged && !snapshot__installing(s) && snapshot__due(s))
+      snapshot__take(s, 1);
     peers__sync(s);
     clients__serve_reads(s);
   }

@@ -43,6 +43,10 @@ struct snapshots {
    * its temporary file (storage/snap.h); NULL when none is. */
   struct snap_writer *in;
   struct transfer_log in_log;
+  /* The received snapshot being sealed on the thread pool: index, term,
+   * uv_hrtime() when its install began (snapshot_install.c). */
+  int installing;
+  uint64_t inst_index, inst_term, inst_t0;
 };
 
 struct server;
@@ -68,8 +72,13 @@ int snapshot__restore(struct server *s, const struct store_snapshot *ss);
 /* One chunk of the snapshot the leader sends, written as it arrives. */
 void snapshot__receive_chunk(struct server *s, const struct raft_chunk_recv *c);
 /* The core says the received snapshot is complete: finish, check and
- * restore it; sets s->failed when it cannot. */
+ * restore it; sets s->failed when it cannot. The file's checksum pass,
+ * fsync and rename run on libuv's thread pool when the ready holds nothing
+ * else to persist, apply or serve; until the restore is done
+ * snapshot__installing() is 1, the ready loop waits and the messages are
+ * held (held.c). */
 void snapshot__install(struct server *s, const struct raft_ready *rd);
+int snapshot__installing(const struct server *s);
 
 /* snapshot.c */
 /* with_hash: the child also computes the state hash of `index` (one

@@ -1,10 +1,12 @@
 /*
  * snapshot_install.c — a snapshot received from the leader: its chunks are
  * written to a temporary file as they arrive (never held whole in memory),
- * the finished file is made durable and checked, and the state machine is
+ * the finished file is checked (read back against what was received), made
+ * durable and renamed on libuv's thread pool, and the state machine is
  * restored from it. The restore runs on the loop: the state machine's Lua
- * state belongs to the loop thread. A follower does not serve meanwhile;
- * the leader's quorum does not wait for it.
+ * state belongs to the loop thread, so a state machine that takes long to
+ * load its snapshot still stalls the loop for that long. A follower does not
+ * serve meanwhile; the leader's quorum does not wait for it.
  */
 #include <assert.h>
 #include <stdarg.h>
@@ -60,9 +62,65 @@ void snapshot__receive_chunk(struct server *s,
   }
 }
 
+/* The second half, on the loop: the store holds the snapshot it just made
+ * durable, read back from the file and checked; the state machine is
+ * restored from that (the Lua state belongs to the loop thread, so the
+ * restore itself, as long as the state machine takes to load the bytes,
+ * stays on the loop). */
+static void installed(struct server *s, uint64_t index, uint64_t term,
+                      uint64_t t0) {
+  struct logger_line l;
+  const struct store_snapshot *snap = store_snapshot(s->store);
+  uint64_t r0 = uv_hrtime();
+  if (snapshot__restore(s, snap) < 0) {
+    logger_begin(&l, &s->log, LOGGER_ERROR, "snapshot_restore_failed");
+    logger_u64(&l, "index", index);
+    logger_u64(&l, "bytes", snap->data_len);
+    logger_str(&l, "msg",
+               "the state machine refused the leader's snapshot; this "
+               "server accepts no more writes");
+    logger_end(&l);
+    s->failed = 1;
+    return;
+  }
+  snapshot__restored(s, index);
+  double secs = server__seconds_since(t0);
+  metrics__snapshot(s, 1, snap->data_len, secs);
+  logger_begin(&l, &s->log, LOGGER_INFO, "snapshot_installed");
+  logger_u64(&l, "index", index);
+  logger_u64(&l, "term", term);
+  logger_u64(&l, "bytes", snap->data_len);
+  logger_f64(&l, "duration_ms", secs * 1e3);
+  /* The part of it that ran on the loop: the state machine's restore. */
+  logger_f64(&l, "restore_ms", server__seconds_since(r0) * 1e3);
+  logger_str(&l, "leader", raft_leader(s->raft));
+  logger_end(&l);
+  server__notify(s, "snapshot_installed", "index=%llu bytes=%zu",
+                 (unsigned long long)index, snap->data_len);
+}
+
+static void on_sealed(struct store *st, int status, const char *err,
+                      void *data) {
+  (void)st;
+  struct server *s = data;
+  s->snaps.installing = 0;
+  if (!s->stopping) {
+    if (status < 0) {
+      server__snapshot_failed(s, s->snaps.inst_index, s->snaps.inst_term, err);
+      s->failed = 1;
+    } else {
+      installed(s, s->snaps.inst_index, s->snaps.inst_term, s->snaps.inst_t0);
+    }
+  }
+  held__release(s); /* the "done" answer leaves only now, or never */
+}
+
+int snapshot__installing(const struct server *s) {
+  return s->snaps.installing;
+}
+
 void snapshot__install(struct server *s, const struct raft_ready *rd) {
   uint64_t t0 = uv_hrtime();
-  struct logger_line l;
   char err[512] = "";
   struct snap_writer *w = s->snaps.in;
   s->snaps.in = NULL;
@@ -74,6 +132,20 @@ void snapshot__install(struct server *s, const struct raft_ready *rd) {
              "snapshot %llu: its chunks were not all received here",
              (unsigned long long)rd->snap.index);
     rc = -1;
+  } else if (rd->n_persist == 0 && rd->n_committed == 0 && rd->n_reads == 0) {
+    /* Nothing else in this ready depends on the new state: the slow half
+     * goes to the thread pool, and the ready loop waits for it. */
+    s->snaps.inst_index = rd->snap.index;
+    s->snaps.inst_term = rd->snap.term;
+    s->snaps.inst_t0 = t0;
+    rc = store_snap_finish_async(s->store, w, on_sealed, s);
+    if (rc == 0) {
+      s->snaps.installing = 1;
+      held__hold(s);
+      return;
+    }
+    snprintf(err, sizeof err, "snapshot %llu: %s",
+             (unsigned long long)rd->snap.index, store_strerror(rc));
   } else {
     rc = store_snap_finish(s->store, w, err);
   }
@@ -82,32 +154,7 @@ void snapshot__install(struct server *s, const struct raft_ready *rd) {
     s->failed = 1;
     return;
   }
-  /* The store holds the snapshot it just made durable, read back from the
-   * file and checksummed: the state machine is restored from that. */
-  const struct store_snapshot *snap = store_snapshot(s->store);
-  if (snapshot__restore(s, snap) < 0) {
-    logger_begin(&l, &s->log, LOGGER_ERROR, "snapshot_restore_failed");
-    logger_u64(&l, "index", rd->snap.index);
-    logger_u64(&l, "bytes", snap->data_len);
-    logger_str(&l, "msg",
-               "the state machine refused the leader's snapshot; this "
-               "server accepts no more writes");
-    logger_end(&l);
-    s->failed = 1;
-    return;
-  }
-  snapshot__restored(s, rd->snap.index);
-  double secs = server__seconds_since(t0);
-  metrics__snapshot(s, 1, snap->data_len, secs);
-  logger_begin(&l, &s->log, LOGGER_INFO, "snapshot_installed");
-  logger_u64(&l, "index", rd->snap.index);
-  logger_u64(&l, "term", rd->snap.term);
-  logger_u64(&l, "bytes", snap->data_len);
-  logger_f64(&l, "duration_ms", secs * 1e3);
-  logger_str(&l, "leader", raft_leader(s->raft));
-  logger_end(&l);
-  server__notify(s, "snapshot_installed", "index=%llu bytes=%zu",
-                 (unsigned long long)rd->snap.index, snap->data_len);
+  installed(s, rd->snap.index, rd->snap.term, t0);
 }
 
 void snapshot__restored(struct server *s, uint64_t index) {

@@ -27,7 +27,9 @@ struct snap_writer {
   uint64_t last_index, last_term;
   uint8_t *config;
   size_t config_len;
-  uint64_t size; /* data bytes received (no holes below) */
+  uint64_t size;   /* data bytes received (no holes below) */
+  uint32_t rx_crc; /* crc32c of the configuration and the bytes received,
+                      as they were handed over (checked against the file) */
   uint8_t *mem;
   size_t mem_cap;
 };
@@ -235,6 +237,7 @@ int snap_begin(struct store_io *io, const char *dir, uint64_t last_index,
     return STORE_ENOMEM;
   }
   if (config_len) memcpy(w->config, config, config_len);
+  w->rx_crc = crc32c(0, w->config, config_len);
   if (!w->memory) {
     char name[64];
     snap_name(name, sizeof name, last_index);
@@ -284,7 +287,13 @@ int snap_write(struct snap_writer *w, uint64_t offset, const void *buf,
                            (off_t)(SNAP_HEADER_SIZE + w->config_len + offset));
     if (rc) return io_fail(err, w->tmp, "write", -rc);
   }
-  if (offset + len > w->size) w->size = offset + len;
+  if (offset + len > w->size) {
+    /* A re-sent chunk overlaps what was received: only the new bytes count
+     * (the old ones are the same snapshot's). */
+    size_t skip = (size_t)(w->size - offset);
+    w->rx_crc = crc32c(w->rx_crc, (const uint8_t *)buf + skip, len - skip);
+    w->size = offset + len;
+  }
   return 0;
 }
 
@@ -322,6 +331,16 @@ static int seal(struct snap_writer *w, char *err) {
     rc = rc == -ENOMEM ? STORE_ENOMEM : io_fail(err, w->tmp, "read back", -rc);
     snap_abort(w);
     return rc;
+  }
+  if (crc != w->rx_crc) {
+    /* The file does not hold what it was given: never install it. */
+    store_errf(err,
+               "%s: read back, its %" PRIu64
+               " bytes do not match what was written (checksum %08x, "
+               "expected %08x): the snapshot is refused",
+               w->tmp, w->size, (unsigned)crc, (unsigned)w->rx_crc);
+    snap_abort(w);
+    return STORE_ECORRUPT;
   }
   uint8_t h[SNAP_HEADER_SIZE] = {0};
   memcpy(h, SNAP_MAGIC, 8);

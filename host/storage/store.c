@@ -300,7 +300,8 @@ int store_snap_begin(struct store *s, uint64_t last_index, uint64_t last_term,
                      const void *config, size_t config_len,
                      struct snap_writer **w, char *err) {
   if (s->closing) return STORE_ECLOSED;
-  if (s->writer || (s->has_snap && last_index <= s->snap.last_index)) {
+  if (s->writer || s->fin_busy ||
+      (s->has_snap && last_index <= s->snap.last_index)) {
     store_errf(err,
                "snapshot %" PRIu64
                " refused: another snapshot is being "
@@ -363,6 +364,60 @@ int store_snap_finish(struct store *s, struct snap_writer *w, char *err) {
   int rc = snap_finish(w, &ns, err);
   if (rc) return rc;
   install_snapshot(s, &ns);
+  return 0;
+}
+
+static void fin_work(uv_work_t *req) {
+  struct store *s = req->data;
+  s->fin_rc = snap_finish(s->fin_w, &s->fin_ns, s->fin_err);
+  s->fin_w = NULL; /* freed by snap_finish, whatever the outcome */
+}
+
+static void fin_done(uv_work_t *req, int uvstatus) {
+  struct store *s = req->data;
+  struct store_snapshot ns = s->fin_ns;
+  int rc = uvstatus ? STORE_EIO : s->fin_rc;
+  s->fin_busy = 0;
+  memset(&s->fin_ns, 0, sizeof s->fin_ns);
+  if (rc == 0 && s->closing) {
+    store_errf(s->fin_err, "snapshot %" PRIu64 " not installed: closing",
+               ns.last_index);
+    snap_free(&ns);
+    rc = STORE_ECLOSED;
+  } else if (rc == 0 && s->has_snap && ns.last_index <= s->snap.last_index) {
+    store_errf(s->fin_err,
+               "snapshot %" PRIu64 " not installed: snapshot %" PRIu64
+               " is newer",
+               ns.last_index, s->snap.last_index);
+    snap_free(&ns);
+    rc = STORE_EINVAL;
+  } else if (rc == 0) {
+    install_snapshot(s, &ns);
+  }
+  if (rc && !s->fin_err[0]) store_errf(s->fin_err, "%s", store_strerror(rc));
+  store_snap_cb cb = s->fin_cb;
+  s->fin_cb = NULL;
+  if (cb) cb(s, rc, s->fin_err, s->fin_data);
+  if (s->closing) store_maybe_free(s);
+}
+
+int store_snap_finish_async(struct store *s, struct snap_writer *w,
+                            store_snap_cb cb, void *data) {
+  if (w == NULL || w != s->writer || s->fin_busy) return STORE_EINVAL;
+  if (s->closing) return STORE_ECLOSED;
+  s->writer = NULL;
+  s->fin_w = w;
+  s->fin_err[0] = 0;
+  s->fin_cb = cb;
+  s->fin_data = data;
+  s->fin_req.data = s;
+  s->fin_busy = 1;
+  if (uv_queue_work(s->loop, &s->fin_req, fin_work, fin_done) != 0) {
+    s->fin_busy = 0;
+    s->fin_w = NULL;
+    snap_abort(w);
+    return STORE_ENOMEM;
+  }
   return 0;
 }
 

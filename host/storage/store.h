@@ -152,8 +152,9 @@ int store_entries(const struct store *s, uint64_t a, uint64_t b,
 
 /*
  * Snapshots. A writer receives the data in chunks at offsets (a local
- * snapshot writes it in one or more chunks too); finish makes it durable
- * and installs it:
+ * snapshot writes it in one or more chunks too); finish makes it durable,
+ * checks that the file holds what was written (STORE_ECORRUPT if not) and
+ * installs it:
  *   - if the log holds last_index with last_term, entries up to last_index
  *     are compacted away;
  *   - otherwise the whole log is discarded and the next append must have
@@ -172,6 +173,18 @@ int store_snap_write(struct store *s, struct snap_writer *w, uint64_t offset,
                      const void *buf, size_t len, char *err);
 int store_snap_finish(struct store *s, struct snap_writer *w, char *err);
 void store_snap_abort(struct store *s, struct snap_writer *w);
+/* store_snap_finish in two halves: the slow one (reading the file back to
+ * checksum and check it, fsync, rename, directory fsync) on libuv's thread
+ * pool, then the install on the loop thread, then cb(s, status, err,
+ * data) there: status 0 (installed: store_snapshot() is it) or a STORE_E*
+ * code with a message in err (STORE_ECORRUPT: the file does not hold what
+ * was written; STORE_ECLOSED: the store was closed meanwhile; STORE_EINVAL:
+ * a snapshot as new or newer was installed meanwhile). While it runs no
+ * other snapshot may begin, and store_close waits for it. */
+typedef void (*store_snap_cb)(struct store *s, int status, const char *err,
+                              void *data);
+int store_snap_finish_async(struct store *s, struct snap_writer *w,
+                            store_snap_cb cb, void *data);
 const struct store_snapshot *store_snapshot(const struct store *s);
 
 /*

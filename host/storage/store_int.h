@@ -114,6 +114,17 @@ struct store {
   struct log_want mem_want;
   struct log_prep mem_prep;
 
+  /* A snapshot being sealed on libuv's thread pool (store_snap_finish_async);
+   * loop thread, except fin_w/fin_ns/fin_rc/fin_err while fin_busy. */
+  uv_work_t fin_req;
+  int fin_busy;
+  struct snap_writer *fin_w;
+  struct store_snapshot fin_ns;
+  int fin_rc;
+  char fin_err[STORE_ERR_MAX];
+  store_snap_cb fin_cb;
+  void *fin_data;
+
   store_write_cb write_cb; /* observer of finished writes (loop thread) */
   void *write_data;
 };

@@ -258,7 +258,7 @@ static void on_closed(uv_handle_t *h) {
 }
 
 void store_maybe_free(struct store *s) {
-  if (!s->async_closed || s->spare_busy || s->mem_busy) return;
+  if (!s->async_closed || s->spare_busy || s->mem_busy || s->fin_busy) return;
   store_close_cb cb = s->close_cb;
   void *data = s->close_data;
   store_free(s);

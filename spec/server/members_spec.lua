@@ -124,6 +124,13 @@ describe("cluster members", function()
     end, 100))
     assert.matches("event=snapshot_installed", c.procs[down]:stderr())
     assert.are.equal("1\n", seq_get(c, down, "c1"))
+    -- The same state as the others, key for key (the snapshot was checked
+    -- and sealed off the loop, then restored on it).
+    local want = cluster.kv(c, { "keys", "c" }).stdout
+    assert.are.equal(1200, select(2, want:gsub("\n", "")))
+    assert.is_true(eventually(function()
+      return cluster.kv(c, { "keys", "c", "--consistency", "sequential" }, c.members[down].address).stdout == want
+    end, 100))
   end)
 
   it("a snapshot larger than one chunk is received into its file and installed", function()

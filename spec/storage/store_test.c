@@ -656,6 +656,123 @@ TEST(queued_metadata_is_written_in_order_with_the_log) {
   free(dir);
 }
 
+struct fin {
+  int calls, status;
+  char err[STORE_ERR_MAX];
+};
+
+static void fin_cb(struct store *s, int status, const char *err, void *data) {
+  (void)s;
+  struct fin *f = data;
+  f->calls++;
+  f->status = status;
+  snprintf(f->err, sizeof f->err, "%s", err);
+}
+
+/* A received snapshot of index 20 (term 2) written in chunks, one re-sent
+ * over what was received; the writer is returned unfinished. */
+static struct snap_writer *receive_snapshot(struct store *s, size_t len) {
+  uint8_t *data = malloc(len);
+  payload_fill(data, len, 20, 2);
+  struct snap_writer *w;
+  char err[STORE_ERR_MAX];
+  CHECK_INT(store_snap_begin(s, 20, 2, "cfg", 3, &w, err), ==, 0);
+  CHECK_INT(store_snap_write(s, w, 0, data, len / 2, err), ==, 0);
+  CHECK_INT(store_snap_write(s, w, len / 4, data + len / 4, len - len / 4, err),
+            ==, 0);
+  free(data);
+  return w;
+}
+
+/* The checksum pass, fsync and rename run on the thread pool; the install
+ * (the log reset behind the snapshot) happens on the loop just before the
+ * callback, and until then no other snapshot may begin. */
+TEST(snapshot_finished_on_the_thread_pool) {
+  char *dir = tmp_dir();
+  struct store *s = open_dir(dir, 0, NULL);
+  struct waitc w = {0};
+  char err[STORE_ERR_MAX];
+  CHECK_INT(append_range(s, 1, 10, 1, &w), ==, 0);
+  run_until(&loop, &w.calls, 1);
+  struct snap_writer *sw = receive_snapshot(s, 3000);
+  struct fin f = {0};
+  CHECK_INT(store_snap_finish_async(s, sw, fin_cb, &f), ==, 0);
+  CHECK(store_snapshot(s) == NULL); /* not installed yet */
+  CHECK_INT(store_last_index(s), ==, 10);
+  struct snap_writer *other;
+  CHECK_INT(store_snap_begin(s, 30, 2, "cfg", 3, &other, err), ==,
+            STORE_EINVAL);
+  run_until(&loop, &f.calls, 1);
+  CHECK_INT(f.status, ==, 0);
+  check_snapshot(s, 20, 2, 3000);
+  CHECK_INT(store_last_index(s), ==, 20); /* the log starts after it */
+  CHECK_INT(append_range(s, 21, 5, 2, &w), ==, 0);
+  run_until(&loop, &w.calls, 2);
+  close_store(&loop, s);
+  s = open_dir(dir, 0, NULL);
+  check_snapshot(s, 20, 2, 3000);
+  check_range(s, 21, 25, 2);
+  close_store(&loop, s);
+  rm_rf(dir);
+  free(dir);
+}
+
+/* A file that does not hold what was received (the disk changed a byte)
+ * is refused, synchronously or on the thread pool: nothing is installed,
+ * the log is untouched, and no file is left. */
+TEST(a_corrupt_received_snapshot_is_refused) {
+  char *dir = tmp_dir();
+  struct store *s = open_dir(dir, 0, NULL);
+  struct waitc w = {0};
+  char tmp[512], name[64];
+  CHECK_INT(append_range(s, 1, 10, 1, &w), ==, 0);
+  run_until(&loop, &w.calls, 1);
+  snap_name(name, sizeof name, 20);
+  snprintf(tmp, sizeof tmp, "%s/%s.tmp", dir, name);
+  for (int async = 0; async < 2; async++) {
+    struct snap_writer *sw = receive_snapshot(s, 3000);
+    int fd = open(tmp, O_RDWR);
+    CHECK(fd >= 0);
+    uint8_t b;
+    CHECK_INT(pread(fd, &b, 1, 2000), ==, 1);
+    b ^= 0x40;
+    CHECK_INT(pwrite(fd, &b, 1, 2000), ==, 1);
+    close(fd);
+    struct fin f = {0};
+    if (async) {
+      CHECK_INT(store_snap_finish_async(s, sw, fin_cb, &f), ==, 0);
+      run_until(&loop, &f.calls, 1);
+    } else {
+      f.status = store_snap_finish(s, sw, f.err);
+    }
+    CHECK_INT(f.status, ==, STORE_ECORRUPT);
+    CHECK(strstr(f.err, "do not match") != NULL);
+    CHECK(store_snapshot(s) == NULL);
+    CHECK_INT(store_last_index(s), ==, 10);
+    CHECK_INT(count_files(dir, "snapshot-"), ==, 0);
+  }
+  close_store(&loop, s);
+  rm_rf(dir);
+  free(dir);
+}
+
+/* Closing while the snapshot is sealed: the store waits for the thread
+ * pool, reports the snapshot not installed, then closes. */
+TEST(close_waits_for_a_snapshot_being_finished) {
+  char *dir = tmp_dir();
+  struct store *s = open_dir(dir, 0, NULL);
+  struct snap_writer *sw = receive_snapshot(s, 3000);
+  struct fin f = {0};
+  CHECK_INT(store_snap_finish_async(s, sw, fin_cb, &f), ==, 0);
+  int closed = 0;
+  store_close(s, close_cb, &closed);
+  run_until(&loop, &closed, 1);
+  CHECK_INT(f.calls, ==, 1);
+  CHECK_INT(f.status, ==, STORE_ECLOSED);
+  rm_rf(dir);
+  free(dir);
+}
+
 TEST(a_locked_directory_is_refused) {
   char *dir = tmp_dir();
   struct store *s = open_dir(dir, 0, NULL), *s2 = NULL;
@@ -794,6 +911,9 @@ int main(void) {
   RUN(metadata_saved_and_reloaded);
   RUN(queued_metadata_is_durable_when_reported);
   RUN(queued_metadata_is_written_in_order_with_the_log);
+  RUN(snapshot_finished_on_the_thread_pool);
+  RUN(a_corrupt_received_snapshot_is_refused);
+  RUN(close_waits_for_a_snapshot_being_finished);
   RUN(a_locked_directory_is_refused);
   RUN(memory_mode_writes_no_files);
   RUN(leftover_temporary_files_are_removed);
