@@ -1,16 +1,19 @@
 #!/bin/sh
 # The cost of divergence checks on writes: two 3-node kv clusters on
-# 127.0.0.1 (data on disk), one with state hashes every 10,000 entries
-# (ten times as often as the default 100,000, so that a run of this size
-# sees several; the hash runs in a forked child), one without
-# (--hash-interval 0). The load (bench/kv_load.lua, 64 tasks x 300 puts,
-# each to a key of its own, so the state grows to ~19,000 keys) alternates
+# 127.0.0.1 (data on disk), both with the default snapshot threshold, one
+# with state hashes every HASH_INTERVAL entries (default 100000, the
+# servers' default; the hash runs in a forked child, the snapshot's when
+# one is due), one without (--hash-interval 0). The load (bench/kv_load.lua,
+# 64 tasks x HASH_PUTS puts (default 1600: a run crosses one interval),
+# each to a key of its own, so the state grows with every run) alternates
 # between them, 5 runs each; prints the median writes/s of each, their
-# ratio, and what the hashing cluster's leader spent per hash (in the
-# child, and on its event loop). Asserts nothing.
-# Usage: bench/kv_hashing.sh [BUILD]
+# ratio, and what the hashing cluster spent per hash (in the child, and on
+# its event loop). Asserts nothing.
+# Usage: [HASH_INTERVAL=N] [HASH_PUTS=N] bench/kv_hashing.sh [BUILD]
 set -u
 BUILD=${1:-build}
+INTERVAL=${HASH_INTERVAL:-100000}
+PUTS=${HASH_PUTS:-1600}
 BIN=$BUILD/copycat-lua
 DIR=$(mktemp -d)
 BASE=$((20000 + ($$ + 3571) % 19000))
@@ -30,7 +33,7 @@ cluster() { # cluster NAME FIRST_PORT INTERVAL FIRST_METRICS_PORT
     pids="$pids $!"
   done
 }
-cluster on "$BASE" 10000 $((BASE + 10))
+cluster on "$BASE" "$INTERVAL" $((BASE + 10))
 cluster off $((BASE + 3)) 0 $((BASE + 13))
 sleep 1
 
@@ -38,15 +41,15 @@ for run in 1 2 3 4 5; do
   for mode in on off; do
     port=$BASE
     [ "$mode" = off ] && port=$((BASE + 3))
-    timeout 120 "$BIN" bench/kv_load.lua "$(addrs "$port")" 64 300 distinct |
+    timeout 300 "$BIN" bench/kv_load.lua "$(addrs "$port")" 64 "$PUTS" distinct |
       sed -n 's/^writes\/s \([0-9]*\).*/\1/p' >>"$DIR/res_$mode"
   done
 done
 median() { sort -n "$1" | sed -n 3p; }
 on=$(median "$DIR/res_on")
 off=$(median "$DIR/res_off")
-echo "kv writes with state hashes: 3 nodes, disk, 64 tasks x 300 puts to distinct keys, 5 runs each, alternating"
-echo "  hashing on (every 10000 entries, 10x the default):  $(tr '\n' ' ' <"$DIR/res_on")-> median $on writes/s"
+echo "kv writes with state hashes: 3 nodes, disk, 64 tasks x $PUTS puts to distinct keys, 5 runs each, alternating"
+echo "  hashing on (every $INTERVAL entries):  $(tr '\n' ' ' <"$DIR/res_on")-> median $on writes/s"
 echo "  hashing off (--hash-interval 0):   $(tr '\n' ' ' <"$DIR/res_off")-> median $off writes/s"
 awk -v a="$on" -v b="$off" 'BEGIN { if (b > 0) printf "  ratio on/off: %.3f\n", a / b }'
 # What one hash cost on the hashing cluster (its three members together).
