@@ -253,7 +253,13 @@ function operator.new(host, run)
   -- Sets member name's type and waits until it is committed here.
   local function set_type(what, name, address, type_)
     local on_retry = type_ == "active" and catch_up_reporter(name) or nil
-    request(what, function(c) return c:change(name, address, type_) end, on_retry)
+    request(what, function(c)
+      -- Already so here: an earlier send was accepted, though its answer
+      -- did not arrive in time (the leader then refuses the same change).
+      local m = find(raw:status().members, name)
+      if m and m.type == type_ then return true end
+      return c:change(name, address, type_)
+    end, on_retry)
     await_config(what, function(ms)
       local m = find(ms, name)
       return m and m.type == type_
