@@ -322,6 +322,7 @@ fail:
   store_close(s->store, NULL, NULL);
   raft_free(s->raft);
   msgpack_sbuffer_destroy(&s->scratch);
+  msgpack_sbuffer_destroy(&s->events);
   sessions__free(s);
   free(s);
   return -1;
@@ -353,6 +354,7 @@ void server__closed_one(struct server *s) {
   tls_ctx_unref(s->tls);
   raft_free(s->raft);
   msgpack_sbuffer_destroy(&s->scratch);
+  msgpack_sbuffer_destroy(&s->events);
   sessions__free(s);
   void (*cb)(void *) = s->stop_cb;
   void *data = s->stop_data;

@@ -164,15 +164,10 @@ void sessions__push(struct server *s, const char *events, size_t len) {
 }
 
 void sessions__free(struct server *s) {
-  for (uint32_t i = 0; i < s->sessions.ka_n; i++)
-    clients__reply_error(s->sessions.ka_waits[i].conn,
-                         s->sessions.ka_waits[i].id, CPROTO_ESTOPPING,
-                         "server is stopping");
-  s->sessions.ka_n = 0;
+  sessions__fail_all(s, CPROTO_ESTOPPING, "server is stopping");
   free(s->sessions.ka_waits);
   s->sessions.ka_waits = NULL;
   msgpack_sbuffer_destroy(&s->sessions.ka);
-  msgpack_sbuffer_destroy(&s->events);
 }
 
 void sessions__init(struct server *s) {
