@@ -139,6 +139,8 @@ void fuzz_seeds(fuzz_add_fn add, void *ud) {
   m.u.snapshot.offset = 21;
   m.u.snapshot.data = p2;
   m.u.snapshot.last = true;
+  m.u.snapshot.has_crc = true;
+  m.u.snapshot.crc = 0xdeadbeefu;
   add_msg(add, ud, &m);
 
   base(&m, RAFT_MSG_SNAPSHOT_RESP);

@@ -366,7 +366,7 @@ void sim_drain(struct sim *s, int i) {
         last = reqs[k].offset + len == sizeof bytes;
       }
       raft_snapshot_chunk(n->r, reqs[k].to, reqs[k].index, reqs[k].offset, b,
-                          last);
+                          last, NULL);
       raft_buf_unref(b);
     }
     /* The state machine snapshots itself now and then. */

@@ -2,6 +2,7 @@
  * protocol.c — encoding and decoding of hellos and Raft messages.
  */
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,7 +25,7 @@ static int field_count(int type) {
     case RAFT_MSG_HEARTBEAT_RESP:
       return 3;
     case RAFT_MSG_SNAPSHOT:
-      return 6;
+      return 7;
     case RAFT_MSG_SNAPSHOT_RESP:
       return 3;
     case RAFT_MSG_TIMEOUT_NOW:
@@ -138,6 +139,10 @@ int proto_encode_msg(msgpack_sbuffer *out, const struct raft_msg *m) {
       msgpack_pack_uint64(&pk, m->u.snapshot.offset);
       pack_buf(&pk, m->u.snapshot.data);
       pack_bool(&pk, m->u.snapshot.last);
+      if (m->u.snapshot.has_crc)
+        msgpack_pack_uint32(&pk, m->u.snapshot.crc);
+      else
+        msgpack_pack_nil(&pk);
       break;
     case RAFT_MSG_SNAPSHOT_RESP:
       msgpack_pack_uint64(&pk, m->u.snapshot_resp.index);
@@ -237,7 +242,15 @@ static int read_fields(struct mp_reader *r, struct raft_msg *m) {
       if (mp_read_uint(r, &m->u.snapshot.offset) < 0) return PROTO_EFORMAT;
       rc = read_buf(r, &m->u.snapshot.data);
       if (rc < 0) return rc;
-      if (mp_read_bool(r, &m->u.snapshot.last) < 0) rc = PROTO_EFORMAT;
+      if (mp_read_bool(r, &m->u.snapshot.last) < 0) return PROTO_EFORMAT;
+      if (!mp_read_nil(r)) {
+        uint64_t crc;
+        if (mp_read_uint(r, &crc) < 0 || crc > UINT32_MAX ||
+            !m->u.snapshot.last)
+          return PROTO_EFORMAT;
+        m->u.snapshot.has_crc = true;
+        m->u.snapshot.crc = (uint32_t)crc;
+      }
       break;
     case RAFT_MSG_SNAPSHOT_RESP:
       if (mp_read_uint(r, &m->u.snapshot_resp.index) < 0 ||

@@ -144,6 +144,7 @@ struct raft {
   struct raft_conf snap_conf;
   /* receiving a snapshot */
   uint64_t recv_index, recv_term, recv_offset;
+  uint32_t recv_crc; /* opt.checksum of the data received so far */
   struct raft_conf recv_conf;
   bool receiving;
 
@@ -161,6 +162,8 @@ struct raft {
   size_t n_crecv, cap_crecv;
   bool install_pending, install_drop;
   struct raft_snapshot_meta install;
+  uint64_t refused_index, refused_term; /* a snapshot refused (0: none) */
+  uint32_t refused_got, refused_want;
 };
 
 /* election.c */

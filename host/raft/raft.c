@@ -286,7 +286,7 @@ int raft_step(struct raft *r, const struct raft_msg *m) {
 bool raft_has_ready(const struct raft *r) {
   return r->hs_dirty || r->unstable <= raft_log_last(&r->log) || r->n_msgs ||
          r->commit > r->applied || r->n_read_out || r->read_round_needed ||
-         r->n_creq || r->n_crecv || r->install_pending;
+         r->n_creq || r->n_crecv || r->install_pending || r->refused_index;
 }
 
 static struct raft_entry *copy_entries(const struct raft_log *l, uint64_t from,
@@ -331,6 +331,13 @@ void raft_ready_get(struct raft *r, struct raft_ready *rd) {
     rd->snap = r->install;
     rd->snap_drop_log = r->install_drop;
     r->install_pending = false;
+  }
+  if (r->refused_index) {
+    rd->snap_refused.index = r->refused_index;
+    rd->snap_refused.term = r->refused_term;
+    rd->snap_refused.got = r->refused_got;
+    rd->snap_refused.want = r->refused_want;
+    r->refused_index = 0;
   }
   rd->persist_first = r->unstable;
   rd->persist = copy_entries(&r->log, r->unstable, raft_log_last(&r->log),

@@ -8,7 +8,9 @@
  *
  *   1. If ready.hs_changed, make (term, vote) durable BEFORE sending any of
  *      the ready's messages.
- *   2. Write ready.chunks (received snapshot bytes) in order.
+ *   2. If ready.snap_refused.index, drop what was written of that
+ *      snapshot; then write ready.chunks (received snapshot bytes) in
+ *      order.
  *   3. If ready.snap_install is set, make that snapshot durable (its last
  *      chunk is in this ready), load it into the state machine, and drop
  *      the durable log up to its index (all of it if snap_drop_log).
@@ -163,6 +165,8 @@ struct raft_msg {
       uint64_t offset;       /* byte offset of this chunk */
       struct raft_buf *data; /* chunk bytes */
       bool last;             /* final chunk */
+      bool has_crc;          /* last chunk only: crc is known */
+      uint32_t crc; /* raft_options.checksum of all the snapshot's data */
     } snapshot;
     struct {           /* RAFT_MSG_SNAPSHOT_RESP */
       uint64_t index;  /* snapshot index being acknowledged */
@@ -197,6 +201,12 @@ struct raft_options {
   uint64_t snapshot_trailing;   /* entries kept behind a snapshot */
   size_t snapshot_chunk;        /* bytes per snapshot chunk */
   unsigned bugs; /* RAFT_BUG_* bits; ignored unless built with RAFT_BUGS */
+  /* Checksum of snapshot data, computed in pieces (c = checksum(c, piece),
+   * from 0), e.g. CRC-32C. A follower computes it over the chunks it
+   * receives and refuses a snapshot whose sum differs from the one the
+   * leader sends with the last chunk (the transfer starts over). NULL:
+   * received snapshots are not checked. */
+  uint32_t (*checksum)(uint32_t c, const void *data, size_t len);
 };
 void raft_options_default(struct raft_options *o, const char *name);
 
@@ -281,9 +291,12 @@ int raft_transfer(struct raft *r, const char *name);
  * <= persisted: a host snapshots only once its log is durable that far). */
 int raft_snapshot_taken(struct raft *r, uint64_t index);
 /* Answer to a chunk request: bytes of snapshot `index` at `offset`.
- * data == NULL means the snapshot is gone (the core starts over). */
+ * data == NULL means the snapshot is gone (the core starts over). With the
+ * last chunk, crc (if not NULL) is the checksum (raft_options.checksum) of
+ * all the snapshot's data, which the follower checks before installing. */
 int raft_snapshot_chunk(struct raft *r, const char *to, uint64_t index,
-                        uint64_t offset, struct raft_buf *data, bool last);
+                        uint64_t offset, struct raft_buf *data, bool last,
+                        const uint32_t *crc);
 
 /* ---- outputs ------------------------------------------------------------- */
 
@@ -337,6 +350,16 @@ struct raft_ready {
   bool snap_drop_log; /* ...and discard the whole durable log (else only
                          the entries up to snap.index) */
   struct raft_snapshot_meta snap;
+
+  /* A received snapshot whose data did not match the leader's checksum:
+   * refused (never installed; none of its chunks is in this ready) and
+   * asked for again from offset 0. index 0: none. The host drops what it
+   * wrote of it BEFORE it writes this ready's chunks (they may start that
+   * snapshot again). */
+  struct {
+    uint64_t index, term;
+    uint32_t got, want; /* checksum of the bytes received, the leader's */
+  } snap_refused;
 };
 
 bool raft_has_ready(const struct raft *r);

@@ -62,7 +62,8 @@ void raft_send_snapshot(struct raft *r, int i) {
 }
 
 int raft_snapshot_chunk(struct raft *r, const char *to, uint64_t index,
-                        uint64_t offset, struct raft_buf *data, bool last) {
+                        uint64_t offset, struct raft_buf *data, bool last,
+                        const uint32_t *crc) {
   assert(!r->in_ready);
   if (r->role != RAFT_LEADER || !to) return RAFT_ESTALE;
   int i = raft_conf_find(&r->conf, to);
@@ -90,6 +91,8 @@ int raft_snapshot_chunk(struct raft *r, const char *to, uint64_t index,
   m->u.snapshot.offset = offset;
   m->u.snapshot.data = raft_buf_ref(data);
   m->u.snapshot.last = last;
+  m->u.snapshot.has_crc = last && crc;
+  m->u.snapshot.crc = m->u.snapshot.has_crc ? *crc : 0;
   pr->chunk_pending = true;
   pr->since_send = 0;
   return 0;
@@ -183,6 +186,7 @@ void raft_handle_snapshot(struct raft *r, const struct raft_msg *m) {
     r->recv_index = index;
     r->recv_term = m->u.snapshot.term;
     r->recv_offset = 0;
+    r->recv_crc = 0;
   }
   if (m->u.snapshot.offset != r->recv_offset) {
     respond(r, m, r->recv_offset, false);
@@ -198,6 +202,37 @@ void raft_handle_snapshot(struct raft *r, const struct raft_msg *m) {
   struct raft_buf *conf = NULL;
   if (m->u.snapshot.offset == 0 && !(conf = raft_conf_encode(&r->recv_conf)))
     return; /* out of memory: the leader sends the chunk again */
+  const struct raft_buf *d = m->u.snapshot.data;
+  uint32_t crc = r->recv_crc;
+  if (r->opt.checksum && d && d->len)
+    crc = r->opt.checksum(crc, d->data, d->len);
+  if (m->u.snapshot.last && r->opt.checksum && m->u.snapshot.has_crc &&
+      crc != m->u.snapshot.crc) {
+    /* Damaged on the way (or in this host's memory): never install it.
+     * The host drops what it wrote of it; the leader starts over. */
+    raft_buf_unref(conf);
+    /* Its chunks not yet handed out go too; the host drops the others
+     * (the refusal comes before the chunks in a ready). */
+    size_t k = 0;
+    for (size_t j = 0; j < r->n_crecv; j++) {
+      struct raft_chunk_recv *x = &r->crecv[j];
+      if (x->index == index && x->term == m->u.snapshot.term) {
+        raft_buf_unref(x->data);
+        raft_buf_unref(x->conf);
+      } else {
+        r->crecv[k++] = *x;
+      }
+    }
+    r->n_crecv = k;
+    r->refused_index = index;
+    r->refused_term = m->u.snapshot.term;
+    r->refused_got = crc;
+    r->refused_want = m->u.snapshot.crc;
+    r->receiving = false;
+    respond(r, m, 0, false);
+    return;
+  }
+  r->recv_crc = crc;
   struct raft_chunk_recv *c = &r->crecv[r->n_crecv++];
   c->conf = conf;
   c->index = index;

@@ -114,7 +114,7 @@ static void answer_chunks(struct server *s, struct chunk_answer *a, size_t n) {
     if (!snap || snap->last_index != a[i].index ||
         a[i].offset > snap->data_len) {
       raft_snapshot_chunk(s->raft, a[i].to, a[i].index, a[i].offset, NULL,
-                          false);
+                          false, NULL);
       continue;
     }
     size_t len = snap->data_len - a[i].offset;
@@ -126,11 +126,11 @@ static void answer_chunks(struct server *s, struct chunk_answer *a, size_t n) {
     if (snap_pread(snap, a[i].offset, b->data, len) != 0) {
       raft_buf_unref(b);
       raft_snapshot_chunk(s->raft, a[i].to, a[i].index, a[i].offset, NULL,
-                          false);
+                          false, NULL);
       continue;
     }
     raft_snapshot_chunk(s->raft, a[i].to, a[i].index, a[i].offset, b,
-                        a[i].offset + len == snap->data_len);
+                        a[i].offset + len == snap->data_len, &snap->data_crc);
     raft_buf_unref(b);
     transfer__sent(s, a[i].to, a[i].index, a[i].offset + len, snap->data_len);
   }
@@ -150,6 +150,7 @@ static void handle(struct server *s, struct raft_ready *rd,
       return; /* no message that depends on it may leave */
     }
   }
+  if (rd->snap_refused.index) snapshot__refused(s, rd);
   for (size_t i = 0; i < rd->n_chunks && !s->failed; i++)
     snapshot__receive_chunk(s, &rd->chunks[i]);
   if (rd->snap_install && !s->failed) snapshot__install(s, rd);

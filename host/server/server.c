@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "server/server_int.h"
+#include "storage/crc32c.h"
 
 void server__log(struct server *s, const char *event, const char *fmt, ...) {
   char msg[512];
@@ -217,7 +218,9 @@ int server_start(uv_loop_t *loop, const struct server_opts *o,
   ro.heartbeat_interval = s->o.heartbeat_ms / s->o.tick_ms;
   if (ro.heartbeat_interval == 0) ro.heartbeat_interval = 1;
   ro.seed = o->seed ? o->seed : (uint64_t)uv_hrtime() ^ (uint64_t)(uintptr_t)s;
-  if (test_bugs(s, &ro.bugs, err, errlen) < 0) {
+  ro.checksum = crc32c; /* received snapshots are checked end to end */
+  if (test_bugs(s, &ro.bugs, err, errlen) < 0 ||
+      snapshot__test_corruption(s, err, errlen) < 0) {
     free(s);
     return -1;
   }

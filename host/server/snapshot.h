@@ -47,6 +47,10 @@ struct snapshots {
    * uv_hrtime() when its install began (snapshot_install.c). */
   int installing;
   uint64_t inst_index, inst_term, inst_t0;
+  uint64_t refused; /* received snapshots refused (bad checksum) */
+  /* The fault suite's copycat-lua-bugs only: received chunks still to be
+   * damaged on purpose (COPYCAT_TEST_CORRUPT_SNAPSHOT_CHUNKS). */
+  unsigned corrupt_chunks;
 };
 
 struct server;
@@ -79,6 +83,19 @@ void snapshot__receive_chunk(struct server *s, const struct raft_chunk_recv *c);
  * held (held.c). */
 void snapshot__install(struct server *s, const struct raft_ready *rd);
 int snapshot__installing(const struct server *s);
+/* The core refused the snapshot being received (rd->snap_refused: its
+ * bytes do not match the leader's checksum): drops what was written of it
+ * and logs snapshot_refused; the leader sends it again from the start. */
+void snapshot__refused(struct server *s, const struct raft_ready *rd);
+/* COPYCAT_TEST_CORRUPT_SNAPSHOT_CHUNKS=N: the first N snapshot chunks
+ * received are damaged (one byte flipped) before the core sees them, so
+ * the fault suite can show they are refused. Only a build with the
+ * deliberately breakable core (copycat-lua-bugs) accepts it; any other
+ * refuses to start. 0 or -1 (err filled). */
+int snapshot__test_corruption(struct server *s, char *err, size_t errlen);
+/* A Raft message received from a peer, before it is stepped: damages it
+ * if snapshot__test_corruption asked for it (else does nothing). */
+void snapshot__test_corrupt(struct server *s, struct raft_msg *m);
 
 /* snapshot.c */
 /* with_hash: the child also computes the state hash of `index` (one

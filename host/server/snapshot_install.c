@@ -3,10 +3,14 @@
  * written to a temporary file as they arrive (never held whole in memory),
  * the finished file is checked (read back against what was received), made
  * durable and renamed on libuv's thread pool, and the state machine is
- * restored from it. The restore runs on the loop: the state machine's Lua
- * state belongs to the loop thread, so a state machine that takes long to
- * load its snapshot still stalls the loop for that long. A follower does not
- * serve meanwhile; the leader's quorum does not wait for it.
+ * restored from it. What arrives is checked end to end first: the core
+ * sums the chunks (CRC-32C) and refuses a snapshot whose sum is not the
+ * one the leader sends with the last chunk (snapshot__refused drops the
+ * file; nothing is restored; the leader sends it again). The restore runs
+ * on the loop: the state machine's Lua state belongs to the loop thread, so
+ * a state machine that takes long to load its snapshot still stalls the
+ * loop for that long. A follower does not serve meanwhile; the leader's
+ * quorum does not wait for it.
  */
 #include <assert.h>
 #include <stdarg.h>
@@ -155,6 +159,69 @@ void snapshot__install(struct server *s, const struct raft_ready *rd) {
     return;
   }
   installed(s, rd->snap.index, rd->snap.term, t0);
+}
+
+void snapshot__refused(struct server *s, const struct raft_ready *rd) {
+  uint64_t index = rd->snap_refused.index;
+  assert(index != 0);
+  if (s->snaps.in && snap_writer_index(s->snaps.in) == index &&
+      snap_writer_term(s->snaps.in) == rd->snap_refused.term) {
+    store_snap_abort(s->store, s->snaps.in);
+    s->snaps.in = NULL;
+  }
+  s->snaps.refused++;
+  struct logger_line l;
+  logger_begin(&l, &s->log, LOGGER_ERROR, "snapshot_refused");
+  logger_u64(&l, "index", index);
+  logger_u64(&l, "term", rd->snap_refused.term);
+  char sums[64];
+  snprintf(sums, sizeof sums, "%08x", (unsigned)rd->snap_refused.got);
+  logger_str(&l, "crc", sums);
+  snprintf(sums, sizeof sums, "%08x", (unsigned)rd->snap_refused.want);
+  logger_str(&l, "leader_crc", sums);
+  logger_str(&l, "leader", raft_leader(s->raft));
+  logger_str(&l, "msg",
+             "the snapshot received from the leader is damaged (its "
+             "checksum differs from the leader's): it was not installed, "
+             "and the leader sends it again");
+  logger_end(&l);
+}
+
+int snapshot__test_corruption(struct server *s, char *err, size_t errlen) {
+  const char *env = getenv("COPYCAT_TEST_CORRUPT_SNAPSHOT_CHUNKS");
+  s->snaps.corrupt_chunks = 0;
+  if (!env || !*env) return 0;
+  if (!raft_bugs_built()) {
+    snprintf(err, errlen,
+             "COPYCAT_TEST_CORRUPT_SNAPSHOT_CHUNKS is set, but this build "
+             "damages nothing on purpose (only the fault suite's "
+             "copycat-lua-bugs does)");
+    return -1;
+  }
+  char *end;
+  unsigned long n = strtoul(env, &end, 10);
+  if (*end || n > 1000000) {
+    snprintf(err, errlen,
+             "COPYCAT_TEST_CORRUPT_SNAPSHOT_CHUNKS: '%s' is not a count of "
+             "chunks",
+             env);
+    return -1;
+  }
+  s->snaps.corrupt_chunks = (unsigned)n;
+  struct logger_line l;
+  logger_begin(&l, &s->log, LOGGER_WARN, "deliberate_bugs");
+  logger_u64(&l, "corrupt_snapshot_chunks", n);
+  logger_str(&l, "msg", "this server is broken on purpose (fault suite)");
+  logger_end(&l);
+  return 0;
+}
+
+void snapshot__test_corrupt(struct server *s, struct raft_msg *m) {
+  if (!s->snaps.corrupt_chunks || m->type != RAFT_MSG_SNAPSHOT) return;
+  struct raft_buf *d = m->u.snapshot.data;
+  if (!d || !d->len || d->refs != 1) return; /* only a buffer of our own */
+  s->snaps.corrupt_chunks--;
+  d->data[d->len / 2] ^= 0x20;
 }
 
 void snapshot__restored(struct server *s, uint64_t index) {

@@ -27,9 +27,10 @@ struct snap_writer {
   uint64_t last_index, last_term;
   uint8_t *config;
   size_t config_len;
-  uint64_t size;   /* data bytes received (no holes below) */
-  uint32_t rx_crc; /* crc32c of the configuration and the bytes received,
-                      as they were handed over (checked against the file) */
+  uint64_t size;        /* data bytes received (no holes below) */
+  uint32_t rx_crc;      /* crc32c of the configuration and the bytes received,
+                           as they were handed over (checked against the file) */
+  uint32_t rx_data_crc; /* crc32c of the bytes received alone */
   uint8_t *mem;
   size_t mem_cap;
 };
@@ -68,9 +69,10 @@ static int bad(char *err, const char *path, size_t off, const char *what) {
   return STORE_ECORRUPT;
 }
 
-/* Checksum of `len` bytes of fd from `at`, read a chunk at a time. */
+/* Checksum of `len` bytes of fd from `at`, read a chunk at a time, added
+ * to *crc and (if not NULL) to *also. */
 static int crc_of(struct store_io *io, int fd, uint64_t at, uint64_t len,
-                  uint32_t *crc) {
+                  uint32_t *crc, uint32_t *also) {
   enum { STEP = 1 << 20 };
   uint8_t *buf = malloc(STEP);
   if (!buf) return -ENOMEM;
@@ -81,6 +83,7 @@ static int crc_of(struct store_io *io, int fd, uint64_t at, uint64_t len,
     if (rc == 0 && got != n) rc = -EIO;
     if (rc) break;
     *crc = crc32c(*crc, buf, n);
+    if (also) *also = crc32c(*also, buf, n);
     done += n;
   }
   free(buf);
@@ -134,9 +137,10 @@ int snap_load(struct store_io *io, const char *path, struct store_snapshot *out,
         SNAP_HEADER_SIZE + clen + dlen != len)
       rc = bad(err, path, 32, "lengths in the header differ from the file");
   }
-  uint32_t crc = 0;
+  uint32_t crc = 0, dcrc = 0;
   if (rc == 0) {
-    int e = crc_of(io, fd, SNAP_HEADER_SIZE, clen + dlen, &crc);
+    int e = crc_of(io, fd, SNAP_HEADER_SIZE, clen, &crc, NULL);
+    if (e == 0) e = crc_of(io, fd, SNAP_HEADER_SIZE + clen, dlen, &crc, &dcrc);
     if (e == -ENOMEM) {
       rc = STORE_ENOMEM;
     } else if (e) {
@@ -168,6 +172,7 @@ int snap_load(struct store_io *io, const char *path, struct store_snapshot *out,
   out->last_term = get_u64(buf + 24);
   out->config_len = clen;
   out->data_len = dlen;
+  out->data_crc = dcrc;
   out->io = io;
   out->fd = fd;
   return 0;
@@ -292,6 +297,8 @@ int snap_write(struct snap_writer *w, uint64_t offset, const void *buf,
      * (the old ones are the same snapshot's). */
     size_t skip = (size_t)(w->size - offset);
     w->rx_crc = crc32c(w->rx_crc, (const uint8_t *)buf + skip, len - skip);
+    w->rx_data_crc =
+        crc32c(w->rx_data_crc, (const uint8_t *)buf + skip, len - skip);
     w->size = offset + len;
   }
   return 0;
@@ -326,7 +333,8 @@ static int seal(struct snap_writer *w, char *err) {
   assert(!w->memory);
   struct store_io *io = w->io;
   uint32_t crc = crc32c(0, w->config, w->config_len);
-  int rc = crc_of(io, w->fd, SNAP_HEADER_SIZE + w->config_len, w->size, &crc);
+  int rc =
+      crc_of(io, w->fd, SNAP_HEADER_SIZE + w->config_len, w->size, &crc, NULL);
   if (rc) {
     rc = rc == -ENOMEM ? STORE_ENOMEM : io_fail(err, w->tmp, "read back", -rc);
     snap_abort(w);
@@ -383,6 +391,8 @@ int snap_finish(struct snap_writer *w, struct store_snapshot *out, char *err) {
   out->last_term = w->last_term;
   out->config_len = w->config_len;
   out->data_len = w->size;
+  /* A sealed file holds what was handed over (seal checks it). */
+  out->data_crc = w->rx_data_crc;
   if (w->memory) {
     out->config = w->config;
     w->config = NULL;

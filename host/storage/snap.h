@@ -35,6 +35,7 @@ struct store_snapshot {
   size_t config_len;
   uint8_t *data; /* the state machine's bytes (memory snapshots only) */
   size_t data_len;
+  uint32_t data_crc;   /* crc32c of the data alone (what a follower checks) */
   struct store_io *io; /* file snapshots: the table fd belongs to */
   int fd;
 };

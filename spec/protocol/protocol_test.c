@@ -57,6 +57,8 @@ static int sample(int type, struct raft_msg *m, struct raft_entry *ents) {
       m->u.snapshot.offset = 65536;
       m->u.snapshot.data = raft_buf_from("chunk-bytes", 11);
       m->u.snapshot.last = true;
+      m->u.snapshot.has_crc = true;
+      m->u.snapshot.crc = 0xE3069283u;
       break;
     case RAFT_MSG_SNAPSHOT_RESP:
       m->u.snapshot_resp.index = 1000;
@@ -108,6 +110,8 @@ static void check_same(const struct raft_msg *a, const struct raft_msg *b) {
       CHECK(a->u.snapshot.term == b->u.snapshot.term);
       CHECK(a->u.snapshot.offset == b->u.snapshot.offset);
       CHECK(a->u.snapshot.last == b->u.snapshot.last);
+      CHECK(a->u.snapshot.has_crc == b->u.snapshot.has_crc);
+      CHECK(a->u.snapshot.crc == b->u.snapshot.crc);
       CHECK(same_buf(a->u.snapshot.conf, b->u.snapshot.conf));
       CHECK(same_buf(a->u.snapshot.data, b->u.snapshot.data));
       break;

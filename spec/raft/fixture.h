@@ -177,14 +177,14 @@ static inline void fx_drain(struct fx *f, int i) {
       if (x->lose_snapshot > 0) {
         x->lose_snapshot--;
         raft_snapshot_chunk(x->r, req[k].to, req[k].index, req[k].offset, NULL,
-                            false);
+                            false, NULL);
         continue;
       }
       size_t total = sizeof x->snap, off = (size_t)req[k].offset;
       size_t len = total - off < req[k].max_len ? total - off : req[k].max_len;
       struct raft_buf *b = raft_buf_from(x->snap + off, len);
       raft_snapshot_chunk(x->r, req[k].to, req[k].index, req[k].offset, b,
-                          off + len == total);
+                          off + len == total, NULL);
       raft_buf_unref(b);
     }
     if (x->auto_persist && x->pend_index) {
