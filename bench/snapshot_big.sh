@@ -10,7 +10,8 @@
 # 2. n2 starts empty and joins: the leader sends the snapshot in chunks
 #    read from its file, n2 streams them to disk and restores from the
 #    file.
-# 3. Both servers' RSS (VmRSS) is sampled every 100 ms, and their peak
+# 3. Both servers' RSS (VmRSS) is sampled every 100 ms (n2's anonymous
+#    part too, and the private pages of n1's snapshot child), and their peak
 #    (VmHWM) read at the end (the leader's counts only if it rose during
 #    the transfer); the script prints
 #    the state size, each server's RSS before and its peak during the
@@ -57,6 +58,12 @@ return sm
 EOF
 
 rss() { awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+# Anonymous memory only (heap, stacks): VmRSS less the pages of mapped
+# files, which the kernel can drop (a snapshot file mapped for a restore).
+anon() { awk '/^RssAnon/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+# What a forked child has made its own: pages written since the fork
+# (copied on write, or new), not those still shared with its parent.
+private() { awk '/^Private_Dirty/ {print $2}' "/proc/$1/smaps_rollup" 2>/dev/null || echo 0; }
 hwm() { awk '/^VmHWM/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 
 start() { # name address data mode list
@@ -87,7 +94,17 @@ EOF
 # The snapshot of it all, written by a child process (ctl snapshot waits
 # for the file).
 T=$(date +%s.%N)
-"$BIN" ctl --socket "$DIR/n1" --timeout 600 snapshot
+"$BIN" ctl --socket "$DIR/n1" --timeout 600 snapshot >"$DIR/snap.out" 2>&1 &
+SNAPCTL=$!
+PIDS="$PIDS $SNAPCTL"
+CHILD_PEAK=0
+while kill -0 "$SNAPCTL" 2>/dev/null; do
+  for c in $(cat "/proc/$P1PID/task/$P1PID/children" 2>/dev/null); do
+    r=$(private "$c"); [ "$r" -gt "$CHILD_PEAK" ] && CHILD_PEAK=$r
+  done
+  sleep 0.05
+done
+wait "$SNAPCTL" || { echo "ctl snapshot failed:" >&2; cat "$DIR/snap.out" >&2; exit 1; }
 echo "snapshot taken in $(echo "$T $(date +%s.%N)" | awk '{printf "%.1f s", $2 - $1}')"
 sleep 1
 R1_BEFORE=$(rss "$P1PID")
@@ -104,14 +121,17 @@ ADD=$!
 PIDS="$PIDS $ADD"
 P1_PEAK=$R1_BEFORE
 P2_PEAK=$R2_BEFORE
+A2_PEAK=$(anon "$P2PID")
 while kill -0 "$ADD" 2>/dev/null; do
   r=$(rss "$P1PID"); [ "$r" -gt "$P1_PEAK" ] && P1_PEAK=$r
   r=$(rss "$P2PID"); [ "$r" -gt "$P2_PEAK" ] && P2_PEAK=$r
+  r=$(anon "$P2PID"); [ "$r" -gt "$A2_PEAK" ] && A2_PEAK=$r
   sleep 0.1
 done
 wait "$ADD" || { echo "ctl add failed:" >&2; cat "$DIR/add.out" >&2; tail "$DIR/n2.err" >&2; exit 1; }
 T1=$(date +%s.%N)
 R2_AFTER=$(rss "$P2PID")
+A2_AFTER=$(anon "$P2PID")
 H1_AFTER=$(hwm "$P1PID")
 H2_AFTER=$(hwm "$P2PID")
 [ "$H2_AFTER" -gt "$P2_PEAK" ] && P2_PEAK=$H2_AFTER
@@ -135,5 +155,7 @@ echo "sent and installed in $(echo "$T0 $T1" | awk '{printf "%.1f s", $2 - $1}')
 echo "n1 (leader, sends): RSS before $(kib "$R1_BEFORE"), peak $(kib "$P1_PEAK"), growth $(kib $((P1_PEAK - R1_BEFORE)))"
 echo "n2 (new member, receives and installs): RSS before $(kib "$R2_BEFORE"), peak $(kib "$P2_PEAK"), after $(kib "$R2_AFTER")"
 echo "n2: peak above its final RSS (what installing cost beyond the state itself): $(kib $((P2_PEAK - R2_AFTER)))"
+echo "n2 anonymous memory (RSS less mapped files, sampled every 100 ms): peak $(kib "$A2_PEAK"), after $(kib "$A2_AFTER")"
+echo "n1's snapshot child: pages of its own at peak (written since the fork, sampled every 50 ms): $(kib "$CHILD_PEAK")"
 echo "n2 holds: $COUNT (values, bytes)"
 [ "$COUNT" = "$MIB $((MIB * 1048576))" ] || { echo "n2 does not hold the state" >&2; exit 1; }

@@ -18,11 +18,16 @@
  *           events: nil or {{session, seq, name, data}, ...} to push
  *       query(op, args, session, index, true) -> reply
  *           args: the query's arguments as bytes; reply as for apply
- *       snapshot() -> string           restore(string) -> true | nil, err
- *       state() -> string...   the state's canonical encoding, in pieces
+ *       snapshot() -> bytes...   the snapshot, in pieces written one
+ *           after the other (bytes: strings or codec views), or nil, err
+ *       restore(view) -> true | nil, err   view: a codec view of the
+ *           snapshot's bytes, lent for the call
+ *       state() -> bytes...   the state's canonical encoding, in pieces
  *           (hashed together with XXH3 for the divergence checks)
- *       snapshot_state() -> string, string...   snapshot() and state()
- *           from one encoding (a snapshot taken at a check index)
+ *       snapshot_state() -> head, sessions, machine   snapshot() and
+ *           state() from one encoding (a snapshot taken at a check
+ *           index): the snapshot is head .. machine, the state
+ *           sessions .. machine
  *       wants_time() -> boolean        notify(event, detail)
  *   server:bootstrap({{name=, address=, type=}, ...}) -> true | nil, err
  *   server:status() -> table (role "removed" once this server learned it
@@ -300,25 +305,51 @@ static int sm_wants_time(void *data) {
   return want;
 }
 
+/* Appends the bytes at index i (a string or a codec view) to out, or
+ * pushes a message and returns -1. */
+static int append_piece(lua_State *L, int i, msgpack_sbuffer *out) {
+  size_t n;
+  const char *p = codec_tobytes(L, i, &n);
+  if (!p) {
+    lua_pushfstring(L, "the snapshot handler returned a %s, not bytes",
+                    luaL_typename(L, i));
+    return -1;
+  }
+  if (msgpack_sbuffer_write(out, p, n) != 0) {
+    lua_pushliteral(L, "not enough memory for the snapshot");
+    return -1;
+  }
+  return 0;
+}
+
 static int sm_snapshot(void *data, msgpack_sbuffer *out) {
   struct lserver *ls = data;
   lua_State *L = ls->L;
+  int top = lua_gettop(L);
   push_handler(ls, "snapshot");
-  /* bytes, or nil and a message (or an error raised) */
-  if (lua_pcall(L, 0, 2, 0) != LUA_OK) {
+  /* pieces, or nil and a message (or an error raised) */
+  if (lua_pcall(L, 0, LUA_MULTRET, 0) != LUA_OK) {
     log_failure(ls, "snapshot_failed", 0, L);
-    lua_pop(L, 1);
+    lua_settop(L, top);
     return -1;
   }
-  if (lua_type(L, -2) != LUA_TSTRING) {
-    log_failure(ls, "snapshot_failed", 0, L); /* the message, at -1 */
-    lua_pop(L, 2);
+  if (lua_gettop(L) == top || lua_isnil(L, top + 1)) {
+    if (lua_gettop(L) >= top + 2 && !lua_isnil(L, top + 2))
+      lua_pushvalue(L, top + 2); /* nil, message */
+    else
+      lua_pushliteral(L, "the snapshot handler returned no bytes");
+    log_failure(ls, "snapshot_failed", 0, L);
+    lua_settop(L, top);
     return -1;
   }
-  size_t n;
-  const char *s = lua_tolstring(L, -2, &n);
-  msgpack_sbuffer_write(out, s, n);
-  lua_pop(L, 2);
+  for (int i = top + 1; i <= lua_gettop(L); i++) {
+    if (append_piece(L, i, out) != 0) {
+      log_failure(ls, "snapshot_failed", 0, L);
+      lua_settop(L, top);
+      return -1;
+    }
+  }
+  lua_settop(L, top);
   return 0;
 }
 
@@ -341,8 +372,8 @@ static int sm_hash(void *data, uint64_t *out) {
   int rc = st && XXH3_64bits_reset(st) == XXH_OK ? 0 : -1;
   for (int i = top + 1; i <= lua_gettop(L) && rc == 0; i++) {
     size_t n;
-    const char *p = lua_tolstring(L, i, &n);
-    if (lua_type(L, i) != LUA_TSTRING) {
+    const char *p = codec_tobytes(L, i, &n);
+    if (!p) {
       lua_pushfstring(L, "the state handler returned a %s, not bytes",
                       luaL_typename(L, i));
       log_failure(ls, "state_hash_failed", 0, L);
@@ -357,10 +388,10 @@ static int sm_hash(void *data, uint64_t *out) {
   return rc;
 }
 
-/* The snapshot_state handler: snapshot bytes, then the pieces the state
- * handler would return (from one encoding of the machine's state). The
- * first goes to out, the others are hashed as sm_hash hashes them, so the
- * hash equals sm_hash's for the same state. */
+/* The snapshot_state handler: head, sessions, machine, from one encoding
+ * of the machine's state. The snapshot is head then machine, to out; the
+ * state is sessions then machine, hashed as sm_hash hashes state()'s
+ * pieces, so the hash equals sm_hash's for the same state. */
 static int sm_snapshot_hash(void *data, msgpack_sbuffer *out, uint64_t *hash) {
   struct lserver *ls = data;
   lua_State *L = ls->L;
@@ -370,36 +401,34 @@ static int sm_snapshot_hash(void *data, msgpack_sbuffer *out, uint64_t *hash) {
     lua_settop(L, top);
     return sm_snapshot(data, out) != 0 ? -1 : sm_hash(data, hash);
   }
-  if (lua_pcall(L, 0, LUA_MULTRET, 0) != LUA_OK) {
+  if (lua_pcall(L, 0, 3, 0) != LUA_OK) {
     log_failure(ls, "snapshot_failed", 0, L);
     lua_settop(L, top);
     return -1;
   }
-  int n = lua_gettop(L) - top;
-  if (n < 2 || lua_type(L, top + 1) != LUA_TSTRING) {
-    if (n >= 2)
-      lua_pushvalue(L, top + 2); /* nil, message */
-    else
+  if (lua_isnil(L, top + 1)) {
+    if (lua_isnil(L, top + 2))
       lua_pushliteral(L, "the snapshot_state handler returned no bytes");
+    else
+      lua_pushvalue(L, top + 2); /* nil, message */
+    log_failure(ls, "snapshot_failed", 0, L);
+    lua_settop(L, top);
+    return -1;
+  }
+  if (append_piece(L, top + 1, out) != 0 ||
+      append_piece(L, top + 3, out) != 0) {
     log_failure(ls, "snapshot_failed", 0, L);
     lua_settop(L, top);
     return -1;
   }
   XXH3_state_t *st = XXH3_createState();
   int rc = st && XXH3_64bits_reset(st) == XXH_OK ? 0 : -1;
-  for (int i = top + 2; i <= lua_gettop(L) && rc == 0; i++) {
+  for (int i = top + 2; i <= top + 3 && rc == 0; i++) {
     size_t len;
-    const char *p = lua_tolstring(L, i, &len);
-    if (lua_type(L, i) != LUA_TSTRING ||
-        XXH3_64bits_update(st, p, len) != XXH_OK)
-      rc = -1;
+    const char *p = codec_tobytes(L, i, &len);
+    if (!p || XXH3_64bits_update(st, p, len) != XXH_OK) rc = -1;
   }
-  if (rc == 0) {
-    size_t len;
-    const char *p = lua_tolstring(L, top + 1, &len);
-    msgpack_sbuffer_write(out, p, len);
-    *hash = XXH3_64bits_digest(st);
-  }
+  if (rc == 0) *hash = XXH3_64bits_digest(st);
   XXH3_freeState(st);
   lua_settop(L, top);
   return rc;
@@ -413,18 +442,21 @@ static void sm_child_prepare(void *data) {
   lua_gc(ls->L, LUA_GCSTOP);
 }
 
+/* The snapshot's bytes go to the handler as a codec view, lent for the
+ * call: no copy of a state-sized string in this Lua state (snap is a
+ * mapping of the snapshot file, unmapped after the call). */
 static int sm_restore(void *data, const void *snap, size_t len) {
   struct lserver *ls = data;
   lua_State *L = ls->L;
+  int top = lua_gettop(L);
+  codec_view_push(L, snap, len); /* top + 1 */
   push_handler(ls, "restore");
-  lua_pushlstring(L, snap, len);
-  if (lua_pcall(L, 1, 2, 0) != LUA_OK || !lua_toboolean(L, -2)) {
-    log_failure(ls, "snapshot_restore_failed", 0, L);
-    lua_pop(L, 2);
-    return -1;
-  }
-  lua_pop(L, 2);
-  return 0;
+  lua_pushvalue(L, top + 1);
+  int ok = lua_pcall(L, 1, 2, 0) == LUA_OK && lua_toboolean(L, -2);
+  codec_view_close(L, top + 1);
+  if (!ok) log_failure(ls, "snapshot_restore_failed", 0, L);
+  lua_settop(L, top);
+  return ok ? 0 : -1;
 }
 
 static void sm_notify(void *data, const char *event, const char *detail) {

@@ -997,16 +997,14 @@ static int l_encode(lua_State *L) {
   return 1;
 }
 
-/* decode(string) -> value. The whole string must be exactly one value. */
+/* decode(bytes) -> value. The whole of bytes (a string or a view) must be
+** exactly one value. */
 static int l_decode(lua_State *L) {
   char err[CODEC_ERRLEN];
   size_t len, used;
   const char *s;
   int rc;
-  if (lua_type(L, 1) != LUA_TSTRING)
-    return luaL_error(L, "copycat.codec.decode: expected a string, got %s",
-                      luaL_typename(L, 1));
-  s = lua_tolstring(L, 1, &len);
+  s = codec_bytes(L, 1, &len, "copycat.codec.decode");
   rc = codec_unpack(L, s, len, &used, err, sizeof err);
   if (rc) return luaL_error(L, "copycat.codec.decode: %s", err);
   if (used != len) {
@@ -1016,6 +1014,39 @@ static int l_decode(lua_State *L) {
              used, len);
     return luaL_error(L, "copycat.codec.decode: %s", err);
   }
+  return 1;
+}
+
+/* header(bytes) -> string: what encode writes before the bytes of a string
+** holding these bytes (a str header if they are UTF-8, else a bin header),
+** so that header(s) .. s == encode(s) without building the encoding of a
+** large s. */
+static int l_header(lua_State *L) {
+  size_t len;
+  const char *s = codec_bytes(L, 1, &len, "copycat.codec.header");
+  unsigned char h[5];
+  size_t n;
+  int str;
+  if (len > UINT32_MAX)
+    return luaL_error(L,
+                      "copycat.codec.header: a string of %I bytes is longer "
+                      "than msgpack allows",
+                      (LUAI_UACINT)len);
+  str = utf8_valid((const unsigned char *)s, len);
+  /* The forms msgpack_pack_str / msgpack_pack_bin choose (smallest). */
+  if (str && len < 32) {
+    h[0] = (unsigned char)(0xa0 | len), n = 1;
+  } else if (len < 256) {
+    h[0] = str ? 0xd9 : 0xc4, h[1] = (unsigned char)len, n = 2;
+  } else if (len < 65536) {
+    h[0] = str ? 0xda : 0xc5, n = 3;
+    h[1] = (unsigned char)(len >> 8), h[2] = (unsigned char)len;
+  } else {
+    h[0] = str ? 0xdb : 0xc6, n = 5;
+    h[1] = (unsigned char)(len >> 24), h[2] = (unsigned char)(len >> 16);
+    h[3] = (unsigned char)(len >> 8), h[4] = (unsigned char)len;
+  }
+  lua_pushlstring(L, (const char *)h, n);
   return 1;
 }
 
@@ -1069,6 +1100,9 @@ int codec_open(lua_State *L) {
   lua_setfield(L, -2, "encode");
   lua_pushcfunction(L, l_decode);
   lua_setfield(L, -2, "decode");
+  lua_pushcfunction(L, l_header);
+  lua_setfield(L, -2, "header");
+  codec_view_open(L);
   {
     static const struct {
       const char *name;

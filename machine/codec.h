@@ -47,6 +47,8 @@
 ** module loaded into one lua_State). */
 #define CODEC_ARRAY_MT "copycat.codec.array"
 #define CODEC_MAP_MT "copycat.codec.map"
+/* Registry name of the metatable of views (codec_view.c). */
+#define CODEC_VIEW_MT "copycat.codec.view"
 
 /* Error codes (all negative). */
 #define CODEC_ETYPE (-1)   /* value of a type that has no encoding */
@@ -103,4 +105,17 @@ int codec_unpack(lua_State *L, const char *buf, size_t len, size_t *used,
 int codec_unpack_protected(lua_State *L, const char *buf, size_t len,
                            size_t *used, char *err, size_t errlen);
 
+/* Views (codec_view.c): bytes lent to Lua without a copy. Push a view of
+** p[0..len), which must stay valid and unchanged until codec_view_close is
+** called on it (at stack index idx); from then on the view, and every view
+** made from it, raises when used. */
+void codec_view_push(lua_State *L, const void *p, size_t len);
+void codec_view_close(lua_State *L, int idx);
+/* The bytes of the string or open view at idx (length in *len), or NULL
+** for anything else or a closed view. Never raises. */
+const char *codec_tobytes(lua_State *L, int idx, size_t *len);
+/* codec_tobytes, raising an error that names fn instead of returning NULL. */
+const char *codec_bytes(lua_State *L, int idx, size_t *len, const char *fn);
+/* Add split and payload to the module table on top of L's stack. */
+void codec_view_open(lua_State *L);
 #endif

@@ -33,10 +33,14 @@
 **     The events published since the last call, which clears them; with
 **     encoded, each data is the codec bytes of the value published (what
 **     a server keeps and sends without decoding it).
-**   machine:snapshot()                        -> bytes | nil, err
+**   machine:snapshot([lend])                  -> bytes | nil, err
 **   machine:restore(bytes)                    -> true | nil, err
 **     bytes = msgpack [1, state, timer counter, timers]: the format version,
-**     sm.snapshot()'s value, and the timers (docs/state-machine.md).
+**     sm.snapshot()'s value, and the timers (docs/state-machine.md). With
+**     lend, snapshot returns a codec view of the machine's own buffer
+**     instead of a copy, valid until the next call on the machine;
+**     restore takes a string or a codec view (codec_view.c), so a large
+**     state is never held twice by the host to be snapshotted or restored.
 **   machine:cost()    instructions counted by the last call
 **   machine:memory()  bytes allocated by the sandbox state
 **   machine:close()   frees the sandbox state (also done by the collector)
@@ -525,10 +529,22 @@ static int run(lua_State *L, Sandbox *sb, Call *c, lua_Integer budget) {
 /* Host side                                                                */
 /* ------------------------------------------------------------------------ */
 
+/* Close the view of sb->buf that snapshot(true) lent, if one is out: the
+** call about to run may reuse or free the buffer. */
+static void end_loan(lua_State *L, Sandbox *sb) {
+  if (sb->lent_ref == LUA_NOREF) return;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, sb->lent_ref);
+  codec_view_close(L, -1);
+  lua_pop(L, 1);
+  luaL_unref(L, LUA_REGISTRYINDEX, sb->lent_ref);
+  sb->lent_ref = LUA_NOREF;
+}
+
 static Sandbox *check_open(lua_State *L) {
   Sandbox *sb = (Sandbox *)luaL_checkudata(L, 1, SANDBOX_MT);
   if (sb->S == NULL) luaL_error(L, "the state machine is closed");
   if (sb->busy) luaL_error(L, "the state machine is busy");
+  end_loan(L, sb);
   return sb;
 }
 
@@ -541,6 +557,7 @@ static void close_state(Sandbox *sb) {
 
 static int m_gc(lua_State *L) {
   Sandbox *sb = (Sandbox *)luaL_checkudata(L, 1, SANDBOX_MT);
+  end_loan(L, sb);
   close_state(sb);
   msgpack_sbuffer_destroy(&sb->buf);
   msgpack_sbuffer_init(&sb->buf);
@@ -781,11 +798,21 @@ static int m_next_deadline(lua_State *L) {
 
 static int m_snapshot(lua_State *L) {
   Sandbox *sb = check_open(L);
+  int lend = lua_toboolean(L, 2);
   Call c;
   memset(&c, 0, sizeof c);
   c.kind = SANDBOX_SNAPSHOT;
+  lua_settop(L, 1);
   if (!run(L, sb, &c, sb->setup)) return fail(L, 0);
-  lua_pushlstring(L, sb->buf.data, sb->buf.size);
+  if (!lend) {
+    lua_pushlstring(L, sb->buf.data, sb->buf.size);
+    return 1;
+  }
+  codec_view_push(L, sb->buf.data, sb->buf.size);
+  lua_pushvalue(L, 1); /* the view keeps the machine, and buf, alive */
+  lua_setiuservalue(L, -2, 1);
+  lua_pushvalue(L, -1);
+  sb->lent_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   return 1;
 }
 
@@ -794,7 +821,7 @@ static int m_restore(lua_State *L) {
   Call c;
   memset(&c, 0, sizeof c);
   c.kind = SANDBOX_RESTORE;
-  c.in = luaL_checklstring(L, 2, &c.inlen);
+  c.in = codec_bytes(L, 2, &c.inlen, "machine:restore");
   if (!run(L, sb, &c, sb->setup)) return fail(L, 0);
   lua_pushboolean(L, 1);
   return 1;
@@ -834,6 +861,7 @@ static int l_new(lua_State *L) {
   lua_pushfstring(L, "=%s", name); /* 6: chunk name */
   sb = (Sandbox *)lua_newuserdatauv(L, sizeof *sb, 0);
   memset(sb, 0, sizeof *sb);
+  sb->lent_ref = LUA_NOREF;
   msgpack_sbuffer_init(&sb->buf);
   msgpack_sbuffer_init(&sb->tmp);
   msgpack_sbuffer_init(&sb->events);

@@ -123,6 +123,10 @@ typedef struct Sandbox {
   ** memory: never part of the state, so it survives failed calls. */
   msgpack_sbuffer events;
   lua_Integer nevents;
+  /* The view of buf that machine:snapshot(true) lent (a reference in the
+  ** host state's registry), closed before the next call reuses buf;
+  ** LUA_NOREF when none is out. */
+  int lent_ref;
 } Sandbox;
 
 /* The Sandbox that owns S (any thread of it). */

@@ -367,10 +367,11 @@ describe("copycat.codec", function()
       rev = 42, list = { 1, 2.5, true, false, math.mininteger },
       nested = { a = { b = "c" } }, bin = "\0\255" })
 
-    it("rejects non-string arguments", function()
-      assert.matches("expected a string, got nil", err_of(codec.decode, nil))
-      assert.matches("expected a string, got number", err_of(codec.decode, 123))
-      assert.matches("expected a string, got table", err_of(codec.decode, {}))
+    it("rejects arguments that are not bytes", function()
+      local want = "copycat.codec.decode: expected bytes %(a string or a codec view%), got "
+      assert.matches(want .. "nil", err_of(codec.decode, nil))
+      assert.matches(want .. "number", err_of(codec.decode, 123))
+      assert.matches(want .. "table", err_of(codec.decode, {}))
     end)
 
     it("rejects the input truncated at every byte offset", function()

@@ -259,9 +259,10 @@ local function new(opts)
       return reply, events
     end,
     query = function(op, args, session, index, encoded) return layer:query(op, args, session, index, encoded) end,
-    snapshot = function() return layer:snapshot() end,
-    state = function() return layer:state() end,
-    snapshot_state = function() return layer:snapshot_and_state() end,
+    -- The machine's piece lent, not copied (bindings/l_server.c).
+    snapshot = function() return layer:snapshot_pieces(true) end,
+    state = function() return layer:state(true) end,
+    snapshot_state = function() return layer:snapshot_and_state(true) end,
     restore = function(bytes)
       local ok, rerr = layer:restore(bytes)
       report_sessions()

@@ -368,39 +368,72 @@ local function sessions_part(self)
   return list
 end
 
+-- The snapshot's bytes before the machine's: what codec.encode({FORMAT,
+-- time, term, list, machine}) writes before machine's bytes (an array of
+-- 5, its first four elements, the machine's string header), so that a
+-- large machine snapshot is written after it without being copied into
+-- one string with the rest.
+local function snapshot_head(self, list, machine)
+  return "\x95" .. codec.encode(M.FORMAT) .. codec.encode(self.time) .. codec.encode(self.term)
+    .. codec.encode(list) .. codec.header(machine)
+end
+
 --- The whole state as bytes: sessions and the machine's own snapshot.
 function Sessions:snapshot()
+  local head, machine = self:snapshot_pieces()
+  if not head then return nil, machine end
+  return head .. machine
+end
+
+--- The snapshot in two pieces whose concatenation is snapshot()'s bytes:
+--- the sessions' part and the machine's snapshot. With lend, the machine's
+--- piece is a codec view of its buffer (no copy), valid until the next
+--- call on the machine.
+---@param lend? boolean
+---@return string|nil head, string|userdata|nil machine
+function Sessions:snapshot_pieces(lend)
   local list = sessions_part(self)
-  local machine, err = self.machine:snapshot()
+  local machine, err = self.machine:snapshot(lend)
   if not machine then return nil, err end
-  return codec.encode({ M.FORMAT, self.time, self.term, list, machine })
+  return snapshot_head(self, list, machine), machine
 end
 
 --- The whole state as two byte strings, the sessions' canonical encoding
 --- and the machine's snapshot bytes, equal on every replica that applied
 --- the same log: what the divergence checks hash (without concatenating).
----@return string sessions, string machine
-function Sessions:state()
-  local machine = assert(self.machine:snapshot())
+--- With lend, the machine's piece is a view as for snapshot_pieces.
+---@param lend? boolean
+---@return string sessions, string|userdata machine
+function Sessions:state(lend)
+  local machine = assert(self.machine:snapshot(lend))
   return codec.encode({ M.FORMAT, self.time, self.term, sessions_part(self) }), machine
 end
 
---- snapshot() and state() together, from one call of the machine's
---- snapshot: for a snapshot taken at a check index (the server hashes the
---- last two strings as it hashes state()'s).
----@return string|nil snapshot, string sessions, string machine
-function Sessions:snapshot_and_state()
+--- snapshot_pieces() and state() together, from one call of the machine's
+--- snapshot: for a snapshot taken at a check index. The snapshot is head ..
+--- machine; the state hashed is sessions .. machine.
+---@param lend? boolean
+---@return string|nil head, string sessions, string|userdata machine
+function Sessions:snapshot_and_state(lend)
   local list = sessions_part(self)
-  local machine, err = self.machine:snapshot()
+  local machine, err = self.machine:snapshot(lend)
   if not machine then return nil, err end
-  return codec.encode({ M.FORMAT, self.time, self.term, list, machine }),
-    codec.encode({ M.FORMAT, self.time, self.term, list }), machine
+  return snapshot_head(self, list, machine), codec.encode({ M.FORMAT, self.time, self.term, list }), machine
 end
 
---- Replaces the state with a snapshot's.
+-- The five parts of a snapshot's bytes (a string or a codec view), the
+-- machine's as a view of its bytes: decoding the whole would copy the
+-- machine's snapshot, as large as the state, into a string first.
+local function snapshot_parts(bytes)
+  local parts = codec.split(bytes)
+  if #parts ~= 5 or codec.decode(parts[1]) ~= M.FORMAT then error("not of this format") end
+  return { M.FORMAT, codec.decode(parts[2]), codec.decode(parts[3]), codec.decode(parts[4]), codec.payload(parts[5]) }
+end
+
+--- Replaces the state with a snapshot's (bytes: a string or a codec view).
 function Sessions:restore(bytes)
-  local ok, v = pcall(codec.decode, bytes)
-  if not ok or type(v) ~= "table" or v[1] ~= M.FORMAT then
+  local ok, v = pcall(snapshot_parts, bytes)
+  if not ok or type(v[4]) ~= "table" then
     return nil, "not a session snapshot of format " .. M.FORMAT
   end
   local rok, err = self.machine:restore(v[5])
