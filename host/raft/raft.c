@@ -452,6 +452,18 @@ int raft_progress(const struct raft *r, unsigned i, uint64_t *match,
   *next = r->pr[i].next;
   return 0;
 }
+int raft_snapshot_progress(const struct raft *r, const char *name,
+                           uint64_t *index, uint64_t *received) {
+  if (r->role != RAFT_LEADER || !name) return RAFT_EINVAL;
+  int i = raft_conf_find(&r->conf, name);
+  if (i < 0 || i == r->self) return RAFT_EINVAL;
+  const struct raft_progress *pr = &r->pr[i];
+  if (pr->state != PR_SNAPSHOT) return 0;
+  *index = pr->snap_index;
+  *received = pr->snap_offset;
+  return 1;
+}
+
 bool raft_leader_ready(const struct raft *r) {
   return r->role == RAFT_LEADER && r->own_term_committed;
 }

@@ -403,6 +403,14 @@ const char *raft_role_name(int role);
  * i is out of range. */
 int raft_progress(const struct raft *r, unsigned i, uint64_t *match,
                   uint64_t *next);
+/* Leader only: whether it is sending its snapshot to member `name`: 1
+ * with the snapshot's index and the bytes of it the member has
+ * acknowledged (the offset it asked for next) in *index and *received; 0
+ * when it is not (the member gets entries, or is not known to need
+ * anything); RAFT_EINVAL when this core does not lead or `name` is not
+ * another member. */
+int raft_snapshot_progress(const struct raft *r, const char *name,
+                           uint64_t *index, uint64_t *received);
 /* True when this core leads and an entry of its term has committed: only
  * then does it serve reads and membership changes. */
 bool raft_leader_ready(const struct raft *r);

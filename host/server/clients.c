@@ -284,14 +284,25 @@ static void admin(struct server *s, net_conn *c,
   } else if (rc == RAFT_ENOTCAUGHTUP) {
     /* How far it has come, so that an operator can show progress
      * (copycat.operator reads these two numbers). */
-    uint64_t match = 0;
-    char why[160];
+    uint64_t match = 0, snap_index = 0, received = 0;
+    char why[256];
     raft_match_index(s->raft, q->name, &match); /* stays 0 for a new member */
-    snprintf(why, sizeof why,
-             "the member has not caught up with the log yet (it holds %llu "
-             "of %llu entries): retry shortly",
-             (unsigned long long)match,
-             (unsigned long long)raft_last_index(s->raft));
+    int n = snprintf(why, sizeof why,
+                     "the member has not caught up with the log yet (it "
+                     "holds %llu of %llu entries",
+                     (unsigned long long)match,
+                     (unsigned long long)raft_last_index(s->raft));
+    /* Catching up by snapshot: the entries do not move meanwhile, the
+     * bytes do (the size is this server's snapshot's, the one sent). */
+    const struct store_snapshot *snap = store_snapshot(s->store);
+    if (raft_snapshot_progress(s->raft, q->name, &snap_index, &received) == 1 &&
+        snap && snap->last_index == snap_index && n > 0 &&
+        (size_t)n < sizeof why)
+      n += snprintf(why + n, sizeof why - (size_t)n,
+                    "; it is receiving a snapshot: %llu of %zu bytes",
+                    (unsigned long long)received, snap->data_len);
+    if (n > 0 && (size_t)n < sizeof why)
+      snprintf(why + n, sizeof why - (size_t)n, "): retry shortly");
     clients__reply_error(c, id, CPROTO_ENOT_CAUGHT_UP, why);
   } else if (rc < 0) {
     clients__reply_raft_error(c, id, rc);

@@ -382,7 +382,7 @@ static void in_frame(net_conn *c, const char *data, size_t len) {
         p->heard = 1;
         p->heard_ms = uv_now(s->loop);
       }
-      snapshot__test_corrupt(s, &m);
+      snapshot__test_chunk(s, &m);
       raft_step(s->raft, &m);
       server__process_soon(s);
     }

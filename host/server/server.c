@@ -220,7 +220,7 @@ int server_start(uv_loop_t *loop, const struct server_opts *o,
   ro.seed = o->seed ? o->seed : (uint64_t)uv_hrtime() ^ (uint64_t)(uintptr_t)s;
   ro.checksum = crc32c; /* received snapshots are checked end to end */
   if (test_bugs(s, &ro.bugs, err, errlen) < 0 ||
-      snapshot__test_corruption(s, err, errlen) < 0) {
+      snapshot__test_hooks(s, err, errlen) < 0) {
     free(s);
     return -1;
   }

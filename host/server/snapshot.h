@@ -48,9 +48,10 @@ struct snapshots {
   int installing;
   uint64_t inst_index, inst_term, inst_t0;
   uint64_t refused; /* received snapshots refused (bad checksum) */
-  /* The fault suite's copycat-lua-bugs only: received chunks still to be
-   * damaged on purpose (COPYCAT_TEST_CORRUPT_SNAPSHOT_CHUNKS). */
-  unsigned corrupt_chunks;
+  /* The fault suite's copycat-lua-bugs only (snapshot__test_hooks):
+   * received chunks still to be damaged on purpose, the received chunk at
+   * which to stop, and chunks received so far. */
+  unsigned corrupt_chunks, stop_at_chunk, chunks_seen;
 };
 
 struct server;
@@ -87,15 +88,18 @@ int snapshot__installing(const struct server *s);
  * bytes do not match the leader's checksum): drops what was written of it
  * and logs snapshot_refused; the leader sends it again from the start. */
 void snapshot__refused(struct server *s, const struct raft_ready *rd);
-/* COPYCAT_TEST_CORRUPT_SNAPSHOT_CHUNKS=N: the first N snapshot chunks
- * received are damaged (one byte flipped) before the core sees them, so
- * the fault suite can show they are refused. Only a build with the
- * deliberately breakable core (copycat-lua-bugs) accepts it; any other
- * refuses to start. 0 or -1 (err filled). */
-int snapshot__test_corruption(struct server *s, char *err, size_t errlen);
-/* A Raft message received from a peer, before it is stepped: damages it
- * if snapshot__test_corruption asked for it (else does nothing). */
-void snapshot__test_corrupt(struct server *s, struct raft_msg *m);
+/* Test-only switches, which only a build with the deliberately breakable
+ * core (copycat-lua-bugs) accepts; any other refuses to start with them:
+ *   COPYCAT_TEST_CORRUPT_SNAPSHOT_CHUNKS=N: the first N snapshot chunks
+ *   received are damaged (one byte flipped) before the core sees them;
+ *   COPYCAT_TEST_STOP_AT_SNAPSHOT_CHUNK=K: the server stops itself
+ *   (SIGSTOP) when the K-th snapshot chunk arrives, before handling it,
+ *   so that a transfer can be watched half done.
+ * 0 or -1 (err filled). */
+int snapshot__test_hooks(struct server *s, char *err, size_t errlen);
+/* A Raft message received from a peer, before it is stepped: what
+ * snapshot__test_hooks asked for (else nothing). */
+void snapshot__test_chunk(struct server *s, struct raft_msg *m);
 
 /* snapshot.c */
 /* with_hash: the child also computes the state hash of `index` (one

@@ -13,6 +13,7 @@
  * quorum does not wait for it.
  */
 #include <assert.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -187,41 +188,66 @@ void snapshot__refused(struct server *s, const struct raft_ready *rd) {
   logger_end(&l);
 }
 
-int snapshot__test_corruption(struct server *s, char *err, size_t errlen) {
-  const char *env = getenv("COPYCAT_TEST_CORRUPT_SNAPSHOT_CHUNKS");
-  s->snaps.corrupt_chunks = 0;
+/* A count from environment variable `name` into *out (0 if unset). 0, or
+ * -1 with err filled: set in a build without deliberate bugs, or not a
+ * count. */
+static int test_count(const char *name, unsigned *out, char *err,
+                      size_t errlen) {
+  const char *env = getenv(name);
+  *out = 0;
   if (!env || !*env) return 0;
   if (!raft_bugs_built()) {
     snprintf(err, errlen,
-             "COPYCAT_TEST_CORRUPT_SNAPSHOT_CHUNKS is set, but this build "
-             "damages nothing on purpose (only the fault suite's "
-             "copycat-lua-bugs does)");
+             "%s is set, but this build breaks nothing on purpose (only "
+             "the fault suite's copycat-lua-bugs does)",
+             name);
     return -1;
   }
   char *end;
   unsigned long n = strtoul(env, &end, 10);
   if (*end || n > 1000000) {
-    snprintf(err, errlen,
-             "COPYCAT_TEST_CORRUPT_SNAPSHOT_CHUNKS: '%s' is not a count of "
-             "chunks",
-             env);
+    snprintf(err, errlen, "%s: '%s' is not a count of chunks", name, env);
     return -1;
   }
-  s->snaps.corrupt_chunks = (unsigned)n;
+  *out = (unsigned)n;
+  return 0;
+}
+
+int snapshot__test_hooks(struct server *s, char *err, size_t errlen) {
+  if (test_count("COPYCAT_TEST_CORRUPT_SNAPSHOT_CHUNKS",
+                 &s->snaps.corrupt_chunks, err, errlen) < 0 ||
+      test_count("COPYCAT_TEST_STOP_AT_SNAPSHOT_CHUNK", &s->snaps.stop_at_chunk,
+                 err, errlen) < 0)
+    return -1;
+  if (!s->snaps.corrupt_chunks && !s->snaps.stop_at_chunk) return 0;
   struct logger_line l;
   logger_begin(&l, &s->log, LOGGER_WARN, "deliberate_bugs");
-  logger_u64(&l, "corrupt_snapshot_chunks", n);
+  logger_u64(&l, "corrupt_snapshot_chunks", s->snaps.corrupt_chunks);
+  logger_u64(&l, "stop_at_snapshot_chunk", s->snaps.stop_at_chunk);
   logger_str(&l, "msg", "this server is broken on purpose (fault suite)");
   logger_end(&l);
   return 0;
 }
 
-void snapshot__test_corrupt(struct server *s, struct raft_msg *m) {
-  if (!s->snaps.corrupt_chunks || m->type != RAFT_MSG_SNAPSHOT) return;
+void snapshot__test_chunk(struct server *s, struct raft_msg *m) {
+  if (m->type != RAFT_MSG_SNAPSHOT) return;
   struct raft_buf *d = m->u.snapshot.data;
-  if (!d || !d->len || d->refs != 1) return; /* only a buffer of our own */
-  s->snaps.corrupt_chunks--;
-  d->data[d->len / 2] ^= 0x20;
+  if (!d || !d->len) return;
+  if (s->snaps.stop_at_chunk &&
+      ++s->snaps.chunks_seen == s->snaps.stop_at_chunk) {
+    /* The answer to the chunk before has left (one is in flight at a
+     * time): the leader knows what we have. Wait here for SIGCONT. */
+    struct logger_line l;
+    logger_begin(&l, &s->log, LOGGER_WARN, "deliberate_stop");
+    logger_u64(&l, "chunk", s->snaps.chunks_seen);
+    logger_u64(&l, "offset", m->u.snapshot.offset);
+    logger_end(&l);
+    raise(SIGSTOP);
+  }
+  if (s->snaps.corrupt_chunks && d->refs == 1) { /* only a buffer of ours */
+    s->snaps.corrupt_chunks--;
+    d->data[d->len / 2] ^= 0x20;
+  }
 }
 
 void snapshot__restored(struct server *s, uint64_t index) {

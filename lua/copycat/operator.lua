@@ -33,6 +33,25 @@ local function thousands(n)
   return sign .. digits:reverse():gsub("(%d%d%d)", "%1,"):reverse():gsub("^,", "")
 end
 
+-- 125829120 -> "120.0 MiB"
+local function mib(bytes)
+  return ("%.1f MiB"):format(bytes / (1024 * 1024))
+end
+
+--- The progress line of member `name` receiving a snapshot: `got` bytes of
+--- `size` so far, and `rate` bytes/s when known, e.g.
+--- "n2 receiving snapshot: 120.0 MiB of 256.0 MiB, 40.0 MiB/s".
+---@param name string
+---@param got integer
+---@param size integer
+---@param rate? number
+---@return string
+function operator.snapshot_line(name, got, size, rate)
+  local line = ("%s receiving snapshot: %s of %s"):format(name, mib(got), mib(size))
+  if rate then line = line .. (", %s/s"):format(mib(rate)) end
+  return line
+end
+
 local function find(members, name)
   for _, m in ipairs(members) do
     if m.name == name then return m end
@@ -229,24 +248,37 @@ function operator.new(host, run)
   end
 
   -- An on_retry for a promotion: the leader refuses it while the member
-  -- is behind, saying how many entries it holds of how many; this prints
-  -- "NAME catching up: N entries behind, R entries/s" at most once per
-  -- PROGRESS_MS.
+  -- is behind, saying how many entries it holds of how many, and while it
+  -- sends the member its snapshot, how many bytes of it the member has;
+  -- this prints "NAME catching up: N entries behind, R entries/s" or
+  -- "NAME receiving snapshot: B MiB of T MiB, R MiB/s" at most once per
+  -- PROGRESS_MS (the rate from the second line of a kind on).
   local function catch_up_reporter(name)
-    local last_t, last_held
+    local last_t, last_held, last_got
     return function(err)
-      local held, total = tostring(err):match("holds (%d+) of (%d+) entries")
+      local msg = tostring(err)
+      local held, total = msg:match("holds (%d+) of (%d+) entries")
       if not held then return end
-      held, total = tonumber(held), tonumber(total)
       local now = runtime.now()
       if last_t and now - last_t < PROGRESS_MS then return end
-      local line = ("%s catching up: %s entries behind"):format(name, thousands(math.max(0, total - held)))
-      if last_t then
-        local rate = math.max(0, held - last_held) * 1000 / (now - last_t)
-        line = line .. (", %s entries/s"):format(thousands(rate))
+      local got, size = msg:match("receiving a snapshot: (%d+) of (%d+) bytes")
+      local line
+      if got then
+        got = tonumber(got)
+        local rate = last_got and math.max(0, got - last_got) * 1000 / (now - last_t)
+        line = operator.snapshot_line(name, got, tonumber(size), rate)
+        last_held, last_got = nil, got
+      else
+        held, total = tonumber(held), tonumber(total)
+        line = ("%s catching up: %s entries behind"):format(name, thousands(math.max(0, total - held)))
+        if last_held then
+          local rate = math.max(0, held - last_held) * 1000 / (now - last_t)
+          line = line .. (", %s entries/s"):format(thousands(rate))
+        end
+        last_held, last_got = held, nil
       end
       progress(line)
-      last_t, last_held = now, held
+      last_t = now
     end
   end
 
@@ -305,8 +337,9 @@ function operator.new(host, run)
   --- within probe_ms (default 5000, at most half the script's remaining
   --- time), else this raises "no answer from ..." before changing
   --- anything. An ACTIVE member first catches up as PASSIVE (printing
-  --- "NAME catching up: N entries behind, R entries/s" about once a
-  --- second while it does), then becomes a voter. Returns true once the
+  --- "NAME catching up: N entries behind, R entries/s", or "NAME receiving
+  --- snapshot: B MiB of T MiB, R MiB/s" while it receives the leader's
+  --- snapshot, about once a second while it does), then becomes a voter. Returns true once the
   --- configuration with it has committed.
   function api.add(name, address, type_, probe_ms)
     type_ = type_ or "active"
