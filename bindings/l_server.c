@@ -19,7 +19,9 @@
  *       query(op, args, session, index, true) -> reply
  *           args: the query's arguments as bytes; reply as for apply
  *       snapshot() -> bytes...   the snapshot, in pieces written one
- *           after the other (bytes: strings or codec views), or nil, err
+ *           after the other straight to the snapshot file (bytes: strings
+ *           or codec views, written from where they lie, never joined
+ *           into one copy), or nil, err
  *       restore(view) -> true | nil, err   view: a codec view of the
  *           snapshot's bytes, lent for the call
  *       state() -> bytes...   the state's canonical encoding, in pieces
@@ -305,9 +307,10 @@ static int sm_wants_time(void *data) {
   return want;
 }
 
-/* Appends the bytes at index i (a string or a codec view) to out, or
- * pushes a message and returns -1. */
-static int append_piece(lua_State *L, int i, msgpack_sbuffer *out) {
+/* Writes the bytes at index i (a string or a codec view, written from
+ * where they lie) to out: 0; -1 with a message pushed (not bytes); -2 when
+ * out's write failed (its owner reports that, see struct server_sink). */
+static int write_piece(lua_State *L, int i, const struct server_sink *out) {
   size_t n;
   const char *p = codec_tobytes(L, i, &n);
   if (!p) {
@@ -315,14 +318,10 @@ static int append_piece(lua_State *L, int i, msgpack_sbuffer *out) {
                     luaL_typename(L, i));
     return -1;
   }
-  if (msgpack_sbuffer_write(out, p, n) != 0) {
-    lua_pushliteral(L, "not enough memory for the snapshot");
-    return -1;
-  }
-  return 0;
+  return out->write(out->ctx, p, n) == 0 ? 0 : -2;
 }
 
-static int sm_snapshot(void *data, msgpack_sbuffer *out) {
+static int sm_snapshot(void *data, const struct server_sink *out) {
   struct lserver *ls = data;
   lua_State *L = ls->L;
   int top = lua_gettop(L);
@@ -343,8 +342,9 @@ static int sm_snapshot(void *data, msgpack_sbuffer *out) {
     return -1;
   }
   for (int i = top + 1; i <= lua_gettop(L); i++) {
-    if (append_piece(L, i, out) != 0) {
-      log_failure(ls, "snapshot_failed", 0, L);
+    int rc = write_piece(L, i, out);
+    if (rc != 0) {
+      if (rc == -1) log_failure(ls, "snapshot_failed", 0, L);
       lua_settop(L, top);
       return -1;
     }
@@ -392,7 +392,8 @@ static int sm_hash(void *data, uint64_t *out) {
  * of the machine's state. The snapshot is head then machine, to out; the
  * state is sessions then machine, hashed as sm_hash hashes state()'s
  * pieces, so the hash equals sm_hash's for the same state. */
-static int sm_snapshot_hash(void *data, msgpack_sbuffer *out, uint64_t *hash) {
+static int sm_snapshot_hash(void *data, const struct server_sink *out,
+                            uint64_t *hash) {
   struct lserver *ls = data;
   lua_State *L = ls->L;
   int top = lua_gettop(L);
@@ -415,9 +416,10 @@ static int sm_snapshot_hash(void *data, msgpack_sbuffer *out, uint64_t *hash) {
     lua_settop(L, top);
     return -1;
   }
-  if (append_piece(L, top + 1, out) != 0 ||
-      append_piece(L, top + 3, out) != 0) {
-    log_failure(ls, "snapshot_failed", 0, L);
+  int wrc = write_piece(L, top + 1, out);
+  if (wrc == 0) wrc = write_piece(L, top + 3, out);
+  if (wrc != 0) {
+    if (wrc == -1) log_failure(ls, "snapshot_failed", 0, L);
     lua_settop(L, top);
     return -1;
   }

@@ -26,6 +26,18 @@ struct server;
 
 #define SERVER_DEFAULT_MAX_REQUEST (2u << 20) /* 2 MiB */
 
+/* Where a snapshot's bytes go, in order, as the state machine produces
+ * them (to the snapshot file, with no copy of the whole in memory):
+ * write(ctx, p, n) takes the next n bytes (n may be 0; p is only read
+ * during the call) and returns 0, or -1 when they could not be kept. After
+ * -1 the snapshot stops: the state machine calls write no more and returns
+ * -1 without logging a failure of its own, since the sink's owner knows
+ * what went wrong (the store's message) and reports it. */
+struct server_sink {
+  int (*write)(void *ctx, const void *p, size_t n);
+  void *ctx;
+};
+
 struct server_sm {
   void *data;
   /* Apply committed entry `payload` (msgpack [time, kind, ...], see
@@ -39,10 +51,12 @@ struct server_sm {
    * applied up to index; append [ok, result_or_message, code?] to out. */
   void (*query)(void *data, const void *req, size_t len, uint64_t session,
                 uint64_t index, msgpack_sbuffer *out);
-  /* Append the state machine's snapshot bytes to out; 0 or -1. Also
-   * called in a forked child process (see server/snapshot.c), so it must
-   * not rely on the event loop. */
-  int (*snapshot)(void *data, msgpack_sbuffer *out);
+  /* Write the state machine's snapshot bytes to out, piece by piece as
+   * they are produced; 0 or -1 (the handler failed, logged by the state
+   * machine; or out's write failed, see struct server_sink). Also called in
+   * a forked child process (see server/snapshot.c), so it must not rely on
+   * the event loop. */
+  int (*snapshot)(void *data, const struct server_sink *out);
   /* In that child, before snapshot: stop anything that could run code
    * touching the event loop (the Lua garbage collector's finalizers). May
    * be NULL. */
@@ -51,10 +65,12 @@ struct server_sm {
    * holds) in *out; 0 or -1. Equal states hash equal on every replica.
    * May be NULL (no divergence checks). */
   int (*hash)(void *data, uint64_t *out);
-  /* snapshot and hash at once: the snapshot bytes to out and, in *hash,
-   * exactly what hash would give for the same state, from one encoding
-   * of it. May be NULL. Called in a forked child. */
-  int (*snapshot_hash)(void *data, msgpack_sbuffer *out, uint64_t *hash);
+  /* snapshot and hash at once: the snapshot bytes to out (as snapshot
+   * writes them) and, in *hash, exactly what hash would give for the same
+   * state, from one encoding of it. May be NULL. Called in a forked
+   * child. */
+  int (*snapshot_hash)(void *data, const struct server_sink *out,
+                       uint64_t *hash);
   /* Replace the state with a snapshot; 0 or -1. */
   int (*restore)(void *data, const void *snap, size_t len);
   /* Nonzero while replicated time must advance on an idle cluster (open

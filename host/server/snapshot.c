@@ -7,10 +7,17 @@
  * heartbeats past the election timeout: a leader that snapshots would lose
  * its leadership every time. So the server forks: the child has a copy of
  * the state exactly as it was after applying `index` (copy-on-write), runs
- * the state machine's snapshot handler on it, writes the snapshot file
- * (store_snap_write_detached: temporary file, fsync, rename) and exits;
- * the parent keeps applying and serving, and when the child reports
- * success it loads the file and compacts the log (store_snap_adopt).
+ * the state machine's snapshot handler on it, which hands the snapshot
+ * over piece by piece through a sink (struct server_sink) that writes each
+ * piece to the file at once (store_snap_begin_detached, snap_write,
+ * store_snap_finish_detached: temporary file, checksum, fsync, rename,
+ * directory fsync), and exits; the parent keeps applying and serving, and
+ * when the child reports success it loads the file and compacts the log
+ * (store_snap_adopt). The pieces are written from where they lie (the
+ * largest is a view of the sandbox's own snapshot buffer), so the child
+ * never holds a second copy of the state: its own pages are that buffer
+ * and little else. A write that fails stops the snapshot, and the child
+ * reports the store's message.
  *
  * The child must not touch anything the parent's threads or event loop
  * own: the first thing it does is close every file descriptor but its
@@ -21,6 +28,7 @@
  * the parent (PR_SET_PDEATHSIG), and a temporary file it leaves behind is
  * removed at the next start-up.
  */
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
@@ -54,6 +62,31 @@ static void report(int fd, const char *msg) {
   }
 }
 
+/* The child's sink: each piece of the snapshot goes to the file at once,
+ * through the detached writer, at the offset following the last. */
+struct child_sink {
+  struct snap_writer *w;
+  uint64_t off;
+  uint64_t write_ns; /* time spent writing (not encoding) */
+  int failed;
+  char err[STORE_ERR_MAX];
+};
+
+static int child_write(void *ctx, const void *p, size_t n) {
+  struct child_sink *k = ctx;
+  assert(!k->failed); /* the state machine stops at the first failure */
+  uint64_t t0 = uv_hrtime();
+  int rc = snap_write(k->w, k->off, p, n, k->err);
+  k->write_ns += uv_hrtime() - t0;
+  if (rc != 0) {
+    k->failed = 1;
+    if (!k->err[0]) snprintf(k->err, sizeof k->err, "%s", store_strerror(rc));
+    return -1;
+  }
+  k->off += n;
+  return 0;
+}
+
 /* In the child: write the snapshot, report, exit. Never returns. */
 static void child_main(struct server *s, int fd, pid_t parent, uint64_t index,
                        uint64_t term, const struct raft_buf *conf,
@@ -69,19 +102,29 @@ static void child_main(struct server *s, int fd, pid_t parent, uint64_t index,
   }
   close_others(fd);
   if (s->o.sm->child_prepare) s->o.sm->child_prepare(s->o.sm->data);
-  msgpack_sbuffer sb;
-  msgpack_sbuffer_init(&sb);
-  char err[STORE_ERR_MAX] = "";
-  uint64_t hash = 0, t0 = uv_hrtime();
-  if (with_hash ? s->o.sm->snapshot_hash(s->o.sm->data, &sb, &hash) != 0
-                : s->o.sm->snapshot(s->o.sm->data, &sb) != 0) {
-    report(fd, "the state machine's snapshot handler failed (see the log)");
+  struct child_sink k = {0};
+  if (store_snap_begin_detached(s->store, index, term, conf->data, conf->len,
+                                &k.w, k.err) != 0) {
+    report(fd, k.err[0] ? k.err : "writing the snapshot failed");
     _exit(1);
   }
-  double secs = (double)(uv_hrtime() - t0) / 1e9;
-  if (store_snap_write_detached(s->store, index, term, conf->data, conf->len,
-                                sb.data, sb.size, err) != 0) {
-    report(fd, err[0] ? err : "writing the snapshot failed");
+  struct server_sink sink = {child_write, &k};
+  uint64_t hash = 0, t0 = uv_hrtime();
+  int rc = with_hash ? s->o.sm->snapshot_hash(s->o.sm->data, &sink, &hash)
+                     : s->o.sm->snapshot(s->o.sm->data, &sink);
+  if (rc != 0 || k.failed) {
+    snap_abort(k.w);
+    report(fd, k.failed ? k.err
+                        : "the state machine's snapshot handler failed (see "
+                          "the log)");
+    _exit(1);
+  }
+  /* What the state machine took to encode the state, without the writes. */
+  uint64_t spent = uv_hrtime() - t0;
+  double secs =
+      (double)(spent - (k.write_ns < spent ? k.write_ns : spent)) / 1e9;
+  if (store_snap_finish_detached(k.w, k.err) != 0) {
+    report(fd, k.err[0] ? k.err : "writing the snapshot failed");
     _exit(1);
   }
   if (with_hash) {

@@ -3,6 +3,14 @@
  * machine: in a forked child (snapshot.c) when the store has files, in
  * process otherwise; the bookkeeping once one is durable; the operator's
  * snapshot requests (server_snapshot_now/begin/file).
+ *
+ * In process, the state machine hands the snapshot over piece by piece
+ * through a sink (struct server_sink) that gives each piece to the store's
+ * writer at once (store_snap_begin, store_snap_write at following offsets,
+ * store_snap_finish: temporary file, checksum, fsync, rename, directory
+ * fsync; a memory-only store keeps its one copy), so no second copy of the
+ * state is ever assembled. A write the store refuses stops the snapshot and
+ * is logged with the store's message.
  */
 #include <assert.h>
 #include <stdarg.h>
@@ -13,32 +21,72 @@
 
 #include "server/server_int.h"
 
-static int write_snapshot(struct server *s, uint64_t index, uint64_t term,
-                          const struct raft_conf *conf, const void *data,
-                          size_t len) {
-  char err[512];
+/* The in-process sink: each piece goes to the store's snapshot writer at
+ * once, at the offset following the last. */
+struct take_sink {
+  struct server *s;
   struct snap_writer *w;
+  uint64_t off;
+  int failed;
+  char err[STORE_ERR_MAX];
+};
+
+static int take_write(void *ctx, const void *p, size_t n) {
+  struct take_sink *k = ctx;
+  assert(!k->failed); /* the state machine stops at the first failure */
+  int rc = store_snap_write(k->s->store, k->w, k->off, p, n, k->err);
+  if (rc != 0) {
+    k->failed = 1;
+    if (!k->err[0]) snprintf(k->err, sizeof k->err, "%s", store_strerror(rc));
+    return -1;
+  }
+  k->off += n;
+  return 0;
+}
+
+/* The store refused the snapshot of `index` (err): logged, and counted in
+ * snapshot_failed_index. */
+static void store_failed(struct server *s, uint64_t index, uint64_t term,
+                         uint64_t bytes, const char *err) {
+  struct logger_line l;
+  if (index > s->snaps.failed) s->snaps.failed = index;
+  logger_begin(&l, &s->log, LOGGER_ERROR, "snapshot_failed");
+  logger_u64(&l, "index", index);
+  logger_u64(&l, "term", term);
+  logger_u64(&l, "bytes", bytes);
+  logger_str(&l, "msg", err[0] ? err : "writing the snapshot failed");
+  logger_end(&l);
+}
+
+/* The state machine's snapshot of `index`, written in process: the store's
+ * writer is opened first and takes each piece as the state machine hands
+ * it over (no copy of the whole in memory), then finished (durable and
+ * installed). 0, or -1 (the handler failed, logged by the state machine;
+ * or the store failed, logged here). *bytes: the snapshot's size. */
+static int write_snapshot(struct server *s, uint64_t index, uint64_t term,
+                          const struct raft_conf *conf, uint64_t *bytes) {
+  struct take_sink k = {.s = s};
   struct raft_buf *cb = raft_conf_encode(conf);
   if (!cb) return -1;
-  int rc = store_snap_begin(s->store, index, term, cb->data, cb->len, &w, err);
+  int rc =
+      store_snap_begin(s->store, index, term, cb->data, cb->len, &k.w, k.err);
   raft_buf_unref(cb);
-  if (rc == 0) rc = store_snap_write(s->store, w, 0, data, len, err);
-  if (rc == 0) {
-    rc = store_snap_finish(s->store, w, err);
-  } else {
-    store_snap_abort(s->store, w);
+  if (rc != 0) {
+    store_failed(s, index, term, 0, k.err);
+    return -1;
   }
-  if (rc < 0) {
-    struct logger_line l;
-    if (index > s->snaps.failed) s->snaps.failed = index;
-    logger_begin(&l, &s->log, LOGGER_ERROR, "snapshot_failed");
-    logger_u64(&l, "index", index);
-    logger_u64(&l, "term", term);
-    logger_u64(&l, "bytes", len);
-    logger_str(&l, "msg", err);
-    logger_end(&l);
+  struct server_sink sink = {take_write, &k};
+  if (s->o.sm->snapshot(s->o.sm->data, &sink) != 0 || k.failed) {
+    store_snap_abort(s->store, k.w);
+    if (k.failed) store_failed(s, index, term, k.off, k.err);
+    return -1;
   }
-  return rc;
+  if (store_snap_finish(s->store, k.w, k.err) != 0) {
+    store_failed(s, index, term, k.off, k.err);
+    return -1;
+  }
+  *bytes = k.off;
+  return 0;
 }
 
 void server__snapshot_taken(struct server *s, uint64_t index, uint64_t term,
@@ -99,19 +147,12 @@ int snapshot__take(struct server *s, int may_fork) {
   s->snaps.bytes_since = 0;
   /* last_snapshot moves when the child has written the file. */
   if (may_fork && snapshot__fork(s, index, term, 0) == 0) return 0;
-  msgpack_sbuffer sb;
-  msgpack_sbuffer_init(&sb);
-  uint64_t t0 = uv_hrtime();
-  int rc = -1;
-  if (s->o.sm->snapshot(s->o.sm->data, &sb) == 0 &&
-      write_snapshot(s, index, term, raft_configuration(s->raft), sb.data,
-                     sb.size) == 0) {
-    rc = 0;
-    server__snapshot_taken(s, index, term, sb.size, server__seconds_since(t0),
-                           0);
-  }
-  msgpack_sbuffer_destroy(&sb);
-  return rc;
+  uint64_t t0 = uv_hrtime(), bytes = 0;
+  if (write_snapshot(s, index, term, raft_configuration(s->raft), &bytes) != 0)
+    return -1;
+  server__snapshot_taken(s, index, term, (size_t)bytes,
+                         server__seconds_since(t0), 0);
+  return 0;
 }
 
 int server_snapshot_now(struct server *s, uint64_t *index) {

@@ -425,26 +425,35 @@ int store_is_memory(const struct store *s) {
   return s->memory;
 }
 
-int store_snap_write_detached(const struct store *s, uint64_t last_index,
+int store_snap_begin_detached(const struct store *s, uint64_t last_index,
                               uint64_t last_term, const void *config,
-                              size_t config_len, const void *data, size_t len,
+                              size_t config_len, struct snap_writer **w,
                               char *err) {
   if (s->memory) {
     store_errf(err, "a memory-only store has no snapshot files");
     return STORE_EINVAL;
   }
+  return snap_begin(s->io, s->dir, last_index, last_term, config, config_len, w,
+                    err);
+}
+
+int store_snap_finish_detached(struct snap_writer *w, char *err) {
+  return snap_finish_file(w, err);
+}
+
+int store_snap_write_detached(const struct store *s, uint64_t last_index,
+                              uint64_t last_term, const void *config,
+                              size_t config_len, const void *data, size_t len,
+                              char *err) {
   struct snap_writer *w;
-  struct store_snapshot ns;
-  int rc = snap_begin(s->io, s->dir, last_index, last_term, config, config_len,
-                      &w, err);
+  int rc = store_snap_begin_detached(s, last_index, last_term, config,
+                                     config_len, &w, err);
   if (rc) return rc;
   if ((rc = snap_write(w, 0, data, len, err)) != 0) {
     snap_abort(w);
     return rc;
   }
-  if ((rc = snap_finish(w, &ns, err)) != 0) return rc;
-  snap_free(&ns);
-  return 0;
+  return store_snap_finish_detached(w, err);
 }
 
 int store_snap_read(const struct store *s, uint64_t last_index,

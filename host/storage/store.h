@@ -190,11 +190,17 @@ const struct store_snapshot *store_snapshot(const struct store *s);
 /*
  * Snapshots made by another process (the server forks one, so that
  * serializing a large state never stalls its event loop):
- *   - store_snap_write_detached writes the complete snapshot file
- *     "snapshot-<last_index>" (temporary file, fsync, rename, directory
- *     fsync) and changes nothing else: it reads only the store's directory
- *     and I/O table, so a forked child may call it on its copy of the
- *     store. STORE_EINVAL in memory mode.
+ *   - store_snap_begin_detached starts the file "snapshot-<last_index>"
+ *     (a temporary file until it is finished) and returns its writer,
+ *     which takes no part in the store's own snapshots: write the data
+ *     with snap_write (storage/snap.h) at offsets following one another,
+ *     then store_snap_finish_detached checksums what the file holds,
+ *     fsyncs it, renames it to its final name and fsyncs the directory,
+ *     and frees the writer; or give up with snap_abort (the temporary
+ *     file is removed). All three change nothing in the store: they use
+ *     only its directory and I/O table, so a forked child may call them
+ *     on its copy of the store. STORE_EINVAL in memory mode.
+ *   - store_snap_write_detached does all of it for data held in memory.
  *   - store_snap_read loads and checks that file; like the writer it only
  *     reads the directory and I/O table, so it may run on another thread.
  *   - store_snap_adopt then installs what was read, on the loop thread, as
@@ -202,6 +208,12 @@ const struct store_snapshot *store_snapshot(const struct store *s);
  *     If a snapshot as new or newer is installed meanwhile, the file is
  *     deleted and the call fails with STORE_EINVAL.
  */
+int store_snap_begin_detached(const struct store *s, uint64_t last_index,
+                              uint64_t last_term, const void *config,
+                              size_t config_len, struct snap_writer **w,
+                              char *err);
+/* Frees w, whatever the outcome (on failure the temporary file is gone). */
+int store_snap_finish_detached(struct snap_writer *w, char *err);
 int store_snap_write_detached(const struct store *s, uint64_t last_index,
                               uint64_t last_term, const void *config,
                               size_t config_len, const void *data, size_t len,

@@ -141,6 +141,29 @@ describe("forked snapshots", function()
     assert.are.equal("5\n", cluster.kv(c, { "get", "b5" }).stdout)
   end)
 
+  it("a snapshot file that cannot be written fails with the disk's error, and the next one is written", function()
+    local c = start()
+    local p = c.procs[1]
+    assert.are.equal(0, put(c, "a", "1").code)
+    -- Every snapshot the next puts can start writes to /dev/full: the
+    -- child's first write into its temporary file fails (ENOSPC).
+    local data = c.members[1].data
+    assert.are.equal(0, count(p:stderr(), "event=snapshot_failed"), p:stderr())
+    for i = 1, 400 do
+      os.execute(("ln -s /dev/full %s/snapshot-%020d.tmp"):format(data, i))
+    end
+    for i = 1, 5 do assert.are.equal(0, put(c, "g" .. i, tostring(i)).code) end
+    assert.is_truthy(wait_log(p, "event=snapshot_failed[^\n]*No space left on device", 20), p:stderr())
+    assert.is_nil(p:stderr():find("snapshot handler failed", 1, true))
+    os.execute(("rm -f %s/snapshot-*.tmp"):format(data))
+    local taken = count(p:stderr(), "event=snapshot_taken[^\n]*by=child")
+    for i = 1, 5 do assert.are.equal(0, put(c, "h" .. i, tostring(i)).code) end
+    assert.is_truthy(until_true(function()
+      return count(p:stderr(), "event=snapshot_taken[^\n]*by=child") > taken
+    end, 20), p:stderr())
+    assert.are.equal("5\n", cluster.kv(c, { "get", "h5" }).stdout)
+  end)
+
   it("a snapshot process killed midway is reported, and the next one is written", function()
     local c = start()
     local p = c.procs[1]

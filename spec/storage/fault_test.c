@@ -271,6 +271,44 @@ TEST(write_error_stops_the_store) {
   free(dir);
 }
 
+/* A detached snapshot (the server's forked child writes one piece at a
+ * time) whose second piece cannot be written: the write fails with the
+ * store's message naming the file, the temporary file is removed when the
+ * writer is given up, and the store goes on. */
+TEST(detached_snapshot_write_error_is_reported) {
+  char *dir = tmp_dir();
+  struct fault_io f;
+  fault_init(&f);
+  f.nosync = 1;
+  struct store_opts opts = {0, 0, &f.io};
+  struct store *s;
+  char err[STORE_ERR_MAX];
+  CHECK_INT(store_open(&loop, dir, &opts, &s, err), ==, 0);
+  struct waitc w = {0};
+  CHECK_INT(append_range(s, 1, 10, 1, &w), ==, 0);
+  run_until(&loop, &w.calls, 1);
+  uint8_t data[400];
+  payload_fill(data, sizeof data, 5, 1);
+  struct snap_writer *sw;
+  CHECK_INT(store_snap_begin_detached(s, 5, 1, "c", 1, &sw, err), ==, 0);
+  CHECK_INT(snap_write(sw, 0, data, 200, err), ==, 0);
+  fault_set(&f, FOP_PWRITE, 0, 1, ENOSPC);
+  CHECK_INT(snap_write(sw, 200, data + 200, 200, err), ==, STORE_ENOSPC);
+  CHECK(strstr(err, "snapshot-00000000000000000005.tmp") != NULL);
+  CHECK(strstr(err, "No space left") != NULL);
+  snap_abort(sw);
+  struct store_snapshot ns;
+  CHECK_INT(store_snap_read(s, 5, &ns, err), !=, 0); /* no such file */
+  /* The store itself was not touched: its log goes on. */
+  CHECK_INT(append_range(s, 11, 1, 1, &w), ==, 0);
+  run_until(&loop, &w.calls, 2);
+  CHECK_INT(w.status, ==, 0);
+  CHECK_INT(w.durable, ==, 11);
+  close_store(&loop, s);
+  rm_rf(dir);
+  free(dir);
+}
+
 TEST(failed_metadata_save_keeps_the_old_metadata) {
   char *dir = tmp_dir();
   struct fault_io f;
@@ -375,6 +413,7 @@ int main(void) {
   RUN(every_failing_call_is_reported_and_loses_nothing_acknowledged);
   RUN(unlink_failures_are_reported);
   RUN(write_error_stops_the_store);
+  RUN(detached_snapshot_write_error_is_reported);
   RUN(failed_metadata_save_keeps_the_old_metadata);
   RUN(failed_queued_metadata_save_stops_the_store);
   RUN(queued_metadata_save_fails_after_a_write_error);

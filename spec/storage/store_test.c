@@ -424,6 +424,81 @@ TEST(detached_snapshot_is_read_and_adopted) {
   free(dir);
 }
 
+/* The whole file at path into buf (up to size bytes); its length. */
+static size_t slurp(const char *path, uint8_t *buf, size_t size) {
+  FILE *f = fopen(path, "rb");
+  CHECK(f != NULL);
+  size_t n = fread(buf, 1, size, f);
+  fclose(f);
+  return n;
+}
+
+/* A detached snapshot written a piece at a time (as the server's forked
+ * child writes what the state machine hands over) is the same file as
+ * one written whole, and changes nothing in the store until adopted. */
+TEST(detached_snapshot_written_in_pieces_is_the_same_file) {
+  char *a = tmp_dir(), *b = tmp_dir();
+  struct store *sa = open_dir(a, 4096, NULL), *sb = open_dir(b, 4096, NULL);
+  uint8_t data[3000];
+  payload_fill(data, sizeof data, 100, 1);
+  char err[STORE_ERR_MAX];
+  CHECK_INT(
+      store_snap_write_detached(sa, 100, 1, "cfg", 3, data, sizeof data, err),
+      ==, 0);
+  struct snap_writer *w;
+  CHECK_INT(store_snap_begin_detached(sb, 100, 1, "cfg", 3, &w, err), ==, 0);
+  CHECK_INT(snap_write(w, 0, data, 1000, err), ==, 0);
+  CHECK_INT(snap_write(w, 1000, data + 1000, 0, err), ==, 0);
+  /* A piece that would leave a hole is refused, and changes nothing. */
+  CHECK_INT(snap_write(w, 1500, data + 1500, 10, err), ==, STORE_EINVAL);
+  CHECK_INT(snap_write(w, 1000, data + 1000, 2000, err), ==, 0);
+  CHECK_INT(count_files(b, "snapshot-"), ==, 1); /* the temporary file */
+  CHECK_INT(store_snap_finish_detached(w, err), ==, 0);
+  CHECK(store_snapshot(sb) == NULL);
+  char pa[600], pb[600];
+  snprintf(pa, sizeof pa, "%s/snapshot-%020d", a, 100);
+  snprintf(pb, sizeof pb, "%s/snapshot-%020d", b, 100);
+  static uint8_t fa[8192], fb[8192];
+  size_t na = slurp(pa, fa, sizeof fa), nb = slurp(pb, fb, sizeof fb);
+  CHECK_INT(na, ==, SNAP_HEADER_SIZE + 3 + sizeof data);
+  CHECK_INT(nb, ==, na);
+  CHECK(memcmp(fa, fb, na) == 0);
+  struct store_snapshot ns;
+  CHECK_INT(store_snap_read(sb, 100, &ns, err), ==, 0);
+  CHECK_INT(store_snap_adopt(sb, &ns, err), ==, 0);
+  check_snapshot(sb, 100, 1, sizeof data);
+  close_store(&loop, sa);
+  close_store(&loop, sb);
+  rm_rf(a);
+  rm_rf(b);
+  free(a);
+  free(b);
+}
+
+/* A detached snapshot given up midway leaves no file behind; a
+ * memory-only store has no snapshot files to write. */
+TEST(detached_snapshot_abandoned_leaves_nothing) {
+  char *dir = tmp_dir();
+  struct store *s = open_dir(dir, 4096, NULL);
+  uint8_t data[500];
+  payload_fill(data, sizeof data, 30, 1);
+  char err[STORE_ERR_MAX];
+  struct snap_writer *w;
+  CHECK_INT(store_snap_begin_detached(s, 30, 1, "cfg", 3, &w, err), ==, 0);
+  CHECK_INT(snap_write(w, 0, data, sizeof data, err), ==, 0);
+  snap_abort(w);
+  CHECK_INT(count_files(dir, "snapshot-"), ==, 0);
+  close_store(&loop, s);
+  struct store_opts mo = {0, 1, NULL};
+  CHECK_INT(store_open(&loop, NULL, &mo, &s, err), ==, 0);
+  CHECK_INT(store_snap_begin_detached(s, 30, 1, "cfg", 3, &w, err), ==,
+            STORE_EINVAL);
+  CHECK(strstr(err, "memory") != NULL);
+  close_store(&loop, s);
+  rm_rf(dir);
+  free(dir);
+}
+
 /* A detached snapshot overtaken by a newer one installed meanwhile is
  * refused and its file deleted; a damaged one is refused when read. */
 TEST(detached_snapshot_older_or_damaged_is_refused) {
@@ -904,6 +979,8 @@ int main(void) {
   RUN(truncate_while_a_write_is_in_flight);
   RUN(snapshot_compacts_the_log);
   RUN(detached_snapshot_is_read_and_adopted);
+  RUN(detached_snapshot_written_in_pieces_is_the_same_file);
+  RUN(detached_snapshot_abandoned_leaves_nothing);
   RUN(detached_snapshot_older_or_damaged_is_refused);
   RUN(the_newest_of_two_snapshots_is_loaded);
   RUN(snapshot_from_leader_replaces_the_log);
