@@ -7,14 +7,18 @@
 #     (each round runs every concurrency once, so a change in the
 #     machine's load hits them alike): one table of medians with writes/s,
 #     p50, p99, the CPU time of the three servers per write (from
-#     /proc/PID/stat), the client's, and p50 against the floor;
+#     /proc/PID/stat), the client's, p50 against the floor, and the
+#     ticks of the servers' event loops more than 50 ms late (stalls,
+#     from copycat_loop_lag_seconds);
 #  3. a pipelining client (BENCH_PIPELINE: connections x submits in flight
 #     on each), the native protocol's throughput;
 #  4. time from SIGKILL of the leader to the next committed write (5 runs).
 # Prints medians; asserts nothing. Usage: bench/kv_cluster.sh [BUILD]
 # Environment: BENCH_SECONDS (10), BENCH_ROUNDS (3), BENCH_TASKS
 # ("1 16 64 256"), BENCH_PIPELINE ("16x64"; "" skips it), BENCH_FAILOVER
-# (5 runs; 0 skips it).
+# (5 runs; 0 skips it), BENCH_SERVER_FLAGS (more flags for every server,
+# e.g. "--snapshot-threshold 10000000 --hash-interval 0" to see what the
+# snapshot and hash forks cost).
 set -u
 BUILD=${1:-build}
 BIN=$BUILD/copycat-lua
@@ -35,7 +39,7 @@ start() { # start N: server n$N
   n=$1
   "$BIN" examples/kv/server.lua --name "n$n" --address "127.0.0.1:$((PORT + n - 1))" \
     --data "$DIR/n$n" --bootstrap "$ADDRS" --election-timeout 300 --heartbeat-interval 30 \
-    --metrics-address "127.0.0.1:$((PORT + 2 + n))" >"$DIR/out$n" 2>&1 &
+    --metrics-address "127.0.0.1:$((PORT + 2 + n))" ${BENCH_SERVER_FLAGS:-} >"$DIR/out$n" 2>&1 &
   eval "pid$n=$!"
   pids="$pids $!"
 }
@@ -50,26 +54,34 @@ fsyncs() { # "COUNT SECONDS": the log fdatasyncs of the three servers so far
   done | awk '$1 == "copycat_storage_fsync_seconds_count" { c += $2 }
     $1 == "copycat_storage_fsync_seconds_sum" { s += $2 } END { printf "%d %.6f\n", c, s }'
 }
+stalls() { # ticks more than 50 ms late so far, the three servers together
+  for n in 1 2 3; do
+    curl -s -m 5 "http://127.0.0.1:$((PORT + 2 + n))/metrics" 2>/dev/null
+  done | awk '$1 == "copycat_loop_lag_seconds_count" { c += $2 }
+    $1 == "copycat_loop_lag_seconds_bucket{le=\"0.05\"}" { b += $2 } END { print c - b }'
+}
 # One run: appends "writes/s p50 p99 server_us client_us failed
-# writes_per_fsync fsync_ms" to $DIR/res.KEY.
+# writes_per_fsync fsync_ms stalls" to $DIR/res.KEY.
 run() { # run KEY TASKS [PIPELINE]
   key=$1 n=$2
   f0=$(fsyncs)
+  s0=$(stalls)
   t0=$(ticks)
   BENCH_PIPELINE=${3:-0} BENCH_CPU_PIDS="self:$$" timeout $((SECS + 60)) \
     "$BIN" bench/kv_load.lua "$ADDRS" "$n" "${SECS}s" >"$DIR/load" 2>"$DIR/load.err"
   t1=$(ticks)
   f1=$(fsyncs)
+  s1=$(stalls)
   if ! grep -q '^writes/s' "$DIR/load"; then
     echo "  $key: the load client failed: $(head -c 300 "$DIR/load.err")" >&2
     return
   fi
-  awk -v t="$((t1 - t0))" -v hz="$HZ" -v f="$f0 $f1" '
+  awk -v t="$((t1 - t0))" -v hz="$HZ" -v f="$f0 $f1" -v st="$((s1 - s0))" '
     /^writes\/s/ { w = $2; p50 = $4; p99 = $7; ok = $10; fail = $12 }
     /^cpu / { c = $3; sub(/%/, "", c) }
     END { split(f, x, " "); n = x[3] - x[1]; s = x[4] - x[2]
-      if (ok > 0) printf "%s %s %s %.1f %.1f %s %.1f %.2f\n", w, p50, p99, t / hz / ok * 1e6,
-        c / 100 / w * 1e6, fail, (n > 0 ? 3 * ok / n : 0), (n > 0 ? s / n * 1000 : 0) }' \
+      if (ok > 0) printf "%s %s %s %.1f %.1f %s %.1f %.2f %d\n", w, p50, p99, t / hz / ok * 1e6,
+        c / 100 / w * 1e6, fail, (n > 0 ? 3 * ok / n : 0), (n > 0 ? s / n * 1000 : 0), st }' \
     "$DIR/load" >>"$DIR/res.$key"
 }
 median() { # FILE COLUMN
@@ -99,16 +111,17 @@ done
 
 echo "  $SECS s per run, medians of $ROUNDS rounds; us: CPU time per completed write (servers: all three);"
 echo "  writes/sync: writes per log fdatasync of a server; sync ms: mean fdatasync (all three servers)"
-printf "  %-8s %9s %8s %8s %11s %10s %10s %7s %12s %9s\n" tasks writes/s "p50 ms" "p99 ms" \
-  "servers us" "client us" "p50/floor" failed "writes/sync" "sync ms"
+echo "  stalls: ticks of the servers' event loops more than 50 ms late during the run (copycat_loop_lag_seconds)"
+printf "  %-8s %9s %8s %8s %11s %10s %10s %7s %12s %9s %7s\n" tasks writes/s "p50 ms" "p99 ms" \
+  "servers us" "client us" "p50/floor" failed "writes/sync" "sync ms" stalls
 row() { # LABEL KEY
   f=$DIR/res.$2
   [ -s "$f" ] || { printf "  %-8s (no complete run)\n" "$1"; return; }
   p50=$(median "$f" 2)
-  printf "  %-8s %9s %8s %8s %11s %10s %10s %7s %12s %9s\n" "$1" "$(median "$f" 1)" "$p50" \
+  printf "  %-8s %9s %8s %8s %11s %10s %10s %7s %12s %9s %7s\n" "$1" "$(median "$f" 1)" "$p50" \
     "$(median "$f" 3)" "$(median "$f" 4)" "$(median "$f" 5)" \
     "$(awk -v p="$p50" -v w="${W:-0}" 'BEGIN { if (w > 0) printf "%.2f", p * 1000 / w; else print "-" }')" \
-    "$(median "$f" 6)" "$(median "$f" 7)" "$(median "$f" 8)"
+    "$(median "$f" 6)" "$(median "$f" 7)" "$(median "$f" 8)" "$(median "$f" 9)"
 }
 for n in $TASKS; do row "$n" "t$n"; done
 [ -z "$PIPE" ] || row "${PIPE%x*}x${PIPE#*x}" pipe

@@ -25,6 +25,9 @@ static const double snap_size_bounds[] = {
 static const double snap_time_bounds[] = {0.001, 0.005, 0.01, 0.05, 0.1, 0.5,
                                           1,     5,     10,   30,   60};
 
+static const double lag_bounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                    0.1,   0.25,   0.5,   1,    2.5,   10};
+
 #define N(a) (sizeof(a) / sizeof(a)[0])
 
 static void on_write(void *data, const struct store_write_info *w) {
@@ -42,7 +45,19 @@ void metrics__init(struct server *s) {
     prom_hist_init(&m->snap_bytes[k], snap_size_bounds, N(snap_size_bounds));
     prom_hist_init(&m->snap_seconds[k], snap_time_bounds, N(snap_time_bounds));
   }
+  prom_hist_init(&m->loop_lag, lag_bounds, N(lag_bounds));
   store_set_write_observer(s->store, on_write, s);
+}
+
+void metrics__tick(struct server *s) {
+  struct server_metrics *m = &s->metrics;
+  uint64_t now = uv_hrtime(), period = (uint64_t)s->o.tick_ms * 1000000;
+  if (m->last_tick_ns) {
+    uint64_t gap = now - m->last_tick_ns;
+    prom_hist_observe(&m->loop_lag,
+                      gap > period ? (double)(gap - period) / 1e9 : 0);
+  }
+  m->last_tick_ns = now;
 }
 
 void metrics__command(struct server *s, int outcome) {
@@ -273,6 +288,11 @@ char *server_metrics_render(struct server *s, size_t *len) {
   prom_family(&b, "copycat_storage_fsync_seconds", "histogram",
               "Duration of the fdatasync that ends each log write.");
   prom_hist_write(&b, "copycat_storage_fsync_seconds", NULL, &m->fsync_seconds);
+  prom_family(&b, "copycat_loop_lag_seconds", "histogram",
+              "How late the server's tick timer fired, each tick: time the "
+              "event loop was busy (applying, a long callback) or the "
+              "process was not scheduled.");
+  prom_hist_write(&b, "copycat_loop_lag_seconds", NULL, &m->loop_lag);
   counter(&b, "copycat_storage_written_bytes_total",
           "Bytes of log records written.", m->written_bytes);
   gauge(&b, "copycat_storage_failed",

@@ -23,6 +23,10 @@ struct server_metrics {
   uint64_t written_bytes;
   struct prom_hist batch_entries, fsync_seconds;
   struct prom_hist snap_bytes[2], snap_seconds[2]; /* taken, installed */
+  /* How late each tick's timer fired (the loop was busy or not
+   * scheduled), and when the last one fired (uv_hrtime, 0: none yet). */
+  struct prom_hist loop_lag;
+  uint64_t last_tick_ns;
   /* what the change detection (note_changes) last saw */
   char last_leader[RAFT_NAME_MAX];
   uint64_t last_leader_term, last_election_term;
@@ -40,6 +44,8 @@ int metrics__listen(struct server *s, const char *http_address,
                     const char *metrics_address, char *err, size_t errlen);
 void metrics__command(struct server *s, int outcome);
 void metrics__query(struct server *s, int outcome);
+/* The tick timer fired now: observes how late against the tick before. */
+void metrics__tick(struct server *s);
 /* kind 0: taken here, 1: installed from the leader. */
 void metrics__snapshot(struct server *s, int kind, size_t bytes,
                        double seconds);

@@ -325,6 +325,7 @@ void server__catch_up(struct server *s) {
 
 void server__on_tick(uv_timer_t *t) {
   struct server *s = t->data;
+  metrics__tick(s);
   /* After a storage failure the core is no longer driven: it would run
    * elections (and claim leadership in the log) that it cannot act on. */
   if (s->failed) return;

@@ -51,7 +51,7 @@ describe("the metrics page", function()
       "copycat_sessions", "copycat_commands_total", "copycat_queries_total",
       "copycat_storage_append_batch_entries", "copycat_storage_fsync_seconds",
       "copycat_replication_lag_entries", "copycat_snapshot_size_bytes",
-      "copycat_snapshot_duration_seconds", "copycat_role", "copycat_members" }) do
+      "copycat_snapshot_duration_seconds", "copycat_role", "copycat_members", "copycat_loop_lag_seconds" }) do
       assert.is_truthy(before[name], "missing family " .. name)
     end
     assert.are.equal("histogram", before.copycat_storage_fsync_seconds.type)
@@ -161,6 +161,30 @@ describe("the metrics page", function()
     local fams = scrape(mport)
     assert.are.equal(1, v(fams, "copycat_role", { role = "leader" }))
     assert.are.equal(0, cluster.kv(c, { "put", "b", "2" }).code)
+    assert.is_nil(c.procs[1]:wait(0))
+  end)
+
+  it("counts the ticks a stalled event loop delayed in copycat_loop_lag_seconds", function()
+    local c = cluster.new(1)
+    local mport = cluster.free_ports(1)[1]
+    cluster.start(c, 1, "bootstrap", c.members[1].address, { "--metrics-address", "127.0.0.1:" .. mport })
+    assert.are.equal(0, cluster.kv_until_ok(c, { "put", "a", "1" }).code)
+    -- ticks late by more than 0.25 s
+    local function late(f)
+      return v(f, "copycat_loop_lag_seconds_count") - v(f, "copycat_loop_lag_seconds_bucket", { le = "0.25" })
+    end
+    local before = scrape(mport)
+    assert.are.equal("histogram", before.copycat_loop_lag_seconds.type)
+    assert.is_true(v(before, "copycat_loop_lag_seconds_count") > 0, "no tick observed")
+    -- the process is not scheduled for 0.6 s: its next tick is that late
+    c.procs[1]:kill("STOP")
+    os.execute("sleep 0.6")
+    c.procs[1]:kill("CONT")
+    local after = eventually(function()
+      local f = scrape(mport)
+      return late(f) > late(before) and f
+    end)
+    assert.is_truthy(after, "a 0.6 s stall was not counted as a tick more than 0.25 s late")
     assert.is_nil(c.procs[1]:wait(0))
   end)
 
