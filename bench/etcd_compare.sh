@@ -7,12 +7,18 @@
 # bench/etcd_load.py over etcd's gRPC API for etcd). ROUNDS rounds, each on
 # fresh clusters (both start empty; only one system runs at a time, so
 # neither's idle heartbeats or garbage collector load the other's run), the
-# order flipped every round. Prints every run, then one table of medians
-# per concurrency and the ratios copycat/etcd; asserts nothing.
+# order flipped every round. After the puts, BENCH_READ_TASKS tasks read
+# the same keys back for BENCH_SECONDS (linearizable reads: copycat-lua's
+# "get" query at consistency linearizable, etcd's Range without
+# serializable), with the leader's log fdatasyncs during the reads (a read
+# that wrote the log would show one per read). Prints every run, then one
+# table of medians per concurrency and the ratios copycat/etcd; asserts
+# nothing.
 #
 # Usage: bench/etcd_compare.sh [BUILD]
 # Environment: ROUNDS (default 3); BENCH_SECONDS (default 10); BENCH_TASKS
-# (default "1 16 64 256"); ETCD_CLIENT_PROCS (default 1): python processes
+# (default "1 16 64 256"); BENCH_READ_TASKS (default "64"; "" skips the
+# reads); ETCD_CLIENT_PROCS (default 1): python processes
 # that share the etcd load (a run notes any client process above 85% of a
 # core: the client then limits the figures).
 # Needs etcd-server, etcd-client, python3-grpcio and python3-grpc-tools
@@ -27,6 +33,7 @@ ROUNDS=${ROUNDS:-3}
 PROCS=${ETCD_CLIENT_PROCS:-1}
 SECS=${BENCH_SECONDS:-10}
 TASK_LIST=${BENCH_TASKS:-1 16 64 256}
+READ_LIST=${BENCH_READ_TASKS-64}
 
 skip() {
   echo "etcd_compare: skipped: $1 (apt-get install -y etcd-server etcd-client python3-grpcio python3-grpc-tools, or make bench-etcd)"
@@ -132,6 +139,13 @@ run_copycat() { # ROUND
     f1=$(fsyncs "$url" copycat_storage_fsync_seconds)
     report "copycat-lua $TASKS" "$d/load" "$DIR/copycat.$TASKS.res" "$f0" "$f1"
   done
+  for TASKS in $READ_LIST; do
+    f0=$(fsyncs "$url" copycat_storage_fsync_seconds)
+    BENCH_OP=get BENCH_CPU_PIDS="$watch" timeout $((SECS + 120)) "$BIN" bench/kv_load.lua "$CC_ADDRS" "$TASKS" \
+      "${SECS}s" >"$d/load" 2>&1
+    f1=$(fsyncs "$url" copycat_storage_fsync_seconds)
+    report "copycat-lua r$TASKS" "$d/load" "$DIR/copycat.r$TASKS.res" "$f0" "$f1"
+  done
   stop_all
   rm -rf "$d"
 }
@@ -185,6 +199,13 @@ run_etcd() { # ROUND
     f1=$(fsyncs "$url" etcd_disk_wal_fsync_duration_seconds)
     report "etcd $TASKS" "$d/load" "$DIR/etcd.$TASKS.res" "$f0" "$f1"
   done
+  for TASKS in $READ_LIST; do
+    f0=$(fsyncs "$url" etcd_disk_wal_fsync_duration_seconds)
+    BENCH_OP=get BENCH_CPU_PIDS="$watch" timeout $((SECS + 120)) "$PY" bench/etcd_load.py "$DIR/stubs" \
+      "127.0.0.1:$leader" "$TASKS" "${SECS}s" "$PROCS" >"$d/load" 2>&1
+    f1=$(fsyncs "$url" etcd_disk_wal_fsync_duration_seconds)
+    report "etcd r$TASKS" "$d/load" "$DIR/etcd.r$TASKS.res" "$f0" "$f1"
+  done
   stop_all
   rm -rf "$d"
 }
@@ -205,23 +226,27 @@ EOF
 }
 
 report() { # NAME LOADOUT RESULTS FSYNCS_BEFORE FSYNCS_AFTER
-  if grep -q '^writes/s' "$2"; then
-    grep -E '^(writes/s|cpu )' "$2" | sed "s/^/  $(printf '%-16s' "$1")/"
+  if grep -qE '^(writes|reads)/s' "$2"; then
+    what=write
+    grep -q '^reads/s' "$2" && what=read
+    grep -E '^(writes/s|reads/s|cpu )' "$2" | sed "s/^/  $(printf '%-16s' "$1")/"
     busy=$(sed -n 's/^cpu  client [0-9]*% ([0-9]* process[es]*: \([0-9% ]*\)).*/\1/p' "$2" |
       tr ' ' '\n' | tr -d % | awk '$1 >= 85' | head -n 1)
     [ -z "$busy" ] || echo "  $(printf '%-16s' "$1")note: a client process used $busy% of a core: the client may limit these figures"
-    # CPU time per write: the client's, and the three servers' together.
-    wps=$(sed -n 's/^writes\/s \([0-9.]*\) .*/\1/p' "$2")
+    # CPU time per write (or read): the client's, and the three servers'.
+    wps=$(sed -n 's/^[a-z]*\/s \([0-9.]*\) .*/\1/p' "$2")
     per=$(grep '^cpu ' "$2" | awk -v w="$wps" 'w > 0 {
       c = $3; sub(/%/, "", c); s = $0; sub(/^[^)]*\)/, "", s); k = split(s, f, " "); t = 0
       for (i = 1; i <= k; i++) if (f[i] ~ /%$/) { sub(/%/, "", f[i]); t += f[i] }
       printf "%.0f %.0f\n", t / 100 / w * 1e6, c / 100 / w * 1e6 }')
     [ -n "$per" ] || per="- -"
-    echo "  $(printf '%-16s' "$1")cpu per write: servers $(echo "$per" | cut -d' ' -f1) us (all three), client $(echo "$per" | cut -d' ' -f2) us"
+    echo "  $(printf '%-16s' "$1")cpu per $what: servers $(echo "$per" | cut -d' ' -f1) us (all three), client $(echo "$per" | cut -d' ' -f2) us"
     ok=$(sed -n 's/.*  ok \([0-9]*\).*/\1/p' "$2")
-    echo "$4 $5 $ok" | awk -v n="$(printf '%-16s' "$1")" '$1 != "-" && $3 != "-" && $3 > $1 {
-      c = $3 - $1; printf "  %sleader log fdatasyncs %d: %.1f writes each, mean %.2f ms\n", n, c, $5 / c, ($4 - $2) / c * 1000 }'
-    echo "$(sed -n 's/^writes\/s \([0-9.]*\)  p50 \([0-9.]*\) ms  p99 \([0-9.]*\) ms.*/\1 \2 \3/p' "$2") $per" >>"$3"
+    echo "$4 $5 $ok" | awk -v n="$(printf '%-16s' "$1")" -v what="$what" '$1 != "-" && $3 != "-" {
+      c = $3 - $1
+      if (c > 0) printf "  %sleader log fdatasyncs %d: %.1f %ss each, mean %.2f ms\n", n, c, $5 / c, what, ($4 - $2) / c * 1000
+      else printf "  %sleader log fdatasyncs 0 during %d %ss\n", n, $5, what }'
+    echo "$(sed -n 's/^[a-z]*\/s \([0-9.]*\)  p50 \([0-9.]*\) ms  p99 \([0-9.]*\) ms.*/\1 \2 \3/p' "$2") $per" >>"$3"
   else
     echo "  $1: the load client failed:" >&2
     sed 's/^/    /' "$2" >&2
@@ -230,7 +255,7 @@ report() { # NAME LOADOUT RESULTS FSYNCS_BEFORE FSYNCS_AFTER
 
 echo "copycat-lua vs etcd $("$ETCD" --version | sed -n 's/^etcd Version: //p'): 3 nodes each, loopback, data in ${TMPDIR:-/tmp}"
 echo "  both: heartbeat 30 ms, election timeout 300 ms; etcd with its default durability (WAL fdatasync)"
-echo "  load: $TASK_LIST tasks, ${SECS} s each, puts of 100 bytes to the leader; etcd client: $PROCS python gRPC process(es)"
+echo "  load: $TASK_LIST tasks, ${SECS} s each, puts of 100 bytes to the leader${READ_LIST:+, then $READ_LIST tasks reading those keys (linearizable)}; etcd client: $PROCS python gRPC process(es)"
 echo "  machine: load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "  cpu: % of one core during the load ($(nproc 2>/dev/null || echo ?) cores here)"
 r=1
@@ -252,9 +277,10 @@ median() { # FILE COLUMN
 }
 echo "medians per concurrency (copycat-lua / etcd, and the ratio copycat/etcd);"
 echo "  writes/s: above 1 favours copycat-lua; latency and cpu: below 1 does; cpu: servers' CPU per write"
+[ -z "$READ_LIST" ] || echo "  rN: N tasks reading (linearizable), the figures per read"
 printf "  %-6s %-28s %-28s %-28s %-28s\n" tasks "writes/s" "p50 ms" "p99 ms" "server cpu us/write"
 any=0
-for TASKS in $TASK_LIST; do
+for TASKS in $TASK_LIST $(for t in $READ_LIST; do echo "r$t"; done); do
   c=$DIR/copycat.$TASKS.res e=$DIR/etcd.$TASKS.res
   if [ ! -s "$c" ] || [ ! -s "$e" ]; then
     printf "  %-6s (no complete result)\n" "$TASKS"

@@ -13,6 +13,10 @@ put, then all start together when every one is ready. Prints
 
   writes/s N  p50 X ms  p99 Y ms  ok N  failed N
 
+With BENCH_OP=get the tasks read the same keys instead (KV.Range,
+linearizable unless BENCH_CONSISTENCY=serializable) and the first figure is
+reads/s.
+
 and, when BENCH_CPU_PIDS is set ("label:pid,label:pid,..."), a second line
 with the CPU use during the load, in % of one core, of the client (all its
 processes) and of each listed process:
@@ -67,15 +71,21 @@ async def worker_main(stubs, endpoint, first, last, ops_text):
         lat = []
         failed = 0
 
+        reads = os.environ.get("BENCH_OP", "put") == "get"
+        serializable = os.environ.get("BENCH_CONSISTENCY") == "serializable"
+
         async def task(t):
             nonlocal failed
             i = 0
             while i < ops and (deadline is None or time.monotonic() < deadline):
                 i += 1
-                req = pb.PutRequest(key=b"k%d-%d" % (t, i % 100), value=value)
+                key = b"k%d-%d" % (t, i % 100)
                 s = time.monotonic()
                 try:
-                    await kv.Put(req, timeout=10)
+                    if reads:
+                        await kv.Range(pb.RangeRequest(key=key, serializable=serializable), timeout=10)
+                    else:
+                        await kv.Put(pb.PutRequest(key=key, value=value), timeout=10)
                 except grpc.aio.AioRpcError:
                     failed += 1
                 else:
@@ -167,8 +177,9 @@ def main():
     def pct(p):
         return lat[max(1, math.ceil(len(lat) * p)) - 1] if lat else 0.0
 
-    print("writes/s %.0f  p50 %.2f ms  p99 %.2f ms  ok %d  failed %d" % (
-        len(lat) / elapsed, pct(0.5), pct(0.99), len(lat), failed))
+    label = "reads/s" if os.environ.get("BENCH_OP", "put") == "get" else "writes/s"
+    print("%s %.0f  p50 %.2f ms  p99 %.2f ms  ok %d  failed %d" % (
+        label, len(lat) / elapsed, pct(0.5), pct(0.99), len(lat), failed))
     if watch:
         each = " ".join("%.0f%%" % (c / elapsed * 100) for c in cpus)
         line = "cpu  client %.0f%% (%d process%s: %s)" % (

@@ -10,6 +10,9 @@
 -- the native protocol instead: TASKS connections, each with its own session
 -- and N submits in flight (the reply of one sends the next), so that one
 -- client process can offer far more load than it could through tasks.
+-- With BENCH_OP=get the tasks read instead of writing: queries "get" of the
+-- same keys (written by an earlier run), at BENCH_CONSISTENCY
+-- ("linearizable" by default), and the first figure is reads/s.
 -- With BENCH_TLS_CA=FILE set, the client speaks TLS trusting that CA.
 -- With BENCH_CPU_PIDS="label:pid,..." set, a second line gives the CPU use
 -- during the load, in % of one core, of this client and of each listed
@@ -26,6 +29,16 @@ local seconds = tonumber(arg[3]:match("^([%d.]+)s$") or "")
 local ops = seconds and math.huge or tonumber(arg[3])
 local distinct = arg[4] == "distinct"
 local pipeline = tonumber(os.getenv("BENCH_PIPELINE") or "") or 0
+local op = os.getenv("BENCH_OP") or "put"
+local consistency = os.getenv("BENCH_CONSISTENCY") or "linearizable"
+if op ~= "put" and op ~= "get" then
+  io.stderr:write("kv_load: BENCH_OP must be put or get, not ", op, "\n")
+  os.exit(2)
+end
+if op == "get" and pipeline > 0 then
+  io.stderr:write("kv_load: BENCH_OP=get runs with tasks, not BENCH_PIPELINE\n")
+  os.exit(2)
+end
 local tls_ca = os.getenv("BENCH_TLS_CA")
 local tls = tls_ca and tls_ca ~= "" and { ca = tls_ca } or nil
 local lat, failed = {}, 0
@@ -137,8 +150,19 @@ local function client_task(t, deadline)
   while i < ops and copycat.now() < deadline do
     i = i + 1
     local s = copycat.now()
-    local _, err = client:submit("put", { key = key_of(t, i), value = value })
-    if err then failed = failed + 1 else lat[#lat + 1] = copycat.now() - s end
+    local v, err
+    if op == "get" then
+      v, err = client:query("get", { key = key_of(t, i) }, { consistency = consistency })
+    else
+      v, err = client:submit("put", { key = key_of(t, i), value = value })
+    end
+    -- a failure is nil and a message (a get's results are value, revision)
+    if v == nil and type(err) == "string" then
+      failed = failed + 1
+      if failed <= 3 then io.stderr:write("kv_load: ", op, " failed: ", tostring(err), "\n") end
+    else
+      lat[#lat + 1] = copycat.now() - s
+    end
   end
 end
 
@@ -167,7 +191,8 @@ local cpu1 = os.clock()
 for _, w in ipairs(watch) do w.after = process_cpu(w.pid) end
 table.sort(lat)
 local function pct(p) return lat[math.max(1, math.ceil(#lat * p))] or 0 end
-print(("writes/s %.0f  p50 %.2f ms  p99 %.2f ms  ok %d  failed %d  max %.1f ms"):format(
+local rate_label = op == "get" and "reads/s" or "writes/s"
+print((rate_label .. " %.0f  p50 %.2f ms  p99 %.2f ms  ok %d  failed %d  max %.1f ms"):format(
   #lat / elapsed * 1000, pct(0.5), pct(0.99), #lat, failed, lat[#lat] or 0))
 if #watch > 0 then
   local own = (cpu1 - cpu0) / elapsed * 100000
