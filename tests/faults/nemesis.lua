@@ -106,6 +106,16 @@ for _, kind in ipairs(M.partition_kinds) do
   M["partition-" .. kind] = function(ctx) return M.partition(ctx, kind) end
 end
 
+--- Network: always the leader cut from every other (waiting up to 5 s for
+--- one to serve). The self-test's nemesis: a stale lease can only show on
+--- a leader that is cut off, and isolate picks a follower half the time.
+M["partition-isolate-leader"] = function(ctx)
+  local i = ctx.cluster:wait_leader(5) or leader_or_any(ctx)
+  ctx.net:apply(cut_between({ i }, others(ctx, i)))
+  ctx.log(("partition isolate-leader: n%d cut from the others"):format(i))
+  return heal(ctx)
+end
+
 local function minority(ctx, prefer_leader)
   local k = ctx.rand((ctx.nodes - 1) // 2)
   local order = shuffled(ctx, ctx.cluster:all())
