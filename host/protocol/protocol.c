@@ -196,7 +196,9 @@ static int read_entries(struct mp_reader *r, struct raft_msg *m) {
   return 0;
 }
 
-static int read_fields(struct mp_reader *r, struct raft_msg *m) {
+/* The fields after [type, term, from, to]; all: every field of the type
+ * is there (0 only for a snapshot chunk without its checksum field). */
+static int read_fields(struct mp_reader *r, struct raft_msg *m, int all) {
   int rc = 0;
   switch (m->type) {
     case RAFT_MSG_VOTE:
@@ -243,7 +245,7 @@ static int read_fields(struct mp_reader *r, struct raft_msg *m) {
       rc = read_buf(r, &m->u.snapshot.data);
       if (rc < 0) return rc;
       if (mp_read_bool(r, &m->u.snapshot.last) < 0) return PROTO_EFORMAT;
-      if (!mp_read_nil(r)) {
+      if (all && !mp_read_nil(r)) {
         uint64_t crc;
         if (mp_read_uint(r, &crc) < 0 || crc > UINT32_MAX ||
             !m->u.snapshot.last)
@@ -275,7 +277,12 @@ int proto_decode_msg(const void *data, size_t len, struct raft_msg *m,
     return fail(err, errlen, "not a message: expected an array [type, ...]");
   if (mp_read_uint(&r, &type) < 0 || field_count((int)type) < 0 || type > 255)
     return fail(err, errlen, "unknown message type");
-  if (n != 4u + (unsigned)field_count((int)type))
+  /* A snapshot chunk from a server older than its checksum (the seventh
+   * field) has six: accepted, so that such a leader's followers can
+   * still catch up during a rolling upgrade (the chunks go unchecked). */
+  int older =
+      type == RAFT_MSG_SNAPSHOT && n == 3u + (unsigned)field_count((int)type);
+  if (n != 4u + (unsigned)field_count((int)type) && !older)
     return fail(err, errlen, "%s with %u fields, expected %d",
                 raft_msg_name((int)type), n, 4 + field_count((int)type));
   m->type = (uint8_t)type;
@@ -286,7 +293,7 @@ int proto_decode_msg(const void *data, size_t len, struct raft_msg *m,
     return fail(err, errlen, "%s: bad term or member name",
                 raft_msg_name((int)type));
   }
-  int rc = read_fields(&r, m);
+  int rc = read_fields(&r, m, !older);
   if (rc == 0 && mp_left(&r) != 0) rc = PROTO_EFORMAT;
   if (rc < 0) {
     raft_msg_clear(m);

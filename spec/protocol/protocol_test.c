@@ -320,6 +320,33 @@ TEST(garbage_is_not_a_hello) {
   CHECK(strstr(err, "unknown role 'spy'") != NULL);
 }
 
+/* A chunk from a server older than the checksum field: six fields. */
+TEST(a_snapshot_chunk_without_its_checksum_field_is_accepted) {
+  struct raft_msg m, got;
+  struct raft_entry ents[3];
+  sample(RAFT_MSG_SNAPSHOT, &m, ents);
+  m.u.snapshot.has_crc = false;
+  msgpack_sbuffer sb;
+  msgpack_sbuffer_init(&sb);
+  CHECK(proto_encode_msg(&sb, &m) == 0);
+  /* [type, term, from, to, 7 fields]: a fixarray of 11, the last nil */
+  CHECK((uint8_t)sb.data[0] == 0x9b);
+  CHECK((uint8_t)sb.data[sb.size - 1] == 0xc0);
+  sb.data[0] = (char)0x9a;
+  char err[256];
+  CHECK(proto_decode_msg(sb.data, sb.size - 1, &got, err, sizeof err) == 0);
+  CHECK(got.type == RAFT_MSG_SNAPSHOT && !got.u.snapshot.has_crc);
+  CHECK(got.u.snapshot.offset == m.u.snapshot.offset && got.u.snapshot.last);
+  CHECK(got.u.snapshot.data->len == m.u.snapshot.data->len);
+  raft_msg_clear(&got);
+  /* five fields are still too few */
+  sb.data[0] = (char)0x99;
+  CHECK(proto_decode_msg(sb.data, sb.size - 2, &got, err, sizeof err) != 0);
+  CHECK(strstr(err, "expected 11") != NULL);
+  msgpack_sbuffer_destroy(&sb);
+  release_sample(&m);
+}
+
 int main(void) {
   RUN(every_message_type_round_trips);
   RUN(every_truncation_of_every_message_is_refused);
@@ -332,5 +359,6 @@ int main(void) {
   RUN(hello_with_another_version_is_refused_naming_both);
   RUN(a_client_hello_may_carry_an_admin_token);
   RUN(garbage_is_not_a_hello);
+  RUN(a_snapshot_chunk_without_its_checksum_field_is_accepted);
   return harness_done();
 }
