@@ -450,6 +450,32 @@ local function wait_for(self, pred, ms)
   return false
 end
 
+--- The progress line of a joining server from the leader's refusal to
+--- promote it (msg), at most one a second: "join_catching_up" {behind,
+--- entries_per_s} from the entries it holds, or, while the leader sends
+--- its snapshot (when the entry count does not move),
+--- "join_receiving_snapshot" {received_bytes, snapshot_bytes,
+--- bytes_per_s}; the rate from the second line of a kind on. prev keeps
+--- what the last line saw. Returns nil when there is nothing to say.
+---@param msg any
+---@param prev table
+---@param now number milliseconds
+---@return string|nil event, table|nil fields
+local function join_progress(msg, prev, now)
+  msg = tostring(msg)
+  local held, total = msg:match("holds (%d+) of (%d+) entries")
+  if not held or (prev.t and now - prev.t < 1000) then return nil end
+  local got, size = msg:match("receiving a snapshot: (%d+) of (%d+) bytes")
+  local kind = got and "snapshot" or "entries"
+  local n = tonumber(got or held)
+  local rate = prev.kind == kind and prev.t and math.floor(math.max(0, n - prev.n) * 1000 / (now - prev.t))
+  prev.t, prev.n, prev.kind = now, n, kind
+  if got then
+    return "join_receiving_snapshot", { received_bytes = n, snapshot_bytes = tonumber(size), bytes_per_s = rate or nil }
+  end
+  return "join_catching_up", { behind = math.max(0, tonumber(total) - n), entries_per_s = rate or nil }
+end
+
 local function committed_member(st, name, type_)
   local m = find(st.members, name)
   return m and (type_ == nil or m.type == type_) and st.commit_index >= (st.config_index or 0)
@@ -479,16 +505,10 @@ function Server:join(members)
   local steps = want == "active" and { "passive", "active" } or { want }
   -- Catch-up progress, as the leader's refusals to promote report it: at
   -- most one line a second.
-  local last_t, last_held
+  local progress = {}
   c.on_retry = function(msg)
-    local held, total = tostring(msg):match("holds (%d+) of (%d+) entries")
-    local now = runtime.now()
-    if not held or (last_t and now - last_t < 1000) then return end
-    held, total = tonumber(held), tonumber(total)
-    local fields = { behind = math.max(0, total - held) }
-    if last_t then fields.entries_per_s = math.floor(math.max(0, held - last_held) * 1000 / (now - last_t)) end
-    self:log("info", "join_catching_up", fields)
-    last_t, last_held = now, held
+    local event, fields = join_progress(msg, progress, runtime.now())
+    if event then self:log("info", event, fields) end
   end
   for _, step in ipairs(steps) do
     while true do
@@ -541,6 +561,6 @@ function Server:stop()
   runtime.suspend("server:stop")
 end
 
-return setmetatable({ new = new }, {
+return setmetatable({ new = new, join_progress = join_progress }, {
   __call = function(_, opts) return new(opts) end,
 })

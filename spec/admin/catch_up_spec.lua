@@ -29,6 +29,35 @@ describe("operator catch-up progress", function()
       operator.snapshot_line("n4", 1048576, 1572864, 0))
   end)
 
+  it("gives a joining server's log lines from the leader's refusals, snapshot bytes while they move", function()
+    local join_progress = require("copycat.server").join_progress
+    local prev = {}
+    local entries = "the member has not caught up with the log yet (it holds 100 of 1300 entries): retry shortly"
+    local snap = "the member has not caught up with the log yet (it holds 100 of 1300 entries; "
+      .. "it is receiving a snapshot: %d of 3600000 bytes): retry shortly"
+    local ev, f = join_progress(entries, prev, 1000)
+    assert.are.equal("join_catching_up", ev)
+    assert.are.same({ behind = 1200 }, f)
+    -- at most a line a second
+    assert.is_nil(join_progress(entries, prev, 1500))
+    -- the snapshot starts: bytes, no rate yet (a new kind of line)
+    ev, f = join_progress(snap:format(1048576), prev, 2000)
+    assert.are.equal("join_receiving_snapshot", ev)
+    assert.are.same({ received_bytes = 1048576, snapshot_bytes = 3600000 }, f)
+    ev, f = join_progress(snap:format(3145728), prev, 4000)
+    assert.are.equal("join_receiving_snapshot", ev)
+    assert.are.same({ received_bytes = 3145728, snapshot_bytes = 3600000, bytes_per_s = 1048576 }, f)
+    -- installed: entries again, counted afresh
+    ev, f = join_progress(entries:gsub("100 of 1300", "1290 of 1300"), prev, 5000)
+    assert.are.equal("join_catching_up", ev)
+    assert.are.same({ behind = 10 }, f)
+    ev, f = join_progress(entries:gsub("100 of 1300", "1300 of 1310"), prev, 6000)
+    assert.are.equal("join_catching_up", ev)
+    assert.are.same({ behind = 10, entries_per_s = 10 }, f)
+    -- other refusals say nothing
+    assert.is_nil(join_progress("not the leader", prev, 9000))
+  end)
+
   it("add shows a new member receiving the leader's snapshot, in bytes of its size", function()
     local opts = { "--snapshot-threshold", "100" }
     local c = cluster.new(4)
