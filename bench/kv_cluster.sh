@@ -48,38 +48,36 @@ ticks() { # CPU clock ticks (user + system, all threads) of the three servers
     awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null || echo 0
   done | awk '{ s += $1 } END { print s + 0 }'
 }
-fsyncs() { # "COUNT SECONDS": the log fdatasyncs of the three servers so far
+# "COUNT SECONDS STALLS" of the three servers so far, from one scrape of
+# each: their log fdatasyncs (how many, seconds in all) and the ticks of
+# their loops more than 50 ms late.
+counters() {
   for n in 1 2 3; do
     curl -s -m 5 "http://127.0.0.1:$((PORT + 2 + n))/metrics" 2>/dev/null
   done | awk '$1 == "copycat_storage_fsync_seconds_count" { c += $2 }
-    $1 == "copycat_storage_fsync_seconds_sum" { s += $2 } END { printf "%d %.6f\n", c, s }'
-}
-stalls() { # ticks more than 50 ms late so far, the three servers together
-  for n in 1 2 3; do
-    curl -s -m 5 "http://127.0.0.1:$((PORT + 2 + n))/metrics" 2>/dev/null
-  done | awk '$1 == "copycat_loop_lag_seconds_count" { c += $2 }
-    $1 == "copycat_loop_lag_seconds_bucket{le=\"0.05\"}" { b += $2 } END { print c - b }'
+    $1 == "copycat_storage_fsync_seconds_sum" { s += $2 }
+    $1 == "copycat_loop_lag_seconds_count" { l += $2 }
+    $1 == "copycat_loop_lag_seconds_bucket{le=\"0.05\"}" { b += $2 }
+    END { printf "%d %.6f %d\n", c, s, l - b }'
 }
 # One run: appends "writes/s p50 p99 server_us client_us failed
 # writes_per_fsync fsync_ms stalls" to $DIR/res.KEY.
 run() { # run KEY TASKS [PIPELINE]
   key=$1 n=$2
-  f0=$(fsyncs)
-  s0=$(stalls)
+  f0=$(counters)
   t0=$(ticks)
   BENCH_PIPELINE=${3:-0} BENCH_CPU_PIDS="self:$$" timeout $((SECS + 60)) \
     "$BIN" bench/kv_load.lua "$ADDRS" "$n" "${SECS}s" >"$DIR/load" 2>"$DIR/load.err"
   t1=$(ticks)
-  f1=$(fsyncs)
-  s1=$(stalls)
+  f1=$(counters)
   if ! grep -q '^writes/s' "$DIR/load"; then
     echo "  $key: the load client failed: $(head -c 300 "$DIR/load.err")" >&2
     return
   fi
-  awk -v t="$((t1 - t0))" -v hz="$HZ" -v f="$f0 $f1" -v st="$((s1 - s0))" '
+  awk -v t="$((t1 - t0))" -v hz="$HZ" -v f="$f0 $f1" '
     /^writes\/s/ { w = $2; p50 = $4; p99 = $7; ok = $10; fail = $12 }
     /^cpu / { c = $3; sub(/%/, "", c) }
-    END { split(f, x, " "); n = x[3] - x[1]; s = x[4] - x[2]
+    END { split(f, x, " "); n = x[4] - x[1]; s = x[5] - x[2]; st = x[6] - x[3]
       if (ok > 0) printf "%s %s %s %.1f %.1f %s %.1f %.2f %d\n", w, p50, p99, t / hz / ok * 1e6,
         c / 100 / w * 1e6, fail, (n > 0 ? 3 * ok / n : 0), (n > 0 ? s / n * 1000 : 0), st }' \
     "$DIR/load" >>"$DIR/res.$key"
