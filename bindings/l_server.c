@@ -355,6 +355,28 @@ static int sm_snapshot(void *data, const struct server_sink *out) {
 
 /* XXH3-64 of the strings the state handler returns, streamed piece by
  * piece so the pieces are not concatenated. */
+/* XXH3-64 of the bytes at stack indexes first..last taken as one string
+ * (each a string or a codec view), in *out: 0; -1 with a message pushed
+ * (a piece is not bytes); -2 (the hash state could not be made). */
+static int hash_pieces(lua_State *L, int first, int last, uint64_t *out) {
+  XXH3_state_t *st = XXH3_createState();
+  int rc = st && XXH3_64bits_reset(st) == XXH_OK ? 0 : -2;
+  for (int i = first; i <= last && rc == 0; i++) {
+    size_t n;
+    const char *p = codec_tobytes(L, i, &n);
+    if (!p) {
+      lua_pushfstring(L, "the state handler returned a %s, not bytes",
+                      luaL_typename(L, i));
+      rc = -1;
+    } else if (XXH3_64bits_update(st, p, n) != XXH_OK) {
+      rc = -2;
+    }
+  }
+  if (rc == 0) *out = XXH3_64bits_digest(st);
+  XXH3_freeState(st);
+  return rc;
+}
+
 static int sm_hash(void *data, uint64_t *out) {
   struct lserver *ls = data;
   lua_State *L = ls->L;
@@ -368,24 +390,10 @@ static int sm_hash(void *data, uint64_t *out) {
     lua_settop(L, top);
     return -1;
   }
-  XXH3_state_t *st = XXH3_createState();
-  int rc = st && XXH3_64bits_reset(st) == XXH_OK ? 0 : -1;
-  for (int i = top + 1; i <= lua_gettop(L) && rc == 0; i++) {
-    size_t n;
-    const char *p = codec_tobytes(L, i, &n);
-    if (!p) {
-      lua_pushfstring(L, "the state handler returned a %s, not bytes",
-                      luaL_typename(L, i));
-      log_failure(ls, "state_hash_failed", 0, L);
-      rc = -1;
-    } else if (XXH3_64bits_update(st, p, n) != XXH_OK) {
-      rc = -1;
-    }
-  }
-  if (rc == 0) *out = XXH3_64bits_digest(st);
-  XXH3_freeState(st);
+  int rc = hash_pieces(L, top + 1, lua_gettop(L), out);
+  if (rc == -1) log_failure(ls, "state_hash_failed", 0, L);
   lua_settop(L, top);
-  return rc;
+  return rc < 0 ? -1 : 0;
 }
 
 /* The snapshot_state handler: head, sessions, machine, from one encoding
@@ -423,17 +431,10 @@ static int sm_snapshot_hash(void *data, const struct server_sink *out,
     lua_settop(L, top);
     return -1;
   }
-  XXH3_state_t *st = XXH3_createState();
-  int rc = st && XXH3_64bits_reset(st) == XXH_OK ? 0 : -1;
-  for (int i = top + 2; i <= top + 3 && rc == 0; i++) {
-    size_t len;
-    const char *p = codec_tobytes(L, i, &len);
-    if (!p || XXH3_64bits_update(st, p, len) != XXH_OK) rc = -1;
-  }
-  if (rc == 0) *hash = XXH3_64bits_digest(st);
-  XXH3_freeState(st);
+  int rc = hash_pieces(L, top + 2, top + 3, hash);
+  if (rc == -1) log_failure(ls, "state_hash_failed", 0, L);
   lua_settop(L, top);
-  return rc;
+  return rc < 0 ? -1 : 0;
 }
 
 /* In a forked child that is about to write a snapshot: no garbage
